@@ -1,0 +1,61 @@
+# Leadflow — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PROTO_FILES := $(wildcard proto/leadflow/v1/*.proto)
+PROTOC = $(UV) run --frozen python -m grpc_tools.protoc -I proto
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## Create the environment (uv, Python deps from uv.lock)
+	@bash scripts/setup.sh
+
+.PHONY: run
+run: setup ## Migrate and start the whole mesh locally (Ctrl-C stops it)
+	@$(UV) run --frozen python -m leadflow_cli dev-run
+
+.PHONY: test
+test: setup ## Run the tests against this machine's PostgreSQL and Redis
+	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: setup proto-check ## ruff, mypy --strict and proto-check
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+
+.PHONY: fmt
+fmt: setup ## Format and autofix with ruff
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+.PHONY: proto
+proto: ## Regenerate the Python stubs (with .pyi) beside the .proto files
+	$(PROTOC) --python_out=proto --mypy_out=proto --grpc_python_out=proto --mypy_grpc_out=proto $(PROTO_FILES)
+
+.PHONY: proto-check
+proto-check: setup ## Fail when the committed stubs are stale
+	@tmp=$$(mktemp -d); \
+	$(PROTOC) --python_out=$$tmp --mypy_out=$$tmp --grpc_python_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_FILES) && \
+	for f in $$(cd $$tmp && find . -name '*_pb2*'); do \
+	  cmp -s $$tmp/$$f proto/$$f || { echo "stale generated stub: proto/$$f (run make proto)"; rm -rf $$tmp; exit 1; }; \
+	done; \
+	extra=$$(comm -13 <(cd $$tmp && find . -name '*_pb2*' | sort) <(cd proto && find . -name '*_pb2*' | sort)); \
+	rm -rf $$tmp; \
+	[ -z "$$extra" ] || { echo "generated stubs without a .proto: $$extra"; exit 1; }; \
+	echo "proto stubs are up to date"
+
+.PHONY: bench
+bench: setup ## Drive the local mesh over loopback and print throughput and latency
+	@$(UV) run --frozen python -m tests.bench
+
+.PHONY: chart-test
+chart-test: setup ## Render, lint and validate the Helm chart
+	@$(UV) run --frozen pytest charts operator -q
+
+.PHONY: clean
+clean: ## Remove the environment and local data
+	rm -rf .venv var

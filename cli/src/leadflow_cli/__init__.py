@@ -1,0 +1,1 @@
+"""leadflow_cli."""

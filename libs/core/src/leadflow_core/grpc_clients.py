@@ -1,0 +1,52 @@
+"""Channels to our own services: request id propagation, default deadlines, retries."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import grpc.aio
+
+from leadflow_core.grpc_interceptors import RequestContextClientInterceptor
+from leadflow_core.request_context import REQUEST_ID_HEADER, current_request_id
+
+# Transparent retries of UNAVAILABLE (a peer restarting) for every method; safe because our
+# mutating RPCs are idempotent by key.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+_OPTIONS = [
+    ("grpc.service_config", _SERVICE_CONFIG),
+    ("grpc.enable_retries", 1),
+    ("grpc.keepalive_time_ms", 30_000),
+]
+
+
+def channel(addr: str, default_timeout: float = 5.0) -> grpc.Channel:
+    """A blocking channel (workers, CLI, operator)."""
+    base = grpc.insecure_channel(addr, options=_OPTIONS)
+    return grpc.intercept_channel(base, RequestContextClientInterceptor(default_timeout))
+
+
+def aio_channel(addr: str) -> grpc.aio.Channel:
+    """An asyncio channel (gateway); pass `metadata=request_metadata()` and a timeout per call."""
+    return grpc.aio.insecure_channel(addr, options=_OPTIONS)
+
+
+def request_metadata() -> tuple[tuple[str, str], ...]:
+    rid = current_request_id()
+    return ((REQUEST_ID_HEADER, rid),) if rid else ()

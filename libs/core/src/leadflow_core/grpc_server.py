@@ -1,0 +1,101 @@
+"""gRPC server bootstrap: health, reflection, request context, port 0, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from leadflow_core.grpc_interceptors import RequestContextServerInterceptor
+from leadflow_core.logs import get_logger
+
+log = get_logger("leadflow.server")
+
+# Registers a servicer on a server, e.g. `lambda s: add_FooServicer_to_server(impl, s)`.
+Registration = Callable[[grpc.Server], None]
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    service_names: tuple[str, ...]
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self.service_names):
+            self.health.set(name, status)
+
+    def stop(self, grace: float) -> None:
+        # Health first, so load balancers stop sending before in-flight calls are drained.
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+
+
+def create_server(
+    addr: str,
+    registrations: Iterable[Registration],
+    service_names: Iterable[str],
+    max_workers: int = 32,
+) -> RunningServer:
+    """Start a server on `addr` ("host:0" picks a free port) and return it with its port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=[RequestContextServerInterceptor()],
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+    )
+    for register in registrations:
+        register(server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = tuple(service_names)
+    reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(addr)
+    if port == 0:
+        raise RuntimeError(f"could not bind {addr}")
+    server.start()
+    running = RunningServer(server=server, port=port, health=health_servicer, service_names=names)
+    running.set_serving(True)
+    return running
+
+
+def write_port_file(path: str, port: int) -> None:
+    """Atomically publish the bound port so a supervisor or test can find the server."""
+    if not path:
+        return
+    target = Path(path)
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(str(port))
+    os.replace(tmp, target)
+
+
+def serve_until_signal(
+    running: RunningServer, grace: float, on_stop: Callable[[], None] | None = None
+) -> None:
+    """Block until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = threading.Event()
+
+    def _handler(signum: int, _: FrameType | None) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    log.info("serving", port=running.port, services=list(running.service_names))
+    stop.wait()
+    running.stop(grace)
+    if on_stop is not None:
+        on_stop()
+    log.info("stopped")

@@ -1,0 +1,42 @@
+"""Masking and hashing of phone numbers and emails: none ever reaches a log in clear."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+# Seven or more digits, optionally with +, spaces, dots, dashes or brackets between them.
+_PHONE = re.compile(r"\+?\d[\d\s().\-]{5,}\d")
+
+
+def subject_hash(value: str, key: str) -> str:
+    """Stable keyed hash of a phone or email, for correlating without revealing it."""
+    digest = hmac.new(key.encode(), value.strip().lower().encode(), hashlib.sha256).hexdigest()
+    return digest[:16]
+
+
+def mask_phone(e164: str) -> str:
+    """+13055550123 -> +1******0123."""
+    if len(e164) <= 4:
+        return "*" * len(e164)
+    head = 2 if e164.startswith("+") else 0
+    return e164[:head] + "*" * (len(e164) - head - 4) + e164[-4:]
+
+
+def mask_email(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return (local[:1] + "***@" + domain) if domain else "***"
+
+
+def _mask_phone_match(m: re.Match[str]) -> str:
+    digits = sum(c.isdigit() for c in m.group(0))
+    # Short runs (dates, amounts) are left alone; anything phone-length is masked.
+    return mask_phone(m.group(0)) if digits >= 7 else m.group(0)
+
+
+def scrub(text: str) -> str:
+    """Mask every email and phone-like digit run in free text."""
+    text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    return _PHONE.sub(_mask_phone_match, text)

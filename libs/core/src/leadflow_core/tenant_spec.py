@@ -1,0 +1,175 @@
+"""The `Tenant` resource's spec (the Kubernetes shape of DESIGN.md) and its mapping to the proto.
+
+The `leadflow` CLI and the kopf operator both apply tenants through this one mapping, so a YAML
+that works with `kubectl apply` works with `leadflow tenant apply` too.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from leadflow.v1 import lead_pb2, tenant_pb2
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+SOURCE_NAMES = ("meta", "hubspot", "salesforce", "zapier", "marketo", "google", "form", "api", "calls")
+FEATURES = ("auto_dial", "ai_enrichment", "crm_sync")
+URGENCY_VALUES = {
+    "emergency": lead_pb2.URGENCY_EMERGENCY,
+    "high": lead_pb2.URGENCY_HIGH,
+    "medium": lead_pb2.URGENCY_MEDIUM,
+    "low": lead_pb2.URGENCY_LOW,
+}
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Limits(_Spec):
+    calls_per_minute: int = Field(10, ge=0, le=100_000, alias="callsPerMinute")
+    calls_per_hour: int = Field(100, ge=0, le=1_000_000, alias="callsPerHour")
+    calls_per_day: int = Field(1000, ge=0, le=10_000_000, alias="callsPerDay")
+    concurrent_calls: int = Field(5, ge=0, le=10_000, alias="concurrentCalls")
+    priority_boost_percent: int = Field(20, ge=0, le=100, alias="priorityBoostPercent")
+
+
+class Budget(_Spec):
+    daily_usd: str = Field("100.00", alias="dailyUsd")
+
+    @field_validator("daily_usd")
+    @classmethod
+    def _decimal(cls, v: str) -> str:
+        try:
+            d = Decimal(v)
+        except InvalidOperation as err:
+            raise ValueError("dailyUsd must be a decimal number of dollars, e.g. '100.00'") from err
+        if d < 0 or not d.is_finite():
+            raise ValueError("dailyUsd must not be negative")
+        return f"{d:.2f}"
+
+
+class SecretRef(_Spec):
+    name: str
+    # One key: it becomes the source's main secret. No key: every key of the Secret is used.
+    key: str | None = None
+
+
+class Source(_Spec):
+    enabled: bool = True
+    secret_ref: SecretRef | None = Field(None, alias="secretRef")
+    # Non-secret settings (allowed org ids, allowed origins, header names ...).
+    options: dict[str, str] = Field(default_factory=dict)
+    field_map: dict[str, str] = Field(default_factory=dict, alias="fieldMap")
+
+
+class UrgencyRule(_Spec):
+    pattern: str
+    urgency: Literal["emergency", "high", "medium", "low"]
+
+
+class Policy(_Spec):
+    default_region: str = Field("US", alias="defaultRegion", min_length=2, max_length=2)
+    consent_expiry_days: int = Field(0, ge=0, le=3650, alias="consentExpiryDays")
+    window_start: str = Field("", alias="windowStart", pattern=r"^$|^([01]\d|2[0-3]):[0-5]\d$")
+    window_end: str = Field("", alias="windowEnd", pattern=r"^$|^([01]\d|2[0-4]):[0-5]\d$")
+    fallback_timezone: str = Field("", alias="fallbackTimezone")
+    urgency_rules: list[UrgencyRule] = Field(default_factory=list, alias="urgencyRules")
+    dial_delay_seconds: dict[Literal["emergency", "high", "medium", "low"], int] = Field(
+        default_factory=dict, alias="dialDelaySeconds"
+    )
+    max_dial_attempts: int = Field(3, ge=1, le=20, alias="maxDialAttempts")
+    retry_backoff_seconds: int = Field(600, ge=0, le=86_400, alias="retryBackoffSeconds")
+
+
+class Plan(_Spec):
+    name: str = "standard"
+    features: list[Literal["auto_dial", "ai_enrichment", "crm_sync"]] = Field(
+        default_factory=lambda: ["auto_dial", "ai_enrichment", "crm_sync"]
+    )
+
+
+class TenantSpec(_Spec):
+    display_name: str = Field("", alias="displayName", max_length=200)
+    paused: bool = False
+    limits: Limits = Field(default_factory=Limits)  # type: ignore[arg-type]
+    budget: Budget = Field(default_factory=Budget)  # type: ignore[arg-type]
+    sources: dict[str, Source] = Field(default_factory=dict)
+    policy: Policy = Field(default_factory=Policy)  # type: ignore[arg-type]
+    plan: Plan = Field(default_factory=Plan)
+    providers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, v: dict[str, Source]) -> dict[str, Source]:
+        unknown = sorted(set(v) - set(SOURCE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}; known: {list(SOURCE_NAMES)}")
+        return v
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise ValueError(f"tenant name {name!r} must be a DNS-1123 label (lower-case letters, digits, '-')")
+    return name
+
+
+def snake(key: str) -> str:
+    """appSecret -> app_secret, so Secret keys in either style name the same secret."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def to_proto(name: str, spec: TenantSpec, secrets: dict[str, dict[str, str]] | None = None) -> tenant_pb2.Tenant:
+    """Build the Tenant message; `secrets` maps a source name to its resolved secret values."""
+    validate_name(name)
+    secrets = secrets or {}
+    tenant = tenant_pb2.Tenant(
+        name=name,
+        display_name=spec.display_name or name,
+        paused=spec.paused,
+        active=True,
+        limits=tenant_pb2.TenantLimits(
+            calls_per_minute=spec.limits.calls_per_minute,
+            calls_per_hour=spec.limits.calls_per_hour,
+            calls_per_day=spec.limits.calls_per_day,
+            concurrent_calls=spec.limits.concurrent_calls,
+            priority_boost_percent=spec.limits.priority_boost_percent,
+        ),
+        budget=tenant_pb2.TenantBudget(daily_usd=spec.budget.daily_usd),
+        policy=tenant_pb2.TenantPolicy(
+            default_region=spec.policy.default_region.upper(),
+            consent_expiry_days=spec.policy.consent_expiry_days,
+            window_start=spec.policy.window_start,
+            window_end=spec.policy.window_end,
+            fallback_timezone=spec.policy.fallback_timezone,
+            urgency_rules=[
+                tenant_pb2.UrgencyRule(pattern=r.pattern, urgency=URGENCY_VALUES[r.urgency])
+                for r in spec.policy.urgency_rules
+            ],
+            dial_delay_seconds={str(k): v for k, v in spec.policy.dial_delay_seconds.items()},
+            max_dial_attempts=spec.policy.max_dial_attempts,
+            retry_backoff_seconds=spec.policy.retry_backoff_seconds,
+        ),
+        plan=tenant_pb2.TenantPlan(name=spec.plan.name, features=list(spec.plan.features)),
+        providers=dict(spec.providers),
+    )
+    for source_name, source in spec.sources.items():
+        if not source.enabled:
+            continue
+        cfg = tenant.sources[source_name]
+        cfg.options.update(source.options)
+        cfg.field_map.update(source.field_map)
+        cfg.secrets.update({snake(k): v for k, v in secrets.get(source_name, {}).items()})
+    return tenant
+
+
+def resolve_secret_ref(ref: SecretRef, secret_data: dict[str, str]) -> dict[str, str]:
+    """The values a source gets from its Secret: one key as `secret`, or every key."""
+    if ref.key is not None:
+        if ref.key not in secret_data:
+            raise KeyError(f"secret {ref.name!r} has no key {ref.key!r}")
+        return {ref.key: secret_data[ref.key], "secret": secret_data[ref.key]}
+    return dict(secret_data)
