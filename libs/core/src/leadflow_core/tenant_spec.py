@@ -16,7 +16,8 @@ from leadflow.v1 import lead_pb2, tenant_pb2
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 SOURCE_NAMES = ("meta", "hubspot", "salesforce", "zapier", "marketo", "google", "form", "api", "calls")
-FEATURES = ("auto_dial", "ai_enrichment", "crm_sync")
+Feature = Literal["auto_dial", "ai_enrichment", "crm_sync"]
+FEATURES: tuple[Feature, ...] = ("auto_dial", "ai_enrichment", "crm_sync")
 URGENCY_VALUES = {
     "emergency": lead_pb2.URGENCY_EMERGENCY,
     "high": lead_pb2.URGENCY_HIGH,
@@ -87,9 +88,7 @@ class Policy(_Spec):
 
 class Plan(_Spec):
     name: str = "standard"
-    features: list[Literal["auto_dial", "ai_enrichment", "crm_sync"]] = Field(
-        default_factory=lambda: ["auto_dial", "ai_enrichment", "crm_sync"]
-    )
+    features: list[Feature] = Field(default_factory=lambda: list(FEATURES))
 
 
 class TenantSpec(_Spec):
