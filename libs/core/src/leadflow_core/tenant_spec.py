@@ -121,7 +121,9 @@ def snake(key: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
 
-def to_proto(name: str, spec: TenantSpec, secrets: dict[str, dict[str, str]] | None = None) -> tenant_pb2.Tenant:
+def to_proto(
+    name: str, spec: TenantSpec, secrets: dict[str, dict[str, str]] | None = None
+) -> tenant_pb2.Tenant:
     """Build the Tenant message; `secrets` maps a source name to its resolved secret values."""
     validate_name(name)
     secrets = secrets or {}
