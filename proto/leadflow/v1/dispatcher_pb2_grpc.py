@@ -76,6 +76,11 @@ class DispatcherServiceStub:
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusResponse.FromString,
                 _registered_method=True)
+        self.RecordDeadLetter = channel.unary_unary(
+                '/leadflow.v1.DispatcherService/RecordDeadLetter',
+                request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.DeadLetter.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.DeadLetter.FromString,
+                _registered_method=True)
         self.ListDeadLetters = channel.unary_unary(
                 '/leadflow.v1.DispatcherService/ListDeadLetters',
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.ListDeadLettersRequest.SerializeToString,
@@ -162,6 +167,13 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordDeadLetter(self, request, context):
+        """A worker gave up on a job after its last retry (or at once, for errors that cannot heal).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDeadLetters(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -234,6 +246,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.RecordCallStatus,
                     request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusResponse.SerializeToString,
+            ),
+            'RecordDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordDeadLetter,
+                    request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.DeadLetter.FromString,
+                    response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.DeadLetter.SerializeToString,
             ),
             'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeadLetters,
@@ -479,6 +496,33 @@ class DispatcherService:
             '/leadflow.v1.DispatcherService/RecordCallStatus',
             leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusRequest.SerializeToString,
             leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.DispatcherService/RecordDeadLetter',
+            leadflow_dot_v1_dot_dispatcher__pb2.DeadLetter.SerializeToString,
+            leadflow_dot_v1_dot_dispatcher__pb2.DeadLetter.FromString,
             options,
             channel_credentials,
             insecure,

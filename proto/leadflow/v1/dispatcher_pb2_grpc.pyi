@@ -49,6 +49,8 @@ class DispatcherServiceStub:
     """A dial was refused at the final gate: keep the lead and dial it when allowed."""
     RecordCallStatus: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordCallStatusRequest, _dispatcher_pb2.RecordCallStatusResponse]
     """Dialer status callbacks (Twilio format, already verified by the gateway)."""
+    RecordDeadLetter: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.DeadLetter, _dispatcher_pb2.DeadLetter]
+    """A worker gave up on a job after its last retry (or at once, for errors that cannot heal)."""
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ListDeadLettersRequest, _dispatcher_pb2.ListDeadLettersResponse]
     GetDeadLetter: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetDeadLetterRequest, _dispatcher_pb2.DeadLetter]
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ReplayDeadLettersRequest, _dispatcher_pb2.ReplayDeadLettersResponse]
@@ -76,6 +78,8 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """A dial was refused at the final gate: keep the lead and dial it when allowed."""
     RecordCallStatus: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordCallStatusRequest, _dispatcher_pb2.RecordCallStatusResponse]  # type: ignore[assignment]
     """Dialer status callbacks (Twilio format, already verified by the gateway)."""
+    RecordDeadLetter: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.DeadLetter, _dispatcher_pb2.DeadLetter]  # type: ignore[assignment]
+    """A worker gave up on a job after its last retry (or at once, for errors that cannot heal)."""
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ListDeadLettersRequest, _dispatcher_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
     GetDeadLetter: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetDeadLetterRequest, _dispatcher_pb2.DeadLetter]  # type: ignore[assignment]
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ReplayDeadLettersRequest, _dispatcher_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
@@ -148,6 +152,14 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.RecordCallStatusResponse, _abc.Awaitable[_dispatcher_pb2.RecordCallStatusResponse]]:
         """Dialer status callbacks (Twilio format, already verified by the gateway)."""
+
+    @_abc_1.abstractmethod
+    def RecordDeadLetter(
+        self,
+        request: _dispatcher_pb2.DeadLetter,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.DeadLetter, _abc.Awaitable[_dispatcher_pb2.DeadLetter]]:
+        """A worker gave up on a job after its last retry (or at once, for errors that cannot heal)."""
 
     @_abc_1.abstractmethod
     def ListDeadLetters(
