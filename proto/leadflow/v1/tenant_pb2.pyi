@@ -340,6 +340,27 @@ class Tenant(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class ProviderConfigsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___SourceConfig: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___SourceConfig | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
@@ -353,6 +374,7 @@ class Tenant(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    PROVIDER_CONFIGS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """DNS-1123 name, the same as the Kubernetes resource's metadata.name."""
     display_name: _builtins.str
@@ -375,12 +397,18 @@ class Tenant(_message.Message):
     def plan(self) -> Global___TenantPlan: ...
     @_builtins.property
     def providers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Providers chosen for this tenant ("crm" -> "local" | "salesforce" | "hubspot", ...)."""
+        """Providers chosen for this tenant ("crm" -> "local" | "salesforce" | "hubspot",
+        "dialer" -> "simulator" | "twilio", "llm" -> "rules" | "openai").
+        """
 
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def provider_configs(self) -> _containers.MessageMap[_builtins.str, Global___SourceConfig]:
+        """Provider kind ("crm", "dialer", "llm") -> its credentials (write-only) and options."""
+
     def __init__(
         self,
         *,
@@ -397,10 +425,11 @@ class Tenant(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         revision: _builtins.int = ...,
+        provider_configs: _abc.Mapping[_builtins.str, Global___SourceConfig] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "created_at", b"created_at", "limits", b"limits", "plan", b"plan", "policy", b"policy", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "budget", b"budget", "created_at", b"created_at", "display_name", b"display_name", "limits", b"limits", "name", b"name", "paused", b"paused", "plan", b"plan", "policy", b"policy", "providers", b"providers", "revision", b"revision", "sources", b"sources", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "budget", b"budget", "created_at", b"created_at", "display_name", b"display_name", "limits", b"limits", "name", b"name", "paused", b"paused", "plan", b"plan", "policy", b"policy", "provider_configs", b"provider_configs", "providers", b"providers", "revision", b"revision", "sources", b"sources", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

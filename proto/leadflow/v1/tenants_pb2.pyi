@@ -422,3 +422,64 @@ class GetSourceConfigResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSourceConfigResponse: _TypeAlias = GetSourceConfigResponse  # noqa: Y015
+
+@_typing.final
+class GetProviderConfigRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    kind: _builtins.str
+    """"crm", "dialer", "llm"."""
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        kind: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProviderConfigRequest: _TypeAlias = GetProviderConfigRequest  # noqa: Y015
+
+@_typing.final
+class GetProviderConfigResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    TENANT_ACTIVE_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    PLAN_FEATURES_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """Provider name ("local", "salesforce", ...); empty means the deployment's default."""
+    tenant_active: _builtins.bool
+    paused: _builtins.bool
+    @_builtins.property
+    def config(self) -> _tenant_pb2.SourceConfig: ...
+    @_builtins.property
+    def policy(self) -> _tenant_pb2.TenantPolicy: ...
+    @_builtins.property
+    def plan_features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        config: _tenant_pb2.SourceConfig | None = ...,
+        policy: _tenant_pb2.TenantPolicy | None = ...,
+        tenant_active: _builtins.bool = ...,
+        paused: _builtins.bool = ...,
+        plan_features: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "paused", b"paused", "plan_features", b"plan_features", "policy", b"policy", "provider", b"provider", "tenant_active", b"tenant_active"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProviderConfigResponse: _TypeAlias = GetProviderConfigResponse  # noqa: Y015

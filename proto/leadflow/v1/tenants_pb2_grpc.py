@@ -81,6 +81,11 @@ class TenantAdminServiceStub:
                 request_serializer=leadflow_dot_v1_dot_tenants__pb2.GetSourceConfigRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_tenants__pb2.GetSourceConfigResponse.FromString,
                 _registered_method=True)
+        self.GetProviderConfig = channel.unary_unary(
+                '/leadflow.v1.TenantAdminService/GetProviderConfig',
+                request_serializer=leadflow_dot_v1_dot_tenants__pb2.GetProviderConfigRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_tenants__pb2.GetProviderConfigResponse.FromString,
+                _registered_method=True)
 
 
 class TenantAdminServiceServicer:
@@ -147,6 +152,13 @@ class TenantAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProviderConfig(self, request, context):
+        """Internal: which provider a tenant uses for "crm", "dialer" or "llm", with its credentials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TenantAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +206,11 @@ def add_TenantAdminServiceServicer_to_server(servicer, server):
                     servicer.GetSourceConfig,
                     request_deserializer=leadflow_dot_v1_dot_tenants__pb2.GetSourceConfigRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_tenants__pb2.GetSourceConfigResponse.SerializeToString,
+            ),
+            'GetProviderConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProviderConfig,
+                    request_deserializer=leadflow_dot_v1_dot_tenants__pb2.GetProviderConfigRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_tenants__pb2.GetProviderConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -441,6 +458,33 @@ class TenantAdminService:
             '/leadflow.v1.TenantAdminService/GetSourceConfig',
             leadflow_dot_v1_dot_tenants__pb2.GetSourceConfigRequest.SerializeToString,
             leadflow_dot_v1_dot_tenants__pb2.GetSourceConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProviderConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.TenantAdminService/GetProviderConfig',
+            leadflow_dot_v1_dot_tenants__pb2.GetProviderConfigRequest.SerializeToString,
+            leadflow_dot_v1_dot_tenants__pb2.GetProviderConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,8 @@ class TenantAdminServiceStub:
     """Which tenant does this bearer key belong to? NOT_FOUND / UNAUTHENTICATED otherwise."""
     GetSourceConfig: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.GetSourceConfigRequest, _tenants_pb2.GetSourceConfigResponse]
     """Internal: a source's full configuration, secrets included, for the gateway's checks."""
+    GetProviderConfig: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.GetProviderConfigRequest, _tenants_pb2.GetProviderConfigResponse]
+    """Internal: which provider a tenant uses for "crm", "dialer" or "llm", with its credentials."""
 
 @_typing.type_check_only
 class TenantAdminServiceAsyncStub(TenantAdminServiceStub):
@@ -71,6 +73,8 @@ class TenantAdminServiceAsyncStub(TenantAdminServiceStub):
     """Which tenant does this bearer key belong to? NOT_FOUND / UNAUTHENTICATED otherwise."""
     GetSourceConfig: _aio.UnaryUnaryMultiCallable[_tenants_pb2.GetSourceConfigRequest, _tenants_pb2.GetSourceConfigResponse]  # type: ignore[assignment]
     """Internal: a source's full configuration, secrets included, for the gateway's checks."""
+    GetProviderConfig: _aio.UnaryUnaryMultiCallable[_tenants_pb2.GetProviderConfigRequest, _tenants_pb2.GetProviderConfigResponse]  # type: ignore[assignment]
+    """Internal: which provider a tenant uses for "crm", "dialer" or "llm", with its credentials."""
 
 class TenantAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Tenant administration, served by compliance (the one source of truth for tenants).
@@ -144,5 +148,13 @@ class TenantAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tenants_pb2.GetSourceConfigResponse, _abc.Awaitable[_tenants_pb2.GetSourceConfigResponse]]:
         """Internal: a source's full configuration, secrets included, for the gateway's checks."""
+
+    @_abc_1.abstractmethod
+    def GetProviderConfig(
+        self,
+        request: _tenants_pb2.GetProviderConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tenants_pb2.GetProviderConfigResponse, _abc.Awaitable[_tenants_pb2.GetProviderConfigResponse]]:
+        """Internal: which provider a tenant uses for "crm", "dialer" or "llm", with its credentials."""
 
 def add_TenantAdminServiceServicer_to_server(servicer: TenantAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -91,6 +91,13 @@ class Plan(_Spec):
     features: list[Feature] = Field(default_factory=lambda: list(FEATURES))
 
 
+class Provider(_Spec):
+    # "local" | "salesforce" | "hubspot" (crm), "simulator" | "twilio" (dialer), "rules" | "openai" (llm).
+    type: str
+    secret_ref: SecretRef | None = Field(None, alias="secretRef")
+    options: dict[str, str] = Field(default_factory=dict)
+
+
 class TenantSpec(_Spec):
     display_name: str = Field("", alias="displayName", max_length=200)
     paused: bool = False
@@ -99,7 +106,7 @@ class TenantSpec(_Spec):
     sources: dict[str, Source] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)  # type: ignore[arg-type]
     plan: Plan = Field(default_factory=Plan)
-    providers: dict[str, str] = Field(default_factory=dict)
+    providers: dict[Literal["crm", "dialer", "llm"], Provider] = Field(default_factory=dict)
 
     @field_validator("sources")
     @classmethod
@@ -124,7 +131,10 @@ def snake(key: str) -> str:
 def to_proto(
     name: str, spec: TenantSpec, secrets: dict[str, dict[str, str]] | None = None
 ) -> tenant_pb2.Tenant:
-    """Build the Tenant message; `secrets` maps a source name to its resolved secret values."""
+    """Build the Tenant message.
+
+    `secrets` maps a source name (or "provider:<kind>") to the values its secretRef resolved to.
+    """
     validate_name(name)
     secrets = secrets or {}
     tenant = tenant_pb2.Tenant(
@@ -155,8 +165,12 @@ def to_proto(
             retry_backoff_seconds=spec.policy.retry_backoff_seconds,
         ),
         plan=tenant_pb2.TenantPlan(name=spec.plan.name, features=list(spec.plan.features)),
-        providers=dict(spec.providers),
+        providers={kind: p.type for kind, p in spec.providers.items()},
     )
+    for kind, provider in spec.providers.items():
+        pcfg = tenant.provider_configs[kind]
+        pcfg.options.update(provider.options)
+        pcfg.secrets.update({snake(k): v for k, v in secrets.get(f"provider:{kind}", {}).items()})
     for source_name, source in spec.sources.items():
         if not source.enabled:
             continue
