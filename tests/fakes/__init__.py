@@ -1,0 +1,1 @@
+"""Local HTTP servers speaking third-party vendors documented wire formats."""
