@@ -1,7 +1,7 @@
 # Leadflow — `make help` lists the targets.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV := bash scripts/uv.sh
 PROTO_FILES := $(wildcard proto/leadflow/v1/*.proto)
 PROTOC = $(UV) run --frozen python -m grpc_tools.protoc -I proto
 
