@@ -1,0 +1,109 @@
+"""The whole mesh as real processes: compliance, dispatcher, workers and gateway on port 0."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from leadflow.v1 import compliance_pb2_grpc, dispatcher_pb2_grpc, tenants_pb2, tenants_pb2_grpc
+from leadflow_core.grpc_clients import channel
+from leadflow_core.tenant_spec import TenantSpec, to_proto
+from leadflow_core.testing import ServiceProcess, service_env
+
+
+@dataclass
+class Mesh:
+    database_url: str
+    redis_url: str
+    redis_prefix: str
+    workdir: Path
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    channels: list[grpc.Channel] = field(default_factory=list)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.processes['gateway'].port}"
+
+    def _channel(self, name: str) -> grpc.Channel:
+        ch = channel(self.processes[name].addr, default_timeout=10.0)
+        self.channels.append(ch)
+        return ch
+
+    def tenant_admin(self) -> tenants_pb2_grpc.TenantAdminServiceStub:
+        return tenants_pb2_grpc.TenantAdminServiceStub(self._channel("compliance"))
+
+    def compliance(self) -> compliance_pb2_grpc.ComplianceServiceStub:
+        return compliance_pb2_grpc.ComplianceServiceStub(self._channel("compliance"))
+
+    def dispatcher(self) -> dispatcher_pb2_grpc.DispatcherServiceStub:
+        return dispatcher_pb2_grpc.DispatcherServiceStub(self._channel("dispatcher"))
+
+    def apply_tenant(self, name: str, spec: dict[str, object], secrets: dict[str, dict[str, str]]) -> str:
+        """Create a tenant and return its first API key."""
+        tenant = to_proto(name, TenantSpec.model_validate(spec), secrets)
+        reply = self.tenant_admin().ApplyTenant(tenants_pb2.ApplyTenantRequest(tenant=tenant, issue_api_key=True))
+        assert reply.api_key, "a new tenant must get an API key"
+        return reply.api_key
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n}\n{p.tail(200)}" for n, p in self.processes.items())
+
+
+@contextmanager
+def running_mesh(
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Mesh]:
+    env = service_env(database_url, redis_url, redis_prefix, extra_env)
+    mesh = Mesh(database_url, redis_url, redis_prefix, workdir)
+    py = sys.executable
+
+    def start(name: str, module: str, more: dict[str, str], wait_port: bool = True) -> ServiceProcess:
+        proc = ServiceProcess(name, [py, "-m", module], {**env, **more}, workdir)
+        mesh.processes[name] = proc
+        return proc.start(wait_port=wait_port)
+
+    try:
+        compliance = start("compliance", "leadflow_compliance", {"LEADFLOW_COMPLIANCE_ADDR": "127.0.0.1:0"})
+        dispatcher = start(
+            "dispatcher",
+            "leadflow_dispatcher",
+            {
+                "LEADFLOW_COMPLIANCE_ADDR": compliance.addr,
+                "LEADFLOW_DISPATCHER_ADDR": "127.0.0.1:0",
+                "LEADFLOW_DISPATCHER_METRICS_ADDR": "127.0.0.1:0",
+            },
+        )
+        gateway = start(
+            "gateway",
+            "leadflow_gateway",
+            {
+                "LEADFLOW_COMPLIANCE_ADDR": compliance.addr,
+                "LEADFLOW_DISPATCHER_ADDR": dispatcher.addr,
+                "LEADFLOW_GATEWAY_ADDR": "127.0.0.1:0",
+            },
+        )
+        start(
+            "workers",
+            "leadflow_enrichment",
+            {
+                "LEADFLOW_COMPLIANCE_ADDR": compliance.addr,
+                "LEADFLOW_DISPATCHER_ADDR": dispatcher.addr,
+                "LEADFLOW_PUBLIC_BASE_URL": f"http://127.0.0.1:{gateway.port}",
+            },
+            wait_port=False,
+        )
+        yield mesh
+    finally:
+        for ch in mesh.channels:
+            ch.close()
+        for proc in reversed(list(mesh.processes.values())):
+            proc.stop()
