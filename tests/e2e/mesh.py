@@ -46,7 +46,9 @@ class Mesh:
     def apply_tenant(self, name: str, spec: dict[str, object], secrets: dict[str, dict[str, str]]) -> str:
         """Create a tenant and return its first API key."""
         tenant = to_proto(name, TenantSpec.model_validate(spec), secrets)
-        reply = self.tenant_admin().ApplyTenant(tenants_pb2.ApplyTenantRequest(tenant=tenant, issue_api_key=True))
+        reply = self.tenant_admin().ApplyTenant(
+            tenants_pb2.ApplyTenantRequest(tenant=tenant, issue_api_key=True)
+        )
         assert reply.api_key, "a new tenant must get an API key"
         return reply.api_key
 
