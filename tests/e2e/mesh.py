@@ -24,6 +24,7 @@ class Mesh:
     workdir: Path
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     channels: list[grpc.Channel] = field(default_factory=list)
+    api_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def gateway_url(self) -> str:
@@ -50,6 +51,7 @@ class Mesh:
             tenants_pb2.ApplyTenantRequest(tenant=tenant, issue_api_key=True)
         )
         assert reply.api_key, "a new tenant must get an API key"
+        self.api_keys[name] = reply.api_key
         return reply.api_key
 
     def logs(self) -> str:
