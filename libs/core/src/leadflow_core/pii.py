@@ -7,8 +7,10 @@ import hmac
 import re
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
-# Seven or more digits, optionally with +, spaces, dots, dashes or brackets between them.
-_PHONE = re.compile(r"\+?\d[\d\s().\-]{5,}\d")
+# Seven or more digits, optionally with +, spaces, dots, dashes or brackets between them, not
+# glued to letters (ids, hashes) and not an ISO date.
+_PHONE = re.compile(r"(?<![\w/\-])\+?\(?\d[\d\s().\-]{5,}\d(?![\w\-])")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def subject_hash(value: str, key: str) -> str:
@@ -31,6 +33,8 @@ def mask_email(email: str) -> str:
 
 
 def _mask_phone_match(m: re.Match[str]) -> str:
+    if _ISO_DATE.match(m.group(0)):
+        return m.group(0)
     digits = sum(c.isdigit() for c in m.group(0))
     # Short runs (dates, amounts) are left alone; anything phone-length is masked.
     return mask_phone(m.group(0)) if digits >= 7 else m.group(0)

@@ -1,0 +1,63 @@
+"""No phone number or email reaches a log in clear."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from leadflow_core import logs
+from leadflow_core.pii import mask_email, mask_phone, scrub, subject_hash
+from leadflow_core.request_context import bound
+
+
+def test_masks_keep_only_what_a_person_needs() -> None:
+    assert mask_phone("+13055550123") == "+1******0123"
+    assert mask_email("ada@example.com") == "a***@example.com"
+
+
+def test_scrub_masks_phones_and_emails_in_free_text_but_not_short_numbers() -> None:
+    text = "call (305) 555-0123 or +1 212 555 0143, mail Ada.L@Example.com; order 12345 on 2026-11-23"
+    out = scrub(text)
+    assert "555-0123" not in out
+    assert "212 555 0143" not in out
+    assert "Ada.L@Example.com" not in out
+    assert "12345" in out
+    assert "2026-11-23" in out
+
+
+@given(st.from_regex(r"\+1[2-9]\d{2}[2-9]\d{6}", fullmatch=True))
+def test_scrub_never_lets_an_e164_number_through(number: str) -> None:
+    assert number not in scrub(f"dialing {number} now")
+
+
+def test_subject_hash_is_keyed_and_stable() -> None:
+    a = subject_hash("+13055550123", "k1")
+    assert a == subject_hash(" +13055550123 ", "k1")
+    assert a != subject_hash("+13055550123", "k2")
+
+
+def test_json_logs_carry_the_request_id_and_no_pii() -> None:
+    logs.configure("test")
+    stream = io.StringIO()
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    with bound("req-123", tenant="acme"):
+        logs.get_logger("t").info("lead_received", phone="+13055550123", note="from ada@example.com")
+        logging.getLogger("thirdparty").warning("raw %s", "+12125550143")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["request_id"] == "req-123"
+    assert lines[0]["tenant"] == "acme"
+    assert lines[0]["event"] == "lead_received"
+    dumped = stream.getvalue()
+    for secret in ("+13055550123", "ada@example.com", "+12125550143"):
+        assert secret not in dumped
+
+
+def test_ids_and_timestamps_stay_readable() -> None:
+    ids = "lead 1f2e3d4c5b6a7988112233445566778a at 2026-11-23T10:00:00+00:00 attempt 12345678-abcd"
+    assert scrub(ids) == ids
