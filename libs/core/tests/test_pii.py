@@ -59,5 +59,10 @@ def test_json_logs_carry_the_request_id_and_no_pii() -> None:
 
 
 def test_ids_and_timestamps_stay_readable() -> None:
-    ids = "lead 1f2e3d4c5b6a7988112233445566778a at 2026-11-23T10:00:00+00:00 attempt 12345678-abcd"
+    ids = (
+        "lead 1f2e3d4c5b6a7988112233445566778a at 2026-11-23T10:00:00+00:00 attempt 12345678-abcd"
+        " now 2026-11-24T16:00:07.907885+00:00 then tel:+13055550123"
+    )
+    assert scrub(ids) == ids.replace("+13055550123", "+1******0123")
+    ids = ids.split(" then")[0]
     assert scrub(ids) == ids

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from leadflow_core import clock
 from leadflow_core.pii import scrub
 from leadflow_core.request_context import request_id_var, tenant_var
 
@@ -70,6 +71,10 @@ def configure(service: str, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     structlog.contextvars.bind_contextvars(service=service)
+    if clock.offset():
+        get_logger("leadflow.clock").warning(
+            "clock_shifted", offset_seconds=clock.offset().total_seconds(), now=clock.now().isoformat()
+        )
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

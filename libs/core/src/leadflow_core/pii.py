@@ -11,6 +11,8 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 # glued to letters (ids, hashes) and not an ISO date.
 _PHONE = re.compile(r"(?<![\w/\-])\+?\(?\d[\d\s().\-]{5,}\d(?![\w\-])")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# ISO timestamps are kept whole: their digit runs look like phone numbers.
+_ISO_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")
 
 
 def subject_hash(value: str, key: str) -> str:
@@ -43,4 +45,11 @@ def _mask_phone_match(m: re.Match[str]) -> str:
 def scrub(text: str) -> str:
     """Mask every email and phone-like digit run in free text."""
     text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
-    return _PHONE.sub(_mask_phone_match, text)
+    out: list[str] = []
+    last = 0
+    for ts in _ISO_TIMESTAMP.finditer(text):
+        out.append(_PHONE.sub(_mask_phone_match, text[last : ts.start()]))
+        out.append(ts.group(0))
+        last = ts.end()
+    out.append(_PHONE.sub(_mask_phone_match, text[last:]))
+    return "".join(out)

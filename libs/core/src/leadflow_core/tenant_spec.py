@@ -48,7 +48,7 @@ class Budget(_Spec):
             d = Decimal(v)
         except InvalidOperation as err:
             raise ValueError("dailyUsd must be a decimal number of dollars, e.g. '100.00'") from err
-        if d < 0 or not d.is_finite():
+        if not d.is_finite() or d < 0:  # NaN cannot be compared
             raise ValueError("dailyUsd must not be negative")
         return f"{d:.2f}"
 

@@ -6,9 +6,12 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from leadflow_core import clock
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The service clock (see leadflow_core.clock): UTC now, shifted only in drills and tests."""
+    return clock.now()
 
 
 def to_proto(dt: datetime | None) -> Timestamp:
