@@ -65,13 +65,13 @@ BENCH_TENANT_SPEC = tenant_spec(
 
 
 def lead_body(
-    i: int, tag: str = "t", *, consent: bool = True, phone: str = NY_PHONE, **extra: Any
+    i: int, tag: str = "t", *, consent: bool = True, phone: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     """A direct-API lead. Distinct `i` values are distinct people (their own phone and email)."""
     body: dict[str, Any] = {
         "first_name": "Ada",
         "last_name": f"Lovelace{i}",
-        "phone": phone if i == 0 else f"+1212555{(1000 + i) % 10000:04d}",
+        "phone": phone or (NY_PHONE if i == 0 else f"+1212555{(1000 + i) % 10000:04d}"),
         "email": f"ada.{tag}.{i}@example.com",
         "message": "no heat since last night",
         "vendor_lead_id": f"{tag}-{i}",

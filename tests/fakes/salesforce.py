@@ -1,0 +1,84 @@
+"""A fake of Salesforce's REST API: upsert of a Lead by an external id field.
+
+`PATCH /services/data/vXX.X/sobjects/Lead/{ExternalIdField}/{value}` with a JSON body and an
+OAuth bearer token; 201 `{"id","success","errors","created":true}` when created, 200 with
+`"created": false` when updated; errors as `[{"message","errorCode","fields"}]`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+from urllib.parse import unquote
+
+from tests.fakes.http_server import FakeHttpServer, RecordedRequest, Reply
+
+_UPSERT = re.compile(r"^/services/data/v\d+\.\d+/sobjects/Lead/(?P<field>[^/]+)/(?P<value>[^/]+)$")
+_REQUIRED = ("LastName", "Company")
+_CODES = {
+    401: ("Session expired or invalid", "INVALID_SESSION_ID"),
+    403: ("TotalRequests Limit exceeded.", "REQUEST_LIMIT_EXCEEDED"),
+    400: ("Required fields are missing", "REQUIRED_FIELD_MISSING"),
+    404: ("The requested resource does not exist", "NOT_FOUND"),
+    503: ("Server unavailable", "SERVER_UNAVAILABLE"),
+}
+
+
+def sf_error(message: str, code: str, fields: list[str] | None = None) -> list[dict[str, Any]]:
+    return [{"message": message, "errorCode": code, "fields": fields or []}]
+
+
+class SalesforceFake(FakeHttpServer):
+    def __init__(
+        self,
+        access_token: str = "fake-sf-token",  # noqa: S107
+        external_id_field: str = "Leadflow_Id__c",
+    ) -> None:
+        super().__init__()
+        self.access_token = access_token
+        self.external_id_field = external_id_field
+        # external id value -> record fields (with "Id")
+        self.leads: dict[str, dict[str, Any]] = {}
+
+    def error_reply(self, status: int) -> Reply:
+        message, code = _CODES.get(status, ("An unexpected error occurred", "UNKNOWN_EXCEPTION"))
+        return Reply(status, sf_error(message, code))
+
+    def limit_exceeded(self, times: int = 1) -> None:
+        """Answer like an org that has used its daily API requests."""
+        self.fail(times, 403, body=sf_error("TotalRequests Limit exceeded.", "REQUEST_LIMIT_EXCEEDED"))
+
+    def route(self, request: RecordedRequest) -> Reply:
+        if request.headers.get("authorization") != f"Bearer {self.access_token}":
+            return Reply(401, sf_error("Session expired or invalid", "INVALID_SESSION_ID"))
+        match = _UPSERT.match(request.path)
+        if match is None:
+            return Reply(404, sf_error("The requested resource does not exist", "NOT_FOUND"))
+        if request.method != "PATCH":
+            return Reply(405, sf_error(f"HTTP Method '{request.method}' not allowed", "METHOD_NOT_ALLOWED"))
+        field = unquote(match["field"])
+        if field != self.external_id_field:
+            return Reply(404, sf_error(f"Provided external ID field does not exist: {field}", "NOT_FOUND"))
+        try:
+            body = request.json()
+        except (ValueError, UnicodeDecodeError):
+            return Reply(400, sf_error("Unexpected character", "JSON_PARSER_ERROR"))
+        if not isinstance(body, dict):
+            return Reply(400, sf_error("Expected an object", "JSON_PARSER_ERROR"))
+        value = unquote(match["value"])
+        existing = self.leads.get(value)
+        missing = [f for f in _REQUIRED if not body.get(f) and not (existing and existing.get(f))]
+        if missing:
+            return Reply(
+                400, sf_error(f"Required fields are missing: {missing}", "REQUIRED_FIELD_MISSING", missing)
+            )
+        if existing is None:
+            record = {"Id": "00Q" + uuid.uuid4().hex[:15].upper(), field: value, **body}
+            self.leads[value] = record
+            return Reply(201, {"id": record["Id"], "success": True, "errors": [], "created": True})
+        existing.update(body)
+        return Reply(200, {"id": existing["Id"], "success": True, "errors": [], "created": False})
+
+    def lead(self, external_id: str) -> dict[str, Any]:
+        return dict(self.leads[external_id])
