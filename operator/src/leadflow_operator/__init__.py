@@ -1,1 +1,1 @@
-"""leadflow_operator."""
+"""leadflow_operator: reconciles `Tenant` resources into compliance (kopf)."""

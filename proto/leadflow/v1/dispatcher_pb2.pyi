@@ -84,10 +84,15 @@ class SubmitLeadResponse(_message.Message):
     DIAL_STATE_FIELD_NUMBER: _builtins.int
     DIAL_AT_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
+    JOINED_LEAD_ID_FIELD_NUMBER: _builtins.int
     lead_id: _builtins.str
     duplicate: _builtins.bool
     """True when the lead was already stored; nothing new was queued."""
     dial_state: Global___DialState.ValueType
+    joined_lead_id: _builtins.str
+    """Set when this lead joined the pending or recent call of an earlier lead for the same person
+    (same tenant and phone or email) instead of starting a second call.
+    """
     @_builtins.property
     def dial_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -100,10 +105,11 @@ class SubmitLeadResponse(_message.Message):
         dial_state: Global___DialState.ValueType = ...,
         dial_at: _timestamp_pb2.Timestamp | None = ...,
         reasons: _abc.Iterable[_decision_pb2.Reason] | None = ...,
+        joined_lead_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dial_at", b"dial_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dial_at", b"dial_at", "dial_state", b"dial_state", "duplicate", b"duplicate", "lead_id", b"lead_id", "reasons", b"reasons"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dial_at", b"dial_at", "dial_state", b"dial_state", "duplicate", b"duplicate", "joined_lead_id", b"joined_lead_id", "lead_id", b"lead_id", "reasons", b"reasons"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -139,13 +145,29 @@ class GetLeadResponse(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     DIAL_STATE_FIELD_NUMBER: _builtins.int
     DIAL_AT_FIELD_NUMBER: _builtins.int
+    WORK_DONE_FIELD_NUMBER: _builtins.int
+    ENRICHMENT_JSON_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_BY_FIELD_NUMBER: _builtins.int
+    JOINED_LEAD_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     dial_state: Global___DialState.ValueType
+    enrichment_json: _builtins.str
+    """The enrichment recorded for the lead (JSON of the "enriched" event), empty until then."""
+    superseded_by: _builtins.str
+    """A newer (vendor-stamped) lead for the same person exists: this one must not overwrite it."""
+    joined_lead_id: _builtins.str
+    request_id: _builtins.str
+    """The request id the lead arrived with, so logs follow it."""
     @_builtins.property
     def lead(self) -> _lead_pb2.Lead: ...
     @_builtins.property
     def decision(self) -> _decision_pb2.Decision: ...
     @_builtins.property
     def dial_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def work_done(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Work already recorded as done ("enriched", "synced", ...), so redelivered jobs skip it."""
+
     def __init__(
         self,
         *,
@@ -153,10 +175,15 @@ class GetLeadResponse(_message.Message):
         decision: _decision_pb2.Decision | None = ...,
         dial_state: Global___DialState.ValueType = ...,
         dial_at: _timestamp_pb2.Timestamp | None = ...,
+        work_done: _abc.Iterable[_builtins.str] | None = ...,
+        enrichment_json: _builtins.str = ...,
+        superseded_by: _builtins.str = ...,
+        joined_lead_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "dial_at", b"dial_at", "lead", b"lead"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "dial_at", b"dial_at", "dial_state", b"dial_state", "lead", b"lead"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "dial_at", b"dial_at", "dial_state", b"dial_state", "enrichment_json", b"enrichment_json", "joined_lead_id", b"joined_lead_id", "lead", b"lead", "request_id", b"request_id", "superseded_by", b"superseded_by", "work_done", b"work_done"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -249,12 +276,19 @@ class RecordEventRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     DETAIL_JSON_FIELD_NUMBER: _builtins.int
     DEDUPE_KEY_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     lead_id: _builtins.str
     kind: _builtins.str
     detail_json: _builtins.str
     dedupe_key: _builtins.str
     """Events with the same key are recorded once (redelivered jobs)."""
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
+        """For "retrying" / "held" events: when the job runs next; the dispatcher's sweeper waits
+        until then (plus its lease) before it re-enqueues the job.
+        """
+
     def __init__(
         self,
         *,
@@ -263,10 +297,11 @@ class RecordEventRequest(_message.Message):
         kind: _builtins.str = ...,
         detail_json: _builtins.str = ...,
         dedupe_key: _builtins.str = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dedupe_key", b"dedupe_key", "detail_json", b"detail_json", "kind", b"kind", "lead_id", b"lead_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dedupe_key", b"dedupe_key", "detail_json", b"detail_json", "kind", b"kind", "lead_id", b"lead_id", "next_attempt_at", b"next_attempt_at", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -325,10 +360,17 @@ class ClaimDialAttemptResponse(_message.Message):
     ATTEMPT_ID_FIELD_NUMBER: _builtins.int
     LEAD_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    RESUMED_FIELD_NUMBER: _builtins.int
+    TRIES_FIELD_NUMBER: _builtins.int
     claimed: _builtins.bool
     """False when another worker already claimed or finished this attempt."""
     attempt_id: _builtins.str
     state: _builtins.str
+    resumed: _builtins.bool
+    """True when an earlier claim of this attempt went stale (its worker died) and this one
+    resumes it with the same attempt id; the provider call is idempotent on that id.
+    """
+    tries: _builtins.int
     @_builtins.property
     def lead(self) -> _lead_pb2.Lead: ...
     def __init__(
@@ -338,10 +380,12 @@ class ClaimDialAttemptResponse(_message.Message):
         attempt_id: _builtins.str = ...,
         lead: _lead_pb2.Lead | None = ...,
         state: _builtins.str = ...,
+        resumed: _builtins.bool = ...,
+        tries: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lead", b"lead"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "claimed", b"claimed", "lead", b"lead", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "claimed", b"claimed", "lead", b"lead", "resumed", b"resumed", "state", b"state", "tries", b"tries"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -545,6 +589,8 @@ class DeadLetter(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     MESSAGE_JSON_FIELD_NUMBER: _builtins.int
+    JOB_KIND_FIELD_NUMBER: _builtins.int
+    JOB_ATTEMPT_FIELD_NUMBER: _builtins.int
     dead_letter_id: _builtins.str
     tenant: _builtins.str
     queue: _builtins.str
@@ -557,6 +603,9 @@ class DeadLetter(_message.Message):
     """"open", "replayed", "resolved", "purged"."""
     note: _builtins.str
     message_json: _builtins.str
+    job_kind: _builtins.str
+    """"enrich", "crm_sync", "dial", "call_status"; and the dial attempt number for dial jobs."""
+    job_attempt: _builtins.int
     @_builtins.property
     def failed_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -574,10 +623,12 @@ class DeadLetter(_message.Message):
         state: _builtins.str = ...,
         note: _builtins.str = ...,
         message_json: _builtins.str = ...,
+        job_kind: _builtins.str = ...,
+        job_attempt: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["failed_at", b"failed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "attempts", b"attempts", "dead_letter_id", b"dead_letter_id", "error", b"error", "error_class", b"error_class", "failed_at", b"failed_at", "lead_id", b"lead_id", "message_json", b"message_json", "note", b"note", "queue", b"queue", "state", b"state", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "attempts", b"attempts", "dead_letter_id", b"dead_letter_id", "error", b"error", "error_class", b"error_class", "failed_at", b"failed_at", "job_attempt", b"job_attempt", "job_kind", b"job_kind", "lead_id", b"lead_id", "message_json", b"message_json", "note", b"note", "queue", b"queue", "state", b"state", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,6 +1,6 @@
 """Alembic environment for the compliance service's own tables."""
 
-from leadflow_core.migrations import run_env
 from leadflow_compliance.models import Base
+from leadflow_core.migrations import run_env
 
 run_env(Base.metadata)

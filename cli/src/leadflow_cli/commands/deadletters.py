@@ -1,0 +1,113 @@
+"""`leadflow deadletters ...`: list, inspect, replay, purge and resolve a tenant's dead letters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+
+from leadflow.v1 import dispatcher_pb2
+from leadflow_cli.connections import dispatcher
+from leadflow_core.settings import CommonSettings
+
+
+def _print(dl: dispatcher_pb2.DeadLetter) -> None:
+    at = dl.failed_at.ToDatetime().isoformat(timespec="seconds")
+    print(
+        f"{dl.dead_letter_id}  {at}Z  {dl.queue:<14} {dl.state:<9} lead={dl.lead_id} "
+        f"attempts={dl.attempts} {dl.error_class}: {dl.error[:80]}"
+    )
+
+
+def _list(args: argparse.Namespace) -> int:
+    reply = dispatcher(CommonSettings()).ListDeadLetters(
+        dispatcher_pb2.ListDeadLettersRequest(
+            tenant=args.tenant, queue=args.queue, state=args.state, limit=args.limit
+        )
+    )
+    if args.json:
+        print(json.dumps(MessageToDict(reply), indent=2))
+        return 0
+    for dl in reply.dead_letters:
+        _print(dl)
+    if not reply.dead_letters:
+        print("no dead letters")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    dl = dispatcher(CommonSettings()).GetDeadLetter(
+        dispatcher_pb2.GetDeadLetterRequest(tenant=args.tenant, dead_letter_id=args.dead_letter_id)
+    )
+    print(json.dumps(MessageToDict(dl), indent=2))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    if not args.dead_letter_id and not args.all:
+        raise ValueError("name a dead letter id, or pass --all")
+    reply = dispatcher(CommonSettings()).ReplayDeadLetters(
+        dispatcher_pb2.ReplayDeadLettersRequest(
+            tenant=args.tenant, dead_letter_id=args.dead_letter_id or "", queue=args.queue, all=args.all
+        )
+    )
+    print(f"replayed {reply.replayed}")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    reply = dispatcher(CommonSettings()).PurgeDeadLetters(
+        dispatcher_pb2.PurgeDeadLettersRequest(tenant=args.tenant, queue=args.queue)
+    )
+    print(f"purged {reply.purged}")
+    return 0
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    dl = dispatcher(CommonSettings()).ResolveDeadLetter(
+        dispatcher_pb2.ResolveDeadLetterRequest(
+            tenant=args.tenant, dead_letter_id=args.dead_letter_id, note=args.note
+        )
+    )
+    _print(dl)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    group = sub.add_parser(
+        "deadletters", help="jobs the workers gave up on: list, show, replay, purge, resolve"
+    )
+    dsub = group.add_subparsers(dest="deadletters_command", required=True, metavar="ACTION")
+
+    ls = dsub.add_parser("list", help="a tenant's dead letters (default: open ones)")
+    ls.add_argument("tenant")
+    ls.add_argument("--queue", default="", help="only this queue (enrich, crm_sync, dial.high, ...)")
+    ls.add_argument("--state", default="open", help="open, replayed, resolved, purged or all")
+    ls.add_argument("--limit", type=int, default=100)
+    ls.add_argument("--json", action="store_true", help="print the raw JSON")
+    ls.set_defaults(func=_list)
+
+    show = dsub.add_parser("show", help="one dead letter with its error and message")
+    show.add_argument("tenant")
+    show.add_argument("dead_letter_id")
+    show.set_defaults(func=_show)
+
+    replay = dsub.add_parser("replay", help="run one dead letter's job again, or all with --all")
+    replay.add_argument("tenant")
+    replay.add_argument("dead_letter_id", nargs="?")
+    replay.add_argument("--all", action="store_true", help="every open dead letter (of --queue)")
+    replay.add_argument("--queue", default="")
+    replay.set_defaults(func=_replay)
+
+    purge = dsub.add_parser("purge", help="drop a tenant's open dead letters (of --queue)")
+    purge.add_argument("tenant")
+    purge.add_argument("--queue", default="")
+    purge.set_defaults(func=_purge)
+
+    resolve = dsub.add_parser("resolve", help="mark a dead letter handled, with a note")
+    resolve.add_argument("tenant")
+    resolve.add_argument("dead_letter_id")
+    resolve.add_argument("--note", default="", help="what was done about it")
+    resolve.set_defaults(func=_resolve)

@@ -1,0 +1,25 @@
+"""`python -m leadflow_operator`: run the kopf operator (one replica; the chart uses Recreate)."""
+
+from __future__ import annotations
+
+import kopf
+
+from leadflow_core.logs import configure
+from leadflow_operator import handlers  # noqa: F401  (registers the handlers)
+from leadflow_operator.settings import OperatorSettings
+
+
+def main() -> None:
+    settings = OperatorSettings()
+    configure("operator", settings.log_level)
+    namespace = settings.operator_namespace
+    kopf.run(
+        standalone=True,  # one replica: no peering objects to create or watch
+        clusterwide=not namespace,
+        namespaces=[namespace] if namespace else (),
+        liveness_endpoint=settings.operator_liveness_endpoint or None,
+    )
+
+
+if __name__ == "__main__":
+    main()

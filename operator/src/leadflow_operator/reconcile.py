@@ -1,0 +1,263 @@
+"""The reconcile logic, pure: specs to protos, compliance answers to `.status`. No I/O here.
+
+The kopf handlers (handlers.py) read Secrets and call compliance; everything they decide is
+decided here, so it is tested without Kubernetes or gRPC.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import grpc
+import pydantic
+
+from leadflow.v1 import tenant_pb2, tenants_pb2
+from leadflow_core.tenant_spec import SecretRef, TenantSpec, resolve_secret_ref, to_proto
+
+Phase = Literal["Pending", "Active", "Paused", "Degraded", "Deactivated"]
+Retry = Literal["temporary", "permanent"]
+Condition = dict[str, Any]
+
+# Codes that mean "compliance cannot answer now": retry later, the spec is not at fault.
+_TEMPORARY = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+
+
+class InvalidSpec(ValueError):
+    """A spec the CRD's schema let through but that cannot become a tenant (retrying won't help)."""
+
+
+class MissingSecret(LookupError):
+    """A Secret or key a secretRef names does not exist (yet): retry, it may be created later."""
+
+
+def retry_kind(code: grpc.StatusCode) -> Retry:
+    return "temporary" if code in _TEMPORARY else "permanent"
+
+
+def parse_spec(raw: Mapping[str, Any]) -> TenantSpec:
+    try:
+        return TenantSpec.model_validate(dict(raw))
+    except pydantic.ValidationError as err:
+        raise InvalidSpec(_summarise(err)) from None
+
+
+def _summarise(err: pydantic.ValidationError) -> str:
+    # Locations and reasons only: input values stay out of events and logs.
+    parts = []
+    for e in err.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in e["loc"]) or "spec"
+        parts.append(f"spec.{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def secret_refs(spec: TenantSpec) -> dict[str, SecretRef]:
+    """What to read: source name or "provider:<kind>" -> the Secret it names."""
+    refs: dict[str, SecretRef] = {}
+    for name, source in spec.sources.items():
+        if source.enabled and source.secret_ref is not None:
+            refs[name] = source.secret_ref
+    for kind, provider in spec.providers.items():
+        if provider.secret_ref is not None:
+            refs[f"provider:{kind}"] = provider.secret_ref
+    return refs
+
+
+def decode_secret_data(data: Mapping[str, str] | None) -> dict[str, str]:
+    """A Secret's `.data` (base64) as text values."""
+    out: dict[str, str] = {}
+    for key, value in (data or {}).items():
+        try:
+            out[key] = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise InvalidSpec(f"secret key {key!r} is not base64 UTF-8 text") from None
+    return out
+
+
+def desired_tenant(
+    name: str, spec: TenantSpec, secret_data: Mapping[str, Mapping[str, str] | None]
+) -> tenant_pb2.Tenant:
+    """The Tenant message to apply. `secret_data` maps a Secret's name to its decoded data,
+    or to None when that Secret does not exist."""
+    resolved: dict[str, dict[str, str]] = {}
+    for owner, ref in secret_refs(spec).items():
+        data = secret_data.get(ref.name)
+        if data is None:
+            raise MissingSecret(f"{owner}: Secret {ref.name!r} not found")
+        try:
+            resolved[owner] = resolve_secret_ref(ref, dict(data))
+        except KeyError:
+            raise MissingSecret(f"{owner}: Secret {ref.name!r} has no key {ref.key!r}") from None
+    try:
+        return to_proto(name, spec, resolved)
+    except ValueError as err:
+        # e.g. a value the proto cannot hold (a negative uint32).
+        raise InvalidSpec(str(err)) from None
+
+
+def phase_of(tenant: tenant_pb2.Tenant) -> Phase:
+    if not tenant.active:
+        return "Deactivated"
+    return "Paused" if tenant.paused else "Active"
+
+
+def change_event(resp: tenants_pb2.ApplyTenantResponse, previous_phase: str | None) -> tuple[str, str] | None:
+    """(reason, message) of the Event an apply deserves, or None when nothing changed."""
+    tenant = resp.tenant
+    if resp.created:
+        return "Created", f"tenant created in compliance (revision {tenant.revision})"
+    phase = phase_of(tenant)
+    if phase != previous_phase and phase in ("Paused", "Active") and previous_phase in ("Paused", "Active"):
+        return ("Paused", "dialing stopped") if phase == "Paused" else ("Resumed", "dialing resumed")
+    if resp.changed:
+        return "Updated", f"tenant updated in compliance (revision {tenant.revision})"
+    return None
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]] | None,
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: datetime,
+) -> list[Condition]:
+    """The conditions with one set; lastTransitionTime moves only when the status flips."""
+    value = "True" if status else "False"
+    out: list[Condition] = []
+    found = False
+    for cond in conditions or ():
+        if cond.get("type") != type_:
+            out.append(dict(cond))
+            continue
+        found = True
+        changed = cond.get("status") != value
+        out.append(
+            _condition(
+                type_, value, reason, message, generation, now if changed else cond["lastTransitionTime"]
+            )
+        )
+    if not found:
+        out.append(_condition(type_, value, reason, message, generation, now))
+    return out
+
+
+def _condition(
+    type_: str, value: str, reason: str, message: str, generation: int | None, when: datetime | str
+) -> Condition:
+    cond: Condition = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message[:1024],
+        "lastTransitionTime": when if isinstance(when, str) else rfc3339(when),
+    }
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    return cond
+
+
+def rfc3339(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the operator knows of a Tenant object when it writes status."""
+
+    generation: int | None
+    conditions: Sequence[Mapping[str, Any]]
+    now: datetime
+
+
+def applied_status(obs: Observed, tenant: tenant_pb2.Tenant) -> dict[str, Any]:
+    """Status after compliance accepted the spec."""
+    conds = set_condition(
+        obs.conditions, "Reconciled", True, "Applied", "spec applied to compliance", obs.generation, obs.now
+    )
+    conds = set_condition(
+        conds, "Ready", True, "ComplianceReachable", _ready_message(tenant), obs.generation, obs.now
+    )
+    status: dict[str, Any] = {
+        "phase": phase_of(tenant),
+        "revision": tenant.revision,
+        "lastSyncTime": rfc3339(obs.now),
+        "conditions": conds,
+    }
+    if obs.generation is not None:
+        status["observedGeneration"] = obs.generation
+    return status
+
+
+def _ready_message(tenant: tenant_pb2.Tenant) -> str:
+    return "tenant is paused: no dials" if tenant.paused else "tenant is active"
+
+
+def failed_status(obs: Observed, reason: str, message: str, *, reachable: bool) -> dict[str, Any]:
+    """Status after an apply failed. `reachable`: compliance answered (the spec is at fault)."""
+    conds = set_condition(obs.conditions, "Reconciled", False, reason, message, obs.generation, obs.now)
+    if not reachable:
+        conds = set_condition(conds, "Ready", False, reason, message, obs.generation, obs.now)
+    return {"phase": "Degraded", "conditions": conds}
+
+
+def usage_status(
+    obs: Observed, resp: tenants_pb2.GetTenantUsageResponse, tenant: tenant_pb2.Tenant
+) -> dict[str, Any]:
+    """Status refreshed by the timer: usage and phase, compliance reachable."""
+    u = resp.usage
+    conds = set_condition(
+        obs.conditions, "Ready", True, "ComplianceReachable", _ready_message(tenant), obs.generation, obs.now
+    )
+    return {
+        "phase": phase_of(tenant),
+        "usage": {
+            "callsToday": u.calls_today,
+            "spendTodayUsd": u.spend_today_usd or "0.00",
+            "activeCalls": u.active_calls,
+            "callsLastMinute": u.calls_last_minute,
+            "callsLastHour": u.calls_last_hour,
+            "dailyBudgetUsd": resp.daily_budget_usd or tenant.budget.daily_usd,
+        },
+        "conditions": conds,
+    }
+
+
+def status_changes(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the status fields that differ: a timer that finds nothing new writes nothing (each
+    write is a watch event for every client of the API server)."""
+    return {key: value for key, value in desired.items() if current.get(key) != value}
+
+
+def unreachable_status(obs: Observed, message: str) -> dict[str, Any]:
+    conds = set_condition(
+        obs.conditions, "Ready", False, "ComplianceUnavailable", message, obs.generation, obs.now
+    )
+    return {"phase": "Degraded", "conditions": conds}
+
+
+def was_reconciled(status: Mapping[str, Any]) -> bool:
+    """Did the last apply succeed (its spec is in compliance, only usage and drift to watch)?"""
+    return any(
+        c.get("type") == "Reconciled" and c.get("status") == "True" for c in status.get("conditions") or ()
+    )
+
+
+def drifted(spec: TenantSpec, held: tenant_pb2.Tenant | None) -> bool:
+    """Does compliance hold something other than the spec says (lost, deactivated, paused apart)?"""
+    return held is None or not held.active or held.paused != spec.paused

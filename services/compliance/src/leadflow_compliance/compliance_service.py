@@ -1,0 +1,470 @@
+"""ComplianceService: evaluation, the dial-time gate with accounting, and compliance admin."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict, ParseDict
+from sqlalchemy import Engine
+
+from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, decision_pb2, lead_pb2, tenant_pb2
+from leadflow_compliance import dnc_registry, engine
+from leadflow_compliance.accounting import Accounts, Limits, reservation_id_for, to_micros
+from leadflow_compliance.decisions import Decider, Outcome, defer
+from leadflow_compliance.models import ReservationRow
+from leadflow_compliance.opt_out import is_opt_out
+from leadflow_compliance.phone import InvalidPhone, analyse
+from leadflow_compliance.repository import Repository
+from leadflow_compliance.tenant_service import TenantCache
+from leadflow_core import grpc_errors
+from leadflow_core.logs import get_logger
+from leadflow_core.request_context import tenant_var
+from leadflow_core.timestamps import from_proto, to_proto, utcnow
+
+log = get_logger("leadflow.compliance")
+
+PURPOSES = {
+    compliance_pb2.EVALUATION_PURPOSE_UNSPECIFIED: "unspecified",
+    compliance_pb2.EVALUATION_PURPOSE_INGEST: "ingest",
+    compliance_pb2.EVALUATION_PURPOSE_DIAL_GATE: "dial_gate",
+    compliance_pb2.EVALUATION_PURPOSE_WHAT_IF: "what_if",
+}
+OUTCOMES = {
+    compliance_pb2.CALL_OUTCOME_UNSPECIFIED: "completed",
+    compliance_pb2.CALL_OUTCOME_NOT_PLACED: "not_placed",
+    compliance_pb2.CALL_OUTCOME_COMPLETED: "completed",
+    compliance_pb2.CALL_OUTCOME_BUSY: "busy",
+    compliance_pb2.CALL_OUTCOME_NO_ANSWER: "no_answer",
+    compliance_pb2.CALL_OUTCOME_FAILED: "failed",
+    compliance_pb2.CALL_OUTCOME_CANCELED: "canceled",
+}
+BOOSTED = (lead_pb2.URGENCY_EMERGENCY, lead_pb2.URGENCY_HIGH)
+
+
+def decision_json(decision: decision_pb2.Decision) -> dict[str, Any]:
+    return MessageToDict(decision, preserving_proto_field_name=True)
+
+
+def limits_of(tenant: tenant_pb2.Tenant) -> Limits:
+    budget = tenant.budget.daily_usd
+    return Limits(
+        per_minute=tenant.limits.calls_per_minute,
+        per_hour=tenant.limits.calls_per_hour,
+        per_day=tenant.limits.calls_per_day,
+        concurrency=tenant.limits.concurrent_calls,
+        daily_budget_micros=to_micros(budget) if budget else None,
+    )
+
+
+class ComplianceServicer(compliance_pb2_grpc.ComplianceServiceServicer):
+    def __init__(
+        self, repo: Repository, decider: Decider, accounts: Accounts, engine_: Engine, cache: TenantCache
+    ) -> None:
+        self.repo = repo
+        self.cache = cache
+        self.decider = decider
+        self.accounts = accounts
+        self.engine = engine_
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _tenant(self, context: grpc.ServicerContext, name: str, field: str = "tenant") -> tenant_pb2.Tenant:
+        if not name:
+            grpc_errors.invalid_argument(context, field, "a tenant is required")
+        tenant = self.cache.get(name)
+        if tenant is None:
+            grpc_errors.not_found(context, "tenant", name)
+        tenant_var.set(name)
+        return tenant
+
+    def _subject(self, context: grpc.ServicerContext, tenant: tenant_pb2.Tenant, phone: str) -> str:
+        try:
+            facts = analyse(phone, tenant.policy.default_region or "US")
+        except InvalidPhone as err:
+            grpc_errors.invalid_argument(context, "phone_e164", str(err))
+        return self.decider.subject(facts.e164)
+
+    def _decide(
+        self,
+        context: grpc.ServicerContext,
+        tenant: tenant_pb2.Tenant,
+        lead: lead_pb2.Lead,
+        now: datetime,
+        **kw: Any,
+    ) -> Outcome:
+        try:
+            return self.decider.decide(tenant, lead, now, **kw)
+        except InvalidPhone as err:
+            grpc_errors.invalid_argument(context, "lead.contact.phone.e164", str(err))
+
+    def _audit_decision(
+        self,
+        action: str,
+        tenant: str,
+        lead: lead_pb2.Lead,
+        outcome: Outcome,
+        actor: str,
+        detail: dict[str, Any],
+    ) -> None:
+        v = outcome.verdict
+        self.repo.audit(
+            tenant=tenant,
+            at=utcnow(),
+            actor=actor,
+            action=action,
+            lead_id=lead.lead_id,
+            subject=outcome.subject,
+            decision=decision_json(outcome.decision),
+            rules_version=v.rules_version,
+            detail={
+                **detail,
+                "states": list(v.states),
+                "zones": list(v.zones),
+                "line_type": outcome.phone.line_type,
+                "region": outcome.phone.region,
+            },
+        )
+
+    # --- evaluation --------------------------------------------------------------------------
+
+    def Evaluate(
+        self, request: compliance_pb2.EvaluateRequest, context: grpc.ServicerContext
+    ) -> compliance_pb2.EvaluateResponse:
+        if not request.HasField("lead"):
+            grpc_errors.invalid_argument(context, "lead", "a lead is required")
+        lead = request.lead
+        tenant = self._tenant(context, lead.tenant, "lead.tenant")
+        now = from_proto(request.evaluate_at) or utcnow()
+        purpose = PURPOSES.get(request.purpose, "unspecified")
+        outcome = self._decide(
+            context, tenant, lead, now, record_consent=purpose == "ingest", actor=request.actor or "evaluate"
+        )
+        self._audit_decision(
+            "evaluate",
+            tenant.name,
+            lead,
+            outcome,
+            request.actor,
+            {"purpose": purpose, "evaluate_at": now.isoformat()},
+        )
+        log.info(
+            "evaluated",
+            decision_id=outcome.decision.decision_id,
+            action=outcome.verdict.action,
+            rules=[r.rule_id for r in outcome.verdict.reasons],
+            purpose=purpose,
+        )
+        return compliance_pb2.EvaluateResponse(decision=outcome.decision)
+
+    # --- dial-time gate and accounting -------------------------------------------------------
+
+    def ReserveCall(
+        self, request: compliance_pb2.ReserveCallRequest, context: grpc.ServicerContext
+    ) -> compliance_pb2.ReserveCallResponse:
+        if not request.HasField("lead"):
+            grpc_errors.invalid_argument(context, "lead", "a lead is required")
+        if not request.attempt_id:
+            grpc_errors.invalid_argument(context, "attempt_id", "an attempt id is required")
+        lead = request.lead
+        tenant = self._tenant(context, lead.tenant, "lead.tenant")
+        existing = self.repo.reservation_for_attempt(tenant.name, request.attempt_id)
+        if existing is not None:
+            # The same attempt again (a redelivered job): the same answer, nothing reserved twice.
+            decision = ParseDict(existing.decision, decision_pb2.Decision())
+            return compliance_pb2.ReserveCallResponse(
+                decision=decision, reservation_id=existing.reservation_id
+            )
+        try:
+            estimate = to_micros(request.estimated_cost_usd)
+        except ValueError as err:
+            grpc_errors.invalid_argument(context, "estimated_cost_usd", str(err))
+        real_now = utcnow()
+        now = from_proto(request.evaluate_at) or real_now
+        outcome = self._decide(context, tenant, lead, now, record_consent=False, actor="dial")
+        decision = outcome.decision
+        reservation_id = ""
+        if outcome.verdict.action == "dial_now":
+            limits = limits_of(tenant)
+            if lead.urgency in BOOSTED:
+                limits = limits.boosted(tenant.limits.priority_boost_percent)
+            reservation_id = reservation_id_for(tenant.name, request.attempt_id)
+            result = self.accounts.reserve(tenant.name, reservation_id, limits, estimate, real_now)
+            if result.reserved:
+                row = self.repo.add_reservation(
+                    ReservationRow(
+                        reservation_id=reservation_id,
+                        tenant=tenant.name,
+                        attempt_id=request.attempt_id,
+                        subject_hash=outcome.subject,
+                        created_at=real_now,
+                        decision=decision_json(decision),
+                        estimated_cost_usd=request.estimated_cost_usd or "0",
+                    ),
+                    attempt_at=now,
+                )
+                decision = ParseDict(row.decision, decision_pb2.Decision())
+            else:
+                reservation_id = ""
+                retry_at = result.retry_at or real_now + timedelta(minutes=1)
+                if now != real_now:
+                    retry_at = now + (retry_at - real_now)
+                decision = defer(
+                    decision,
+                    engine.Finding(
+                        f"tenant.limit.{result.detail}",
+                        f"the tenant's {result.detail} limit is reached",
+                        "tenant limits",
+                        "defer",
+                        retry_at,
+                    ),
+                )
+        outcome = Outcome(outcome.verdict, decision, outcome.phone, outcome.subject)
+        self._audit_decision(
+            "reserve",
+            tenant.name,
+            lead,
+            outcome,
+            "dial",
+            {
+                "attempt_id": request.attempt_id,
+                "reservation_id": reservation_id,
+                "evaluate_at": now.isoformat(),
+            },
+        )
+        return compliance_pb2.ReserveCallResponse(decision=decision, reservation_id=reservation_id)
+
+    def SettleCall(
+        self, request: compliance_pb2.SettleCallRequest, context: grpc.ServicerContext
+    ) -> compliance_pb2.SettleCallResponse:
+        tenant = self._tenant(context, request.tenant)
+        row = self.repo.get_reservation(tenant.name, request.reservation_id)
+        if row is None:
+            grpc_errors.not_found(context, "reservation", request.reservation_id)
+        outcome = OUTCOMES.get(request.outcome, "completed")
+        not_placed = outcome == "not_placed"
+        try:
+            actual = 0 if not_placed else to_micros(request.actual_cost_usd or row.estimated_cost_usd)
+        except ValueError as err:
+            grpc_errors.invalid_argument(context, "actual_cost_usd", str(err))
+        now = utcnow()
+        settled = self.accounts.settle(tenant.name, row.reservation_id, not_placed, actual, row.created_at)
+        stored = self.repo.settle_reservation(
+            tenant.name, row.reservation_id, outcome, request.actual_cost_usd or "", now
+        )
+        revoked = False
+        if request.opted_out or (request.transcript and is_opt_out(request.transcript)):
+            self.repo.revoke(tenant.name, row.subject_hash, now, "call", "opt-out during call", "dial")
+            revoked = True
+        self.repo.audit(
+            tenant=tenant.name,
+            at=now,
+            actor="dial",
+            action="settle",
+            subject=row.subject_hash,
+            detail={
+                "reservation_id": row.reservation_id,
+                "outcome": outcome,
+                "actual_cost_usd": request.actual_cost_usd,
+                "duration_seconds": request.duration_seconds,
+                "consent_revoked": revoked,
+            },
+        )
+        return compliance_pb2.SettleCallResponse(settled=settled or stored, consent_revoked=revoked)
+
+    def RecordContactAttempt(
+        self, request: compliance_pb2.RecordContactAttemptRequest, context: grpc.ServicerContext
+    ) -> compliance_pb2.RecordContactAttemptResponse:
+        tenant = self._tenant(context, request.tenant)
+        if request.channel not in ("call", "sms"):
+            grpc_errors.invalid_argument(context, "channel", "must be 'call' or 'sms'")
+        subject = self._subject(context, tenant, request.phone_e164)
+        at = from_proto(request.at) or utcnow()
+        self.repo.record_attempt(tenant.name, subject, at, request.channel)
+        revoked = bool(request.content) and is_opt_out(request.content)
+        if revoked:
+            self.repo.revoke(tenant.name, subject, at, request.channel, "opt-out words", "contact")
+        self.repo.audit(
+            tenant=tenant.name,
+            at=utcnow(),
+            actor="contact",
+            action="contact_attempt",
+            subject=subject,
+            detail={"channel": request.channel, "at": at.isoformat(), "consent_revoked": revoked},
+        )
+        return compliance_pb2.RecordContactAttemptResponse(consent_revoked=revoked)
+
+    # --- consent and DNC administration --------------------------------------------------------
+
+    def RecordConsent(
+        self, request: compliance_pb2.RecordConsentRequest, context: grpc.ServicerContext
+    ) -> compliance_pb2.RecordConsentResponse:
+        tenant = self._tenant(context, request.tenant)
+        subject = self._subject(context, tenant, request.phone_e164)
+        if not request.evidence.granted:
+            grpc_errors.invalid_argument(context, "evidence.granted", "consent evidence must be granted")
+        now = utcnow()
+        at = from_proto(request.evidence.consented_at) or now
+        if at > now + timedelta(minutes=5):
+            grpc_errors.invalid_argument(context, "evidence.consented_at", "consent cannot be in the future")
+        evidence = MessageToDict(request.evidence, preserving_proto_field_name=True)
+        consent_id = self.repo.record_consent(tenant.name, subject, at, evidence, request.actor, now)
+        self.repo.audit(
+            tenant=tenant.name,
+            at=now,
+            actor=request.actor,
+            action="consent.record",
+            subject=subject,
+            detail={"consent_id": consent_id, "consented_at": at.isoformat()},
+        )
+        return compliance_pb2.RecordConsentResponse(consent_id=consent_id)
+
+    def RevokeConsent(
+        self, request: compliance_pb2.RevokeConsentRequest, context: grpc.ServicerContext
+    ) -> compliance_pb2.RevokeConsentResponse:
+        tenant = self._tenant(context, request.tenant)
+        subject = self._subject(context, tenant, request.phone_e164)
+        now = utcnow()
+        self.repo.revoke(tenant.name, subject, now, request.channel or "api", request.note, request.actor)
+        self.repo.audit(
+            tenant=tenant.name,
+            at=now,
+            actor=request.actor,
+            action="consent.revoke",
+            subject=subject,
+            detail={"channel": request.channel or "api"},
+        )
+        return compliance_pb2.RevokeConsentResponse(revoked_at=to_proto(now))
+
+    def AddDoNotCall(
+        self, request: compliance_pb2.AddDoNotCallRequest, context: grpc.ServicerContext
+    ) -> compliance_pb2.AddDoNotCallResponse:
+        tenant = self._tenant(context, request.tenant)
+        subject = self._subject(context, tenant, request.phone_e164)
+        now = utcnow()
+        added = self.repo.add_dnc(tenant.name, subject, request.reason, request.actor, now)
+        self.repo.audit(
+            tenant=tenant.name, at=now, actor=request.actor, action="dnc.add", subject=subject,
+            detail={"added": added, "reason": request.reason},
+        )  # fmt: skip
+        return compliance_pb2.AddDoNotCallResponse(added=added)
+
+    def RemoveDoNotCall(
+        self, request: compliance_pb2.RemoveDoNotCallRequest, context: grpc.ServicerContext
+    ) -> compliance_pb2.RemoveDoNotCallResponse:
+        tenant = self._tenant(context, request.tenant)
+        subject = self._subject(context, tenant, request.phone_e164)
+        now = utcnow()
+        removed = self.repo.remove_dnc(tenant.name, subject)
+        self.repo.audit(
+            tenant=tenant.name, at=now, actor=request.actor, action="dnc.remove", subject=subject,
+            detail={"removed": removed},
+        )  # fmt: skip
+        return compliance_pb2.RemoveDoNotCallResponse(removed=removed)
+
+    def ImportDncRegistry(
+        self, request_iterator: Iterator[compliance_pb2.ImportDncRegistryChunk], context: grpc.ServicerContext
+    ) -> compliance_pb2.ImportDncRegistryResponse:
+        first = next(request_iterator, None)
+        if first is None:
+            grpc_errors.invalid_argument(context, "data", "the registry file is empty")
+        replace = first.replace
+
+        def chunks() -> Iterator[bytes]:
+            yield first.data
+            for chunk in request_iterator:
+                yield chunk.data
+
+        now = utcnow()
+        result = dnc_registry.load(self.engine, chunks(), replace, now)
+        self.repo.audit(
+            tenant="",
+            at=utcnow(),
+            actor="dnc-import",
+            action="dnc.registry_import",
+            detail={
+                "replace": replace,
+                "numbers_loaded": result.numbers_loaded,
+                "lines_rejected": result.lines_rejected,
+                "version": result.version,
+            },
+        )
+        log.info("dnc_registry_imported", numbers=result.numbers_loaded, rejected=result.lines_rejected)
+        return compliance_pb2.ImportDncRegistryResponse(
+            numbers_loaded=result.numbers_loaded,
+            lines_rejected=result.lines_rejected,
+            registry_version=result.version,
+        )
+
+    # --- emergency stop ----------------------------------------------------------------------
+
+    def SetEmergencyStop(
+        self, request: compliance_pb2.SetEmergencyStopRequest, context: grpc.ServicerContext
+    ) -> compliance_pb2.SetEmergencyStopResponse:
+        if request.tenant:
+            self._tenant(context, request.tenant)
+        if request.duration_seconds == 0:
+            grpc_errors.invalid_argument(context, "duration_seconds", "an emergency stop needs a duration")
+        if not request.reason.strip():
+            grpc_errors.invalid_argument(context, "reason", "an emergency stop needs a reason")
+        now = utcnow()
+        until = now + timedelta(seconds=request.duration_seconds)
+        self.repo.set_emergency_stop(request.tenant, until, request.reason, request.actor, now)
+        self.repo.audit(
+            tenant=request.tenant,
+            at=now,
+            actor=request.actor,
+            action="emergency_stop.set",
+            detail={
+                "until": until.isoformat(),
+                "reason": request.reason,
+                "scope": request.tenant or "global",
+            },
+        )
+        log.warning("emergency_stop_set", scope=request.tenant or "global", until=until.isoformat())
+        return compliance_pb2.SetEmergencyStopResponse(until=to_proto(until))
+
+    def ClearEmergencyStop(
+        self, request: compliance_pb2.ClearEmergencyStopRequest, context: grpc.ServicerContext
+    ) -> compliance_pb2.ClearEmergencyStopResponse:
+        if request.tenant:
+            self._tenant(context, request.tenant)
+        self.repo.clear_emergency_stop(request.tenant)
+        self.repo.audit(
+            tenant=request.tenant,
+            at=utcnow(),
+            actor=request.actor,
+            action="emergency_stop.clear",
+            detail={"scope": request.tenant or "global"},
+        )
+        return compliance_pb2.ClearEmergencyStopResponse()
+
+    # --- audit ----------------------------------------------------------------------------
+
+    def ExportAuditLog(
+        self, request: compliance_pb2.ExportAuditLogRequest, context: grpc.ServicerContext
+    ) -> Iterator[compliance_pb2.AuditRecord]:
+        tenant = self._tenant(context, request.tenant)
+        start = from_proto(getattr(request, "from")) or datetime(1970, 1, 1, tzinfo=UTC)
+        end = from_proto(request.to) or utcnow() + timedelta(seconds=1)
+        for row in self.repo.export_audit(tenant.name, start, end):
+            record = compliance_pb2.AuditRecord(
+                record_id=row.record_id,
+                tenant=row.tenant,
+                at=to_proto(row.at),
+                actor=row.actor,
+                action=row.action,
+                lead_id=row.lead_id,
+                subject_hash=row.subject_hash,
+                detail_json=_json({**row.detail, "rules_version": row.rules_version}),
+            )
+            if row.decision:
+                ParseDict(row.decision, record.decision)
+            yield record
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

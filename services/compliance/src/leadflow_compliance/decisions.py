@@ -1,0 +1,170 @@
+"""Gathers the facts for one lead (storage, providers), runs the engine, builds the Decision."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+
+from leadflow.v1 import decision_pb2, lead_pb2, tenant_pb2
+from leadflow_compliance import engine
+from leadflow_compliance.phone import STATE_CODES, PhoneFacts, analyse
+from leadflow_compliance.providers import ConsentProof, ReassignedNumbers
+from leadflow_compliance.repository import Repository
+from leadflow_compliance.rule_table import RuleTable, parse_hhmm
+from leadflow_core.pii import subject_hash
+from leadflow_core.timestamps import from_proto, to_proto
+
+ACTIONS = {
+    "dial_now": decision_pb2.DIAL_ACTION_DIAL_NOW,
+    "defer": decision_pb2.DIAL_ACTION_DEFER,
+    "never": decision_pb2.DIAL_ACTION_NEVER,
+}
+# The longest attempt-cap window in any rule table we ship is 24 h; a week leaves room.
+ATTEMPT_LOOKBACK = timedelta(days=7)
+
+
+def policy_of(tenant: tenant_pb2.Tenant) -> engine.Policy:
+    p = tenant.policy
+    start: time | None = parse_hhmm(p.window_start) if p.window_start else None
+    end: time | None = parse_hhmm(p.window_end) if p.window_end else None
+    return engine.Policy(
+        consent_expiry_days=p.consent_expiry_days,
+        window_start=start,
+        window_end=end,
+        fallback_timezone=p.fallback_timezone,
+    )
+
+
+def lead_phone(lead: lead_pb2.Lead) -> str:
+    phone = lead.contact.phone
+    return phone.e164 or phone.raw
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: engine.Verdict
+    decision: decision_pb2.Decision
+    phone: PhoneFacts
+    subject: str
+
+
+class Decider:
+    def __init__(
+        self,
+        repo: Repository,
+        table: RuleTable,
+        pii_key: str,
+        reassigned: ReassignedNumbers,
+        proof: ConsentProof,
+        pause_retry: timedelta,
+    ) -> None:
+        self.repo = repo
+        self.table = table
+        self.pii_key = pii_key
+        self.reassigned = reassigned
+        self.proof = proof
+        self.pause_retry = pause_retry
+
+    def subject(self, e164: str) -> str:
+        return subject_hash(e164, self.pii_key)
+
+    def decide(
+        self, tenant: tenant_pb2.Tenant, lead: lead_pb2.Lead, now: datetime, record_consent: bool, actor: str
+    ) -> Outcome:
+        """Raises phone.InvalidPhone for a number that cannot be parsed or is not valid."""
+        phone = analyse(lead_phone(lead), tenant.policy.default_region or "US")
+        subject = self.subject(phone.e164)
+        state = self.repo.subject_state(
+            tenant.name, subject, phone.national_number, now - ATTEMPT_LOOKBACK, now
+        )
+        consent_at = state.consent_at
+        other_seller = False
+        proof_failure = ""
+        evidence = lead.consent
+        if evidence.granted:
+            given_at = from_proto(evidence.consented_at) or from_proto(lead.received_at) or now
+            if given_at <= now:
+                consent_at = given_at if consent_at is None else max(consent_at, given_at)
+                if record_consent and not self.repo.has_consent_at(tenant.name, subject, given_at):
+                    self.repo.record_consent(
+                        tenant.name, subject, given_at, _evidence_json(evidence), actor or "evaluate", now
+                    )
+            other_seller = bool(evidence.seller) and evidence.seller not in (tenant.name, tenant.display_name)
+            proof_failure = self.proof.verify(evidence.trustedform_cert_url, evidence.jornaya_leadid)
+        reassigned: engine.ReassignedAnswer = "no_data"
+        if consent_at is not None:
+            reassigned = self.reassigned.check(phone.e164, consent_at.date())
+        address = lead.contact.address
+        address_state = address.state.strip().upper() if address.country.upper() in ("", "US", "USA") else ""
+        facts = engine.Facts(
+            now=now,
+            phone=phone,
+            policy=policy_of(tenant),
+            plan_features=frozenset(tenant.plan.features),
+            tenant_active=tenant.active,
+            is_test=lead.is_test,
+            address_state=address_state if address_state in STATE_CODES else None,
+            consent_at=consent_at,
+            consent_other_seller=other_seller,
+            consent_proof_failure=proof_failure,
+            reassigned=reassigned,
+            revoked_at=state.revoked_at,
+            internal_dnc=state.internal_dnc,
+            registry_dnc=state.registry_dnc,
+            inquiry_at=from_proto(lead.received_at),
+            attempts=state.attempts,
+            paused=tenant.paused,
+            pause_retry=self.pause_retry,
+            emergency_stop_until=state.emergency_stop_until,
+            emergency_stop_reason=state.emergency_stop_reason,
+        )
+        verdict = engine.evaluate(facts, self.table)
+        return Outcome(verdict, to_decision(verdict, now), phone, subject)
+
+
+def _evidence_json(evidence: lead_pb2.ConsentEvidence) -> dict[str, Any]:
+    return MessageToDict(evidence, preserving_proto_field_name=True)
+
+
+def reason(finding: engine.Finding) -> decision_pb2.Reason:
+    r = decision_pb2.Reason(
+        rule_id=finding.rule_id,
+        message=finding.message,
+        statute=finding.statute,
+        action=ACTIONS[finding.action],
+    )
+    if finding.not_before is not None:
+        r.not_before.CopyFrom(to_proto(finding.not_before))
+    return r
+
+
+def to_decision(verdict: engine.Verdict, now: datetime) -> decision_pb2.Decision:
+    d = decision_pb2.Decision(
+        decision_id=uuid.uuid4().hex,
+        action=ACTIONS[verdict.action],
+        reasons=[reason(f) for f in verdict.reasons],
+        evaluated_at=to_proto(now),
+        rules_version=verdict.rules_version,
+        needs_review=verdict.needs_review,
+        recording_allowed=verdict.recording_allowed,
+        recording_disclosure_required=verdict.recording_disclosure_required,
+        blocked_features=list(verdict.blocked_features),
+    )
+    if verdict.not_before is not None:
+        d.not_before.CopyFrom(to_proto(verdict.not_before))
+    return d
+
+
+def defer(decision: decision_pb2.Decision, finding: engine.Finding) -> decision_pb2.Decision:
+    """Turn an allowing decision into a deferral (a tenant limit hit at the final gate)."""
+    out = decision_pb2.Decision()
+    out.CopyFrom(decision)
+    out.action = decision_pb2.DIAL_ACTION_DEFER
+    if finding.not_before is not None:
+        out.not_before.CopyFrom(to_proto(finding.not_before))
+    out.reasons.append(reason(finding))
+    return out

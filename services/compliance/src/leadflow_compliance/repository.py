@@ -1,0 +1,406 @@
+"""Storage of the compliance service: every query scoped by tenant, numbers kept as hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from leadflow_compliance.models import (
+    ApiKeyRow,
+    AuditRow,
+    ConsentRow,
+    ContactAttemptRow,
+    DncRegistryA,
+    DncRegistryB,
+    DncRegistryState,
+    DncRow,
+    EmergencyStopRow,
+    ReservationRow,
+    RevocationRow,
+    TenantRow,
+)
+from leadflow_core.timestamps import as_utc
+
+API_KEY_PREFIX = "lf_"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SubjectState:
+    """What storage knows about one person for one tenant."""
+
+    consent_at: datetime | None
+    revoked_at: datetime | None
+    internal_dnc: bool
+    registry_dnc: bool
+    attempts: tuple[datetime, ...]
+    emergency_stop_until: datetime | None
+    emergency_stop_reason: str
+
+
+class Repository:
+    def __init__(self, sessions: sessionmaker[Session], slot_ttl_seconds: float = 1.0) -> None:
+        self.sessions = sessions
+        self.slot_ttl = slot_ttl_seconds
+        self._slot: tuple[float, str] = (0.0, "a")
+
+    def registry_slot(self) -> str:
+        """The live DNC Registry slot, re-read at most once a second (an import flips it)."""
+        expires, slot = self._slot
+        now = time.monotonic()
+        if expires > now:
+            return slot
+        with self.sessions() as s:
+            slot = s.scalar(select(DncRegistryState.active_slot).where(DncRegistryState.id == 1)) or "a"
+        self._slot = (now + self.slot_ttl, slot)
+        return slot
+
+    # --- tenants -----------------------------------------------------------------------------
+
+    def get_tenant(self, name: str) -> TenantRow | None:
+        with self.sessions() as s:
+            return s.get(TenantRow, name)
+
+    def list_tenants(self, include_inactive: bool) -> list[TenantRow]:
+        with self.sessions() as s:
+            q = select(TenantRow).order_by(TenantRow.name)
+            if not include_inactive:
+                q = q.where(TenantRow.active.is_(True))
+            return list(s.scalars(q))
+
+    def upsert_tenant(self, name: str, spec: dict[str, Any], now: datetime) -> tuple[TenantRow, bool, bool]:
+        """Store the desired state; returns (row, created, changed). Revision bumps on change only."""
+        with self.sessions.begin() as s:
+            row = s.get(TenantRow, name, with_for_update=True)
+            if row is None:
+                row = TenantRow(
+                    name=name,
+                    spec=spec,
+                    active=bool(spec.get("active", True)),
+                    paused=bool(spec.get("paused", False)),
+                    paused_reason="",
+                    revision=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+                s.add(row)
+                try:
+                    s.flush()
+                except IntegrityError:
+                    # A concurrent apply created it first; retry as an update.
+                    s.rollback()
+                    return self.upsert_tenant(name, spec, now)
+                return row, True, True
+            if row.spec == spec:
+                return row, False, False
+            row.spec = spec
+            row.active = bool(spec.get("active", True))
+            row.paused = bool(spec.get("paused", False))
+            row.revision += 1
+            row.updated_at = now
+            return row, False, True
+
+    def update_tenant_flags(
+        self,
+        name: str,
+        now: datetime,
+        *,
+        paused: bool | None = None,
+        active: bool | None = None,
+        reason: str = "",
+    ) -> TenantRow | None:
+        with self.sessions.begin() as s:
+            row = s.get(TenantRow, name, with_for_update=True)
+            if row is None:
+                return None
+            spec = dict(row.spec)
+            changed = False
+            if paused is not None and row.paused != paused:
+                row.paused, spec["paused"], row.paused_reason, changed = paused, paused, reason, True
+            if active is not None and row.active != active:
+                row.active, spec["active"], changed = active, active, True
+            if changed:
+                row.spec = spec
+                row.revision += 1
+                row.updated_at = now
+            return row
+
+    # --- API keys ----------------------------------------------------------------------------
+
+    def create_api_key(self, tenant: str, now: datetime, revoke_existing: bool) -> tuple[str, str]:
+        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        key_id = secrets.token_hex(8)
+        with self.sessions.begin() as s:
+            if revoke_existing:
+                for row in s.scalars(
+                    select(ApiKeyRow).where(ApiKeyRow.tenant == tenant, ApiKeyRow.revoked_at.is_(None))
+                ):
+                    row.revoked_at = now
+            s.add(ApiKeyRow(key_id=key_id, tenant=tenant, key_hash=hash_api_key(key), created_at=now))
+        return key, key_id
+
+    def authenticate(self, key: str) -> ApiKeyRow | None:
+        with self.sessions() as s:
+            return s.scalars(
+                select(ApiKeyRow).where(
+                    ApiKeyRow.key_hash == hash_api_key(key), ApiKeyRow.revoked_at.is_(None)
+                )
+            ).first()
+
+    # --- what the rules need about one person -------------------------------------------------
+
+    def subject_state(
+        self, tenant: str, subject: str, national_number: int | None, attempts_since: datetime, now: datetime
+    ) -> SubjectState:
+        """Everything in two round trips: evaluation runs this for every lead and every dial."""
+        consent = select(func.max(ConsentRow.consented_at)).where(
+            ConsentRow.tenant == tenant, ConsentRow.subject_hash == subject
+        )
+        revoked = select(func.max(RevocationRow.revoked_at)).where(
+            RevocationRow.tenant == tenant, RevocationRow.subject_hash == subject
+        )
+        internal = select(DncRow.subject_hash).where(DncRow.tenant == tenant, DncRow.subject_hash == subject)
+        # Only the live slot is read: an import truncates and locks the other one.
+        registry = DncRegistryA if self.registry_slot() == "a" else DncRegistryB
+        number = -1 if national_number is None else national_number
+        in_registry = select(registry.number).where(registry.number == number)
+        stop = (
+            select(EmergencyStopRow.until, EmergencyStopRow.reason)
+            .where(EmergencyStopRow.scope.in_(("", tenant)), EmergencyStopRow.until > now)
+            .order_by(EmergencyStopRow.until.desc())
+            .limit(1)
+        )
+        query = select(
+            consent.scalar_subquery(),
+            revoked.scalar_subquery(),
+            internal.exists(),
+            in_registry.exists(),
+            stop.with_only_columns(EmergencyStopRow.until).scalar_subquery(),
+            stop.with_only_columns(EmergencyStopRow.reason).scalar_subquery(),
+        )
+        with self.sessions() as s:
+            row = s.execute(query).one()
+            consent_at, revoked_at, is_internal, registered, stop_until, stop_reason = row
+            attempts = tuple(
+                as_utc(at)
+                for at in s.scalars(
+                    select(ContactAttemptRow.at).where(
+                        ContactAttemptRow.tenant == tenant,
+                        ContactAttemptRow.subject_hash == subject,
+                        ContactAttemptRow.at > attempts_since,
+                    )
+                )
+            )
+        return SubjectState(
+            consent_at=as_utc(consent_at) if consent_at else None,
+            revoked_at=as_utc(revoked_at) if revoked_at else None,
+            internal_dnc=bool(is_internal),
+            registry_dnc=bool(registered),
+            attempts=attempts,
+            emergency_stop_until=as_utc(stop_until) if stop_until else None,
+            emergency_stop_reason=stop_reason or "",
+        )
+
+    # --- consent -----------------------------------------------------------------------------
+
+    def record_consent(
+        self,
+        tenant: str,
+        subject: str,
+        consented_at: datetime,
+        evidence: dict[str, Any],
+        actor: str,
+        now: datetime,
+    ) -> str:
+        consent_id = new_id()
+        with self.sessions.begin() as s:
+            s.add(
+                ConsentRow(
+                    consent_id=consent_id,
+                    tenant=tenant,
+                    subject_hash=subject,
+                    consented_at=consented_at,
+                    recorded_at=now,
+                    evidence=evidence,
+                    actor=actor,
+                )
+            )
+        return consent_id
+
+    def has_consent_at(self, tenant: str, subject: str, consented_at: datetime) -> bool:
+        with self.sessions() as s:
+            return (
+                s.scalar(
+                    select(ConsentRow.consent_id).where(
+                        ConsentRow.tenant == tenant,
+                        ConsentRow.subject_hash == subject,
+                        ConsentRow.consented_at == consented_at,
+                    )
+                )
+                is not None
+            )
+
+    def revoke(self, tenant: str, subject: str, at: datetime, channel: str, note: str, actor: str) -> None:
+        with self.sessions.begin() as s:
+            s.add(
+                RevocationRow(
+                    revocation_id=new_id(),
+                    tenant=tenant,
+                    subject_hash=subject,
+                    revoked_at=at,
+                    channel=channel,
+                    note=note,
+                    actor=actor,
+                )
+            )
+
+    # --- DNC -----------------------------------------------------------------------------
+
+    def add_dnc(self, tenant: str, subject: str, reason: str, actor: str, now: datetime) -> bool:
+        with self.sessions.begin() as s:
+            if s.get(DncRow, (tenant, subject)) is not None:
+                return False
+            s.add(DncRow(tenant=tenant, subject_hash=subject, reason=reason, actor=actor, added_at=now))
+        return True
+
+    def remove_dnc(self, tenant: str, subject: str) -> bool:
+        with self.sessions.begin() as s:
+            result = s.execute(delete(DncRow).where(DncRow.tenant == tenant, DncRow.subject_hash == subject))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    # --- contact attempts ---------------------------------------------------------------------
+
+    def record_attempt(
+        self, tenant: str, subject: str, at: datetime, channel: str, reservation_id: str | None = None
+    ) -> None:
+        with self.sessions.begin() as s:
+            s.add(
+                ContactAttemptRow(
+                    tenant=tenant, subject_hash=subject, at=at, channel=channel, reservation_id=reservation_id
+                )
+            )
+
+    # --- emergency stop -----------------------------------------------------------------------
+
+    def set_emergency_stop(self, scope: str, until: datetime, reason: str, actor: str, now: datetime) -> None:
+        with self.sessions.begin() as s:
+            row = s.get(EmergencyStopRow, scope, with_for_update=True)
+            if row is None:
+                s.add(EmergencyStopRow(scope=scope, until=until, reason=reason, actor=actor, set_at=now))
+            else:
+                row.until, row.reason, row.actor, row.set_at = until, reason, actor, now
+
+    def clear_emergency_stop(self, scope: str) -> None:
+        with self.sessions.begin() as s:
+            s.execute(delete(EmergencyStopRow).where(EmergencyStopRow.scope == scope))
+
+    # --- reservations -------------------------------------------------------------------------
+
+    def reservation_for_attempt(self, tenant: str, attempt_id: str) -> ReservationRow | None:
+        with self.sessions() as s:
+            return s.scalars(
+                select(ReservationRow).where(
+                    ReservationRow.tenant == tenant, ReservationRow.attempt_id == attempt_id
+                )
+            ).first()
+
+    def get_reservation(self, tenant: str, reservation_id: str) -> ReservationRow | None:
+        with self.sessions() as s:
+            row = s.get(ReservationRow, reservation_id)
+            return row if row is not None and row.tenant == tenant else None
+
+    def add_reservation(self, row: ReservationRow, attempt_at: datetime) -> ReservationRow:
+        """Store it with its contact attempt; a concurrent twin wins and is returned instead."""
+        try:
+            with self.sessions.begin() as s:
+                s.add(row)
+                s.flush()
+                s.add(
+                    ContactAttemptRow(
+                        tenant=row.tenant,
+                        subject_hash=row.subject_hash,
+                        at=attempt_at,
+                        channel="call",
+                        reservation_id=row.reservation_id,
+                    )
+                )
+            return row
+        except IntegrityError:
+            existing = self.reservation_for_attempt(row.tenant, row.attempt_id)
+            if existing is None:
+                raise
+            return existing
+
+    def settle_reservation(
+        self, tenant: str, reservation_id: str, outcome: str, cost: str, now: datetime
+    ) -> bool:
+        """Mark settled once; False when unknown or already settled."""
+        with self.sessions.begin() as s:
+            row = s.get(ReservationRow, reservation_id, with_for_update=True)
+            if row is None or row.tenant != tenant or row.settled_at is not None:
+                return False
+            row.settled_at, row.outcome, row.actual_cost_usd = now, outcome, cost
+            if outcome == "not_placed":
+                # The call never happened: it is not a contact attempt.
+                s.execute(delete(ContactAttemptRow).where(ContactAttemptRow.reservation_id == reservation_id))
+            return True
+
+    # --- audit -----------------------------------------------------------------------------
+
+    def audit(
+        self,
+        *,
+        tenant: str,
+        at: datetime,
+        actor: str,
+        action: str,
+        lead_id: str = "",
+        subject: str = "",
+        decision: dict[str, Any] | None = None,
+        rules_version: str = "",
+        detail: dict[str, Any] | None = None,
+    ) -> str:
+        record_id = new_id()
+        with self.sessions.begin() as s:
+            s.add(
+                AuditRow(
+                    record_id=record_id,
+                    tenant=tenant,
+                    at=at,
+                    actor=actor,
+                    action=action,
+                    lead_id=lead_id,
+                    subject_hash=subject,
+                    decision=decision,
+                    rules_version=rules_version,
+                    detail=detail or {},
+                )
+            )
+        return record_id
+
+    def export_audit(self, tenant: str, start: datetime, end: datetime) -> Iterator[AuditRow]:
+        with self.sessions() as s:
+            q = (
+                select(AuditRow)
+                .where(AuditRow.tenant == tenant, AuditRow.at >= start, AuditRow.at < end)
+                .order_by(AuditRow.at, AuditRow.record_id)
+                .execution_options(yield_per=1000)
+            )
+            yield from s.scalars(q)

@@ -1,0 +1,84 @@
+"""Wires the compliance process: storage, Redis accounts, the rule table, both gRPC services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import redis
+from sqlalchemy import Engine
+
+from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, tenants_pb2, tenants_pb2_grpc
+from leadflow_compliance.accounting import Accounts
+from leadflow_compliance.compliance_service import ComplianceServicer
+from leadflow_compliance.decisions import Decider
+from leadflow_compliance.providers import (
+    ConsentProof,
+    HttpConsentProof,
+    HttpReassignedNumbers,
+    NoConsentProof,
+    NoReassignedData,
+    ReassignedNumbers,
+)
+from leadflow_compliance.repository import Repository
+from leadflow_compliance.rule_table import default_table
+from leadflow_compliance.settings import ComplianceSettings
+from leadflow_compliance.tenant_service import TenantAdminServicer, TenantCache
+from leadflow_core.db import make_engine, make_sessionmaker
+from leadflow_core.grpc_server import RunningServer, create_server
+
+SERVICE_NAMES = (
+    compliance_pb2.DESCRIPTOR.services_by_name["ComplianceService"].full_name,
+    tenants_pb2.DESCRIPTOR.services_by_name["TenantAdminService"].full_name,
+)
+
+
+@dataclass
+class Compliance:
+    running: RunningServer
+    engine: Engine
+    redis: redis.Redis
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.redis.close()
+
+
+def build_providers(settings: ComplianceSettings) -> tuple[ReassignedNumbers, ConsentProof]:
+    reassigned: ReassignedNumbers = NoReassignedData()
+    if settings.reassigned_numbers_url:
+        reassigned = HttpReassignedNumbers(
+            settings.reassigned_numbers_url, settings.reassigned_numbers_api_key
+        )
+    proof: ConsentProof = NoConsentProof()
+    if settings.trustedform_api_key:
+        proof = HttpConsentProof(settings.trustedform_api_key, settings.trustedform_base_url)
+    return reassigned, proof
+
+
+def start(settings: ComplianceSettings) -> Compliance:
+    engine = make_engine(settings.database_url)
+    repo = Repository(make_sessionmaker(engine))
+    client = redis.Redis.from_url(settings.redis_url)
+    accounts = Accounts(client, settings, settings.reservation_ttl_seconds)
+    reassigned, proof = build_providers(settings)
+    decider = Decider(
+        repo,
+        default_table(),
+        settings.pii_hash_key,
+        reassigned,
+        proof,
+        timedelta(seconds=settings.pause_retry_seconds),
+    )
+    cache = TenantCache(repo)
+    compliance = ComplianceServicer(repo, decider, accounts, engine, cache)
+    tenants = TenantAdminServicer(repo, accounts, cache)
+    running = create_server(
+        settings.compliance_addr,
+        [
+            lambda s: compliance_pb2_grpc.add_ComplianceServiceServicer_to_server(compliance, s),
+            lambda s: tenants_pb2_grpc.add_TenantAdminServiceServicer_to_server(tenants, s),
+        ],
+        SERVICE_NAMES,
+    )
+    return Compliance(running, engine, client)

@@ -1,0 +1,23 @@
+"""Settings of the compliance service (env `LEADFLOW_*`)."""
+
+from __future__ import annotations
+
+from leadflow_core.settings import CommonSettings
+
+
+class ComplianceSettings(CommonSettings):
+    # How long a reservation may hold a concurrency slot before it is presumed lost.
+    reservation_ttl_seconds: int = 3600
+    # How long a paused tenant's or stopped dial is deferred before it is asked about again.
+    pause_retry_seconds: int = 300
+    # FCC Reassigned Numbers Database endpoint; empty = no lookups (answers "no data").
+    reassigned_numbers_url: str = ""
+    reassigned_numbers_api_key: str = ""
+    # TrustedForm / Jornaya consent-proof checks; empty key = not checked.
+    trustedform_api_key: str = ""
+    # Only URLs under this base are ever claimed (tests point it at a local fake).
+    trustedform_base_url: str = "https://cert.trustedform.com"
+    jornaya_url: str = ""
+    jornaya_api_key: str = ""
+    # Rows per batch when loading a DNC registry file.
+    dnc_import_batch: int = 50_000

@@ -1,0 +1,284 @@
+"""TenantAdminService: tenants are created and replaced from their desired state."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import grpc
+from google.protobuf.json_format import MessageToDict, ParseDict
+
+from leadflow.v1 import lead_pb2, tenant_pb2, tenants_pb2, tenants_pb2_grpc
+from leadflow_compliance.accounting import Accounts, from_micros
+from leadflow_compliance.models import TenantRow
+from leadflow_compliance.repository import Repository
+from leadflow_core import grpc_errors
+from leadflow_core.logs import get_logger
+from leadflow_core.tenant_spec import NAME_RE
+from leadflow_core.timestamps import as_utc, from_proto, to_proto, utcnow
+
+log = get_logger("leadflow.compliance.tenants")
+
+SOURCES = {
+    "api": lead_pb2.SOURCE_API,
+    "form": lead_pb2.SOURCE_FORM,
+    "meta": lead_pb2.SOURCE_META,
+    "hubspot": lead_pb2.SOURCE_HUBSPOT,
+    "salesforce": lead_pb2.SOURCE_SALESFORCE,
+    "zapier": lead_pb2.SOURCE_ZAPIER,
+    "marketo": lead_pb2.SOURCE_MARKETO,
+    "google": lead_pb2.SOURCE_GOOGLE,
+}
+# Sources every active tenant has: the direct API is guarded by API keys, not by a source entry.
+ALWAYS_ENABLED = frozenset({"api"})
+_VOLATILE = ("created_at", "updated_at", "revision")
+
+
+def desired_spec(tenant: tenant_pb2.Tenant) -> dict[str, Any]:
+    spec = MessageToDict(tenant, preserving_proto_field_name=True)
+    for key in _VOLATILE:
+        spec.pop(key, None)
+    return spec
+
+
+def row_to_tenant(row: TenantRow, *, with_secrets: bool = False) -> tenant_pb2.Tenant:
+    tenant = tenant_pb2.Tenant()
+    ParseDict(row.spec, tenant, ignore_unknown_fields=True)
+    tenant.name = row.name
+    tenant.active = row.active
+    tenant.paused = row.paused
+    tenant.revision = row.revision
+    tenant.created_at.CopyFrom(to_proto(as_utc(row.created_at)))
+    tenant.updated_at.CopyFrom(to_proto(as_utc(row.updated_at)))
+    if not with_secrets:
+        for configs in (tenant.sources, tenant.provider_configs):
+            for cfg in configs.values():
+                redact(cfg)
+    return tenant
+
+
+def redact(cfg: tenant_pb2.SourceConfig) -> None:
+    """Secrets are write-only: reads name them but never show them."""
+    names = sorted(set(cfg.secrets) | set(cfg.secret_names))
+    cfg.secrets.clear()
+    del cfg.secret_names[:]
+    cfg.secret_names.extend(names)
+
+
+class TenantCache:
+    """Tenants read per evaluation, kept for a second: a pause elsewhere shows within that.
+
+    Writes through this process invalidate at once.
+    """
+
+    def __init__(self, repo: Repository, ttl_seconds: float = 1.0) -> None:
+        self.repo = repo
+        self.ttl = ttl_seconds
+        self._items: dict[str, tuple[float, tenant_pb2.Tenant | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> tenant_pb2.Tenant | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get(name)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = self.repo.get_tenant(name)
+        tenant = row_to_tenant(row) if row is not None else None
+        with self._lock:
+            self._items[name] = (now + self.ttl, tenant)
+        return tenant
+
+    def invalidate(self, name: str) -> None:
+        with self._lock:
+            self._items.pop(name, None)
+
+
+def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
+    if not NAME_RE.match(tenant.name):
+        grpc_errors.invalid_argument(context, "tenant.name", "must be a DNS-1123 label")
+    if tenant.budget.daily_usd:
+        try:
+            budget = Decimal(tenant.budget.daily_usd)
+        except InvalidOperation:
+            budget = Decimal(-1)
+        if not budget.is_finite() or budget < 0:
+            grpc_errors.invalid_argument(
+                context, "tenant.budget.daily_usd", "must be decimal dollars, e.g. 100.00"
+            )
+    if tenant.policy.fallback_timezone:
+        try:
+            ZoneInfo(tenant.policy.fallback_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            grpc_errors.invalid_argument(context, "tenant.policy.fallback_timezone", "not an IANA time zone")
+    for field in ("window_start", "window_end"):
+        value = getattr(tenant.policy, field)
+        if value and not _is_hhmm(value):
+            grpc_errors.invalid_argument(context, f"tenant.policy.{field}", "must be HH:MM")
+    unknown = set(tenant.sources) - set(SOURCES) - {"calls"}
+    if unknown:
+        grpc_errors.invalid_argument(context, "tenant.sources", f"unknown source(s) {sorted(unknown)}")
+
+
+def _is_hhmm(value: str) -> bool:
+    hours, sep, minutes = value.partition(":")
+    return bool(sep) and hours.isdigit() and minutes.isdigit() and int(hours) <= 24 and int(minutes) < 60
+
+
+class TenantAdminServicer(tenants_pb2_grpc.TenantAdminServiceServicer):
+    def __init__(self, repo: Repository, accounts: Accounts, cache: TenantCache) -> None:
+        self.repo = repo
+        self.accounts = accounts
+        self.cache = cache
+
+    def _row(self, context: grpc.ServicerContext, name: str) -> TenantRow:
+        row = self.repo.get_tenant(name) if name else None
+        if row is None:
+            grpc_errors.not_found(context, "tenant", name)
+        return row
+
+    def ApplyTenant(
+        self, request: tenants_pb2.ApplyTenantRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.ApplyTenantResponse:
+        tenant = request.tenant
+        validate(context, tenant)
+        now = utcnow()
+        row, created, changed = self.repo.upsert_tenant(tenant.name, desired_spec(tenant), now)
+        self.cache.invalidate(tenant.name)
+        api_key = ""
+        if created and request.issue_api_key:
+            api_key, _ = self.repo.create_api_key(tenant.name, now, revoke_existing=False)
+        if changed:
+            self.repo.audit(
+                tenant=tenant.name,
+                at=now,
+                actor="tenant-admin",
+                action="tenant.apply",
+                detail={"created": created, "revision": row.revision},
+            )
+            log.info("tenant_applied", tenant=tenant.name, created=created, revision=row.revision)
+        return tenants_pb2.ApplyTenantResponse(
+            tenant=row_to_tenant(row), created=created, changed=changed, api_key=api_key
+        )
+
+    def GetTenant(
+        self, request: tenants_pb2.GetTenantRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.GetTenantResponse:
+        return tenants_pb2.GetTenantResponse(tenant=row_to_tenant(self._row(context, request.name)))
+
+    def ListTenants(
+        self, request: tenants_pb2.ListTenantsRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.ListTenantsResponse:
+        rows = self.repo.list_tenants(request.include_inactive)
+        return tenants_pb2.ListTenantsResponse(tenants=[row_to_tenant(r) for r in rows])
+
+    def SetPaused(
+        self, request: tenants_pb2.SetPausedRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.SetPausedResponse:
+        self._row(context, request.name)
+        now = utcnow()
+        row = self.repo.update_tenant_flags(request.name, now, paused=request.paused, reason=request.reason)
+        self.cache.invalidate(request.name)
+        assert row is not None
+        self.repo.audit(
+            tenant=request.name,
+            at=now,
+            actor="tenant-admin",
+            action="tenant.pause" if request.paused else "tenant.resume",
+            detail={"reason": request.reason},
+        )
+        return tenants_pb2.SetPausedResponse(tenant=row_to_tenant(row))
+
+    def DeactivateTenant(
+        self, request: tenants_pb2.DeactivateTenantRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.DeactivateTenantResponse:
+        self._row(context, request.name)
+        now = utcnow()
+        row = self.repo.update_tenant_flags(request.name, now, active=False)
+        self.cache.invalidate(request.name)
+        assert row is not None
+        self.repo.audit(tenant=request.name, at=now, actor="tenant-admin", action="tenant.deactivate")
+        return tenants_pb2.DeactivateTenantResponse(tenant=row_to_tenant(row))
+
+    def GetTenantUsage(
+        self, request: tenants_pb2.GetTenantUsageRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.GetTenantUsageResponse:
+        row = self._row(context, request.name)
+        usage = self.accounts.usage(row.name, from_proto(request.at) or utcnow())
+        budget = row_to_tenant(row).budget.daily_usd
+        return tenants_pb2.GetTenantUsageResponse(
+            usage=tenant_pb2.TenantUsage(
+                calls_today=usage.calls_today,
+                spend_today_usd=from_micros(usage.spend_today_micros),
+                active_calls=usage.active_calls,
+                calls_last_minute=usage.calls_last_minute,
+                calls_last_hour=usage.calls_last_hour,
+            ),
+            daily_budget_usd=budget,
+        )
+
+    def CreateApiKey(
+        self, request: tenants_pb2.CreateApiKeyRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.CreateApiKeyResponse:
+        row = self._row(context, request.name)
+        if not row.active:
+            grpc_errors.failed_precondition(context, "TENANT_INACTIVE", f"tenant {row.name!r} is deactivated")
+        now = utcnow()
+        key, key_id = self.repo.create_api_key(row.name, now, request.revoke_existing)
+        self.repo.audit(
+            tenant=row.name,
+            at=now,
+            actor="tenant-admin",
+            action="api_key.create",
+            detail={"key_id": key_id, "revoke_existing": request.revoke_existing},
+        )
+        return tenants_pb2.CreateApiKeyResponse(api_key=key, key_id=key_id)
+
+    def AuthenticateApiKey(
+        self, request: tenants_pb2.AuthenticateApiKeyRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.AuthenticateApiKeyResponse:
+        key = self.repo.authenticate(request.api_key) if request.api_key else None
+        tenant = self.repo.get_tenant(key.tenant) if key is not None else None
+        if key is None or tenant is None or not tenant.active:
+            grpc_errors.unauthenticated(context, "unknown or revoked API key")
+        return tenants_pb2.AuthenticateApiKeyResponse(tenant=key.tenant, key_id=key.key_id)
+
+    def GetSourceConfig(
+        self, request: tenants_pb2.GetSourceConfigRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.GetSourceConfigResponse:
+        row = self.repo.get_tenant(request.tenant) if request.tenant else None
+        if row is None or not row.active:
+            grpc_errors.not_found(context, "tenant", request.tenant)
+        tenant = row_to_tenant(row, with_secrets=True)
+        if request.source in tenant.sources:
+            config = tenant.sources[request.source]
+        elif request.source in ALWAYS_ENABLED:
+            config = tenant_pb2.SourceConfig()
+        else:
+            grpc_errors.not_found(context, "source", f"{request.tenant}/{request.source}")
+        config.secret_names[:] = sorted(config.secrets)
+        return tenants_pb2.GetSourceConfigResponse(
+            config=config,
+            policy=tenant.policy,
+            tenant_active=True,
+            source=SOURCES.get(request.source, lead_pb2.SOURCE_UNSPECIFIED),
+        )
+
+    def GetProviderConfig(
+        self, request: tenants_pb2.GetProviderConfigRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.GetProviderConfigResponse:
+        row = self._row(context, request.tenant)
+        tenant = row_to_tenant(row, with_secrets=True)
+        config = tenant.provider_configs.get(request.kind, tenant_pb2.SourceConfig())
+        config.secret_names[:] = sorted(config.secrets)
+        return tenants_pb2.GetProviderConfigResponse(
+            provider=tenant.providers.get(request.kind, ""),
+            config=config,
+            policy=tenant.policy,
+            tenant_active=tenant.active,
+            paused=tenant.paused,
+            plan_features=list(tenant.plan.features),
+        )

@@ -1,0 +1,52 @@
+"""A real compliance server process (port 0) on the session's PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from leadflow.v1 import compliance_pb2_grpc, tenant_pb2, tenants_pb2, tenants_pb2_grpc
+from leadflow_core.grpc_clients import channel
+from leadflow_core.tenant_spec import TenantSpec, to_proto
+from leadflow_core.testing import ServiceProcess, python_module, service_env
+
+
+@pytest.fixture(scope="session")
+def compliance_server(
+    database_url: str, redis_url: str, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    env = service_env(database_url, redis_url, redis_prefix, {"LEADFLOW_COMPLIANCE_ADDR": "127.0.0.1:0"})
+    proc = ServiceProcess(
+        "compliance", python_module("leadflow_compliance"), env, tmp_path_factory.mktemp("compliance")
+    )
+    proc.start()
+    yield proc
+    code = proc.stop()
+    assert code == 0, proc.tail()
+
+
+@pytest.fixture(scope="session")
+def grpc_channel(compliance_server: ServiceProcess) -> Iterator[grpc.Channel]:
+    ch = channel(compliance_server.addr, default_timeout=30.0)
+    yield ch
+    ch.close()
+
+
+@pytest.fixture(scope="session")
+def admin(grpc_channel: grpc.Channel) -> tenants_pb2_grpc.TenantAdminServiceStub:
+    return tenants_pb2_grpc.TenantAdminServiceStub(grpc_channel)
+
+
+@pytest.fixture(scope="session")
+def compliance(grpc_channel: grpc.Channel) -> compliance_pb2_grpc.ComplianceServiceStub:
+    return compliance_pb2_grpc.ComplianceServiceStub(grpc_channel)
+
+
+def make_tenant(admin: tenants_pb2_grpc.TenantAdminServiceStub, **spec: object) -> tenant_pb2.Tenant:
+    """Apply a fresh tenant (unique name) built the way the CLI and operator build them."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    tenant = to_proto(name, TenantSpec.model_validate(spec))
+    return admin.ApplyTenant(tenants_pb2.ApplyTenantRequest(tenant=tenant)).tenant

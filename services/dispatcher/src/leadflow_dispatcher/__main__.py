@@ -1,0 +1,58 @@
+"""`python -m leadflow_dispatcher`: the DispatcherService gRPC server, its relay and /metrics."""
+
+from __future__ import annotations
+
+from leadflow.v1 import compliance_pb2_grpc, dispatcher_pb2, dispatcher_pb2_grpc
+from leadflow_core.db import is_sqlite, make_engine, make_sessionmaker
+from leadflow_core.grpc_clients import channel
+from leadflow_core.grpc_server import create_server, serve_until_signal, write_port_file
+from leadflow_core.logs import configure, get_logger
+from leadflow_dispatcher.metrics import serve_metrics
+from leadflow_dispatcher.policies import PolicyView, TenantPolicies
+from leadflow_dispatcher.queueing import make_broker
+from leadflow_dispatcher.relay import Relay
+from leadflow_dispatcher.servicer import DispatcherServicer
+from leadflow_dispatcher.settings import DispatcherSettings
+from leadflow_dispatcher.store import Store
+
+
+def main() -> None:
+    settings = DispatcherSettings()
+    configure("dispatcher", settings.log_level)
+    log = get_logger("leadflow.dispatcher")
+    engine = make_engine(settings.database_url)
+    store = Store(make_sessionmaker(engine), postgres=not is_sqlite(settings.database_url))
+    broker = make_broker(settings.redis_url, settings.dramatiq_namespace)
+    compliance = compliance_pb2_grpc.ComplianceServiceStub(channel(settings.compliance_addr))
+    relay = Relay(store, broker, compliance, settings)
+    policies = TenantPolicies(
+        settings.compliance_addr,
+        PolicyView(
+            max_dial_attempts=settings.default_max_dial_attempts,
+            retry_backoff_seconds=settings.default_retry_backoff_seconds,
+        ),
+        settings.policy_cache_seconds,
+    )
+    servicer = DispatcherServicer(store, relay, policies, settings)
+    metrics_port = serve_metrics(
+        settings.dispatcher_metrics_addr, broker.client, settings.dramatiq_namespace, store
+    )
+    write_port_file(settings.metrics_port_file, metrics_port)
+    relay.start()
+    running = create_server(
+        settings.dispatcher_addr,
+        [lambda server: dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server(servicer, server)],
+        [dispatcher_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name],
+    )
+    log.info("dispatcher_started", port=running.port, metrics_port=metrics_port)
+    write_port_file(settings.port_file, running.port)
+
+    def on_stop() -> None:
+        relay.stop()
+        engine.dispose()
+
+    serve_until_signal(running, settings.shutdown_grace_seconds, on_stop)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The dispatcher's own tables: leads, their timelines, the work outbox, dial attempts, dead letters.
+
+Every table carries `tenant` and every query filters on it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class LeadRow(Base):
+    """A stored lead with its decision; unique per sender id or idempotency key."""
+
+    __tablename__ = "dispatcher_leads"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant", "source", "vendor_lead_id", name="uq_dispatcher_leads_vendor"),
+        sa.UniqueConstraint("tenant", "idempotency_key", name="uq_dispatcher_leads_idem"),
+        sa.Index("ix_dispatcher_leads_phone", "tenant", "person_phone"),
+        sa.Index("ix_dispatcher_leads_email", "tenant", "person_email"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(sa.String(63))
+    source: Mapped[str] = mapped_column(sa.String(32))
+    # NULL when absent so the unique constraints only bite on real values.
+    vendor_lead_id: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    # Keyed hashes of the phone and email: "the same person" without the values in clear.
+    person_phone: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    person_email: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    urgency: Mapped[str] = mapped_column(sa.String(16))
+    lead_pb: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    decision_pb: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    dial_state: Mapped[int] = mapped_column(sa.Integer)
+    dial_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    # The lead whose call this one joined (a repeat lead for the same person).
+    joined_lead_id: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    vendor_updated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    # The vendor's stamp, or our receipt time without one: orders updates about one person.
+    version_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    enrichment: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    request_id: Mapped[str] = mapped_column(sa.String(64), default="")
+    received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class EventRow(Base):
+    """One timeline entry; `dedupe_key` makes redelivered reports land once."""
+
+    __tablename__ = "dispatcher_events"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant", "dedupe_key", name="uq_dispatcher_events_dedupe"),
+        sa.Index("ix_dispatcher_events_lead", "tenant", "lead_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(sa.String(63))
+    lead_id: Mapped[str] = mapped_column(sa.String(32))
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    request_id: Mapped[str] = mapped_column(sa.String(64), default="")
+    dedupe_key: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class JobRow(Base):
+    """The outbox: one unit of accepted work, written in the lead's transaction.
+
+    The relay enqueues it when due and again when it is overdue and unfinished, so neither a
+    crash between commit and enqueue nor a Redis that lost its data loses work.
+    """
+
+    __tablename__ = "dispatcher_jobs"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant", "lead_id", "kind", "attempt", name="uq_dispatcher_jobs_work"),
+        sa.Index("ix_dispatcher_jobs_due", "state", "due_at"),
+        sa.Index("ix_dispatcher_jobs_lease", "state", "lease_until"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(sa.String(63))
+    lead_id: Mapped[str] = mapped_column(sa.String(32))
+    # "enrich", "crm_sync", "dial", "call_status" (Dramatiq) or "settle" (done by the dispatcher).
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    attempt: Mapped[int] = mapped_column(sa.Integer, default=1)
+    queue: Mapped[str] = mapped_column(sa.String(64))
+    # pending (waiting to be enqueued), queued, done, dead, cancelled.
+    state: Mapped[str] = mapped_column(sa.String(16))
+    due_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    enqueue_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # Where the last copy went in Redis (queue or its .DQ, and Dramatiq's redis message id), so
+    # the sweeper can tell a lost message from one still waiting behind a backlog.
+    broker_queue: Mapped[str] = mapped_column(sa.String(64), default="")
+    broker_message_id: Mapped[str] = mapped_column(sa.String(64), default="")
+    enqueued_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    # Extra arguments for the job (settle: reservation and outcome; call_status: call id).
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    request_id: Mapped[str] = mapped_column(sa.String(64), default="")
+    last_error: Mapped[str] = mapped_column(sa.Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class DialAttemptRow(Base):
+    """One dial attempt, claimed before the provider is called: at most one claim wins."""
+
+    __tablename__ = "dispatcher_dial_attempts"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant", "lead_id", "attempt", name="uq_dispatcher_attempts_lead"),
+        sa.Index("ix_dispatcher_attempts_call", "tenant", "provider_call_id"),
+        sa.Index("ix_dispatcher_attempts_state", "state", "dialed_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(sa.String(63))
+    lead_id: Mapped[str] = mapped_column(sa.String(32))
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    # claimed, failed (provider refused; may be claimed again), deferred, dialed, ended.
+    state: Mapped[str] = mapped_column(sa.String(16))
+    tries: Mapped[int] = mapped_column(sa.Integer, default=1)
+    provider: Mapped[str] = mapped_column(sa.String(32), default="")
+    provider_call_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    reservation_id: Mapped[str] = mapped_column(sa.String(64), default="")
+    call_status: Mapped[str] = mapped_column(sa.String(16), default="")
+    duration_seconds: Mapped[int] = mapped_column(sa.Integer, default=0)
+    price_usd: Mapped[str] = mapped_column(sa.String(16), default="")
+    error: Mapped[str] = mapped_column(sa.Text, default="")
+    claimed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    dialed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+
+
+class CallStatusRow(Base):
+    """Each (call, status) callback once; kept even when it outruns CompleteDialAttempt."""
+
+    __tablename__ = "dispatcher_call_statuses"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant", "provider_call_id", "status", name="uq_dispatcher_call_status"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(sa.String(63))
+    provider_call_id: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    duration_seconds: Mapped[int] = mapped_column(sa.Integer, default=0)
+    price_usd: Mapped[str] = mapped_column(sa.String(16), default="")
+    params: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    applied: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class DeadLetterRow(Base):
+    """A job a worker gave up on, kept for a person to inspect, replay, resolve or purge."""
+
+    __tablename__ = "dispatcher_dead_letters"
+    __table_args__ = (sa.Index("ix_dispatcher_dead_letters_tenant", "tenant", "queue", "state"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(sa.String(63))
+    queue: Mapped[str] = mapped_column(sa.String(64))
+    lead_id: Mapped[str] = mapped_column(sa.String(32), default="")
+    actor: Mapped[str] = mapped_column(sa.String(64), default="")
+    job_kind: Mapped[str] = mapped_column(sa.String(32), default="")
+    job_attempt: Mapped[int] = mapped_column(sa.Integer, default=1)
+    error_class: Mapped[str] = mapped_column(sa.String(32), default="")
+    error: Mapped[str] = mapped_column(sa.Text, default="")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # open, replayed, resolved, purged.
+    state: Mapped[str] = mapped_column(sa.String(16), default="open")
+    note: Mapped[str] = mapped_column(sa.Text, default="")
+    message_json: Mapped[str] = mapped_column(sa.Text, default="")
+    failed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))

@@ -1,0 +1,67 @@
+"""Tenant policies (dial delays, call retries) read from compliance, the tenants' one source of truth.
+
+Cached briefly; when compliance cannot answer, the deployment's defaults apply so that storing a
+lead never depends on it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import grpc
+
+from leadflow.v1 import tenants_pb2, tenants_pb2_grpc
+from leadflow_core.grpc_clients import channel
+from leadflow_core.logs import get_logger
+
+log = get_logger("leadflow.dispatcher.policies")
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    dial_delay_seconds: dict[str, int] = field(default_factory=dict)
+    max_dial_attempts: int = 3
+    retry_backoff_seconds: int = 600
+
+
+class TenantPolicies:
+    def __init__(self, compliance_addr: str, defaults: PolicyView, ttl_seconds: float) -> None:
+        self._stub = tenants_pb2_grpc.TenantAdminServiceStub(channel(compliance_addr, default_timeout=2.0))
+        self._defaults = defaults
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, PolicyView]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant: str) -> PolicyView:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(tenant)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        view, ttl = self._fetch(tenant)
+        with self._lock:
+            self._cache[tenant] = (now + ttl, view)
+        return view
+
+    def _fetch(self, tenant: str) -> tuple[PolicyView, float]:
+        try:
+            reply = self._stub.GetTenant(tenants_pb2.GetTenantRequest(name=tenant))
+        except grpc.RpcError as err:
+            log.warning("tenant_policy_unavailable", tenant=tenant, code=str(err.code()))
+            # Retry the read soon, but not on every lead while compliance is down.
+            return self._defaults, min(self._ttl, 5.0)
+        policy = reply.tenant.policy
+        return (
+            PolicyView(
+                dial_delay_seconds=dict(policy.dial_delay_seconds),
+                max_dial_attempts=policy.max_dial_attempts or self._defaults.max_dial_attempts,
+                retry_backoff_seconds=(
+                    policy.retry_backoff_seconds
+                    if policy.retry_backoff_seconds
+                    else self._defaults.retry_backoff_seconds
+                ),
+            ),
+            self._ttl,
+        )

@@ -1,0 +1,89 @@
+"""Dramatiq messages built by name: the dispatcher produces jobs without importing the workers.
+
+Queue and actor names come from `leadflow_core.queues`; every message carries the request id
+(option `request_id`) so the workers' logs follow the lead, and the outbox job id (`job_id`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from leadflow_core import queues
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the outbox knows about one job; enough to build its message."""
+
+    job_id: str
+    tenant: str
+    lead_id: str
+    kind: str
+    attempt: int
+    queue: str
+    request_id: str
+    payload: dict[str, Any]
+
+
+ACTORS = {
+    "enrich": queues.ENRICH_ACTOR,
+    "crm_sync": queues.CRM_SYNC_ACTOR,
+    "dial": queues.DIAL_ACTOR,
+    "call_status": queues.CALL_STATUS_ACTOR,
+}
+
+
+def make_broker(redis_url: str, namespace: str) -> RedisBroker:
+    """A producer-side broker; never installed as Dramatiq's global broker."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=3.0, socket_connect_timeout=3.0)
+    broker = RedisBroker(client=client, namespace=namespace, middleware=[])  # type: ignore[no-untyped-call]
+    for queue in queues.ALL_QUEUES:
+        broker.declare_queue(queue)
+    return broker
+
+
+def build_message(job: JobSpec) -> dramatiq.Message[Any]:
+    args: tuple[Any, ...]
+    if job.kind == "dial":
+        args = (job.tenant, job.lead_id, job.attempt)
+    elif job.kind == "call_status":
+        args = (
+            job.tenant,
+            job.lead_id,
+            str(job.payload.get("attempt_id", "")),
+            str(job.payload.get("provider", "")),
+            str(job.payload.get("provider_call_id", "")),
+        )
+    else:
+        args = (job.tenant, job.lead_id)
+    return dramatiq.Message(
+        queue_name=job.queue,
+        actor_name=ACTORS[job.kind],
+        args=args,
+        kwargs={},
+        options={"request_id": job.request_id, "job_id": job.job_id},
+    )
+
+
+def enqueue(broker: RedisBroker, job: JobSpec, delay_seconds: float) -> tuple[str, str]:
+    """Enqueue the job's message; returns (the Redis queue it went to, its redis message id)."""
+    message = build_message(job)
+    delay_ms = int(delay_seconds * 1000)
+    sent = broker.enqueue(message, delay=delay_ms if delay_ms > 0 else None)
+    return sent.queue_name, str(sent.options["redis_message_id"])
+
+
+def message_present(broker: RedisBroker, refs: list[tuple[str, str]]) -> list[bool]:
+    """Whether each (queue, redis message id) still has its body in Redis: waiting, delayed or
+    held by a worker. False means Redis lost it (restart without persistence, flush)."""
+    if not refs:
+        return []
+    pipe = broker.client.pipeline()
+    for queue, mid in refs:
+        pipe.hexists(f"{broker.namespace}:{queue}.msgs", mid)
+    return [bool(x) for x in pipe.execute()]

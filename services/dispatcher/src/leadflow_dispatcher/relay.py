@@ -1,0 +1,147 @@
+"""The outbox relay: hands due work to Dramatiq, re-sends overdue work, settles ended calls.
+
+One loop does it all, every `relay_interval_seconds`:
+- pending jobs due within Dramatiq's short-delay horizon are enqueued (deferred dials wait in
+  the database until then);
+- queued jobs whose lease ran out without a "done" report are enqueued again: Redis lost them
+  (restart, failover, flush) or the worker holding them died;
+- ended calls are settled with compliance (cost, concurrency slot);
+- placed calls without a final callback for too long get a `call_status` job that asks the
+  provider.
+Several dispatcher replicas may run it: rows are taken with FOR UPDATE SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import grpc
+from dramatiq.brokers.redis import RedisBroker
+
+from leadflow.v1 import compliance_pb2, compliance_pb2_grpc
+from leadflow_core.logs import get_logger
+from leadflow_core.request_context import bound
+from leadflow_dispatcher import queueing, scheduling
+from leadflow_dispatcher.queueing import JobSpec
+from leadflow_dispatcher.settings import DispatcherSettings
+from leadflow_dispatcher.store import Store
+
+log = get_logger("leadflow.dispatcher.relay")
+
+
+class Relay:
+    def __init__(
+        self,
+        store: Store,
+        broker: RedisBroker,
+        compliance: compliance_pb2_grpc.ComplianceServiceStub,
+        settings: DispatcherSettings,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.compliance = compliance
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def send(self, jobs: Sequence[tuple[JobSpec, float]]) -> int:
+        """Enqueue jobs already marked queued; on a broker failure put them back to pending."""
+        sent: list[tuple[str, str, str]] = []
+        failed: list[JobSpec] = []
+        for job, delay in jobs:
+            try:
+                queue, mid = queueing.enqueue(self.broker, job, delay)
+                sent.append((job.job_id, queue, mid))
+            except Exception as err:
+                log.warning("enqueue_failed", job=job.kind, lead_id=job.lead_id, error=str(err))
+                failed.append(job)
+        if failed:
+            self.store.release_jobs(failed, "broker unavailable")
+        self.store.note_enqueued(sent)
+        return len(sent)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("relay_tick_failed")
+            self._stop.wait(self.settings.relay_interval_seconds)
+
+    def tick(self) -> int:
+        s = self.settings
+        self.store.calls_to_reconcile(s.call_status_timeout_seconds, s.relay_batch_size)
+        self._sweep()
+        moved = 0
+        while True:
+            due = self.store.claim_due_jobs(
+                s.max_broker_delay_seconds, s.job_lease_seconds, s.relay_batch_size
+            )
+            if not due:
+                break
+            moved += self.send(due)
+            if len(due) < s.relay_batch_size:
+                break
+        self._settle()
+        return moved
+
+    def _sweep(self) -> None:
+        """Overdue work: still in Redis (a backlog, a retry's delay) gets a longer lease; lost
+        work, or work held too long by a worker that died, is enqueued again."""
+        s = self.settings
+        expired = self.store.expired_jobs(s.relay_batch_size)
+        if not expired:
+            return
+        try:
+            present = queueing.message_present(
+                self.broker, [(job.broker_queue, job.broker_message_id) for job in expired]
+            )
+        except Exception as err:
+            log.warning("sweep_skipped", error=str(err))
+            return
+        keep = [
+            job.job_id
+            for job, here in zip(expired, present, strict=True)
+            if here and job.age_seconds < s.job_stuck_seconds
+        ]
+        lost = [job.job_id for job in expired if job.job_id not in set(keep)]
+        self.store.extend_leases(keep, s.job_lease_seconds)
+        if lost:
+            log.info("jobs_resent", count=len(lost))
+            self.store.resend(lost)
+
+    def _settle(self) -> None:
+        for work in self.store.due_settlements(self.settings.relay_batch_size):
+            outcome = (
+                compliance_pb2.CALL_OUTCOME_NOT_PLACED
+                if work.status == "not-placed"
+                else scheduling.CALL_OUTCOMES.get(work.status, compliance_pb2.CALL_OUTCOME_FAILED)
+            )
+            with bound(None, work.tenant):
+                try:
+                    self.compliance.SettleCall(
+                        compliance_pb2.SettleCallRequest(
+                            tenant=work.tenant,
+                            reservation_id=work.reservation_id,
+                            outcome=outcome,  # type: ignore[arg-type]
+                            actual_cost_usd=work.price_usd,
+                            duration_seconds=work.duration_seconds,
+                        ),
+                        timeout=5.0,
+                    )
+                    self.store.finish_settlement(work.job_id, "", None)
+                except grpc.RpcError as err:
+                    code = err.code()
+                    if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                        # Nothing to settle against: retrying cannot help.
+                        self.store.finish_settlement(work.job_id, f"{code}: {err.details()}", None)
+                    else:
+                        self.store.finish_settlement(work.job_id, f"{code}: {err.details()}", 5.0)

@@ -1,0 +1,69 @@
+"""A circuit breaker per tenant and provider, kept in Redis so every worker process shares it.
+
+Closed: calls go through; failures within a window are counted. After `threshold` failures the
+breaker opens for `open_seconds`: that tenant's jobs for that provider are held (re-queued with a
+delay), while other tenants and this tenant's other providers keep flowing. When it has been
+open long enough one probe goes through (half-open); its success closes the breaker, its
+failure opens it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    threshold: int = 5
+    window_seconds: float = 30.0
+    open_seconds: float = 30.0
+
+
+class CircuitBreaker:
+    def __init__(self, client: redis.Redis, key_base: str, config: BreakerConfig) -> None:
+        self.client = client
+        self.config = config
+        self._open = key_base + ":open"
+        self._tripped = key_base + ":tripped"
+        self._probe = key_base + ":probe"
+        self._failures = key_base + ":failures"
+
+    def wait_seconds(self) -> float:
+        """0 when a call may go through now; else how long to hold the job."""
+        open_ms = int(self.client.pttl(self._open))
+        if open_ms > 0:
+            return open_ms / 1000
+        if self.client.exists(self._tripped):
+            # Half-open: one probe at a time.
+            probe_ms = int(self.config.open_seconds * 1000)
+            if self.client.set(self._probe, "1", nx=True, px=probe_ms):
+                return 0.0
+            return max(0.05, int(self.client.pttl(self._probe)) / 1000)
+        return 0.0
+
+    def is_open(self) -> bool:
+        return int(self.client.pttl(self._open)) > 0
+
+    def record_success(self) -> None:
+        if self.client.exists(self._tripped) or self.client.exists(self._failures):
+            self.client.delete(self._tripped, self._probe, self._failures)
+
+    def record_failure(self) -> bool:
+        """Count a failure; True when this one opened the breaker."""
+        pipe = self.client.pipeline()
+        pipe.incr(self._failures)
+        pipe.pexpire(self._failures, int(self.config.window_seconds * 1000), nx=True)
+        pipe.exists(self._tripped)
+        count, _, half_open = pipe.execute()
+        if int(count) < self.config.threshold and not half_open:
+            return False
+        open_ms = int(self.config.open_seconds * 1000)
+        pipe = self.client.pipeline()
+        pipe.set(self._open, "1", px=open_ms)
+        # Remember the trip well past the open period so the first call after it is a probe.
+        pipe.set(self._tripped, "1", px=open_ms * 10 + 60_000)
+        pipe.delete(self._failures, self._probe)
+        pipe.execute()
+        return True

@@ -1,0 +1,117 @@
+"""What every job needs, built once per worker process: stubs to our services, providers, Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import grpc
+import redis
+
+from leadflow.v1 import (
+    compliance_pb2_grpc,
+    dispatcher_pb2_grpc,
+    tenants_pb2,
+    tenants_pb2_grpc,
+)
+from leadflow_core.grpc_clients import channel
+from leadflow_enrichment.breaker import BreakerConfig, CircuitBreaker
+from leadflow_enrichment.limits import Limiters, ProviderLimits
+from leadflow_enrichment.providers.registry import ProviderRegistry
+from leadflow_enrichment.retry_policy import RetrySchedule
+from leadflow_enrichment.settings import WorkerSettings
+
+
+@dataclass
+class ProviderConfigs:
+    """Tenants' provider configs from compliance, cached briefly; None when it cannot answer
+    (the deployment's default provider is used then)."""
+
+    stub: tenants_pb2_grpc.TenantAdminServiceStub
+    ttl: float
+    _cache: dict[tuple[str, str], tuple[float, tenants_pb2.GetProviderConfigResponse | None]] = field(
+        default_factory=dict
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, tenant: str, kind: str) -> tenants_pb2.GetProviderConfigResponse | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get((tenant, kind))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        config: tenants_pb2.GetProviderConfigResponse | None
+        try:
+            config = self.stub.GetProviderConfig(
+                tenants_pb2.GetProviderConfigRequest(tenant=tenant, kind=kind)
+            )
+            ttl = self.ttl
+        except grpc.RpcError as err:
+            if err.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
+                raise
+            config, ttl = None, min(self.ttl, 5.0)
+        with self._lock:
+            self._cache[(tenant, kind)] = (now + ttl, config)
+        return config
+
+
+class WorkerContext:
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher_pb2_grpc.DispatcherServiceStub(
+            channel(settings.dispatcher_addr, settings.rpc_timeout_seconds)
+        )
+        compliance_channel = channel(settings.compliance_addr, settings.rpc_timeout_seconds)
+        self.compliance = compliance_pb2_grpc.ComplianceServiceStub(compliance_channel)
+        self.configs = ProviderConfigs(
+            tenants_pb2_grpc.TenantAdminServiceStub(compliance_channel),
+            settings.provider_config_cache_seconds,
+        )
+        self.registry = ProviderRegistry(settings)
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self.limiters = Limiters(self.redis, settings.redis_key("limits"), settings.job_time_limit_seconds)
+        self.breaker_config = BreakerConfig(
+            threshold=settings.breaker_failure_threshold,
+            window_seconds=settings.breaker_window_seconds,
+            open_seconds=settings.breaker_open_seconds,
+        )
+        self.default_schedule = RetrySchedule(
+            max_retries=settings.max_retries,
+            base_seconds=settings.retry_base_seconds,
+            max_seconds=settings.retry_max_seconds,
+            system_max_retries=settings.system_max_retries,
+        )
+
+    def breaker(self, tenant: str, provider: str) -> CircuitBreaker:
+        return CircuitBreaker(
+            self.redis, self.settings.redis_key("breaker", tenant, provider), self.breaker_config
+        )
+
+    def limits(self, provider: str, options: dict[str, str]) -> ProviderLimits:
+        return ProviderLimits.resolve(
+            provider, options, self.settings.provider_concurrency, self.settings.provider_rate_per_second
+        )
+
+    def schedule(self, config: tenants_pb2.GetProviderConfigResponse | None) -> RetrySchedule:
+        options = dict(config.config.options) if config is not None else {}
+        return RetrySchedule.from_options(options, self.default_schedule)
+
+    def callback_url(self, tenant: str) -> str:
+        return f"{self.settings.callback_base}/v1/calls/{tenant}/status"
+
+    def close(self) -> None:
+        self.registry.close()
+
+
+_context: WorkerContext | None = None
+_context_lock = threading.Lock()
+
+
+def get_context() -> WorkerContext:
+    """One context per process, built on first use (after the worker has forked)."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            _context = WorkerContext(WorkerSettings())
+        return _context

@@ -1,0 +1,366 @@
+"""The bodies of the actors: fetch the lead from the dispatcher, call the provider, report back.
+
+Each is idempotent: a redelivered message finds its work done (GetLead.work_done), its dial
+attempt claimed, or its report deduplicated by key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Any
+
+import grpc
+from redis.exceptions import LockError
+
+from leadflow.v1 import compliance_pb2, decision_pb2, dispatcher_pb2, lead_pb2
+from leadflow_core.logs import get_logger
+from leadflow_core.pii import subject_hash
+from leadflow_core.timestamps import to_proto, utcnow
+from leadflow_enrichment.context import WorkerContext
+from leadflow_enrichment.failures import ErrorClass, ProviderError
+from leadflow_enrichment.handling import Hold, JobInfo
+from leadflow_enrichment.limits import LimitBusy
+from leadflow_enrichment.providers.base import CallRequest, Enrichment, LeadView
+
+log = get_logger("leadflow.worker.jobs")
+
+_URGENCY = {
+    lead_pb2.URGENCY_EMERGENCY: "emergency",
+    lead_pb2.URGENCY_HIGH: "high",
+    lead_pb2.URGENCY_MEDIUM: "medium",
+    lead_pb2.URGENCY_LOW: "low",
+}
+# Error classes that count against a provider's circuit breaker (the provider is unwell).
+_BREAKER_CLASSES = (ErrorClass.TEMPORARY, ErrorClass.RATE_LIMITED)
+NEUTRAL_FIT = 50
+
+
+def lead_view(lead: lead_pb2.Lead) -> LeadView:
+    contact = lead.contact
+    return LeadView(
+        tenant=lead.tenant,
+        lead_id=lead.lead_id,
+        source=lead_pb2.Source.Name(lead.source).removeprefix("SOURCE_").lower(),
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        email=contact.email,
+        phone_e164=contact.phone.e164,
+        urgency=_URGENCY.get(lead.urgency, "medium"),
+        message=lead.message,
+        state=contact.address.state,
+        postal_code=contact.address.postal_code,
+        vendor_lead_id=lead.vendor_lead_id,
+        custom_fields=dict(lead.custom_fields),
+    )
+
+
+def _get_lead(ctx: WorkerContext, info: JobInfo) -> dispatcher_pb2.GetLeadResponse:
+    reply: dispatcher_pb2.GetLeadResponse = ctx.dispatcher.GetLead(
+        dispatcher_pb2.GetLeadRequest(tenant=info.tenant, lead_id=info.lead_id)
+    )
+    return reply
+
+
+def _record(ctx: WorkerContext, info: JobInfo, kind: str, detail: dict[str, Any], dedupe_key: str) -> None:
+    ctx.dispatcher.RecordEvent(
+        dispatcher_pb2.RecordEventRequest(
+            tenant=info.tenant,
+            lead_id=info.lead_id,
+            kind=kind,
+            detail_json=json.dumps(detail),
+            dedupe_key=dedupe_key,
+        )
+    )
+
+
+def _guard(ctx: WorkerContext, info: JobInfo, provider: str) -> None:
+    """Hold the job while this tenant's breaker for this provider is open."""
+    wait = ctx.breaker(info.tenant, provider).wait_seconds()
+    if wait > 0:
+        raise Hold(wait, f"circuit open for {provider}")
+
+
+def _note_result(ctx: WorkerContext, info: JobInfo, provider: str, err: ProviderError | None) -> None:
+    breaker = ctx.breaker(info.tenant, provider)
+    if err is None:
+        breaker.record_success()
+    elif err.error_class in _BREAKER_CLASSES and breaker.record_failure():
+        log.warning("circuit_opened", provider=provider, tenant=info.tenant)
+
+
+# ---- enrich ---------------------------------------------------------------------------------
+
+
+def enrich(ctx: WorkerContext, info: JobInfo) -> None:
+    lead = _get_lead(ctx, info)
+    if "enriched" in lead.work_done:
+        return
+    config = ctx.configs.get(info.tenant, "llm")
+    info.schedule = ctx.schedule(config)
+    view = lead_view(lead.lead)
+    try:
+        scorer = ctx.registry.scorer(info.tenant, config)
+    except ProviderError as err:
+        enrichment = _neutral(f"scorer unavailable: {err}", "")
+    else:
+        info.provider = scorer.name
+        enrichment = _score(ctx, info, scorer, view, config)
+    _record(
+        ctx,
+        info,
+        "enriched",
+        {
+            "intent": enrichment.intent,
+            "fit_score": enrichment.fit_score,
+            "reasons": list(enrichment.reasons),
+            "model": enrichment.model,
+            "fallback": enrichment.fallback,
+        },
+        f"enriched:{info.lead_id}",
+    )
+
+
+def _neutral(reason: str, model: str) -> Enrichment:
+    # AI trouble never blocks sync or dial: a neutral score, with the reason kept.
+    return Enrichment(intent="medium", fit_score=NEUTRAL_FIT, reasons=(reason,), model=model, fallback=True)
+
+
+def _score(ctx: WorkerContext, info: JobInfo, scorer: Any, view: LeadView, config: Any) -> Enrichment:
+    breaker = ctx.breaker(info.tenant, scorer.name)
+    if breaker.wait_seconds() > 0:
+        return _neutral(f"{scorer.name} circuit open", scorer.name)
+    options = dict(config.config.options) if config is not None else {}
+    try:
+        with ctx.limiters.slot(info.tenant, scorer.name, ctx.limits(scorer.name, options)):
+            result: Enrichment = scorer.score(view)
+    except LimitBusy:
+        return _neutral(f"{scorer.name} over its rate limit", scorer.name)
+    except ProviderError as err:
+        _note_result(ctx, info, scorer.name, err)
+        return _neutral(f"{scorer.name} failed ({err.error_class}): {err}"[:300], scorer.name)
+    except Exception as err:
+        return _neutral(f"{scorer.name} failed: {type(err).__name__}"[:300], scorer.name)
+    _note_result(ctx, info, scorer.name, None)
+    return result
+
+
+# ---- crm_sync -------------------------------------------------------------------------------
+
+
+def _person_lock_key(ctx: WorkerContext, lead: lead_pb2.Lead) -> str:
+    basis = lead.contact.phone.e164 or lead.contact.email.lower() or lead.lead_id
+    return ctx.settings.redis_key("person", lead.tenant, subject_hash(basis, ctx.settings.pii_hash_key))
+
+
+def crm_sync(ctx: WorkerContext, info: JobInfo) -> None:
+    lead = _get_lead(ctx, info)
+    if "synced" in lead.work_done:
+        return
+    if lead.superseded_by:
+        _record(
+            ctx, info, "synced", {"skipped": "superseded", "by": lead.superseded_by}, f"synced:{info.lead_id}"
+        )
+        return
+    config = ctx.configs.get(info.tenant, "crm")
+    info.schedule = ctx.schedule(config)
+    crm = ctx.registry.crm(info.tenant, config)
+    info.provider = crm.name
+    _guard(ctx, info, crm.name)
+    options = dict(config.config.options) if config is not None else {}
+    enrichment = _enrichment_of(lead)
+    # Updates about one person apply in vendor-stamped order: one sync per person at a time,
+    # and a lead that a newer one superseded meanwhile is not written over it.
+    lock = ctx.redis.lock(_person_lock_key(ctx, lead.lead), timeout=ctx.settings.job_time_limit_seconds)
+    if not lock.acquire(blocking=True, blocking_timeout=5.0):
+        raise Hold(1.0, "person busy")
+    try:
+        fresh = _get_lead(ctx, info)
+        if fresh.superseded_by:
+            _record(
+                ctx,
+                info,
+                "synced",
+                {"skipped": "superseded", "by": fresh.superseded_by},
+                f"synced:{info.lead_id}",
+            )
+            return
+        try:
+            with ctx.limiters.slot(info.tenant, crm.name, ctx.limits(crm.name, options)):
+                result = crm.upsert_lead(lead_view(lead.lead), enrichment)
+        except LimitBusy:
+            raise Hold(ctx.settings.limit_wait_seconds, f"{crm.name} limit") from None
+        except ProviderError as err:
+            _note_result(ctx, info, crm.name, err)
+            raise
+        _note_result(ctx, info, crm.name, None)
+    finally:
+        # An expired lock (a very slow CRM) is no longer ours to release.
+        with contextlib.suppress(LockError):
+            lock.release()
+    _record(
+        ctx,
+        info,
+        "synced",
+        {
+            "provider": crm.name,
+            "external_id": result.external_id,
+            "created": result.created,
+            "enriched": enrichment is not None,
+        },
+        f"synced:{info.lead_id}",
+    )
+
+
+def _enrichment_of(lead: dispatcher_pb2.GetLeadResponse) -> Enrichment | None:
+    if not lead.enrichment_json:
+        return None
+    data = json.loads(lead.enrichment_json)
+    return Enrichment(
+        intent=str(data.get("intent", "medium")),
+        fit_score=int(data.get("fit_score", NEUTRAL_FIT)),
+        reasons=tuple(str(r) for r in data.get("reasons", [])),
+        model=str(data.get("model", "")),
+        fallback=bool(data.get("fallback", False)),
+    )
+
+
+# ---- dial -----------------------------------------------------------------------------------
+
+
+def _final_gate(
+    ctx: WorkerContext, lead: lead_pb2.Lead, attempt_id: str
+) -> tuple[decision_pb2.Decision, str]:
+    """Compliance's reservation (final check + rate, concurrency and budget), or its plain
+    dial-gate evaluation where ReserveCall is not served yet."""
+    try:
+        reply = ctx.compliance.ReserveCall(
+            compliance_pb2.ReserveCallRequest(
+                lead=lead, attempt_id=attempt_id, evaluate_at=to_proto(utcnow())
+            )
+        )
+        return reply.decision, reply.reservation_id
+    except grpc.RpcError as err:
+        if err.code() != grpc.StatusCode.UNIMPLEMENTED:
+            raise
+    evaluated = ctx.compliance.Evaluate(
+        compliance_pb2.EvaluateRequest(
+            lead=lead, purpose=compliance_pb2.EVALUATION_PURPOSE_DIAL_GATE, actor="worker.dial"
+        )
+    )
+    return evaluated.decision, ""
+
+
+def dial(ctx: WorkerContext, info: JobInfo) -> None:
+    config = ctx.configs.get(info.tenant, "dialer")
+    info.schedule = ctx.schedule(config)
+    dialer = ctx.registry.dialer(info.tenant, config)
+    info.provider = dialer.name
+    # Breaker and limits before the claim: a held job has claimed and reserved nothing.
+    _guard(ctx, info, dialer.name)
+    options = dict(config.config.options) if config is not None else {}
+    try:
+        with ctx.limiters.slot(info.tenant, dialer.name, ctx.limits(dialer.name, options)):
+            _dial_claimed(ctx, info, dialer, options)
+    except LimitBusy:
+        raise Hold(ctx.settings.limit_wait_seconds, f"{dialer.name} limit") from None
+
+
+def _dial_claimed(ctx: WorkerContext, info: JobInfo, dialer: Any, options: dict[str, str]) -> None:
+    claim = ctx.dispatcher.ClaimDialAttempt(
+        dispatcher_pb2.ClaimDialAttemptRequest(tenant=info.tenant, lead_id=info.lead_id, attempt=info.attempt)
+    )
+    if not claim.claimed:
+        log.info("dial_not_claimed", lead_id=info.lead_id, attempt=info.attempt, state=claim.state)
+        return
+    attempt_id = claim.attempt_id
+    decision, reservation_id = _final_gate(ctx, claim.lead, attempt_id)
+    if decision.action != decision_pb2.DIAL_ACTION_DIAL_NOW:
+        ctx.dispatcher.DeferDial(
+            dispatcher_pb2.DeferDialRequest(
+                tenant=info.tenant, lead_id=info.lead_id, attempt_id=attempt_id, decision=decision
+            )
+        )
+        if reservation_id:
+            _release(ctx, info.tenant, reservation_id)
+        log.info("dial_deferred", lead_id=info.lead_id, action=decision_pb2.DialAction.Name(decision.action))
+        return
+    request = CallRequest(
+        attempt_id=attempt_id,
+        tenant=info.tenant,
+        lead_id=info.lead_id,
+        to_e164=claim.lead.contact.phone.e164,
+        from_number=options.get("from_number", ""),
+        status_callback_url=ctx.callback_url(info.tenant),
+        record=decision.recording_allowed,
+        recording_disclosure=decision.recording_disclosure_required,
+    )
+    try:
+        handle = dialer.place_call(request)
+    except Exception as err:
+        if isinstance(err, ProviderError):
+            _note_result(ctx, info, dialer.name, err)
+        # Not placed: free the attempt for the retry and the reservation for others.
+        ctx.dispatcher.CompleteDialAttempt(
+            dispatcher_pb2.CompleteDialAttemptRequest(
+                tenant=info.tenant,
+                attempt_id=attempt_id,
+                provider=dialer.name,
+                reservation_id=reservation_id,
+                error=f"{type(err).__name__}: {err}"[:2000],
+            )
+        )
+        raise
+    _note_result(ctx, info, dialer.name, None)
+    ctx.dispatcher.CompleteDialAttempt(
+        dispatcher_pb2.CompleteDialAttemptRequest(
+            tenant=info.tenant,
+            attempt_id=attempt_id,
+            provider_call_id=handle.provider_call_id,
+            provider=dialer.name,
+            reservation_id=reservation_id,
+        )
+    )
+    log.info("dialed", lead_id=info.lead_id, attempt=info.attempt, call_id=handle.provider_call_id)
+
+
+def _release(ctx: WorkerContext, tenant: str, reservation_id: str) -> None:
+    try:
+        ctx.compliance.SettleCall(
+            compliance_pb2.SettleCallRequest(
+                tenant=tenant, reservation_id=reservation_id, outcome=compliance_pb2.CALL_OUTCOME_NOT_PLACED
+            )
+        )
+    except grpc.RpcError as err:
+        # The reservation expires on its own; a failed release only holds a slot a little longer.
+        log.warning("release_failed", code=str(err.code()))
+
+
+# ---- call_status (reconcile a call whose final callback never came) -------------------------
+
+FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+
+
+def call_status(ctx: WorkerContext, info: JobInfo) -> None:
+    call_id = str(info.extra.get("provider_call_id", ""))
+    if not call_id:
+        raise ProviderError("call_status job without a call id", ErrorClass.VALIDATION)
+    config = ctx.configs.get(info.tenant, "dialer")
+    info.schedule = ctx.schedule(config)
+    dialer = ctx.registry.dialer(info.tenant, config)
+    info.provider = dialer.name
+    status = dialer.fetch_status(call_id)
+    if status.status not in FINAL_STATUSES:
+        # Still going: look again later (not a failure).
+        raise Hold(ctx.settings.call_status_poll_seconds, f"call still {status.status}")
+    ctx.dispatcher.RecordCallStatus(
+        dispatcher_pb2.RecordCallStatusRequest(
+            tenant=info.tenant,
+            provider_call_id=call_id,
+            status=status.status,
+            duration_seconds=status.duration_seconds,
+            price_usd=status.price_usd,
+            params={"source": "reconcile", "checked_at": str(int(time.time()))},
+        )
+    )

@@ -1,0 +1,101 @@
+"""The local CRM: contacts kept in enrichment's own tables, upserted idempotently."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from leadflow_core.timestamps import utcnow
+from leadflow_enrichment.failures import ErrorClass, ProviderError
+from leadflow_enrichment.providers.base import CrmResult, Enrichment, LeadView
+from leadflow_enrichment.providers.local_crm_models import LocalCrmContact
+
+
+def external_id_for(lead: LeadView) -> str:
+    return lead.lead_id
+
+
+class LocalCrm:
+    """Implements `Crm`. One contact per (tenant, external id); a new lead of a known email joins it."""
+
+    name = "local"
+
+    def __init__(self, engine: Engine) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def upsert_lead(self, lead: LeadView, enrichment: Enrichment | None) -> CrmResult:
+        if not lead.tenant or not lead.lead_id:
+            raise ProviderError("lead has no tenant or id", ErrorClass.VALIDATION, provider=self.name)
+        # Two workers may race on one person: the loser's insert hits the unique key and, tried
+        # again, updates. SQLite may also refuse a write while another commits: try again too.
+        last: Exception | None = None
+        for _ in range(3):
+            try:
+                with self._sessions.begin() as session:
+                    return self._upsert(session, lead, enrichment)
+            except (IntegrityError, OperationalError) as err:
+                last = err
+        message = (
+            "local CRM upsert kept conflicting"
+            if isinstance(last, IntegrityError)
+            else "local CRM database unavailable"
+        )
+        raise ProviderError(message, ErrorClass.TEMPORARY, provider=self.name) from last
+
+    def _upsert(self, session: Session, lead: LeadView, enrichment: Enrichment | None) -> CrmResult:
+        email = lead.email.strip().lower()
+        contact = session.scalars(
+            select(LocalCrmContact).where(
+                LocalCrmContact.tenant == lead.tenant, LocalCrmContact.external_id == external_id_for(lead)
+            )
+        ).first()
+        if contact is None and email:
+            contact = session.scalars(
+                select(LocalCrmContact)
+                .where(LocalCrmContact.tenant == lead.tenant, LocalCrmContact.email == email)
+                .order_by(LocalCrmContact.id)
+            ).first()
+        now = utcnow()
+        values = self._values(lead, email, enrichment)
+        if contact is None:
+            contact = LocalCrmContact(
+                tenant=lead.tenant,
+                external_id=external_id_for(lead),
+                created_at=now,
+                updated_at=now,
+                sync_count=1,
+                **values,
+            )
+            session.add(contact)
+            session.flush()
+            return CrmResult(external_id=f"local-{contact.id}", created=True)
+        for key, value in values.items():
+            # Never blank out what we knew: a later, sparser lead only adds details.
+            if value not in ("", None, {}, []):
+                setattr(contact, key, value)
+        contact.sync_count += 1
+        contact.updated_at = now
+        return CrmResult(external_id=f"local-{contact.id}", created=False)
+
+    @staticmethod
+    def _values(lead: LeadView, email: str, enrichment: Enrichment | None) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "lead_id": lead.lead_id,
+            "email": email,
+            "phone_e164": lead.phone_e164,
+            "first_name": lead.first_name,
+            "last_name": lead.last_name,
+            "source": lead.source,
+            "urgency": lead.urgency,
+            "state": lead.state,
+            "postal_code": lead.postal_code,
+            "custom_fields": dict(lead.custom_fields),
+        }
+        if enrichment is not None:
+            values.update(
+                intent=enrichment.intent, fit_score=enrichment.fit_score, reasons=list(enrichment.reasons)
+            )
+        return values

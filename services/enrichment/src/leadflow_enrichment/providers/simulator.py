@@ -1,0 +1,237 @@
+"""The dial simulator: records each call once per attempt and plays a Twilio-like lifecycle."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from email.utils import format_datetime
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import sessionmaker
+
+from leadflow_core.pii import mask_phone, subject_hash
+from leadflow_core.timestamps import as_utc, utcnow
+from leadflow_enrichment.failures import ErrorClass, ProviderError
+from leadflow_enrichment.providers.base import CallHandle, CallRequest, CallStatus
+from leadflow_enrichment.providers.local_crm_models import SimulatedCall
+from leadflow_enrichment.providers.status_callbacks import CallbackSender
+
+FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+SEQUENCE_PREFIX = "seq:"
+
+
+def parse_outcomes(spec: str) -> list[tuple[str, int]]:
+    """Weighted final statuses from "completed:80,no-answer:15,busy:5" (weight 1 when omitted).
+
+    "seq:busy,completed" is a sequence instead: a lead's first call ends busy, its second and
+    later ones completed (see `SimulatorConfig.sequence`)."""
+    outcomes: list[tuple[str, int]] = []
+    for item in spec.removeprefix(SEQUENCE_PREFIX).split(","):
+        name, _, weight = item.strip().partition(":")
+        if not name:
+            continue
+        if name not in FINAL_STATUSES:
+            raise ValueError(f"unknown simulated outcome {name!r}; expected one of {sorted(FINAL_STATUSES)}")
+        outcomes.append((name, int(weight) if weight else 1))
+    if not outcomes or sum(w for _, w in outcomes) <= 0:
+        raise ValueError("simulator outcomes need at least one positive weight")
+    return outcomes
+
+
+def pick_outcome(outcomes: list[tuple[str, int]], attempt_id: str) -> str:
+    """Deterministic in the attempt id: a replayed attempt always meets the same fate."""
+    total = sum(w for _, w in outcomes)
+    point = int.from_bytes(hashlib.sha256(attempt_id.encode()).digest()[:8], "big") % total
+    for name, weight in outcomes:
+        if point < weight:
+            return name
+        point -= weight
+    return outcomes[-1][0]
+
+
+def lifecycle(final: str) -> list[str]:
+    """The statuses Twilio reports on the way to `final`."""
+    if final == "completed":
+        return ["ringing", "in-progress", "completed"]
+    if final in ("busy", "no-answer"):
+        return ["ringing", final]
+    return [final]
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    outcomes: list[tuple[str, int]]
+    # Outcomes by the lead's call count (first call, second call, ... last repeats), not by weight.
+    sequence: bool = False
+    duration_seconds: int = 45
+    step_seconds: float = 0.05
+    auth_token: str = "leadflow-simulator-token"  # noqa: S105 (local default, not a secret)
+    account_sid: str = "ACsimulator00000000000000000000000"
+    from_number: str = "+15005550006"
+    price_per_minute_usd: Decimal = Decimal("0.0140")
+    pii_hash_key: str = "leadflow-local-pii-key"
+
+
+class DialSimulator:
+    """Implements `Dialer` for one tenant, on enrichment's own `enrichment_simulated_calls` table."""
+
+    name = "simulator"
+
+    def __init__(self, engine: Engine, tenant: str, config: SimulatorConfig, sender: CallbackSender) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.tenant = tenant
+        self.config = config
+        self._sender = sender
+
+    @staticmethod
+    def call_sid_for(tenant: str, attempt_id: str) -> str:
+        return "CA" + hashlib.sha256(f"{tenant}\x00{attempt_id}".encode()).hexdigest()[:32]
+
+    def place_call(self, request: CallRequest) -> CallHandle:
+        if request.tenant != self.tenant:
+            raise ProviderError("call request for another tenant", ErrorClass.SYSTEM, provider=self.name)
+        if not request.attempt_id:
+            raise ProviderError("call request without attempt id", ErrorClass.VALIDATION, provider=self.name)
+        if not _E164.match(request.to_e164):
+            raise ProviderError(
+                "destination is not an E.164 number", ErrorClass.VALIDATION, provider=self.name, status=400
+            )
+        final = self._outcome(request)
+        steps = lifecycle(final)
+        now = utcnow()
+        call = SimulatedCall(
+            call_sid=self.call_sid_for(request.tenant, request.attempt_id),
+            tenant=request.tenant,
+            attempt_id=request.attempt_id,
+            lead_id=request.lead_id,
+            to_masked=mask_phone(request.to_e164),
+            to_hash=subject_hash(request.to_e164, self.config.pii_hash_key),
+            from_number=request.from_number or self.config.from_number,
+            status="queued",
+            planned_status=final,
+            duration_seconds=self.config.duration_seconds if final == "completed" else 0,
+            callback_url=request.status_callback_url,
+            callbacks_sent=0,
+            created_at=now,
+            updated_at=now,
+            due_at=now + timedelta(seconds=self.config.step_seconds * (len(steps) + 1)),
+        )
+        try:
+            with self._sessions.begin() as session:
+                session.add(call)
+        except IntegrityError:
+            # The same attempt again (redelivered job, crashed worker): the call already exists.
+            existing = self._load(call.call_sid)
+            if existing is None:
+                raise ProviderError(
+                    "simulated call conflicted", ErrorClass.TEMPORARY, provider=self.name
+                ) from None
+            return CallHandle(provider_call_id=existing.call_sid, status=existing.status)
+        except OperationalError as err:
+            raise ProviderError(
+                "simulator database unavailable", ErrorClass.TEMPORARY, provider=self.name
+            ) from err
+        if request.status_callback_url:
+            self._schedule_callbacks(call, request, steps)
+        return CallHandle(provider_call_id=call.call_sid, status="queued")
+
+    def _outcome(self, request: CallRequest) -> str:
+        if not self.config.sequence:
+            return pick_outcome(self.config.outcomes, request.attempt_id)
+        with self._sessions() as session:
+            earlier = session.scalar(
+                select(func.count())
+                .select_from(SimulatedCall)
+                .where(
+                    SimulatedCall.tenant == self.tenant,
+                    SimulatedCall.lead_id == request.lead_id,
+                    SimulatedCall.attempt_id != request.attempt_id,
+                )
+            )
+        return self.config.outcomes[min(earlier or 0, len(self.config.outcomes) - 1)][0]
+
+    def fetch_status(self, provider_call_id: str) -> CallStatus:
+        call = self._load(provider_call_id)
+        if call is None:
+            raise ProviderError(
+                "no such simulated call", ErrorClass.VALIDATION, provider=self.name, status=404
+            )
+        if call.status not in FINAL_STATUSES and utcnow() >= as_utc(call.due_at):
+            # Its callbacks were lost (process gone): the carrier still knows how it ended.
+            self._record(call.call_sid, call.planned_status)
+            call.status = call.planned_status
+        return CallStatus(
+            provider_call_id=call.call_sid,
+            status=call.status,
+            duration_seconds=call.duration_seconds if call.status == "completed" else 0,
+            price_usd=self._price(call.duration_seconds) if call.status == "completed" else "",
+        )
+
+    def _price(self, duration_seconds: int) -> str:
+        minutes = math.ceil(duration_seconds / 60) if duration_seconds > 0 else 0
+        return str((self.config.price_per_minute_usd * minutes).quantize(Decimal("0.0001")))
+
+    def _load(self, call_sid: str) -> SimulatedCall | None:
+        with self._sessions() as session:
+            return session.scalars(
+                select(SimulatedCall).where(
+                    SimulatedCall.tenant == self.tenant, SimulatedCall.call_sid == call_sid
+                )
+            ).first()
+
+    def _record(self, call_sid: str, status: str) -> None:
+        now = utcnow()
+        with self._sessions.begin() as session:
+            session.execute(
+                update(SimulatedCall)
+                .where(
+                    SimulatedCall.tenant == self.tenant,
+                    SimulatedCall.call_sid == call_sid,
+                    SimulatedCall.status.not_in(FINAL_STATUSES),
+                )
+                .values(
+                    status=status,
+                    updated_at=now,
+                    callbacks_sent=SimulatedCall.callbacks_sent + 1,
+                    ended_at=now if status in FINAL_STATUSES else None,
+                )
+            )
+
+    def _schedule_callbacks(self, call: SimulatedCall, request: CallRequest, steps: list[str]) -> None:
+        for number, status in enumerate(steps, start=1):
+            params = {
+                "AccountSid": self.config.account_sid,
+                "ApiVersion": "2010-04-01",
+                "CallSid": call.call_sid,
+                "CallStatus": status,
+                "Direction": "outbound-api",
+                "From": call.from_number,
+                "Caller": call.from_number,
+                "To": request.to_e164,
+                "Called": request.to_e164,
+                "CallbackSource": "call-progress-events",
+                "SequenceNumber": str(number - 1),
+                "Timestamp": format_datetime(utcnow(), usegmt=True),
+            }
+            if status in FINAL_STATUSES:
+                params["CallDuration"] = str(call.duration_seconds)
+                params["Duration"] = str(math.ceil(call.duration_seconds / 60))
+
+            def record(sid: str = call.call_sid, s: str = status) -> None:
+                self._record(sid, s)
+
+            self._sender.schedule(
+                self.config.step_seconds * number,
+                request.status_callback_url,
+                params,
+                self.config.auth_token,
+                before_send=record,
+            )

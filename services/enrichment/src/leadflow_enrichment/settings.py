@@ -1,0 +1,60 @@
+"""The workers' settings (`LEADFLOW_*`): queues and threads, retries, breakers, rate limits."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from leadflow_enrichment.providers.settings import ProviderSettings
+
+# Queue groups, each with its own threads, so a backlog in one never delays another:
+# "name=queue,queue:threads".
+DEFAULT_GROUPS = (
+    "urgent=dial.emergency,dial.high:4",
+    "dial=dial.medium,dial.low:4",
+    "jobs=enrich,crm_sync,call_status:8",
+)
+
+
+class WorkerSettings(ProviderSettings):
+    # Queue groups this process runs (see DEFAULT_GROUPS); `--queues` on the command line
+    # replaces them with one group.
+    worker_groups: list[str] = Field(default_factory=lambda: list(DEFAULT_GROUPS))
+    # The gateway's public address; dialer status callbacks go to
+    # <public_base_url>/v1/calls/<tenant>/status. Empty: http://<gateway_addr>.
+    public_base_url: str = ""
+
+    # Retries of failing jobs: exponential backoff with jitter, bounded. A tenant may override
+    # them per provider kind with the options max_retries, retry_base_seconds, retry_max_seconds.
+    max_retries: int = 8
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 600.0
+    # Our own bugs and broken dependencies get a few tries only.
+    system_max_retries: int = 3
+
+    # Per-tenant, per-provider circuit breaker.
+    breaker_failure_threshold: int = 5
+    breaker_window_seconds: float = 30.0
+    breaker_open_seconds: float = 30.0
+
+    # Per-provider limits (per tenant account), overridable in a tenant's provider options
+    # `concurrency` and `rate_per_second`. 0 = unlimited.
+    provider_concurrency: dict[str, int] = Field(
+        default_factory=lambda: {"twilio": 10, "salesforce": 5, "hubspot": 5, "openai": 8}
+    )
+    provider_rate_per_second: dict[str, int] = Field(
+        default_factory=lambda: {"twilio": 1, "salesforce": 20, "hubspot": 10, "openai": 10}
+    )
+    # How long a job waits before trying again for a slot under a limit.
+    limit_wait_seconds: float = 0.25
+    # Seconds a tenant's provider config (from compliance) is reused.
+    provider_config_cache_seconds: float = 10.0
+    # Polling a call whose final status the provider has not reported yet.
+    call_status_poll_seconds: float = 60.0
+    # Dramatiq's per-message time limit.
+    job_time_limit_seconds: float = 120.0
+    # Lease the dispatcher grants a job; retries that wait longer report it to the dispatcher.
+    report_wait_over_seconds: float = 5.0
+
+    @property
+    def callback_base(self) -> str:
+        return self.public_base_url.rstrip("/") or f"http://{self.gateway_addr}"

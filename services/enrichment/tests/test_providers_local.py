@@ -1,0 +1,292 @@
+"""The local CRM and the dial simulator on real PostgreSQL and on SQLite."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
+from leadflow_core.db import make_engine
+from leadflow_core.migrations import upgrade
+from leadflow_core.testing import wait_for
+from leadflow_core.timestamps import utcnow
+from leadflow_enrichment.failures import ErrorClass, ProviderError
+from leadflow_enrichment.providers.base import CallRequest, Enrichment, LeadView
+from leadflow_enrichment.providers.local_crm import LocalCrm
+from leadflow_enrichment.providers.local_crm_models import LocalCrmContact, SimulatedCall
+from leadflow_enrichment.providers.simulator import (
+    DialSimulator,
+    SimulatorConfig,
+    parse_outcomes,
+    pick_outcome,
+)
+from leadflow_enrichment.providers.status_callbacks import CallbackSender
+from tests.fakes.http_server import RecordingServer
+
+TOKEN = "sim-token"
+
+
+def _independent_twilio_signature(token: str, url: str, params: dict[str, str]) -> str:
+    # Written again here from Twilio's docs, so the test does not trust the code it checks.
+    import base64
+    import hashlib
+    import hmac
+
+    payload = url + "".join(k + params[k] for k in sorted(params))
+    return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
+
+
+def test_independent_signature_agrees_with_twilios_example() -> None:
+    params = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+14158675309",
+        "Digits": "1234",
+        "From": "+14158675309",
+        "To": "+18005551212",
+    }
+    signature = _independent_twilio_signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", params)
+    assert signature == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("database_url")  # migrated by the fixture
+    else:
+        url = f"sqlite:///{tmp_path / 'enrichment.db'}"
+        upgrade("enrichment", url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sender() -> Iterator[CallbackSender]:
+    s = CallbackSender(timeout=5, attempts=3, retry_base_seconds=0.05)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[RecordingServer]:
+    with RecordingServer() as server:
+        yield server
+
+
+def unique(prefix: str) -> str:
+    import uuid
+
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# --- local CRM ---------------------------------------------------------------------------------
+
+
+def test_local_crm_upsert_is_idempotent_and_scoped_by_tenant(engine: Engine) -> None:
+    crm = LocalCrm(engine)
+    tenant, other = unique("acme"), unique("globex")
+    lead = LeadView(
+        tenant=tenant, lead_id=unique("lead"), source="form", email="Ada@Example.com", first_name="Ada"
+    )
+    first = crm.upsert_lead(lead, Enrichment(intent="high", fit_score=80, reasons=("r",)))
+    again = crm.upsert_lead(lead, None)
+    assert first.created
+    assert not again.created
+    assert again.external_id == first.external_id
+
+    # A new lead of the same person (same email) joins the contact and adds what it knows.
+    repeat = LeadView(
+        tenant=tenant,
+        lead_id=unique("lead"),
+        source="api",
+        email="ada@example.com",
+        phone_e164="+13055550123",
+    )
+    joined = crm.upsert_lead(repeat, None)
+    assert (joined.external_id, joined.created) == (first.external_id, False)
+    # The same email in another tenant is another contact.
+    elsewhere = crm.upsert_lead(
+        LeadView(tenant=other, lead_id=lead.lead_id, source="form", email="ada@example.com"), None
+    )
+    assert elsewhere.created
+    assert elsewhere.external_id != first.external_id
+
+    with Session(engine) as session:
+        contact = session.scalars(select(LocalCrmContact).where(LocalCrmContact.tenant == tenant)).one()
+        assert contact.sync_count == 3
+        assert contact.first_name == "Ada"  # not blanked by the sparser repeat
+        assert contact.phone_e164 == "+13055550123"
+        assert (contact.intent, contact.fit_score, contact.reasons) == ("high", 80, ["r"])
+
+
+def test_local_crm_concurrent_upserts_make_one_contact(engine: Engine) -> None:
+    crm = LocalCrm(engine)
+    lead = LeadView(tenant=unique("acme"), lead_id=unique("lead"), source="form", email="race@example.com")
+    results = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(crm.upsert_lead(lead, None))
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len({r.external_id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    with Session(engine) as session:
+        count = session.scalar(
+            select(func.count()).select_from(LocalCrmContact).where(LocalCrmContact.tenant == lead.tenant)
+        )
+        assert count == 1
+
+
+# --- dial simulator ----------------------------------------------------------------------------
+
+
+def simulator(
+    engine: Engine, sender: CallbackSender, tenant: str, outcomes: str = "completed"
+) -> DialSimulator:
+    config = SimulatorConfig(
+        outcomes=parse_outcomes(outcomes), duration_seconds=61, step_seconds=0.01, auth_token=TOKEN
+    )
+    return DialSimulator(engine, tenant, config, sender)
+
+
+def call(tenant: str, attempt: str, callback: str) -> CallRequest:
+    return CallRequest(
+        attempt_id=attempt,
+        tenant=tenant,
+        lead_id="lead-1",
+        to_e164="+13055550123",
+        from_number="",
+        status_callback_url=callback,
+    )
+
+
+def test_simulator_calls_once_per_attempt_and_sends_signed_callbacks(
+    engine: Engine, sender: CallbackSender, receiver: RecordingServer
+) -> None:
+    tenant = unique("acme")
+    sim = simulator(engine, sender, tenant)
+    callback = f"{receiver.url}/v1/calls/{tenant}/status?attempt_id=a1"
+    first = sim.place_call(call(tenant, "a1", callback))
+    again = sim.place_call(call(tenant, "a1", callback))
+    assert first.provider_call_id == again.provider_call_id
+    assert first.provider_call_id.startswith("CA")
+    assert len(first.provider_call_id) == 34
+
+    wait_for(lambda: len(receiver.requests) >= 3, timeout=10, what="callbacks")
+    # Give a wrongly-repeated lifecycle the chance to show up before counting.
+    wait_for(lambda: sender.pending() == 0, timeout=10, what="sender idle")
+    statuses = [r.form()["CallStatus"][0] for r in receiver.requests]
+    assert statuses == ["ringing", "in-progress", "completed"]  # one lifecycle, not two
+    for r in receiver.requests:
+        params = {k: v[0] for k, v in r.form().items()}
+        assert r.headers["content-type"].startswith("application/x-www-form-urlencoded")
+        assert r.headers["x-twilio-signature"] == _independent_twilio_signature(TOKEN, callback, params)
+        assert params["CallSid"] == first.provider_call_id
+        assert params["To"] == "+13055550123"
+    assert {k: v[0] for k, v in receiver.requests[-1].form().items()}["CallDuration"] == "61"
+
+    with Session(engine) as session:
+        rows = session.scalars(select(SimulatedCall).where(SimulatedCall.tenant == tenant)).all()
+        assert len(rows) == 1
+        (row,) = rows
+        assert row.status == "completed"
+        assert row.to_masked == "+1******0123"
+        assert "3055550123" not in row.to_hash
+        assert row.ended_at is not None
+    status = sim.fetch_status(first.provider_call_id)
+    assert (status.status, status.duration_seconds, status.price_usd) == ("completed", 61, "0.0280")
+
+
+def test_simulator_concurrent_duplicates_make_one_call(engine: Engine, sender: CallbackSender) -> None:
+    tenant = unique("acme")
+    sim = simulator(engine, sender, tenant)
+    sids: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: sids.append(sim.place_call(call(tenant, "dup", "")).provider_call_id))
+        for _ in range(5)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(sids) == 5
+    assert len(set(sids)) == 1
+    with Session(engine) as session:
+        assert (
+            session.scalar(
+                select(func.count()).select_from(SimulatedCall).where(SimulatedCall.tenant == tenant)
+            )
+            == 1
+        )
+
+
+def test_simulator_outcomes_are_configurable_and_deterministic(
+    engine: Engine, sender: CallbackSender, receiver: RecordingServer
+) -> None:
+    tenant = unique("acme")
+    sim = simulator(engine, sender, tenant, outcomes="busy")
+    sim.place_call(call(tenant, "b1", receiver.url + "/cb"))
+    wait_for(lambda: len(receiver.requests) >= 2, timeout=10, what="callbacks")
+    assert [r.form()["CallStatus"][0] for r in receiver.requests] == ["ringing", "busy"]
+    assert receiver.requests[-1].form()["CallDuration"] == ["0"]
+
+    weighted = parse_outcomes("completed:2,no-answer:1,busy:1")
+    picks = {pick_outcome(weighted, f"att-{i}") for i in range(200)}
+    assert picks == {"completed", "no-answer", "busy"}
+    assert all(pick_outcome(weighted, "same") == pick_outcome(weighted, "same") for _ in range(5))
+    with pytest.raises(ValueError, match="unknown simulated outcome"):
+        parse_outcomes("answered")
+
+
+def test_simulator_reconciles_a_call_whose_callbacks_were_lost(
+    engine: Engine, sender: CallbackSender
+) -> None:
+    tenant = unique("acme")
+    sim = simulator(engine, sender, tenant, outcomes="no-answer")
+    sid = sim.place_call(call(tenant, "lost", "")).provider_call_id  # no callback URL: nothing sent
+    with Session(engine) as session, session.begin():
+        session.execute(
+            update(SimulatedCall)
+            .where(SimulatedCall.call_sid == sid)
+            .values(due_at=utcnow() - timedelta(seconds=1))
+        )
+    assert sim.fetch_status(sid).status == "no-answer"
+    # Another tenant cannot see it.
+    with pytest.raises(ProviderError) as err:
+        simulator(engine, sender, unique("globex")).fetch_status(sid)
+    assert err.value.error_class is ErrorClass.VALIDATION
+
+
+def test_simulator_refuses_bad_numbers_and_other_tenants(engine: Engine, sender: CallbackSender) -> None:
+    tenant = unique("acme")
+    sim = simulator(engine, sender, tenant)
+    bad = CallRequest(
+        attempt_id="x", tenant=tenant, lead_id="l", to_e164="305-555", from_number="", status_callback_url=""
+    )
+    with pytest.raises(ProviderError) as err:
+        sim.place_call(bad)
+    assert err.value.error_class is ErrorClass.VALIDATION
+    with pytest.raises(ProviderError) as err:
+        sim.place_call(call("someone-else", "x", ""))
+    assert err.value.error_class is ErrorClass.SYSTEM
+
+
+def test_callbacks_are_retried_when_the_receiver_fails(sender: CallbackSender) -> None:
+    with RecordingServer() as receiver:
+        receiver.fail(times=2, status=503)
+        sender.schedule(0, receiver.url + "/cb", {"CallSid": "CA1", "CallStatus": "completed"}, TOKEN)
+        wait_for(lambda: len(receiver.requests) == 3, timeout=10, what="three deliveries")

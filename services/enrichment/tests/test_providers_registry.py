@@ -1,0 +1,169 @@
+"""The registry: the tenant's provider, else the deployment default; caching; plan gating."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from leadflow.v1.tenant_pb2 import SourceConfig
+from leadflow.v1.tenants_pb2 import GetProviderConfigResponse
+from leadflow_core.migrations import upgrade
+from leadflow_core.testing import wait_for
+from leadflow_enrichment.failures import ErrorClass, ProviderError
+from leadflow_enrichment.providers.base import CallRequest, LeadView
+from leadflow_enrichment.providers.hubspot import HubSpotCrm
+from leadflow_enrichment.providers.local_crm import LocalCrm
+from leadflow_enrichment.providers.local_scorer import RuleScorer
+from leadflow_enrichment.providers.openai_scorer import OpenAiScorer
+from leadflow_enrichment.providers.registry import ProviderRegistry
+from leadflow_enrichment.providers.salesforce import SalesforceCrm
+from leadflow_enrichment.providers.settings import ProviderSettings
+from leadflow_enrichment.providers.simulator import DialSimulator
+from leadflow_enrichment.providers.twilio import TwilioDialer
+from tests.fakes.openai import OpenAiFake
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[ProviderRegistry]:
+    url = f"sqlite:///{tmp_path / 'enrichment.db'}"
+    upgrade("enrichment", url)
+    reg = ProviderRegistry(ProviderSettings(database_url=url, simulator_step_seconds=0.01))
+    yield reg
+    reg.close()
+
+
+def config(
+    provider: str = "",
+    secrets: dict[str, str] | None = None,
+    options: dict[str, str] | None = None,
+    features: tuple[str, ...] = (),
+) -> GetProviderConfigResponse:
+    return GetProviderConfigResponse(
+        provider=provider,
+        config=SourceConfig(secrets=secrets or {}, options=options or {}),
+        tenant_active=True,
+        plan_features=list(features),
+    )
+
+
+def test_local_defaults_without_config(registry: ProviderRegistry) -> None:
+    assert isinstance(registry.scorer("acme"), RuleScorer)
+    crm = registry.crm("acme", config())
+    assert isinstance(crm, LocalCrm)
+    assert crm.upsert_lead(LeadView(tenant="acme", lead_id="l1", source="form"), None).created
+    dialer = registry.dialer("acme")
+    assert isinstance(dialer, DialSimulator)
+    handle = dialer.place_call(CallRequest("a1", "acme", "l1", "+13055550123", "", ""))
+    assert dialer.fetch_status(handle.provider_call_id).provider_call_id == handle.provider_call_id
+    # One client per tenant and config, reused across jobs.
+    assert registry.dialer("acme") is dialer
+    assert registry.dialer("globex") is not dialer
+
+
+def test_tenant_providers_are_built_from_their_config(registry: ProviderRegistry) -> None:
+    sf = registry.crm(
+        "acme",
+        config("salesforce", {"access_token": "t"}, {"instance_url": "https://acme.my.salesforce.com"}),
+    )
+    assert isinstance(sf, SalesforceCrm)
+    hs = registry.crm("acme", config("HubSpot", {"access_token": "t"}))
+    assert isinstance(hs, HubSpotCrm)
+    tw = registry.dialer(
+        "acme", config("twilio", {"auth_token": "t"}, {"account_sid": "AC1", "from_number": "+15005550006"})
+    )
+    assert isinstance(tw, TwilioDialer)
+    # "local" names the built-in default of any kind.
+    assert isinstance(registry.dialer("acme", config("local")), DialSimulator)
+    assert isinstance(registry.scorer("acme", config("local")), RuleScorer)
+
+
+def test_changed_credentials_build_a_new_client(registry: ProviderRegistry) -> None:
+    first = registry.crm("acme", config("hubspot", {"access_token": "old"}))
+    assert registry.crm("acme", config("hubspot", {"access_token": "old"})) is first
+    assert registry.crm("acme", config("hubspot", {"access_token": "new"})) is not first
+
+
+def test_missing_credentials_and_unknown_providers_are_external(registry: ProviderRegistry) -> None:
+    with pytest.raises(ProviderError) as err:
+        registry.crm("acme", config("salesforce", {}, {"instance_url": "https://x.my.salesforce.com"}))
+    assert err.value.error_class is ErrorClass.EXTERNAL
+    assert "access_token" in str(err.value)
+    with pytest.raises(ProviderError) as err:
+        registry.dialer("acme", config("vonage"))
+    assert err.value.error_class is ErrorClass.EXTERNAL
+
+
+def test_ai_scoring_needs_the_plan_feature(registry: ProviderRegistry) -> None:
+    with OpenAiFake(api_key="sk-1") as llm:
+        free = registry.scorer("acme", config("openai", {"api_key": "sk-1"}, {"base_url": llm.url}))
+        assert isinstance(free, RuleScorer)
+        paid = registry.scorer(
+            "acme", config("openai", {"api_key": "sk-1"}, {"base_url": llm.url}, ("ai_enrichment",))
+        )
+        assert isinstance(paid, OpenAiScorer)
+        assert paid.score(LeadView(tenant="acme", lead_id="l", source="form")).fit_score == 77
+
+
+def test_deployment_default_applies_when_the_tenant_names_none(tmp_path: Path) -> None:
+    reg = ProviderRegistry(
+        ProviderSettings(database_url=f"sqlite:///{tmp_path / 'x.db'}", crm_provider="hubspot")
+    )
+    try:
+        assert isinstance(reg.crm("acme", config("", {"access_token": "t"})), HubSpotCrm)
+        assert isinstance(reg.crm("acme", config("local")), LocalCrm)
+    finally:
+        reg.close()
+
+
+def test_deployment_account_serves_only_tenants_on_the_default(tmp_path: Path) -> None:
+    settings = ProviderSettings(
+        database_url=f"sqlite:///{tmp_path / 'x.db'}",
+        crm_provider="hubspot",
+        hubspot_access_token="deployment-token",
+        hubspot_base_url="https://api.hubapi.com",
+    )
+    reg = ProviderRegistry(settings)
+    try:
+        # On the default: the deployment's token, and a tenant's URL option is ignored.
+        default = reg.crm("acme", config("", {}, {"base_url": "https://evil.example.com"}))
+        assert isinstance(default, HubSpotCrm)
+        assert default.base_url == "https://api.hubapi.com"
+        # Naming the provider means bringing your own credentials.
+        with pytest.raises(ProviderError) as err:
+            reg.crm("acme", config("hubspot", {}, {"base_url": "https://evil.example.com"}))
+        assert err.value.error_class is ErrorClass.EXTERNAL
+    finally:
+        reg.close()
+
+
+def test_bad_simulator_outcomes_are_a_configuration_error(registry: ProviderRegistry) -> None:
+    with pytest.raises(ProviderError) as err:
+        registry.dialer("acme", config("simulator", options={"outcomes": "answered"}))
+    assert err.value.error_class is ErrorClass.EXTERNAL
+
+
+def test_simulator_outcome_sequence_per_lead(registry: ProviderRegistry) -> None:
+    dialer = registry.dialer(
+        "acme", config("simulator", options={"outcomes": "seq:busy,no-answer,completed"})
+    )
+
+    def final_status(attempt: str, lead: str) -> str:
+        sid = dialer.place_call(CallRequest(attempt, "acme", lead, "+13055550123", "", "")).provider_call_id
+
+        # No callback URL: the call settles when it is due, as reconciliation would find it.
+        def ended() -> str | None:
+            status = dialer.fetch_status(sid).status
+            return status if status in ("busy", "no-answer", "completed") else None
+
+        return wait_for(ended, timeout=10, what="the simulated call to end")
+
+    assert [final_status(a, "lead-seq") for a in ("a1", "a2", "a3", "a4")] == [
+        "busy",
+        "no-answer",
+        "completed",
+        "completed",
+    ]
+    assert final_status("a1", "lead-seq") == "busy"  # the same attempt again: the same call
+    assert final_status("b1", "other-lead") == "busy"

@@ -1,0 +1,209 @@
+"""The Twilio client against the Twilio fake, and the signature algorithm on Twilio's own example."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from leadflow_core.testing import wait_for
+from leadflow_enrichment.failures import ErrorClass, ProviderError
+from leadflow_enrichment.providers.base import CallRequest
+from leadflow_enrichment.providers.twilio import TwilioDialer, with_attempt
+from leadflow_enrichment.providers.twilio_signature import signature_matches, twilio_signature
+from tests.fakes.http_server import RecordingServer
+from tests.fakes.twilio import TwilioFake
+
+ACCOUNT = "AC" + "1" * 32
+TOKEN = "twilio-test-token"
+
+
+def test_signature_matches_twilios_documented_example() -> None:
+    # Twilio's request-validation docs: token 12345, this URL and these parameters.
+    params = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+14158675309",
+        "Digits": "1234",
+        "From": "+14158675309",
+        "To": "+18005551212",
+    }
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    assert twilio_signature("12345", url, params) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    assert signature_matches("12345", url, params, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    assert not signature_matches("12345", url, {**params, "Digits": "1235"}, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+
+
+@pytest.fixture
+def receiver() -> Iterator[RecordingServer]:
+    with RecordingServer() as server:
+        yield server
+
+
+@pytest.fixture
+def twilio() -> Iterator[TwilioFake]:
+    with TwilioFake(ACCOUNT, TOKEN) as fake:
+        yield fake
+
+
+def dialer(fake: TwilioFake, timeout: float = 5.0, token: str = TOKEN) -> TwilioDialer:
+    return TwilioDialer(
+        account_sid=ACCOUNT, auth_token=token, from_number="+15005550006", base_url=fake.url, timeout=timeout
+    )
+
+
+def request(callback: str, attempt: str = "att-1", to: str = "+13055550123") -> CallRequest:
+    return CallRequest(
+        attempt_id=attempt,
+        tenant="acme",
+        lead_id="lead-1",
+        to_e164=to,
+        from_number="",
+        status_callback_url=callback,
+    )
+
+
+def test_place_call_speaks_twilios_format(twilio: TwilioFake, receiver: RecordingServer) -> None:
+    client = dialer(twilio)
+    callback = receiver.url + "/v1/calls/acme/status"
+    handle = client.place_call(request(callback))
+    assert handle.provider_call_id.startswith("CA")
+    assert handle.status == "queued"
+
+    (sent,) = twilio.requests_to("/Calls.json", "POST")
+    assert sent.path == f"/2010-04-01/Accounts/{ACCOUNT}/Calls.json"
+    assert sent.headers["idempotency-key"] == "att-1"
+    form = sent.form()
+    assert form["To"] == ["+13055550123"]
+    assert form["From"] == ["+15005550006"]
+    assert form["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+    assert "Twiml" in form
+    # The attempt id travels in the callback URL, so a callback finds its attempt.
+    assert parse_qs(urlsplit(form["StatusCallback"][0]).query)["attempt_id"] == ["att-1"]
+    client.close()
+
+
+def test_same_attempt_does_not_create_a_second_call(twilio: TwilioFake) -> None:
+    client = dialer(twilio)
+    first = client.place_call(request(""))
+    again = client.place_call(request(""))
+    assert first.provider_call_id == again.provider_call_id
+    assert len(twilio.calls) == 1
+    client.close()
+
+
+def test_callbacks_are_signed_and_fetch_status_reconciles(
+    twilio: TwilioFake, receiver: RecordingServer
+) -> None:
+    client = dialer(twilio)
+    callback = receiver.url + "/v1/calls/acme/status"
+    sid = client.place_call(request(callback)).provider_call_id
+    for step in ("ringing", "in-progress", "completed"):
+        assert twilio.progress(sid, step, duration=61) == 204
+    received = receiver.requests_to("/v1/calls/acme/status", "POST")
+    assert [r.form()["CallStatus"][0] for r in received] == ["ringing", "in-progress", "completed"]
+    last = received[-1]
+    params = {k: v[0] for k, v in last.form().items()}
+    full_url = with_attempt(callback, "att-1")
+    assert signature_matches(TOKEN, full_url, params, last.headers["x-twilio-signature"])
+    assert params["CallDuration"] == "61"
+
+    status = client.fetch_status(sid)
+    assert status.status == "completed"
+    assert status.duration_seconds == 61
+    assert status.price_usd == "0.02800"  # Twilio's "-0.02800", as a cost
+    client.close()
+
+
+def test_auto_progress_sends_callbacks_on_its_own(receiver: RecordingServer) -> None:
+    with TwilioFake(ACCOUNT, TOKEN, auto_progress=["ringing", "in-progress", "completed"]) as fake:
+        client = dialer(fake)
+        client.place_call(request(receiver.url + "/cb"))
+        wait_for(lambda: len(receiver.requests_to("/cb")) == 3, timeout=10, what="three callbacks")
+        client.close()
+
+
+def test_rate_limited_carries_retry_after(twilio: TwilioFake) -> None:
+    twilio.fail(times=1, status=429, headers={"Retry-After": "7"})
+    client = dialer(twilio)
+    with pytest.raises(ProviderError) as err:
+        client.place_call(request(""))
+    assert err.value.error_class is ErrorClass.RATE_LIMITED
+    assert err.value.retry_after == 7.0
+    # The next request goes through: the fault was for one request only.
+    assert client.place_call(request("")).status == "queued"
+    client.close()
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_errors_are_temporary(twilio: TwilioFake, status: int) -> None:
+    twilio.fail(times=1, status=status)
+    client = dialer(twilio)
+    with pytest.raises(ProviderError) as err:
+        client.place_call(request(""))
+    assert err.value.error_class is ErrorClass.TEMPORARY
+    assert err.value.status == status
+    client.close()
+
+
+def test_timeout_is_temporary(twilio: TwilioFake) -> None:
+    twilio.stall(times=1, seconds=5)
+    client = dialer(twilio, timeout=0.3)
+    with pytest.raises(ProviderError) as err:
+        client.fetch_status("CA" + "0" * 32)
+    assert err.value.error_class is ErrorClass.TEMPORARY
+    client.close()
+
+
+def test_invalid_number_is_a_validation_error(twilio: TwilioFake) -> None:
+    client = dialer(twilio)
+    with pytest.raises(ProviderError) as err:
+        client.place_call(request("", to="+1"))
+    assert err.value.error_class is ErrorClass.VALIDATION
+    assert err.value.status == 400
+    assert "+1" not in str(err.value).replace("21211", "")  # the code, never the number
+    client.close()
+
+
+def test_bad_credentials_are_external(twilio: TwilioFake) -> None:
+    client = dialer(twilio, token="wrong")
+    with pytest.raises(ProviderError) as err:
+        client.place_call(request(""))
+    assert err.value.error_class is ErrorClass.EXTERNAL
+    assert err.value.status == 401
+    client.close()
+
+
+def test_unknown_call_is_a_validation_error(twilio: TwilioFake) -> None:
+    client = dialer(twilio)
+    with pytest.raises(ProviderError) as err:
+        client.fetch_status("CA" + "f" * 32)
+    assert err.value.error_class is ErrorClass.VALIDATION
+    assert err.value.status == 404
+    client.close()
+
+
+def test_recorded_calls_announce_the_recording(twilio: TwilioFake) -> None:
+    client = dialer(twilio)
+    client.place_call(
+        CallRequest("rec-1", "acme", "l", "+13055550123", "", "", record=True, recording_disclosure=True)
+    )
+    form = twilio.requests_to("/Calls.json", "POST")[0].form()
+    assert form["Record"] == ["true"]
+    assert form["Twiml"][0].startswith("<Response><Say>This call may be recorded.</Say>")
+    with pytest.raises(ProviderError) as err:
+        client.fetch_status("../../Accounts")
+    assert err.value.error_class is ErrorClass.VALIDATION
+    client.close()
+
+
+def test_logs_never_carry_the_number(twilio: TwilioFake) -> None:
+    from structlog.testing import capture_logs
+
+    client = dialer(twilio)
+    with capture_logs() as logs:
+        client.place_call(request("", attempt="pii-1", to="+13055550177"))
+    assert logs
+    assert "3055550177" not in repr(logs)
+    assert any(entry.get("to") == "+1******0177" for entry in logs)
+    client.close()

@@ -1,0 +1,160 @@
+"""The path every lead takes after its sender is verified: evaluate, store, answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from leadflow.v1 import decision_pb2, dispatcher_pb2, lead_pb2
+from leadflow_core import timestamps
+from leadflow_core.logs import get_logger
+from leadflow_core.request_context import tenant_var
+from leadflow_core.tenant_spec import NAME_RE
+from leadflow_gateway.backends import Backends, SourceContext
+from leadflow_gateway.errors import not_found, unauthenticated
+from leadflow_gateway.meta_graph import MetaGraphClient
+from leadflow_gateway.metrics import LEADS
+from leadflow_gateway.ratelimit import RateLimiter
+from leadflow_gateway.settings import GatewaySettings
+
+log = get_logger("leadflow.gateway.ingest")
+
+_DIAL_STATES = {
+    dispatcher_pb2.DIAL_STATE_SCHEDULED: "scheduled",
+    dispatcher_pb2.DIAL_STATE_DEFERRED: "deferred",
+    dispatcher_pb2.DIAL_STATE_BLOCKED: "blocked",
+    dispatcher_pb2.DIAL_STATE_DIALING: "dialing",
+    dispatcher_pb2.DIAL_STATE_DIALED: "dialed",
+}
+_SOURCE_NAMES = {
+    lead_pb2.SOURCE_API: "api",
+    lead_pb2.SOURCE_FORM: "form",
+    lead_pb2.SOURCE_META: "meta",
+    lead_pb2.SOURCE_HUBSPOT: "hubspot",
+    lead_pb2.SOURCE_SALESFORCE: "salesforce",
+    lead_pb2.SOURCE_ZAPIER: "zapier",
+    lead_pb2.SOURCE_MARKETO: "marketo",
+    lead_pb2.SOURCE_GOOGLE: "google",
+}
+TEST_LEAD_RULE = "lead.is_test"
+
+
+@dataclass(frozen=True)
+class Stored:
+    lead_id: str
+    duplicate: bool
+    response: dispatcher_pb2.SubmitLeadResponse
+
+    def answer(self) -> dict[str, Any]:
+        at = timestamps.from_proto(self.response.dial_at) if self.response.HasField("dial_at") else None
+        return {
+            "lead_id": self.lead_id,
+            "duplicate": self.duplicate,
+            "dial": {
+                "state": _DIAL_STATES.get(self.response.dial_state, "unknown"),
+                "at": at.isoformat().replace("+00:00", "Z") if at else None,
+                "reasons": [{"rule_id": r.rule_id, "message": r.message} for r in self.response.reasons],
+            },
+        }
+
+
+class Gateway:
+    """What every source handler needs: settings, the two services, limits, the Graph client."""
+
+    def __init__(
+        self, settings: GatewaySettings, backends: Backends, limiter: RateLimiter, graph: MetaGraphClient
+    ) -> None:
+        self.settings = settings
+        self.backends = backends
+        self.limiter = limiter
+        self.graph = graph
+
+    async def close(self) -> None:
+        await self.backends.close()
+        await self.limiter.close()
+        await self.graph.close()
+
+    async def limit_ip(self, request: Request) -> None:
+        ip = request.client.host if request.client else "unknown"
+        await self.limiter.hit("ip", ip, self.settings.rate_limit_ip_per_minute)
+
+    async def admit(self, tenant: str, source: str) -> SourceContext:
+        """Tenant limit, then the source's config: 404 for an unknown tenant or a source not enabled."""
+        if not NAME_RE.match(tenant):
+            raise not_found("unknown tenant or source")
+        tenant_var.set(tenant)
+        await self.limiter.hit("tenant", tenant, self.settings.rate_limit_tenant_per_minute)
+        ctx = await self.backends.source(tenant, source)
+        if ctx is None:
+            raise not_found("unknown tenant or source")
+        per_source = ctx.option_int("rate_limit_per_minute", 0)
+        if per_source:
+            await self.limiter.hit(f"source:{source}", tenant, per_source)
+        return ctx
+
+    async def admit_api(self, tenant: str) -> SourceContext:
+        """The direct API's context: the tenant's `api` source if it has one, else just its policy."""
+        tenant_var.set(tenant)
+        await self.limiter.hit("tenant", tenant, self.settings.rate_limit_tenant_per_minute)
+        ctx = await self.backends.source(tenant, "api")
+        if ctx is None:
+            ctx = await self.backends.tenant_defaults(tenant, "api")
+        if ctx is None:
+            raise unauthenticated("the API key's tenant is not active")
+        return ctx
+
+    def body_limit(self, ctx: SourceContext, default: int | None = None) -> int:
+        base = default if default is not None else self.settings.max_body_bytes
+        return ctx.option_int("max_body_bytes", base)
+
+    async def store(self, lead: lead_pb2.Lead) -> Stored:
+        """Compliance decides, the dispatcher stores; a failure of either is a 503 and nothing is kept
+        half-way (the dispatcher stores lead and decision in one transaction)."""
+        decision = await self.backends.evaluate(lead)
+        if lead.is_test:
+            decision = _never_dial_tests(decision)
+        resp = await self.backends.submit(lead, decision)
+        source = _SOURCE_NAMES.get(lead.source, "unknown")
+        LEADS.labels(source=source, outcome="duplicate" if resp.duplicate else "accepted").inc()
+        log.info(
+            "lead_stored",
+            lead_id=resp.lead_id,
+            source=source,
+            duplicate=resp.duplicate,
+            urgency=lead_pb2.Urgency.Name(lead.urgency),
+            dial_state=_DIAL_STATES.get(resp.dial_state, "unknown"),
+        )
+        return Stored(resp.lead_id, resp.duplicate, resp)
+
+    async def store_all(self, leads: Iterable[lead_pb2.Lead], concurrency: int = 8) -> list[Stored]:
+        """Several leads of one delivery; any failure fails the delivery (the sender retries and the
+        leads already stored come back as duplicates)."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(lead: lead_pb2.Lead) -> Stored:
+            async with gate:
+                return await self.store(lead)
+
+        return list(await asyncio.gather(*(one(lead) for lead in leads)))
+
+
+def _never_dial_tests(decision: decision_pb2.Decision) -> decision_pb2.Decision:
+    """A vendor's test lead is stored for the tenant to see, but must never ring anyone."""
+    if decision.action == decision_pb2.DIAL_ACTION_NEVER:
+        return decision
+    out = decision_pb2.Decision()
+    out.CopyFrom(decision)
+    out.action = decision_pb2.DIAL_ACTION_NEVER
+    out.ClearField("not_before")
+    out.reasons.append(
+        decision_pb2.Reason(
+            rule_id=TEST_LEAD_RULE,
+            message="the sender marked this lead as a test",
+            action=decision_pb2.DIAL_ACTION_NEVER,
+        )
+    )
+    return out

@@ -1,0 +1,56 @@
+"""`POST /v1/calls/{tenant}/status`: Twilio status callbacks (form-encoded), verified by
+`X-Twilio-Signature` with the auth token of the tenant's `calls` source, handed to the dispatcher."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+from starlette.requests import Request
+
+from leadflow.v1 import dispatcher_pb2
+from leadflow_core.pii import scrub
+from leadflow_gateway import signatures
+from leadflow_gateway.body import FORM, parse_form, read_body, require_media
+from leadflow_gateway.errors import bad_request, unauthenticated
+from leadflow_gateway.ingest import Gateway
+from leadflow_gateway.sources.common import public_url
+
+STATUSES = frozenset(
+    {"queued", "initiated", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"}
+)
+
+
+def to_request(tenant: str, params: list[tuple[str, str]]) -> dispatcher_pb2.RecordCallStatusRequest:
+    values = dict(params)
+    call_sid = values.get("CallSid", "").strip()
+    if not call_sid or len(call_sid) > 64:
+        raise bad_request("CallSid", "missing or malformed")
+    status = values.get("CallStatus", "").strip().lower()
+    if status not in STATUSES:
+        raise bad_request("CallStatus", f"must be one of {sorted(STATUSES)}")
+    duration = values.get("CallDuration", "") or values.get("Duration", "")
+    if duration and (not duration.isdigit() or len(duration) > 9):
+        raise bad_request("CallDuration", "must be whole seconds")
+    price = values.get("Price", "").strip().lstrip("-")
+    return dispatcher_pb2.RecordCallStatusRequest(
+        tenant=tenant,
+        provider_call_id=call_sid,
+        status=status,
+        duration_seconds=int(duration) if duration else 0,
+        price_usd=price[:32],
+        # Numbers are masked here already: the dispatcher keeps these for audit only.
+        params={k[:100]: scrub(v)[:500] for k, v in list(values.items())[:100]},
+    )
+
+
+async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
+    await gw.limit_ip(request)
+    ctx = await gw.admit(tenant, "calls")
+    body = await read_body(request, gw.body_limit(ctx))
+    require_media(request, FORM)
+    params = parse_form(body)
+    token = ctx.secret("auth_token")
+    url = public_url(request, gw.settings)
+    if not signatures.verify_twilio(token, url, params, request.headers.get("x-twilio-signature")):
+        raise unauthenticated("missing or invalid X-Twilio-Signature")
+    resp = await gw.backends.record_call_status(to_request(tenant, params))
+    return JSONResponse({"applied": resp.applied, "lead_id": resp.lead_id}, status_code=200)

@@ -1,0 +1,38 @@
+"""Abuse limits counted in the real Redis."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as aioredis
+
+from leadflow_gateway.errors import GatewayError
+from leadflow_gateway.ratelimit import RateLimiter
+
+
+async def test_limit_then_429_with_retry_after(redis_url: str, redis_prefix: str) -> None:
+    limiter = RateLimiter(aioredis.Redis.from_url(redis_url), f"{redis_prefix}leadflow:ratelimit:", False, 5)
+    try:
+        for _ in range(3):
+            await limiter.hit("ip", "198.51.100.7", 3)
+        with pytest.raises(GatewayError) as err:
+            await limiter.hit("ip", "198.51.100.7", 3)
+        assert err.value.status == 429
+        assert 1 <= int(err.value.headers["Retry-After"]) <= 61
+        await limiter.hit("ip", "198.51.100.8", 3)  # another IP has its own count
+    finally:
+        await limiter.close()
+
+
+async def test_redis_down_fails_open_or_503() -> None:
+    down = "redis://127.0.0.1:1/0"
+    open_limiter = RateLimiter(aioredis.Redis.from_url(down, socket_connect_timeout=0.2), "p:", True, 5)
+    closed = RateLimiter(aioredis.Redis.from_url(down, socket_connect_timeout=0.2), "p:", False, 5)
+    try:
+        await open_limiter.hit("ip", "x", 1)
+        with pytest.raises(GatewayError) as err:
+            await closed.hit("ip", "x", 1)
+        assert err.value.status == 503
+        assert err.value.headers["Retry-After"] == "5"
+    finally:
+        await open_limiter.close()
+        await closed.close()
