@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -28,7 +28,7 @@ from leadflow_core.db import normalise_url
 from leadflow_core.migrations import SERVICES_WITH_SCHEMA, upgrade
 from leadflow_core.testing import DEFAULT_PG_ADMIN_URL, DEFAULT_REDIS_URL, create_database, drop_database
 from tests.e2e.mesh import Mesh, running_mesh
-from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env, lead_body
+from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env, lead_body, tenant_secrets
 
 
 @dataclass
@@ -65,15 +65,19 @@ def bench_backends() -> Iterator[tuple[str, str, str]]:
             client.delete(key)
 
 
-async def post_leads(mesh: Mesh, api_key: str, total: int, clients: int, tag: str) -> list[Sample]:
+async def post_leads(
+    mesh: Mesh, api_key: str, total: int, clients: int, tag: str, clock_offset: float = 0.0, first: int = 0
+) -> list[Sample]:
     samples: list[Sample] = []
-    counter = iter(range(total))
+    # Distinct people per lead (`first` keeps runs apart): a repeat person would join a call.
+    counter = iter(range(first, first + total))
     headers = {"Authorization": f"Bearer {api_key}"}
 
     async def client_loop(http: httpx.AsyncClient) -> None:
         for i in counter:
             body = lead_body(i, tag=tag)
-            sent = datetime.now(UTC)
+            # On the services' clock, so it compares with the dial simulator's timestamps.
+            sent = datetime.now(UTC) + timedelta(seconds=clock_offset)
             t0 = time.perf_counter()
             resp = await http.post("/v1/leads", json=body, headers=headers)
             ack = (time.perf_counter() - t0) * 1000
@@ -129,16 +133,18 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--dial-timeout", type=float, default=300.0)
     args = parser.parse_args()
+    env = clock_env()
+    offset = float(env["LEADFLOW_CLOCK_OFFSET_SECONDS"])
     with (
         bench_backends() as (db_url, redis_url, prefix),
         tempfile.TemporaryDirectory() as tmp,
-        running_mesh(db_url, redis_url, prefix, Path(tmp), clock_env()) as mesh,
+        running_mesh(db_url, redis_url, prefix, Path(tmp), env) as mesh,
     ):
-        api_key = mesh.apply_tenant("bench", BENCH_TENANT_SPEC, {})
+        api_key = mesh.apply_tenant("bench", BENCH_TENANT_SPEC, tenant_secrets())
         # Warm-up: connections, caches, first-import costs.
-        asyncio.run(post_leads(mesh, api_key, 20, 4, tag="warm"))
+        asyncio.run(post_leads(mesh, api_key, 20, 4, "warm", offset, first=5000))
         t0 = time.perf_counter()
-        samples = asyncio.run(post_leads(mesh, api_key, args.leads, args.clients, tag="run"))
+        samples = asyncio.run(post_leads(mesh, api_key, args.leads, args.clients, "run", offset))
         elapsed = time.perf_counter() - t0
         ids = {s.lead_id for s in samples if s.status == 202}
         dialed = dial_times(db_url, "bench", ids, args.dial_timeout)

@@ -45,7 +45,13 @@ def tenant_spec(**overrides: Any) -> dict[str, Any]:
             "defaultRegion": "US",
             "dialDelaySeconds": {"emergency": 0, "high": 0, "medium": 0, "low": 0},
         },
-        "sources": {"api": {}, "form": {"secretRef": {"name": "form"}}},
+        "sources": {
+            "api": {},
+            "form": {"secretRef": {"name": "form"}},
+            "calls": {"secretRef": {"name": "calls"}},
+        },
+        # The simulator signs its status callbacks with the token the gateway checks them with.
+        "providers": {"dialer": {"type": "simulator", "secretRef": {"name": "calls"}}},
     }
     spec.update(overrides)
     return spec
@@ -60,8 +66,19 @@ BENCH_TENANT_SPEC = tenant_spec(
         "priorityBoostPercent": 20,
     },
     budget={"dailyUsd": "1000000.00"},
-    sources={"api": {}},
+    sources={"api": {}, "calls": {"secretRef": {"name": "calls"}}},
 )
+
+
+def tenant_secrets(
+    form_key: str = "form-key", auth_token: str = "calls-auth-token"
+) -> dict[str, dict[str, str]]:
+    """Resolved secrets for `tenant_spec()`: source name (or provider:<kind>) -> values."""
+    return {
+        "form": {"form_key": form_key},
+        "calls": {"auth_token": auth_token},
+        "provider:dialer": {"auth_token": auth_token},
+    }
 
 
 def lead_body(

@@ -19,14 +19,14 @@ from leadflow_core.db import normalise_url
 from leadflow_core.testing import wait_for
 from leadflow_core.timestamps import from_proto, to_proto
 from tests.e2e.mesh import Mesh, running_mesh
-from tests.e2e.scenario import NEW_YORK, NY_PHONE, clock_env, lead_body, tenant_spec
+from tests.e2e.scenario import NEW_YORK, NY_PHONE, clock_env, lead_body, tenant_secrets, tenant_spec
 
 pytestmark = pytest.mark.e2e
 
 TENANT = "e2e-acme"
 OTHER = "e2e-other"
-FORM_SECRETS = {"form": {"form_key": "acme-form-key"}}
-OTHER_SECRETS = {"form": {"form_key": "other-form-key"}}
+FORM_SECRETS = tenant_secrets("acme-form-key", "acme-token")
+OTHER_SECRETS = tenant_secrets("other-form-key", "other-token")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from leadflow.v1 import dispatcher_pb2
 from leadflow_core.migrations import SERVICES_WITH_SCHEMA, upgrade
 from leadflow_core.testing import wait_for
 from tests.e2e.mesh import running_mesh
-from tests.e2e.scenario import clock_env, lead_body, tenant_spec
+from tests.e2e.scenario import clock_env, lead_body, tenant_secrets, tenant_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ def test_a_lead_is_dialed_on_the_sqlite_default(tmp_path: Path, redis_url: str, 
     for service in SERVICES_WITH_SCHEMA:
         upgrade(service, url)
     with running_mesh(url, redis_url, redis_prefix + "sqlite:", tmp_path, clock_env()) as mesh:
-        key = mesh.apply_tenant("sqlite-acme", tenant_spec(), {"form": {"form_key": "k"}})
+        key = mesh.apply_tenant("sqlite-acme", tenant_spec(), tenant_secrets())
         resp = httpx.post(
             f"{mesh.gateway_url}/v1/leads",
             json=lead_body(0, tag="sqlite"),
