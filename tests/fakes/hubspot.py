@@ -29,7 +29,7 @@ def hs_error(message: str, category: str, **extra: Any) -> dict[str, Any]:
 
 
 class HubSpotFake(FakeHttpServer):
-    def __init__(self, access_token: str = "fake-hubspot-token") -> None:  # noqa: S107
+    def __init__(self, access_token: str = "fake-hubspot-token") -> None:
         super().__init__()
         self.access_token = access_token
         self.contacts: dict[str, dict[str, Any]] = {}  # email -> {"id", "properties"}

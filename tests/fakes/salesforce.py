@@ -32,7 +32,7 @@ def sf_error(message: str, code: str, fields: list[str] | None = None) -> list[d
 class SalesforceFake(FakeHttpServer):
     def __init__(
         self,
-        access_token: str = "fake-sf-token",  # noqa: S107
+        access_token: str = "fake-sf-token",
         external_id_field: str = "Leadflow_Id__c",
     ) -> None:
         super().__init__()

@@ -64,7 +64,7 @@ class TwilioFake(FakeHttpServer):
     def __init__(
         self,
         account_sid: str = "AC" + "0" * 32,
-        auth_token: str = "fake-twilio-token",  # noqa: S107
+        auth_token: str = "fake-twilio-token",
         *,
         auto_progress: list[str] | None = None,
         duration: int = 42,
