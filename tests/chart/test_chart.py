@@ -128,7 +128,7 @@ def test_every_component_is_deployed(default_objs: list[Obj]) -> None:
     deployments = of_kind(default_objs, "Deployment")
     expected = {"gateway", "compliance", "dispatcher", "operator", *(f"worker-{g}" for g in WORKER_GROUPS)}
     assert set(deployments) == {name(c) for c in expected}
-    modules = {d["spec"]["template"]["spec"]["containers"][0]["args"][-1] for d in deployments.values()}
+    modules = {d["spec"]["template"]["spec"]["containers"][0]["args"][2] for d in deployments.values()}
     assert modules == {
         "leadflow_gateway",
         "leadflow_compliance",
@@ -148,8 +148,30 @@ def env_of(dep: Obj) -> dict[str, Any]:
 def test_workers_consume_their_queue_groups(default_objs: list[Obj]) -> None:
     deployments = of_kind(default_objs, "Deployment")
     for group, queues in WORKER_GROUPS.items():
-        env = env_of(deployments[name(f"worker-{group}")])
-        assert env["LEADFLOW_WORKER_QUEUES"] == ",".join(queues)
+        args = deployments[name(f"worker-{group}")]["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args == [
+            "python",
+            "-m",
+            "leadflow_enrichment",
+            "--queues",
+            ",".join(queues),
+            "--threads",
+            "8",
+            "--processes",
+            "1",
+        ]
+
+
+def test_worker_cli_accepts_the_rendered_arguments(default_objs: list[Obj]) -> None:
+    """The worker's own argument parser takes what the chart passes it."""
+    from leadflow_enrichment.__main__ import build_parser, parse_group
+
+    for dep in of_kind(default_objs, "Deployment").values():
+        args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+        if args[2] != "leadflow_enrichment":
+            continue
+        parsed = build_parser().parse_args(args[3:])
+        assert parse_group(parsed.queues).queues
 
 
 def test_servers_bind_every_interface_and_reach_peers_by_service(default_objs: list[Obj]) -> None:

@@ -209,7 +209,7 @@ spec:
         - name: {{ .component }}
           image: {{ include "leadflow.image" $root }}
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-          args: ["python", "-m", {{ .module | quote }}]
+          args: ["python", "-m", {{ .module | quote }}{{ range .extraArgs }}, {{ . | quote }}{{ end }}]
           securityContext:
             {{- toYaml $root.Values.containerSecurityContext | nindent 12 }}
           {{- with .ports }}

@@ -8,10 +8,13 @@ import grpc.aio
 from leadflow.v1 import tenant_pb2, tenants_pb2, tenants_pb2_grpc
 from leadflow_core.grpc_clients import aio_channel, request_metadata
 
+# Reconnect within seconds once compliance is back (gRPC's default backoff grows to 2 minutes).
+_RECONNECT = (("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 5000))
+
 
 class TenantAdmin:
     def __init__(self, addr: str, timeout: float) -> None:
-        self._channel = aio_channel(addr)
+        self._channel = aio_channel(addr, _RECONNECT)
         self._stub = tenants_pb2_grpc.TenantAdminServiceStub(self._channel)
         self._timeout = timeout
 

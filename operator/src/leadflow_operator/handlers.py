@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,18 +91,40 @@ async def _read_secrets(
     return out
 
 
-async def _apply(
+@dataclass
+class Outcome:
+    """What one apply attempt came to: status to write, an Event to post, and whether to retry."""
+
+    status: dict[str, Any]
+    event: tuple[str, str] | None = None  # (reason, message)
+    warning: bool = False
+    retry: reconcile.Retry | None = None
+    delay: float = RETRY_DELAY
+    message: str = ""
+    tenant: tenant_pb2.Tenant | None = None
+
+
+def _failure(
+    obs: reconcile.Observed, reason: str, message: str, retry: reconcile.Retry, *, reachable: bool = True
+) -> Outcome:
+    return Outcome(
+        reconcile.failed_status(obs, reason, message, reachable=reachable),
+        (reason, message),
+        warning=True,
+        retry=retry,
+        message=message,
+    )
+
+
+async def _attempt(
     name: str,
     namespace: str | None,
     raw_spec: Mapping[str, Any],
-    body: kopf.Body,
-    meta: Mapping[str, Any],
     status: Mapping[str, Any],
-    patch: kopf.Patch,
+    obs: reconcile.Observed,
     memo: kopf.Memo,
-) -> tenant_pb2.Tenant:
-    """Apply the spec to compliance and write the outcome to status. Raises kopf errors."""
-    obs = _observed(meta, status)
+) -> Outcome:
+    """Read the Secrets, apply the spec to compliance (idempotent), and say what came of it."""
     admin: TenantAdmin = memo.admin
     try:
         spec = reconcile.parse_spec(raw_spec)
@@ -109,29 +132,33 @@ async def _apply(
         tenant = reconcile.desired_tenant(name, spec, secrets)
         resp = await admin.apply(tenant)
     except reconcile.InvalidSpec as err:
-        patch.status.update(reconcile.failed_status(obs, "InvalidSpec", str(err), reachable=True))
-        kopf.warn(body, reason="InvalidSpec", message=str(err))
-        raise kopf.PermanentError(f"invalid spec: {err}") from None
+        return _failure(obs, "InvalidSpec", str(err), "permanent")
     except reconcile.MissingSecret as err:
-        patch.status.update(reconcile.failed_status(obs, "SecretMissing", str(err), reachable=True))
-        kopf.warn(body, reason="SecretMissing", message=str(err))
-        raise kopf.TemporaryError(str(err), delay=MISSING_SECRET_DELAY) from None
+        outcome = _failure(obs, "SecretMissing", str(err), "temporary")
+        outcome.delay = MISSING_SECRET_DELAY
+        return outcome
     except KubeUnavailable as err:
-        raise kopf.TemporaryError(str(err), delay=RETRY_DELAY) from None
+        return Outcome({}, retry="temporary", message=str(err))
     except grpc.aio.AioRpcError as err:
         message = f"compliance: {err.code().name}: {err.details()}"
-        temporary = reconcile.retry_kind(err.code()) == "temporary"
-        reason = "ComplianceUnavailable" if temporary else "Rejected"
-        patch.status.update(reconcile.failed_status(obs, reason, message, reachable=not temporary))
+        retry = reconcile.retry_kind(err.code())
+        reason = "ComplianceUnavailable" if retry == "temporary" else "Rejected"
+        return _failure(obs, reason, message, retry, reachable=retry == "permanent")
+    return Outcome(
+        reconcile.applied_status(obs, resp),
+        reconcile.change_event(resp, status.get("phase")),
+        tenant=resp.tenant,
+    )
+
+
+def _post(body: kopf.Body, outcome: Outcome) -> None:
+    if outcome.event is None:
+        return
+    reason, message = outcome.event
+    if outcome.warning:
         kopf.warn(body, reason=reason, message=message)
-        if temporary:
-            raise kopf.TemporaryError(message, delay=RETRY_DELAY) from None
-        raise kopf.PermanentError(message) from None
-    event = reconcile.change_event(resp, status.get("phase"))
-    if event is not None:
-        kopf.info(body, reason=event[0], message=event[1])
-    patch.status.update(reconcile.applied_status(obs, resp.tenant))
-    return resp.tenant
+    else:
+        kopf.info(body, reason=reason, message=message)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -148,7 +175,13 @@ async def reconcile_tenant(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    await _apply(name, namespace, spec, body, meta, status, patch, memo)
+    outcome = await _attempt(name, namespace, spec, status, _observed(meta, status), memo)
+    patch.status.update(outcome.status)
+    _post(body, outcome)
+    if outcome.retry == "temporary":
+        raise kopf.TemporaryError(outcome.message, delay=outcome.delay)
+    if outcome.retry == "permanent":
+        raise kopf.PermanentError(outcome.message)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=USAGE_INTERVAL, initial_delay=min(5.0, USAGE_INTERVAL))
@@ -163,34 +196,33 @@ async def report_usage(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    """Usage into status; re-apply when compliance lost or changed what was applied."""
-    admin: TenantAdmin = memo.admin
+    """Re-apply (idempotent: rotated Secrets, a Secret created late, compliance restored or
+    changed behind our back all converge here) and write usage. Writes and Events only on change."""
+    if meta.get("deletionTimestamp"):
+        return  # being deleted: never re-apply what the delete handler deactivates
     obs = _observed(meta, status)
-    if not reconcile.was_reconciled(status):
-        return  # the reconcile handler is still retrying (and reporting) this one
+    outcome = await _attempt(name, namespace, spec, status, obs, memo)
+    changes = reconcile.status_changes(status, outcome.status)
+    patch.status.update(changes)
+    if changes or not outcome.warning:
+        _post(body, outcome)
+    if outcome.tenant is None:
+        return
+    merged = {**status, **changes}
+    obs = reconcile.Observed(obs.generation, merged.get("conditions") or [], obs.now)
+    admin: TenantAdmin = memo.admin
     try:
-        held = await admin.get(name)
-        if held is None or reconcile.drifted(reconcile.parse_spec(spec), held):
-            kopf.info(body, reason="Drift", message="compliance differs from the spec; re-applying")
-            held = await _apply(name, namespace, spec, body, meta, status, patch, memo)
-            obs = reconcile.Observed(
-                obs.generation, patch.status.get("conditions") or obs.conditions, obs.now
-            )
         usage = await admin.usage(name)
-    except reconcile.InvalidSpec:
-        return  # reported by the reconcile handler
     except grpc.aio.AioRpcError as err:
-        if reconcile.retry_kind(err.code()) == "temporary":
-            message = f"compliance: {err.code().name}"
-            if status.get("phase") != "Degraded":
-                kopf.warn(body, reason="ComplianceUnavailable", message=message)
-            patch.status.update(reconcile.status_changes(status, reconcile.unreachable_status(obs, message)))
-            return
-        raise
-    new_status = reconcile.usage_status(obs, usage, held)
-    if status.get("phase") == "Degraded" and new_status["phase"] != "Degraded":
+        if reconcile.retry_kind(err.code()) == "permanent":
+            raise
+        unreachable = reconcile.unreachable_status(obs, f"compliance: {err.code().name}")
+        patch.status.update(reconcile.status_changes(merged, unreachable))
+        return
+    fresh = reconcile.usage_status(obs, usage, outcome.tenant)
+    if status.get("phase") == "Degraded" and fresh["phase"] != "Degraded":
         kopf.info(body, reason="Recovered", message="compliance reachable again")
-    patch.status.update(reconcile.status_changes({**status, **patch.status}, new_status))
+    patch.status.update(reconcile.status_changes(merged, fresh))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

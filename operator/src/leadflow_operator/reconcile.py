@@ -185,20 +185,18 @@ class Observed:
     now: datetime
 
 
-def applied_status(obs: Observed, tenant: tenant_pb2.Tenant) -> dict[str, Any]:
+def applied_status(obs: Observed, resp: tenants_pb2.ApplyTenantResponse) -> dict[str, Any]:
     """Status after compliance accepted the spec."""
+    tenant = resp.tenant
     conds = set_condition(
         obs.conditions, "Reconciled", True, "Applied", "spec applied to compliance", obs.generation, obs.now
     )
     conds = set_condition(
         conds, "Ready", True, "ComplianceReachable", _ready_message(tenant), obs.generation, obs.now
     )
-    status: dict[str, Any] = {
-        "phase": phase_of(tenant),
-        "revision": tenant.revision,
-        "lastSyncTime": rfc3339(obs.now),
-        "conditions": conds,
-    }
+    status: dict[str, Any] = {"phase": phase_of(tenant), "revision": tenant.revision, "conditions": conds}
+    if resp.created or resp.changed:
+        status["lastAppliedTime"] = rfc3339(obs.now)
     if obs.generation is not None:
         status["observedGeneration"] = obs.generation
     return status
@@ -249,15 +247,3 @@ def unreachable_status(obs: Observed, message: str) -> dict[str, Any]:
         obs.conditions, "Ready", False, "ComplianceUnavailable", message, obs.generation, obs.now
     )
     return {"phase": "Degraded", "conditions": conds}
-
-
-def was_reconciled(status: Mapping[str, Any]) -> bool:
-    """Did the last apply succeed (its spec is in compliance, only usage and drift to watch)?"""
-    return any(
-        c.get("type") == "Reconciled" and c.get("status") == "True" for c in status.get("conditions") or ()
-    )
-
-
-def drifted(spec: TenantSpec, held: tenant_pb2.Tenant | None) -> bool:
-    """Does compliance hold something other than the spec says (lost, deactivated, paused apart)?"""
-    return held is None or not held.active or held.paused != spec.paused

@@ -126,6 +126,15 @@ class KubeEmulator:
         }
         self.request("POST", f"/api/v1/namespaces/{ns}/secrets", body)
 
+    def replace_secret(self, ns: str, name: str, data_b64: dict[str, str]) -> None:
+        # A merge patch of `data` swaps the keys given (kubectl edit / apply do the same).
+        self.request(
+            "PATCH",
+            f"/api/v1/namespaces/{ns}/secrets/{name}",
+            {"data": data_b64},
+            "application/merge-patch+json",
+        )
+
     def create_tenant(self, ns: str, name: str, spec: dict[str, Any]) -> None:
         body = {
             "apiVersion": "leadflow.dev/v1alpha1",

@@ -43,6 +43,11 @@ class Compliance:
                 return None
             raise
 
+    def source_secrets(self, name: str, source: str) -> dict[str, str]:
+        """What the gateway gets: the source's secrets (compliance's internal RPC)."""
+        resp = self._stub.GetSourceConfig(tenants_pb2.GetSourceConfigRequest(tenant=name, source=source))
+        return dict(resp.config.secrets)
+
     def close(self) -> None:
         self._channel.close()
 
@@ -127,6 +132,14 @@ def test_tenant_lifecycle(kube: KubeEmulator, compliance: Compliance) -> None:
         assert obj["status"]["usage"]["callsToday"] == 0
         assert obj["status"]["usage"]["dailyBudgetUsd"] == "100.00"
 
+        # a rotated Secret reaches compliance within one timer interval
+        assert compliance.source_secrets(name, "meta")["app_secret"] == "meta-app-secret"
+        kube.replace_secret(NS, "acme-meta", b64({"appSecret": "rotated-app-secret"}))
+        eventually(
+            lambda: compliance.source_secrets(name, "meta")["app_secret"] == "rotated-app-secret",
+            "the rotated secret in compliance",
+        )
+
         # edit
         kube.patch_tenant_spec(NS, name, {"limits": {"callsPerDay": 50}, "budget": {"dailyUsd": "25.50"}})
         eventually(
@@ -156,6 +169,7 @@ def test_tenant_lifecycle(kube: KubeEmulator, compliance: Compliance) -> None:
     # Secret values never reach status, events or the operator's output.
     everything = str(seen) + str(kube.events(NS)) + runner.output
     assert "meta-app-secret" not in everything
+    assert "rotated-app-secret" not in everything
 
 
 @pytest.mark.usefixtures("operator_env")
@@ -177,6 +191,10 @@ def test_bad_spec_and_missing_secret_are_reported(kube: KubeEmulator, compliance
         assert reconciled is not None
         assert reconciled["reason"] == "SecretMissing"
         assert compliance.tenant(waiting) is None
+        # The Secret appears: the timer applies the tenant without waiting for the handler's retry.
+        kube.create_secret(NS, "later", b64({"clientSecret": "hs"}))
+        eventually(lambda: compliance.tenant(waiting), "the tenant once its Secret exists")
+        wait_tenant(kube, waiting, lambda o: o["status"].get("phase") == "Active", "Active")
     assert compliance.tenant(bad) is None
     assert runner.exception is None
     assert "InvalidSpec" in reasons(kube, bad)

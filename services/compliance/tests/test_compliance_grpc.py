@@ -303,3 +303,31 @@ def test_registry_import_and_audit_export(
     evaluated = [r for r in records if r.action == "evaluate"]
     assert all(r.subject_hash and r.decision.rules_version for r in evaluated)
     assert json.loads(evaluated[0].detail_json)["purpose"] == "ingest"
+
+
+def test_global_emergency_stop_needs_duration_and_reason_and_stops_every_tenant(
+    compliance: compliance_pb2_grpc.ComplianceServiceStub, admin: tenants_pb2_grpc.TenantAdminServiceStub
+) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        compliance.SetEmergencyStop(compliance_pb2.SetEmergencyStopRequest(duration_seconds=60))
+    assert field_violations(err.value)[0][0] == "reason"
+    with pytest.raises(grpc.RpcError) as err:
+        compliance.SetEmergencyStop(compliance_pb2.SetEmergencyStopRequest(reason="x"))
+    assert field_violations(err.value)[0][0] == "duration_seconds"
+    tenants = [make_tenant(admin).name for _ in range(2)]
+    compliance.SetEmergencyStop(
+        compliance_pb2.SetEmergencyStopRequest(duration_seconds=300, reason="regulator")
+    )
+    try:
+        now = to_proto(datetime.now(UTC))
+        for name in tenants:
+            reply = compliance.ReserveCall(
+                compliance_pb2.ReserveCallRequest(
+                    lead=lead(name, "+12125550155"), attempt_id="g", evaluate_at=now
+                )
+            )
+            assert reply.decision.action == decision_pb2.DIAL_ACTION_DEFER
+            assert "emergency_stop" in rule_ids(reply.decision)
+            assert not reply.reservation_id
+    finally:
+        compliance.ClearEmergencyStop(compliance_pb2.ClearEmergencyStopRequest())

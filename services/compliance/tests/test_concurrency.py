@@ -20,8 +20,8 @@ from .conftest import make_tenant
 
 WORKER = Path(__file__).with_name("reserve_worker.py")
 OPEN = int(datetime(2026, 11, 18, 15, 0, tzinfo=ZoneInfo("America/New_York")).timestamp())
-WORKERS = 8
-PER_WORKER = 12
+WORKERS = 6
+PER_WORKER = 8
 
 
 @pytest.fixture(scope="module")

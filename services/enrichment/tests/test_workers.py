@@ -7,7 +7,7 @@ import json
 import signal
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from leadflow.v1 import dispatcher_pb2, dispatcher_pb2_grpc, lead_pb2
+from leadflow.v1 import dispatcher_pb2, dispatcher_pb2_grpc, lead_pb2, tenants_pb2
 from leadflow_core.db import normalise_url
+from leadflow_core.tenant_spec import TenantSpec, to_proto
 from leadflow_core.testing import ServiceProcess, python_module, wait_for
 from tests.e2e.mesh import Mesh, running_mesh
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env
@@ -24,6 +25,8 @@ from tests.fakes.hubspot import HubSpotFake
 from tests.fakes.openai import OpenAiFake
 
 pytestmark = pytest.mark.e2e
+
+SIMULATOR_TOKEN = "leadflow-simulator-token"
 
 FAST = {
     "LEADFLOW_JOB_LEASE_SECONDS": "3",
@@ -63,11 +66,19 @@ def dispatcher(mesh: Mesh) -> dispatcher_pb2_grpc.DispatcherServiceStub:
 
 
 def new_tenant(
-    mesh: Mesh, providers: dict[str, object] | None = None, secrets: dict[str, dict[str, str]] | None = None
+    mesh: Mesh,
+    providers: Mapping[str, object] | None = None,
+    secrets: dict[str, dict[str, str]] | None = None,
 ) -> str:
+    """A tenant with high limits; the dial simulator's status callbacks are signed with the
+    deployment's simulator token, which the tenant's `calls` source verifies."""
     name = f"w-{uuid.uuid4().hex[:8]}"
-    spec = {**BENCH_TENANT_SPEC, "providers": providers or {}}
-    mesh.apply_tenant(name, spec, secrets or {})
+    spec = {
+        **BENCH_TENANT_SPEC,
+        "sources": {"api": {}, "calls": {"secretRef": {"name": "calls"}}},
+        "providers": dict(providers or {}),
+    }
+    mesh.apply_tenant(name, spec, {"calls": {"auth_token": SIMULATOR_TOKEN}, **(secrets or {})})
     return name
 
 
@@ -244,11 +255,14 @@ def test_crm_refusing_dead_letters_at_once_and_replay_works(
         # The lead is still dialed: a CRM problem never blocks the call.
         wait_for(lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=60, what="the dial")
         # Fix the credentials, replay: the sync goes through.
-        mesh.apply_tenant(
+        fixed = to_proto(
             tenant,
-            {**BENCH_TENANT_SPEC, "providers": providers},
-            {"provider:crm": {"access_token": "hs-right"}},
+            TenantSpec.model_validate(
+                {**BENCH_TENANT_SPEC, "sources": {"api": {}, "calls": {}}, "providers": providers}
+            ),
+            {"provider:crm": {"access_token": "hs-right"}, "calls": {"auth_token": SIMULATOR_TOKEN}},
         )
+        mesh.tenant_admin().ApplyTenant(tenants_pb2.ApplyTenantRequest(tenant=fixed))
         replayed = dispatcher.ReplayDeadLetters(
             dispatcher_pb2.ReplayDeadLettersRequest(tenant=tenant, dead_letter_id=letters[0].dead_letter_id)
         )

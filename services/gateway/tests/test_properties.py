@@ -86,9 +86,9 @@ def test_arbitrary_requests_never_5xx_never_stored(harness: Harness, path: str) 
             headers=st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=4),
         )
         def run(body: bytes, content_type: str, headers: dict[str, str]) -> None:
-            sent = {k: val.encode("latin-1") for k, val in headers.items()}
+            sent = {k.encode(): val.encode("latin-1") for k, val in headers.items()}
             if content_type:
-                sent["Content-Type"] = content_type.encode()
+                sent[b"Content-Type"] = content_type.encode()
             resp = client.post(path, content=body, headers=sent)
             assert resp.status_code < 500, resp.text
             assert resp.status_code >= 400, resp.text  # nothing here carries valid credentials

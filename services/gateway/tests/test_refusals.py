@@ -29,10 +29,6 @@ class Case:
     method: str = "POST"
 
 
-def _hubspot(body: bytes, **kw: int) -> dict[str, str]:
-    return v.hubspot_headers(f"http://127.0.0.1:{{port}}/v1/webhooks/{T}/hubspot", body, **kw)
-
-
 def cases(api_key: str) -> list[Case]:
     api = {"Authorization": f"Bearer {api_key}", **JSON}
     meta_ok = v.meta_notification([("123", "1")])

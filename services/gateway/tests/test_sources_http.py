@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from urllib.parse import urlencode
@@ -302,8 +303,10 @@ def test_probes_and_metrics(harness: Harness) -> None:
     metrics = httpx.get(f"{harness.url}/metrics").text
     assert 'leadflow_gateway_requests_total{source="probe",status="200"}' in metrics
     assert "leadflow_gateway_request_seconds_bucket" in metrics
-    assert "acme" not in metrics
-    assert "555" not in metrics
+    labels = " ".join(re.findall(r"\{[^}]*\}", metrics))
+    # Labels carry sources and status codes only: no tenant, no phone number, no email.
+    assert "acme" not in labels
+    assert not re.search(r"\d{7}|@", labels)
 
 
 def test_openapi_describes_the_direct_api(harness: Harness) -> None:
@@ -314,3 +317,15 @@ def test_openapi_describes_the_direct_api(harness: Harness) -> None:
     )
     assert "phone" in doc["components"]["schemas"]["ApiLead"]["required"]
     assert {"202", "400", "401", "429", "503"} <= set(post["responses"])
+
+
+def test_vendor_lead_without_a_dialable_number_is_kept_never_dialed(harness: Harness) -> None:
+    url = f"{harness.url}/v1/webhooks/acme/hubspot"
+    props = {"email": {"value": "x@example.com"}}
+    body = json.dumps({"objectId": f"nophone-{uid()}", "properties": props}).encode()
+    resp = httpx.post(url, content=body, headers=hubspot_headers(url, body))
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["dial"]["state"] == "blocked"
+    stored = get_lead(harness, "acme", resp.json()["lead_id"])
+    assert stored.lead.contact.email == "x@example.com"
+    assert stored.dial_state == dispatcher_pb2.DIAL_STATE_BLOCKED

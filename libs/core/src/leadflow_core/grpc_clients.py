@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -42,9 +44,9 @@ def channel(addr: str, default_timeout: float = 5.0) -> grpc.Channel:
     return grpc.intercept_channel(base, RequestContextClientInterceptor(default_timeout))
 
 
-def aio_channel(addr: str) -> grpc.aio.Channel:
+def aio_channel(addr: str, extra_options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
     """An asyncio channel (gateway); pass `metadata=request_metadata()` and a timeout per call."""
-    return grpc.aio.insecure_channel(addr, options=_OPTIONS)
+    return grpc.aio.insecure_channel(addr, options=[*_OPTIONS, *extra_options])
 
 
 def request_metadata() -> tuple[tuple[str, str], ...]:

@@ -380,6 +380,7 @@ class ComplianceServicer(compliance_pb2_grpc.ComplianceServiceServicer):
 
         now = utcnow()
         result = dnc_registry.load(self.engine, chunks(), replace, now)
+        self.repo.forget_registry_slot()
         self.repo.audit(
             tenant="",
             at=utcnow(),

@@ -39,6 +39,13 @@ def policy_of(tenant: tenant_pb2.Tenant) -> engine.Policy:
     )
 
 
+def plan_features(tenant: tenant_pb2.Tenant) -> frozenset[str]:
+    """A tenant applied without any plan gets every feature; a plan lists exactly what it has."""
+    if not tenant.HasField("plan"):
+        return frozenset(engine.FEATURES)
+    return frozenset(tenant.plan.features)
+
+
 def lead_phone(lead: lead_pb2.Lead) -> str:
     phone = lead.contact.phone
     return phone.e164 or phone.raw
@@ -104,7 +111,7 @@ class Decider:
             now=now,
             phone=phone,
             policy=policy_of(tenant),
-            plan_features=frozenset(tenant.plan.features),
+            plan_features=plan_features(tenant),
             tenant_active=tenant.active,
             is_test=lead.is_test,
             address_state=address_state if address_state in STATE_CODES else None,

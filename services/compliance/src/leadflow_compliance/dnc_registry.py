@@ -109,10 +109,10 @@ def _flip(conn: object, slot: str, version: str, now: datetime) -> int:
 # file), and PostgreSQL does the parsing: no per-line Python work, any malformed line is
 # counted rather than failing the COPY.
 _COPY_RAW = "COPY dnc_raw (line) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')"
-_DIGITS = "regexp_replace(line, '[^0-9]', '', 'g')"
-_TEN = (
-    f"CASE WHEN length({_DIGITS}) = 11 AND left({_DIGITS}, 1) = '1'"
-    f" THEN substr({_DIGITS}, 2) ELSE {_DIGITS} END"
+_PARSE = (
+    "CREATE TEMP TABLE dnc_parsed ON COMMIT DROP AS"
+    " SELECT CASE WHEN length(d) = 11 AND left(d, 1) = '1' THEN substr(d, 2) ELSE d END AS digits"
+    " FROM (SELECT regexp_replace(line, '[^0-9]', '', 'g') AS d FROM dnc_raw WHERE btrim(line) <> '') AS x"
 )
 
 
@@ -132,10 +132,7 @@ def _load_postgres(engine: Engine, chunks: Iterable[bytes], replace: bool, now: 
             for chunk in chunks:
                 digest.update(chunk)
                 copy.write(chunk)
-        cur.execute(
-            f"CREATE TEMP TABLE dnc_parsed ON COMMIT DROP AS SELECT {_TEN} AS digits FROM dnc_raw"  # noqa: S608
-            " WHERE btrim(line) <> ''"
-        )
+        cur.execute(_PARSE)
         cur.execute("SELECT count(*) FROM dnc_parsed WHERE digits !~ '^[2-9][0-9]{9}$'")
         rejected = cur.fetchone()[0]  # type: ignore[index]
         valid = "SELECT DISTINCT digits::bigint FROM dnc_parsed WHERE digits ~ '^[2-9][0-9]{9}$'"

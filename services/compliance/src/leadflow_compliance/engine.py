@@ -262,6 +262,11 @@ def schedule(now: datetime, rules: Sequence[Constraint]) -> tuple[datetime | Non
     """The first instant every constraint allows, and the constraints that pushed it later."""
     t = now
     movers: dict[str, tuple[Constraint, datetime]] = {}
+    # Every rule that forbids the call now is a reason, even when another pushes it further.
+    for rule in rules:
+        blocked_until = rule.earliest(now)
+        if blocked_until is not None and blocked_until > now:
+            movers[rule.rule_id] = (rule, blocked_until)
     for _ in range(200):
         moved = False
         for rule in rules:

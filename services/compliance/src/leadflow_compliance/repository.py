@@ -72,6 +72,9 @@ class Repository:
         self._slot = (now + self.slot_ttl, slot)
         return slot
 
+    def forget_registry_slot(self) -> None:
+        self._slot = (0.0, "a")
+
     # --- tenants -----------------------------------------------------------------------------
 
     def get_tenant(self, name: str) -> TenantRow | None:
@@ -87,6 +90,13 @@ class Repository:
 
     def upsert_tenant(self, name: str, spec: dict[str, Any], now: datetime) -> tuple[TenantRow, bool, bool]:
         """Store the desired state; returns (row, created, changed). Revision bumps on change only."""
+        try:
+            return self._upsert_tenant(name, spec, now)
+        except IntegrityError:
+            # A concurrent apply created it first: this one is now an update.
+            return self._upsert_tenant(name, spec, now)
+
+    def _upsert_tenant(self, name: str, spec: dict[str, Any], now: datetime) -> tuple[TenantRow, bool, bool]:
         with self.sessions.begin() as s:
             row = s.get(TenantRow, name, with_for_update=True)
             if row is None:
@@ -101,12 +111,6 @@ class Repository:
                     updated_at=now,
                 )
                 s.add(row)
-                try:
-                    s.flush()
-                except IntegrityError:
-                    # A concurrent apply created it first; retry as an update.
-                    s.rollback()
-                    return self.upsert_tenant(name, spec, now)
                 return row, True, True
             if row.spec == spec:
                 return row, False, False

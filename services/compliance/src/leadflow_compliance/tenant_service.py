@@ -13,6 +13,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 
 from leadflow.v1 import lead_pb2, tenant_pb2, tenants_pb2, tenants_pb2_grpc
 from leadflow_compliance.accounting import Accounts, from_micros
+from leadflow_compliance.decisions import plan_features
 from leadflow_compliance.models import TenantRow
 from leadflow_compliance.repository import Repository
 from leadflow_core import grpc_errors
@@ -280,5 +281,5 @@ class TenantAdminServicer(tenants_pb2_grpc.TenantAdminServiceServicer):
             policy=tenant.policy,
             tenant_active=tenant.active,
             paused=tenant.paused,
-            plan_features=list(tenant.plan.features),
+            plan_features=sorted(plan_features(tenant)),
         )

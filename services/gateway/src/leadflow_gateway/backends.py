@@ -25,6 +25,7 @@ from leadflow_core.grpc_clients import aio_channel, request_metadata
 from leadflow_core.grpc_errors import field_violations
 from leadflow_core.logs import get_logger
 from leadflow_gateway.errors import GatewayError, bad_request, not_found, unauthenticated, unavailable
+from leadflow_gateway.metrics import DEPENDENCY
 
 log = get_logger("leadflow.gateway.backends")
 
@@ -127,11 +128,12 @@ class Backends:
         if hit is not None and hit[0] > now:
             return hit[1]
         try:
-            resp = await self._tenants.GetSourceConfig(
-                tenants_pb2.GetSourceConfigRequest(tenant=tenant, source=source),
-                timeout=self.timeout,
-                metadata=request_metadata(),
-            )
+            with DEPENDENCY.labels(call="source_config").time():
+                resp = await self._tenants.GetSourceConfig(
+                    tenants_pb2.GetSourceConfigRequest(tenant=tenant, source=source),
+                    timeout=self.timeout,
+                    metadata=request_metadata(),
+                )
         except grpc.aio.AioRpcError as err:
             if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 # Unknown names are cached briefly too, so a flood of them does not reach compliance.
@@ -176,11 +178,12 @@ class Backends:
         if hit is not None and hit[0] > now:
             return hit[1]
         try:
-            resp = await self._tenants.AuthenticateApiKey(
-                tenants_pb2.AuthenticateApiKeyRequest(api_key=api_key),
-                timeout=self.timeout,
-                metadata=request_metadata(),
-            )
+            with DEPENDENCY.labels(call="authenticate").time():
+                resp = await self._tenants.AuthenticateApiKey(
+                    tenants_pb2.AuthenticateApiKeyRequest(api_key=api_key),
+                    timeout=self.timeout,
+                    metadata=request_metadata(),
+                )
         except grpc.aio.AioRpcError as err:
             if err.code() in (
                 grpc.StatusCode.NOT_FOUND,
@@ -199,13 +202,14 @@ class Backends:
 
     async def evaluate(self, lead: lead_pb2.Lead) -> decision_pb2.Decision:
         try:
-            resp = await self._compliance.Evaluate(
-                compliance_pb2.EvaluateRequest(
-                    lead=lead, purpose=compliance_pb2.EVALUATION_PURPOSE_INGEST, actor="gateway"
-                ),
-                timeout=self.timeout,
-                metadata=request_metadata(),
-            )
+            with DEPENDENCY.labels(call="evaluate").time():
+                resp = await self._compliance.Evaluate(
+                    compliance_pb2.EvaluateRequest(
+                        lead=lead, purpose=compliance_pb2.EVALUATION_PURPOSE_INGEST, actor="gateway"
+                    ),
+                    timeout=self.timeout,
+                    metadata=request_metadata(),
+                )
         except grpc.aio.AioRpcError as err:
             raise self._error(err, "compliance") from err
         return resp.decision
@@ -214,11 +218,12 @@ class Backends:
         self, lead: lead_pb2.Lead, decision: decision_pb2.Decision
     ) -> dispatcher_pb2.SubmitLeadResponse:
         try:
-            return await self._dispatcher.SubmitLead(
-                dispatcher_pb2.SubmitLeadRequest(lead=lead, decision=decision),
-                timeout=self.timeout,
-                metadata=request_metadata(),
-            )
+            with DEPENDENCY.labels(call="submit").time():
+                return await self._dispatcher.SubmitLead(
+                    dispatcher_pb2.SubmitLeadRequest(lead=lead, decision=decision),
+                    timeout=self.timeout,
+                    metadata=request_metadata(),
+                )
         except grpc.aio.AioRpcError as err:
             raise self._error(err, "dispatcher") from err
 

@@ -15,7 +15,7 @@ from leadflow_core.logs import get_logger
 from leadflow_core.request_context import tenant_var
 from leadflow_core.tenant_spec import NAME_RE
 from leadflow_gateway.backends import Backends, SourceContext
-from leadflow_gateway.errors import not_found, unauthenticated
+from leadflow_gateway.errors import GatewayError, bad_request, not_found, unauthenticated
 from leadflow_gateway.meta_graph import MetaGraphClient
 from leadflow_gateway.metrics import LEADS
 from leadflow_gateway.ratelimit import RateLimiter
@@ -41,6 +41,9 @@ _SOURCE_NAMES = {
     lead_pb2.SOURCE_GOOGLE: "google",
 }
 TEST_LEAD_RULE = "lead.is_test"
+PHONE_RULE = "phone.invalid"
+# Compliance names the lead's phone like this when it refuses to evaluate it.
+PHONE_FIELD = "lead.contact.phone"
 
 
 @dataclass(frozen=True)
@@ -111,10 +114,23 @@ class Gateway:
         base = default if default is not None else self.settings.max_body_bytes
         return ctx.option_int("max_body_bytes", base)
 
-    async def store(self, lead: lead_pb2.Lead) -> Stored:
+    async def store(self, lead: lead_pb2.Lead, strict: bool = True) -> Stored:
         """Compliance decides, the dispatcher stores; a failure of either is a 503 and nothing is kept
-        half-way (the dispatcher stores lead and decision in one transaction)."""
-        decision = await self.backends.evaluate(lead)
+        half-way (the dispatcher stores lead and decision in one transaction).
+
+        A vendor's lead whose number cannot be dialed is still kept (compliance gates dialing, not
+        ingestion), with a never-dial decision; our own API and forms get a 400 instead (`strict`)."""
+        if not lead.contact.phone.e164 and not strict:
+            decision = _never(PHONE_RULE, "no dialable phone number")
+        else:
+            try:
+                decision = await self.backends.evaluate(lead)
+            except GatewayError as err:
+                if err.status != 400 or not (err.field or "").startswith(PHONE_FIELD):
+                    raise
+                if strict:
+                    raise bad_request("phone", err.message) from err
+                decision = _never(PHONE_RULE, err.message)
         if lead.is_test:
             decision = _never_dial_tests(decision)
         resp = await self.backends.submit(lead, decision)
@@ -130,16 +146,29 @@ class Gateway:
         )
         return Stored(resp.lead_id, resp.duplicate, resp)
 
-    async def store_all(self, leads: Iterable[lead_pb2.Lead], concurrency: int = 8) -> list[Stored]:
+    async def store_all(
+        self, leads: Iterable[lead_pb2.Lead], concurrency: int = 8, strict: bool = False
+    ) -> list[Stored]:
         """Several leads of one delivery; any failure fails the delivery (the sender retries and the
         leads already stored come back as duplicates)."""
         gate = asyncio.Semaphore(concurrency)
 
         async def one(lead: lead_pb2.Lead) -> Stored:
             async with gate:
-                return await self.store(lead)
+                return await self.store(lead, strict)
 
         return list(await asyncio.gather(*(one(lead) for lead in leads)))
+
+
+def _never(rule_id: str, message: str) -> decision_pb2.Decision:
+    """Fail closed without asking compliance: there is no number it could allow dialing."""
+    return decision_pb2.Decision(
+        action=decision_pb2.DIAL_ACTION_NEVER,
+        reasons=[
+            decision_pb2.Reason(rule_id=rule_id, message=message, action=decision_pb2.DIAL_ACTION_NEVER)
+        ],
+        evaluated_at=timestamps.to_proto(timestamps.utcnow()),
+    )
 
 
 def _never_dial_tests(decision: decision_pb2.Decision) -> decision_pb2.Decision:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from leadflow_core.logs import get_logger
+from leadflow_gateway.metrics import DEPENDENCY
 
 log = get_logger("leadflow.gateway.meta_graph")
 
@@ -40,9 +41,11 @@ class MetaGraphClient:
         delay = 0.1
         for attempt in range(1, self._attempts + 1):
             try:
-                resp = await self._client.get(
-                    leadgen_id, params={"access_token": access_token, "fields": "id,created_time,field_data"}
-                )
+                with DEPENDENCY.labels(call="graph_fetch").time():
+                    resp = await self._client.get(
+                        leadgen_id,
+                        params={"access_token": access_token, "fields": "id,created_time,field_data"},
+                    )
             except httpx.HTTPError as err:
                 log.warning("graph_request_failed", attempt=attempt, error=type(err).__name__)
             else:

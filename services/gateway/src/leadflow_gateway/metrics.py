@@ -23,6 +23,13 @@ LEADS = Counter(
     ["source", "outcome"],
 )
 
+DEPENDENCY = Histogram(
+    "leadflow_gateway_dependency_seconds",
+    "Time spent in calls to other services (evaluate, submit, source_config, graph_fetch, ...).",
+    ["call"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
 SOURCES = ("meta", "hubspot", "salesforce", "zapier", "marketo", "google", "form")
 _WEBHOOK = re.compile(r"^/v1/webhooks/[^/]+/([a-z]+)/?$")
 

@@ -75,4 +75,4 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     env.vendor_lead_id = lead_id
     env.is_test = is_test
     lead = build_lead(mapped, env, ctx.policy, strict=False)
-    return stored_answer(await gw.store(lead))
+    return stored_answer(await gw.store(lead, strict=False))

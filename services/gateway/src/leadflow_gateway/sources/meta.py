@@ -4,6 +4,7 @@ subscription handshake; POST is verified by `X-Hub-Signature-256` over the raw b
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ ALIASES = {
     "country": "country",
 }
 MAX_CHANGES = 200
+FETCH_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -142,15 +144,24 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
         raise unauthenticated("missing or invalid X-Hub-Signature-256")
     require_media(request, JSON)
     changes = parse_notification(parse_json_object(body))
+    gate = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+    async def fetch(change: LeadgenChange) -> dict[str, Any] | None:
+        async with gate:
+            try:
+                return await gw.graph.fetch_lead(change.leadgen_id, page_token(ctx, change.page_id))
+            except GraphLeadGone as err:
+                # Redelivery cannot bring back a deleted lead: skip it, keep the others.
+                log.warning("meta_lead_unavailable", leadgen_id=change.leadgen_id, error=str(err))
+                return None
+
+    try:
+        fetched = await asyncio.gather(*(fetch(c) for c in changes))
+    except GraphUnavailable as err:
+        raise unavailable("Graph API unavailable; retry later", gw.settings.retry_after_seconds) from err
     leads: list[lead_pb2.Lead] = []
-    for change in changes:
-        try:
-            graph = await gw.graph.fetch_lead(change.leadgen_id, page_token(ctx, change.page_id))
-        except GraphUnavailable as err:
-            raise unavailable("Graph API unavailable; retry later", gw.settings.retry_after_seconds) from err
-        except GraphLeadGone as err:
-            # Redelivery cannot bring back a deleted lead: skip it, keep the others.
-            log.warning("meta_lead_unavailable", leadgen_id=change.leadgen_id, error=str(err))
+    for change, graph in zip(changes, fetched, strict=True):
+        if graph is None:
             continue
         env = envelope(request, tenant, lead_pb2.SOURCE_META)
         env.vendor_lead_id = change.leadgen_id
