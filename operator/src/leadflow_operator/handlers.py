@@ -43,7 +43,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.scanning.disabled = True
     settings.networking.request_timeout = 60
     settings.watching.server_timeout = 300
-    settings.execution.max_workers = 4
     memo.cfg = cfg
     memo.admin = TenantAdmin(cfg.compliance_addr, cfg.rpc_timeout_seconds)
     memo.kube = KubeAccess()

@@ -26,7 +26,11 @@ def compliance_process(
         env,
         tmp_path_factory.mktemp("operator-compliance"),
     )
-    proc.start()
+    try:
+        proc.start(timeout=120)
+    except BaseException:
+        proc.kill()  # a start that timed out must not leave the process behind
+        raise
     yield proc
     code = proc.stop()
     assert code == 0, proc.tail()

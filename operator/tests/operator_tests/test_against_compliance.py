@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -116,3 +119,26 @@ async def test_compliance_down_is_temporary() -> None:
         assert reconcile.retry_kind(err.value.code()) == "temporary"
     finally:
         await admin.close()
+
+
+def test_the_charts_helm_test_pod_passes_against_compliance(compliance_process: ServiceProcess) -> None:
+    """The `helm test` pod's script, run as the pod would run it, against a real compliance."""
+    from tests.chart.rendering import objects, of_kind
+
+    pod = of_kind(objects({}), "Pod")["lf-leadflow-test-grpc-health"]
+    container = pod["spec"]["containers"][0]
+    assert container["command"][:2] == ["python", "-c"]
+    env = {"TARGET": compliance_process.addr, "PATH": os.environ["PATH"]}
+    ok = subprocess.run(
+        [sys.executable, "-c", container["command"][2]], env=env, capture_output=True, timeout=60
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert b"leadflow.v1.TenantAdminService: SERVING" in ok.stdout
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    env["TARGET"] = dead
+    down = subprocess.run(
+        [sys.executable, "-c", container["command"][2]], env=env, capture_output=True, timeout=60
+    )
+    assert down.returncode != 0

@@ -242,7 +242,11 @@ def test_compliance_down_then_up(
             assert (ready["status"], ready["reason"]) == ("False", "ComplianceUnavailable")
             assert "ComplianceUnavailable" in reasons(kube, name)
 
-            late.start()
+            try:
+                late.start(timeout=120)
+            except BaseException:
+                late.kill()
+                raise
             obj = wait_tenant(kube, name, lambda o: o["status"].get("phase") == "Paused", "applied after all")
             ready = condition(obj, "Ready")
             assert ready is not None

@@ -331,3 +331,45 @@ def test_global_emergency_stop_needs_duration_and_reason_and_stops_every_tenant(
             assert not reply.reservation_id
     finally:
         compliance.ClearEmergencyStop(compliance_pb2.ClearEmergencyStopRequest())
+
+
+def test_release_of_a_call_never_placed_gives_everything_back(
+    compliance: compliance_pb2_grpc.ComplianceServiceStub, admin: tenants_pb2_grpc.TenantAdminServiceStub
+) -> None:
+    tenant = make_tenant(admin, limits={"concurrentCalls": 1}).name
+    msg = lead(tenant, "+12125550188")
+    first = _reserve(compliance, msg, "p1")
+    assert first.reservation_id
+    # The only slot is taken: another attempt is deferred.
+    busy = _reserve(compliance, lead(tenant, "+12125550189"), "p2").decision
+    assert "tenant.limit.concurrency" in rule_ids(busy)
+    release = compliance_pb2.SettleCallRequest(
+        tenant=tenant, reservation_id=first.reservation_id, outcome=compliance_pb2.CALL_OUTCOME_NOT_PLACED
+    )
+    assert compliance.SettleCall(release).settled
+    assert not compliance.SettleCall(release).settled
+    usage = admin.GetTenantUsage(tenants_pb2.GetTenantUsageRequest(name=tenant)).usage
+    assert (usage.calls_today, usage.active_calls, usage.spend_today_usd) == (0, 0, "0.00")
+    # The same attempt, retried, reserves again.
+    again = _reserve(compliance, msg, "p1")
+    assert again.decision.action == decision_pb2.DIAL_ACTION_DIAL_NOW
+    assert again.reservation_id == first.reservation_id
+    assert admin.GetTenantUsage(tenants_pb2.GetTenantUsageRequest(name=tenant)).usage.active_calls == 1
+
+
+def test_parallel_dials_to_one_person_respect_the_florida_cap(
+    compliance: compliance_pb2_grpc.ComplianceServiceStub, tenant: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    phone = "+13055550160"
+    for hours in (3, 2):
+        compliance.RecordContactAttempt(
+            compliance_pb2.RecordContactAttemptRequest(
+                tenant=tenant, phone_e164=phone, channel="sms", at=to_proto(OPEN - timedelta(hours=hours))
+            )
+        )
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda i: _reserve(compliance, lead(tenant, phone), f"fl{i}"), range(6)))
+    actions = sorted(r.decision.action for r in replies)
+    assert actions == [decision_pb2.DIAL_ACTION_DIAL_NOW] + [decision_pb2.DIAL_ACTION_DEFER] * 5

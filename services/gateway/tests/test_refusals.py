@@ -223,7 +223,8 @@ def test_rate_limits_per_tenant_then_per_ip_429_with_retry_after(harness: Harnes
             httpx.post(f"{base}/acme/zapier", json={"phone": "2125550100"}, headers=wrong) for _ in range(3)
         ]
     finally:
-        proc.stop()
+        code = proc.stop()
+    assert code == 0, proc.tail()  # SIGTERM: a graceful stop
     assert [a.status_code for a in answers] == [401, 401, 429, 401, 401, 429]
     assert "tenant" in answers[2].json()["error"]["message"]
     assert "ip" in answers[5].json()["error"]["message"]

@@ -329,3 +329,16 @@ def test_vendor_lead_without_a_dialable_number_is_kept_never_dialed(harness: Har
     stored = get_lead(harness, "acme", resp.json()["lead_id"])
     assert stored.lead.contact.email == "x@example.com"
     assert stored.dial_state == dispatcher_pb2.DIAL_STATE_BLOCKED
+
+
+def test_timeline_only_for_the_keys_own_tenant(harness: Harness) -> None:
+    own = {"Authorization": f"Bearer {harness.api_keys['acme']}"}
+    resp = httpx.post(f"{harness.url}/v1/leads", json={"phone": "2125550170"}, headers=own)
+    assert resp.status_code == 202
+    url = f"{harness.url}/v1/leads/{resp.json()['lead_id']}/timeline"
+    mine = httpx.get(url, headers=own)
+    assert mine.status_code == 200
+    assert "received" in [e["kind"] for e in mine.json()["events"]]
+    other = httpx.get(url, headers={"Authorization": f"Bearer {harness.api_keys['refused']}"})
+    assert other.status_code == 404
+    assert httpx.get(url).status_code == 401

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import redis
+from redis.lock import Lock
 
 from leadflow_core.settings import CommonSettings
 
@@ -70,9 +71,11 @@ if ARGV[2] == '1' then
   redis.call('ZREM', KEYS[1], id)
   redis.call('HINCRBY', day, 'calls', -1)
   redis.call('HINCRBY', day, 'spend', -estimate)
-else
-  redis.call('HINCRBY', day, 'spend', tonumber(ARGV[3]) - estimate)
+  -- Never placed: forget it, so a retry of the same attempt can reserve again.
+  redis.call('DEL', KEYS[3])
+  return 1
 end
+redis.call('HINCRBY', day, 'spend', tonumber(ARGV[3]) - estimate)
 redis.call('HSET', KEYS[3], 'state', 'settled')
 return 1
 """
@@ -199,6 +202,12 @@ class Accounts:
             keys=[rate, active, res], args=[reservation_id, "1" if not_placed else "0", actual_micros]
         )
         return bool(done)
+
+    def person_lock(self, tenant: str, subject: str) -> Lock:
+        """Serialises the dial gate for one person across processes (expires if a holder dies)."""
+        key = self.settings.redis_key("acct", tenant, "person", subject)
+        lock: Lock = self.client.lock(key, timeout=30, blocking_timeout=20)
+        return lock
 
     def usage(self, tenant: str, now: datetime) -> Usage:
         rate, active, day = self._keys(tenant, now)

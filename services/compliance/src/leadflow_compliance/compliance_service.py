@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, decision_pb2, lead_pb2, tenant_pb2
 from leadflow_compliance import dnc_registry, engine
 from leadflow_compliance.accounting import Accounts, Limits, reservation_id_for, to_micros
-from leadflow_compliance.decisions import Decider, Outcome, defer
+from leadflow_compliance.decisions import Decider, Outcome, defer, lead_phone
 from leadflow_compliance.models import ReservationRow
 from leadflow_compliance.opt_out import is_opt_out
 from leadflow_compliance.phone import InvalidPhone, analyse
@@ -184,44 +184,58 @@ class ComplianceServicer(compliance_pb2_grpc.ComplianceServiceServicer):
             grpc_errors.invalid_argument(context, "estimated_cost_usd", str(err))
         real_now = utcnow()
         now = from_proto(request.evaluate_at) or real_now
-        outcome = self._decide(context, tenant, lead, now, record_consent=False, actor="dial")
-        decision = outcome.decision
-        reservation_id = ""
-        if outcome.verdict.action == "dial_now":
-            limits = limits_of(tenant)
-            if lead.urgency in BOOSTED:
-                limits = limits.boosted(tenant.limits.priority_boost_percent)
-            reservation_id = reservation_id_for(tenant.name, request.attempt_id)
-            result = self.accounts.reserve(tenant.name, reservation_id, limits, estimate, real_now)
-            if result.reserved:
-                row = self.repo.add_reservation(
-                    ReservationRow(
-                        reservation_id=reservation_id,
-                        tenant=tenant.name,
-                        attempt_id=request.attempt_id,
-                        subject_hash=outcome.subject,
-                        created_at=real_now,
-                        decision=decision_json(decision),
-                        estimated_cost_usd=request.estimated_cost_usd or "0",
-                    ),
-                    attempt_at=now,
+        try:
+            subject = self.decider.subject(
+                analyse(lead_phone(lead), tenant.policy.default_region or "US").e164
+            )
+        except InvalidPhone as err:
+            grpc_errors.invalid_argument(context, "lead.contact.phone.e164", str(err))
+        # One gate at a time per person: parallel dials must not both pass an attempt cap.
+        with self.accounts.person_lock(tenant.name, subject):
+            existing = self.repo.reservation_for_attempt(tenant.name, request.attempt_id)
+            if existing is not None:
+                decision = ParseDict(existing.decision, decision_pb2.Decision())
+                return compliance_pb2.ReserveCallResponse(
+                    decision=decision, reservation_id=existing.reservation_id
                 )
-                decision = ParseDict(row.decision, decision_pb2.Decision())
-            else:
-                reservation_id = ""
-                retry_at = result.retry_at or real_now + timedelta(minutes=1)
-                if now != real_now:
-                    retry_at = now + (retry_at - real_now)
-                decision = defer(
-                    decision,
-                    engine.Finding(
-                        f"tenant.limit.{result.detail}",
-                        f"the tenant's {result.detail} limit is reached",
-                        "tenant limits",
-                        "defer",
-                        retry_at,
-                    ),
-                )
+            outcome = self._decide(context, tenant, lead, now, record_consent=False, actor="dial")
+            decision = outcome.decision
+            reservation_id = ""
+            if outcome.verdict.action == "dial_now":
+                limits = limits_of(tenant)
+                if lead.urgency in BOOSTED:
+                    limits = limits.boosted(tenant.limits.priority_boost_percent)
+                reservation_id = reservation_id_for(tenant.name, request.attempt_id)
+                result = self.accounts.reserve(tenant.name, reservation_id, limits, estimate, real_now)
+                if result.reserved:
+                    row = self.repo.add_reservation(
+                        ReservationRow(
+                            reservation_id=reservation_id,
+                            tenant=tenant.name,
+                            attempt_id=request.attempt_id,
+                            subject_hash=outcome.subject,
+                            created_at=real_now,
+                            decision=decision_json(decision),
+                            estimated_cost_usd=request.estimated_cost_usd or "0",
+                        ),
+                        attempt_at=now,
+                    )
+                    decision = ParseDict(row.decision, decision_pb2.Decision())
+                else:
+                    reservation_id = ""
+                    retry_at = result.retry_at or real_now + timedelta(minutes=1)
+                    if now != real_now:
+                        retry_at = now + (retry_at - real_now)
+                    decision = defer(
+                        decision,
+                        engine.Finding(
+                            f"tenant.limit.{result.detail}",
+                            f"the tenant's {result.detail} limit is reached",
+                            "tenant limits",
+                            "defer",
+                            retry_at,
+                        ),
+                    )
         outcome = Outcome(outcome.verdict, decision, outcome.phone, outcome.subject)
         self._audit_decision(
             "reserve",
@@ -243,7 +257,8 @@ class ComplianceServicer(compliance_pb2_grpc.ComplianceServiceServicer):
         tenant = self._tenant(context, request.tenant)
         row = self.repo.get_reservation(tenant.name, request.reservation_id)
         if row is None:
-            grpc_errors.not_found(context, "reservation", request.reservation_id)
+            # Unknown, or already released: settling is idempotent, callbacks are redelivered.
+            return compliance_pb2.SettleCallResponse(settled=False)
         outcome = OUTCOMES.get(request.outcome, "completed")
         not_placed = outcome == "not_placed"
         try:
@@ -368,6 +383,7 @@ class ComplianceServicer(compliance_pb2_grpc.ComplianceServiceServicer):
     def ImportDncRegistry(
         self, request_iterator: Iterator[compliance_pb2.ImportDncRegistryChunk], context: grpc.ServicerContext
     ) -> compliance_pb2.ImportDncRegistryResponse:
+        tenant_var.set("")
         first = next(request_iterator, None)
         if first is None:
             grpc_errors.invalid_argument(context, "data", "the registry file is empty")
@@ -405,6 +421,7 @@ class ComplianceServicer(compliance_pb2_grpc.ComplianceServiceServicer):
     def SetEmergencyStop(
         self, request: compliance_pb2.SetEmergencyStopRequest, context: grpc.ServicerContext
     ) -> compliance_pb2.SetEmergencyStopResponse:
+        tenant_var.set(request.tenant)
         if request.tenant:
             self._tenant(context, request.tenant)
         if request.duration_seconds == 0:
@@ -431,6 +448,7 @@ class ComplianceServicer(compliance_pb2_grpc.ComplianceServiceServicer):
     def ClearEmergencyStop(
         self, request: compliance_pb2.ClearEmergencyStopRequest, context: grpc.ServicerContext
     ) -> compliance_pb2.ClearEmergencyStopResponse:
+        tenant_var.set(request.tenant)
         if request.tenant:
             self._tenant(context, request.tenant)
         self.repo.clear_emergency_stop(request.tenant)

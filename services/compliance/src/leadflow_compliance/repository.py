@@ -360,10 +360,12 @@ class Repository:
             row = s.get(ReservationRow, reservation_id, with_for_update=True)
             if row is None or row.tenant != tenant or row.settled_at is not None:
                 return False
-            row.settled_at, row.outcome, row.actual_cost_usd = now, outcome, cost
             if outcome == "not_placed":
-                # The call never happened: it is not a contact attempt.
+                # The call never happened: no contact attempt, and the attempt may reserve again.
                 s.execute(delete(ContactAttemptRow).where(ContactAttemptRow.reservation_id == reservation_id))
+                s.delete(row)
+                return True
+            row.settled_at, row.outcome, row.actual_cost_usd = now, outcome, cost
             return True
 
     # --- audit -----------------------------------------------------------------------------

@@ -46,8 +46,14 @@ def parse_group(spec: str, default_threads: int = 8) -> Group:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m leadflow_enrichment", description=__doc__)
-    parser.add_argument("--queues", help="comma-separated queues for one group (default: every queue)")
+    parser = argparse.ArgumentParser(
+        prog="python -m leadflow_enrichment",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--queues", help="comma-separated queues for one group (default: every queue, in the default groups)"
+    )
     parser.add_argument("--threads", type=int, default=8, help="worker threads for --queues (default 8)")
     parser.add_argument(
         "--group", action="append", default=[], help="name=queue,queue:threads; repeatable (default groups)"

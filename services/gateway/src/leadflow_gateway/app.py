@@ -165,6 +165,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def submit_lead(request: Request) -> Response:
         return await api.handle(gw(request), request)
 
+    @app.get(
+        "/v1/leads/{lead_id}/timeline",
+        responses={k: v for k, v in _ERRORS.items() if k in (401, 404, 429, 503)},
+        openapi_extra={"security": [{"bearer": []}]},
+        summary="A lead's timeline (the API key's own tenant only)",
+    )
+    async def lead_timeline(lead_id: str, request: Request) -> Response:
+        return await api.timeline(gw(request), request, lead_id)
+
     @app.post("/v1/webhooks/{tenant}/form", status_code=202, responses=_STORED, summary="Website form")
     async def form_post(tenant: str, request: Request) -> Response:
         return await form.handle(gw(request), request, tenant)

@@ -82,7 +82,8 @@ def rpc_error(err: grpc.aio.AioRpcError, what: str, retry_after: int) -> Gateway
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return unauthenticated(err.details() or "not allowed")
     if code == grpc.StatusCode.FAILED_PRECONDITION:
-        return GatewayError(409, "failed_precondition", err.details() or what)
+        # Compliance's one precondition is an active tenant: a deactivated tenant is unknown to senders.
+        return not_found(err.details() or f"{what}: tenant not active")
     log.warning("dependency_failed", call=what, code=code.name if code else "", details=err.details())
     return unavailable(f"{what} is unavailable, retry later", retry_after)
 
@@ -221,6 +222,17 @@ class Backends:
             with DEPENDENCY.labels(call="submit").time():
                 return await self._dispatcher.SubmitLead(
                     dispatcher_pb2.SubmitLeadRequest(lead=lead, decision=decision),
+                    timeout=self.timeout,
+                    metadata=request_metadata(),
+                )
+        except grpc.aio.AioRpcError as err:
+            raise self._error(err, "dispatcher") from err
+
+    async def timeline(self, tenant: str, lead_id: str) -> dispatcher_pb2.GetTimelineResponse:
+        try:
+            with DEPENDENCY.labels(call="timeline").time():
+                return await self._dispatcher.GetTimeline(
+                    dispatcher_pb2.GetTimelineRequest(tenant=tenant, lead_id=lead_id),
                     timeout=self.timeout,
                     metadata=request_metadata(),
                 )

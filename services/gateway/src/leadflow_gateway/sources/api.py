@@ -3,19 +3,21 @@ Webhooks signature for tenants that set a `webhook_secret` on their `api` source
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
-from leadflow.v1 import lead_pb2
+from leadflow.v1 import dispatcher_pb2, lead_pb2
+from leadflow_core import timestamps
 from leadflow_gateway import signatures
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import JSON, parse_json, read_body, require_media
-from leadflow_gateway.errors import bad_request, unauthenticated
+from leadflow_gateway.errors import bad_request, not_found, unauthenticated
 from leadflow_gateway.fields import MappedFields
 from leadflow_gateway.ingest import Gateway
 from leadflow_gateway.normalise import build_lead
@@ -149,3 +151,46 @@ async def handle(gw: Gateway, request: Request) -> JSONResponse:
     env.idempotency_key = env.idempotency_key or webhook_id
     lead = build_lead(to_mapped(item), env, ctx.policy, strict=True)
     return stored_answer(await gw.store(lead))
+
+
+_STATES = {
+    dispatcher_pb2.DIAL_STATE_SCHEDULED: "scheduled",
+    dispatcher_pb2.DIAL_STATE_DEFERRED: "deferred",
+    dispatcher_pb2.DIAL_STATE_BLOCKED: "blocked",
+    dispatcher_pb2.DIAL_STATE_DIALING: "dialing",
+    dispatcher_pb2.DIAL_STATE_DIALED: "dialed",
+}
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat().replace("+00:00", "Z") if at else None
+
+
+def _detail(raw: str) -> Any:
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return raw
+
+
+async def timeline(gw: Gateway, request: Request, lead_id: str) -> JSONResponse:
+    """`GET /v1/leads/{lead_id}/timeline`: only the key's own tenant's leads exist for it (404)."""
+    await gw.limit_ip(request)
+    tenant = await gw.backends.authenticate(bearer(request))
+    if tenant is None:
+        raise unauthenticated("unknown API key")
+    if not lead_id or len(lead_id) > 100:
+        raise not_found("unknown lead")
+    resp = await gw.backends.timeline(tenant, lead_id)
+    events = [
+        {
+            "at": _iso(timestamps.from_proto(e.at)),
+            "kind": e.kind,
+            "detail": _detail(e.detail_json),
+            "request_id": e.request_id,
+        }
+        for e in resp.events
+    ]
+    return JSONResponse(
+        {"lead_id": lead_id, "dial_state": _STATES.get(resp.dial_state, "unknown"), "events": events}
+    )

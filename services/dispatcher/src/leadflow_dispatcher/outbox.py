@@ -1,0 +1,251 @@
+"""The outbox's queries for the relay: due work, leases, lost work, settlements, reconciling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from leadflow_core.clock import now as utcnow
+from leadflow_core.timestamps import as_utc
+from leadflow_dispatcher.models import (
+    DeadLetterRow,
+    DialAttemptRow,
+    JobRow,
+)
+from leadflow_dispatcher.queueing import JobSpec
+from leadflow_dispatcher.repository import (
+    BROKER_KINDS,
+    Repository,
+    job_row,
+    job_spec,
+)
+
+
+@dataclass(frozen=True)
+class ExpiredJob:
+    job_id: str
+    broker_queue: str
+    broker_message_id: str
+    age_seconds: float
+
+
+@dataclass(frozen=True)
+class SettleWork:
+    job_id: str
+    tenant: str
+    reservation_id: str
+    status: str
+    duration_seconds: int
+    price_usd: str
+
+
+class OutboxStore(Repository):
+    # ---- the relay's queries -----------------------------------------------------------
+
+    def claim_due_jobs(
+        self, horizon_seconds: float, lease_seconds: float, limit: int
+    ) -> list[tuple[JobSpec, float]]:
+        """Pending jobs due within the horizon, marked queued with a lease; each with its delay."""
+        now = utcnow()
+        horizon = now + timedelta(seconds=horizon_seconds)
+        with self.sessions.begin() as s:
+            rows = s.scalars(
+                sa.select(JobRow)
+                .where(JobRow.kind.in_(BROKER_KINDS), JobRow.state == "pending", JobRow.due_at <= horizon)
+                .order_by(JobRow.due_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            out: list[tuple[JobSpec, float]] = []
+            for row in rows:
+                due = as_utc(row.due_at)
+                row.state = "queued"
+                row.lease_until = max(due, now) + timedelta(seconds=lease_seconds)
+                row.enqueue_count += 1
+                row.updated_at = now
+                out.append((job_spec(row), max(0.0, (due - now).total_seconds())))
+            return out
+
+    def note_enqueued(self, sent: Sequence[tuple[str, str, str]]) -> None:
+        """Remember where each job's message went: (job id, broker queue, redis message id)."""
+        if not sent:
+            return
+        now = utcnow()
+        with self.sessions.begin() as s:
+            s.execute(
+                sa.update(JobRow),
+                [
+                    {"id": job_id, "broker_queue": queue, "broker_message_id": mid, "enqueued_at": now}
+                    for job_id, queue, mid in sent
+                ],
+            )
+
+    def expired_jobs(self, limit: int) -> list[ExpiredJob]:
+        """Queued jobs whose lease ran out without a "done" report."""
+        now = utcnow()
+        with self.sessions() as s:
+            rows = s.execute(
+                sa.select(JobRow.id, JobRow.broker_queue, JobRow.broker_message_id, JobRow.enqueued_at)
+                .where(
+                    JobRow.kind.in_(BROKER_KINDS),
+                    JobRow.state == "queued",
+                    JobRow.lease_until.is_not(None),
+                    JobRow.lease_until < now,
+                )
+                .limit(limit)
+            ).all()
+            return [
+                ExpiredJob(
+                    job_id=r[0],
+                    broker_queue=r[1],
+                    broker_message_id=r[2],
+                    age_seconds=(now - as_utc(r[3])).total_seconds() if r[3] else float("inf"),
+                )
+                for r in rows
+            ]
+
+    def extend_leases(self, job_ids: Sequence[str], lease_seconds: float) -> None:
+        if not job_ids:
+            return
+        now = utcnow()
+        with self.sessions.begin() as s:
+            s.execute(
+                sa.update(JobRow)
+                .where(JobRow.id.in_(job_ids), JobRow.state == "queued")
+                .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
+            )
+
+    def resend(self, job_ids: Sequence[str]) -> None:
+        """Lost work goes back to pending, due now: the next relay pass enqueues it again."""
+        if not job_ids:
+            return
+        now = utcnow()
+        with self.sessions.begin() as s:
+            s.execute(
+                sa.update(JobRow)
+                .where(JobRow.id.in_(job_ids), JobRow.state == "queued")
+                .values(state="pending", due_at=now, lease_until=None, last_error="resent", updated_at=now)
+            )
+
+    def release_jobs(self, jobs: Sequence[JobSpec], error: str) -> None:
+        """The broker refused: back to pending so the relay tries again."""
+        if not jobs:
+            return
+        with self.sessions.begin() as s:
+            s.execute(
+                sa.update(JobRow)
+                .where(JobRow.id.in_([j.job_id for j in jobs]))
+                .values(state="pending", lease_until=None, last_error=error[:2000], updated_at=utcnow())
+            )
+
+    def due_settlements(self, limit: int) -> list[SettleWork]:
+        now = utcnow()
+        with self.sessions() as s:
+            rows = s.scalars(
+                sa.select(JobRow)
+                .where(JobRow.kind == "settle", JobRow.state == "pending", JobRow.due_at <= now)
+                .order_by(JobRow.due_at)
+                .limit(limit)
+            ).all()
+            return [
+                SettleWork(
+                    job_id=r.id,
+                    tenant=r.tenant,
+                    reservation_id=str(r.payload.get("reservation_id", "")),
+                    status=str(r.payload.get("status", "")),
+                    duration_seconds=int(r.payload.get("duration_seconds", 0)),
+                    price_usd=str(r.payload.get("price_usd", "")),
+                )
+                for r in rows
+            ]
+
+    def finish_settlement(self, job_id: str, error: str, retry_in: float | None) -> None:
+        now = utcnow()
+        with self.sessions.begin() as s:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                return
+            row.last_error = error[:2000]
+            row.updated_at = now
+            if retry_in is None:
+                row.state = "done"
+            else:
+                row.due_at = now + timedelta(seconds=retry_in)
+                row.enqueue_count += 1
+
+    def calls_to_reconcile(self, timeout_seconds: float, limit: int) -> int:
+        """Create a call_status job for each placed call whose final callback never came."""
+        now = utcnow()
+        cutoff = now - timedelta(seconds=timeout_seconds)
+        created = 0
+        with self.sessions.begin() as s:
+            rows = s.scalars(
+                sa.select(DialAttemptRow)
+                .where(DialAttemptRow.state == "dialed", DialAttemptRow.dialed_at < cutoff)
+                .limit(limit)
+            ).all()
+            for row in rows:
+                exists = s.scalars(
+                    sa.select(JobRow.id).where(
+                        JobRow.tenant == row.tenant,
+                        JobRow.lead_id == row.lead_id,
+                        JobRow.kind == "call_status",
+                        JobRow.attempt == row.attempt,
+                    )
+                ).first()
+                if exists:
+                    continue
+                s.add(
+                    job_row(
+                        row.tenant,
+                        row.lead_id,
+                        "call_status",
+                        "call_status",
+                        now,
+                        "",
+                        now,
+                        attempt=row.attempt,
+                        payload={
+                            "attempt_id": row.id,
+                            "provider": row.provider,
+                            "provider_call_id": row.provider_call_id or "",
+                        },
+                    )
+                )
+                created += 1
+        return created
+
+    def mark_job_done(self, tenant: str, lead_id: str, kind: str, attempt: int) -> None:
+        with self.sessions.begin() as s:
+            s.execute(
+                sa.update(JobRow)
+                .where(
+                    JobRow.tenant == tenant,
+                    JobRow.lead_id == lead_id,
+                    JobRow.kind == kind,
+                    JobRow.attempt == attempt,
+                )
+                .values(state="done", updated_at=utcnow())
+            )
+
+    def counts(self) -> dict[str, int]:
+        """Gauges for /metrics: outbox backlog by state and open dead letters."""
+        with self.sessions() as s:
+            out = {
+                f"jobs_{state}": int(n)
+                for state, n in s.execute(
+                    sa.select(JobRow.state, sa.func.count())
+                    .where(JobRow.state.in_(("pending", "queued")))
+                    .group_by(JobRow.state)
+                ).all()
+            }
+            out["dead_letters_open"] = int(
+                s.scalar(
+                    sa.select(sa.func.count()).select_from(DeadLetterRow).where(DeadLetterRow.state == "open")
+                )
+                or 0
+            )
+            return out
