@@ -54,7 +54,7 @@ bench: setup ## Drive the local mesh over loopback and print throughput and late
 
 .PHONY: chart-test
 chart-test: setup ## Render, lint and validate the Helm chart
-	@$(UV) run --frozen pytest charts operator -q
+	@$(UV) run --frozen pytest tests/chart operator -q
 
 .PHONY: clean
 clean: ## Remove the environment and local data

@@ -143,7 +143,12 @@ class ServiceProcess:
                     return int(port_file.read_text())
                 return None
 
-            self.port = wait_for(ready, timeout, what=f"{self.name} to listen")
+            try:
+                self.port = wait_for(ready, timeout, what=f"{self.name} to listen")
+            except BaseException:
+                # Never leave an orphan behind a failed start.
+                self.kill()
+                raise
         return self
 
     @property

@@ -113,11 +113,11 @@ _COPY_RAW = "COPY dnc_raw (line) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\x01'
 _NOISE = "E'\" ,-\\r\\t'"
 # Each distinct candidate number once, with how many lines carried it (duplicates are common).
 _GROUP = (
-    "CREATE TEMP TABLE dnc_grouped ON COMMIT DROP AS"
+    "CREATE TEMP TABLE dnc_grouped ON COMMIT DROP AS"  # noqa: S608 - constants only
     " SELECT CASE WHEN length(d) = 11 AND left(d, 1) = '1' THEN substr(d, 2) ELSE d END AS digits,"
     " count(*) AS lines"
     f" FROM (SELECT translate(line, {_NOISE}, '') AS d FROM dnc_raw WHERE btrim(line) <> '') AS x"
-    " GROUP BY 1"  # noqa: S608 - constants only
+    " GROUP BY 1"
 )
 # Ten digits, not starting with 0 or 1 (a NANP area code); cheaper than a regular expression.
 _VALID = "length(digits) = 10 AND translate(digits, '0123456789', '') = '' AND left(digits, 1) >= '2'"
