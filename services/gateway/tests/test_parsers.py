@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
+from starlette.requests import Request
 
 from leadflow.v1 import tenant_pb2
 from leadflow_gateway.backends import SourceContext
@@ -131,3 +133,24 @@ def test_twilio_status_to_dispatcher_request() -> None:
     with pytest.raises(GatewayError) as err:
         calls.to_request("acme", [("CallSid", "CA1"), ("CallStatus", "exploded")])
     assert err.value.field == "CallStatus"
+
+
+def _request(headers: dict[str, str]) -> Request:
+    raw = [(k.lower().encode(), val.encode()) for k, val in headers.items()]
+    return Request({"type": "http", "method": "POST", "path": "/h", "headers": raw, "query_string": b""})
+
+
+def test_hubspot_legacy_signatures_only_when_the_tenant_allows_them() -> None:
+    body, url = b'{"objectId":1}', "https://gw.example/v1/webhooks/acme/hubspot"
+    v1 = {
+        "X-HubSpot-Signature": hashlib.sha256(b"s3cret" + body).hexdigest(),
+        "X-HubSpot-Signature-Version": "v1",
+    }
+    strict = ctx({"client_secret": "s3cret"})
+    lenient = ctx({"client_secret": "s3cret"}, {"allow_legacy_signatures": "true"})
+    with pytest.raises(GatewayError) as err:
+        hubspot.verify(strict, _request(v1), url, body, 300)
+    assert err.value.status == 401
+    hubspot.verify(lenient, _request(v1), url, body, 300)
+    with pytest.raises(GatewayError):
+        hubspot.verify(lenient, _request({**v1, "X-HubSpot-Signature": "0" * 64}), url, body, 300)

@@ -26,6 +26,8 @@ from leadflow_core.grpc_server import write_port_file
 from leadflow_core.logs import configure, get_logger
 from leadflow_enrichment.settings import WorkerSettings
 
+URGENT_QUEUES = frozenset({"dial.emergency", "dial.high"})
+
 
 @dataclass(frozen=True)
 class Group:
@@ -106,7 +108,15 @@ def run(groups: list[Group], settings: WorkerSettings) -> None:
     context = get_context()
     workers = []
     for group in groups:
-        worker = dramatiq.Worker(broker, queues=set(group.queues), worker_threads=group.threads)
+        # An idle consumer polls Redis with a backoff up to worker_timeout: keep it short where
+        # a lead must be picked up at once.
+        urgent = bool(set(group.queues) & URGENT_QUEUES)
+        worker = dramatiq.Worker(
+            broker,
+            queues=set(group.queues),
+            worker_threads=group.threads,
+            worker_timeout=settings.urgent_poll_ms if urgent else settings.poll_ms,
+        )
         worker.start()
         workers.append(worker)
         log.info("worker_group_started", group=group.name, queues=list(group.queues), threads=group.threads)

@@ -19,6 +19,9 @@ class WorkerSettings(ProviderSettings):
     # Queue groups this process runs (see DEFAULT_GROUPS); `--queues` on the command line
     # replaces them with one group.
     worker_groups: list[str] = Field(default_factory=lambda: list(DEFAULT_GROUPS))
+    # Longest idle poll interval of a worker's consumers (ms); shorter for the urgent dial queues.
+    poll_ms: int = 1000
+    urgent_poll_ms: int = 100
     # The gateway's public address; dialer status callbacks go to
     # <public_base_url>/v1/calls/<tenant>/status. Empty: http://<gateway_addr>.
     public_base_url: str = ""
