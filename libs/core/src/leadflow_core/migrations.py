@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
+from sqlalchemy import MetaData
 
 from leadflow_core.db import make_engine, normalise_url
 
@@ -31,7 +31,6 @@ def run_env(target_metadata: MetaData) -> None:
     url = cfg.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url must be set"
     engine = make_engine(url)
-    engine.pool = pool.NullPool(engine.pool._creator)
     with engine.connect() as connection:
         context.configure(
             connection=connection,
