@@ -11,8 +11,7 @@ import pytest
 from leadflow.v1 import tenants_pb2, tenants_pb2_grpc
 from leadflow_cli.commands import compliance as cli
 from leadflow_core.testing import ServiceProcess
-
-from .conftest import make_tenant
+from services.compliance.tests.conftest import make_tenant
 
 
 def run(*argv: str) -> int:

@@ -21,8 +21,7 @@ from leadflow.v1 import (
 )
 from leadflow_core.grpc_errors import field_violations
 from leadflow_core.timestamps import from_proto, to_proto
-
-from .conftest import make_tenant
+from services.compliance.tests.conftest import make_tenant
 
 NY = ZoneInfo("America/New_York")
 # A weekday afternoon in New York: every rule allows a call then.

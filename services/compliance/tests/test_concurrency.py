@@ -15,8 +15,7 @@ import pytest
 from leadflow.v1 import tenants_pb2, tenants_pb2_grpc
 from leadflow_core.grpc_clients import channel
 from leadflow_core.testing import ServiceProcess, python_module, service_env
-
-from .conftest import make_tenant
+from services.compliance.tests.conftest import make_tenant
 
 WORKER = Path(__file__).with_name("reserve_worker.py")
 OPEN = int(datetime(2026, 11, 18, 15, 0, tzinfo=ZoneInfo("America/New_York")).timestamp())

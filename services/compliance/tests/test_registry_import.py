@@ -18,9 +18,8 @@ import phonenumbers
 
 from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, decision_pb2, tenants_pb2_grpc
 from leadflow_core.testing import ServiceProcess
-
-from .conftest import make_tenant
-from .test_compliance_grpc import evaluate, lead, rule_ids
+from services.compliance.tests.conftest import make_tenant
+from services.compliance.tests.test_compliance_grpc import evaluate, lead, rule_ids
 
 NUMBERS = int(os.environ.get("LEADFLOW_TEST_DNC_NUMBERS", "1000000"))
 CHUNK = 1 << 20

@@ -7,8 +7,7 @@ import pytest
 
 from leadflow.v1 import lead_pb2, tenants_pb2, tenants_pb2_grpc
 from leadflow_core.tenant_spec import TenantSpec, to_proto
-
-from .conftest import make_tenant
+from services.compliance.tests.conftest import make_tenant
 
 SPEC = {
     "displayName": "ACME HVAC",
