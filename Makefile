@@ -39,7 +39,9 @@ proto: ## Regenerate the Python stubs (with .pyi) beside the .proto files
 .PHONY: proto-check
 proto-check: setup ## Fail when the committed stubs are stale
 	@tmp=$$(mktemp -d); \
-	$(PROTOC) --python_out=$$tmp --mypy_out=$$tmp --grpc_python_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_FILES) && \
+	$(PROTOC) --python_out=$$tmp --mypy_out=$$tmp --grpc_python_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_FILES) >$$tmp.log 2>&1 \
+	  || { cat $$tmp.log; echo "protoc failed"; rm -rf $$tmp $$tmp.log; exit 1; }; \
+	rm -f $$tmp.log; \
 	for f in $$(cd $$tmp && find . -name '*_pb2*'); do \
 	  cmp -s $$tmp/$$f proto/$$f || { echo "stale generated stub: proto/$$f (run make proto)"; rm -rf $$tmp; exit 1; }; \
 	done; \

@@ -16,7 +16,8 @@ metadata: {name: acme-hvac}
 spec:
   displayName: ACME HVAC
   paused: false
-  limits: {callsPerMinute: 10, callsPerHour: 100, callsPerDay: 1000, concurrentCalls: 5, priorityBoostPercent: 20}
+  limits: {callsPerMinute: 10, callsPerHour: 100, callsPerDay: 1000, concurrentCalls: 5,
+           priorityBoostPercent: 20}
   budget: {dailyUsd: "100.00"}
   sources: {meta: {secretRef: {name: acme-meta, key: appSecret}}}
 """
@@ -38,7 +39,8 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_design_example_maps_to_the_proto_with_its_secret(tmp_path: Path) -> None:
-    docs = load_documents([_write(tmp_path, "t.yaml", DESIGN_EXAMPLE), _write(tmp_path, "s.yaml", META_SECRET)])
+    files = [_write(tmp_path, "t.yaml", DESIGN_EXAMPLE), _write(tmp_path, "s.yaml", META_SECRET)]
+    docs = load_documents(files)
     tenants, secrets = parse_tenants(docs)
     tenant = build_tenant(tenants[0], secrets)
     assert tenant.name == "acme-hvac"
@@ -70,7 +72,7 @@ def test_a_missing_secret_is_named(tmp_path: Path) -> None:
     ("old", "new", "message"),
     [
         ("callsPerMinute: 10", "callsPerMinute: -1", "callsPerMinute"),
-        ("dailyUsd: \"100.00\"", "dailyUsd: \"lots\"", "dailyUsd"),
+        ('dailyUsd: "100.00"', 'dailyUsd: "lots"', "dailyUsd"),
         ("paused: false", "paused: false\n  colour: blue", "colour"),
         ("sources: {meta:", "sources: {myspace:", "unknown source"),
         ("name: acme-hvac", "name: Acme_HVAC", "DNS-1123"),

@@ -92,6 +92,8 @@ def test_a_lead_travels_from_webhook_to_dial(mesh: Mesh, db: Engine) -> None:
     lead_id = body["lead_id"]
 
     wait_dialed(mesh, db, TENANT, lead_id)
+    # Enrichment and CRM sync run beside the dial, not before it.
+    wait_for(lambda: {"enriched", "synced"} <= set(timeline(mesh, TENANT, lead_id)), timeout=60, what="sync")
     kinds = timeline(mesh, TENANT, lead_id)
     for kind in ("received", "decided", "enriched", "synced", "dialing", "dialed"):
         assert kind in kinds, kinds
