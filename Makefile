@@ -52,7 +52,7 @@ proto-check: setup ## Fail when the committed stubs are stale
 
 .PHONY: bench
 bench: setup ## Drive the local mesh over loopback and print throughput and latency
-	@$(UV) run --frozen python -m tests.bench
+	@$(UV) run --frozen python -m tests.bench $(BENCH_ARGS)
 
 .PHONY: chart-test
 chart-test: setup ## Render, lint and validate the Helm chart

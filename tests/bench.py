@@ -26,9 +26,16 @@ from sqlalchemy import create_engine, text
 
 from leadflow_core.db import normalise_url
 from leadflow_core.migrations import SERVICES_WITH_SCHEMA, upgrade
-from leadflow_core.testing import DEFAULT_PG_ADMIN_URL, DEFAULT_REDIS_URL, create_database, drop_database
+from leadflow_core.testing import (
+    DEFAULT_PG_ADMIN_URL,
+    DEFAULT_REDIS_URL,
+    ServiceProcess,
+    create_database,
+    drop_database,
+)
 from tests.e2e.mesh import Mesh, running_mesh
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env, lead_body, tenant_secrets
+from tests.fakes.meta_graph import GraphState, serve_graph
 
 
 @dataclass
@@ -127,28 +134,110 @@ def report(title: str, samples: list[Sample], elapsed: float, dialed: dict[str, 
         print(f"lead-to-dial ms: p50 {pct(l2d, 50):.0f}  p99 {pct(l2d, 99):.0f}")
 
 
+def bench_sources(mesh: Mesh, graph: GraphState, leads: int, clients: int) -> None:
+    from services.gateway import bench_sources as sources
+
+    api_key = mesh.apply_tenant(sources.TENANT, sources.SPEC, sources.SECRETS)
+    asyncio.run(sources.run_source_mix(mesh.gateway_url, api_key, graph, 40, 4, "warm"))
+    stats, elapsed = asyncio.run(
+        sources.run_source_mix(mesh.gateway_url, api_key, graph, leads, clients, "run")
+    )
+    print(f"\n== source mix (signed Meta, HubSpot, form, API), {clients} concurrent clients")
+    sources.report(stats, elapsed, clients)
+
+
+def bench_compliance(mesh: Mesh, evaluations: int, clients: int) -> None:
+    from leadflow_compliance import bench as compliance_bench
+
+    figures = compliance_bench.run(mesh.processes["compliance"].addr, evaluations, clients)
+    print(f"\n== compliance Evaluate over gRPC, {clients} concurrent clients")
+    print(
+        f"evaluations/s: {figures['evaluations_per_second']}  "
+        f"p50 {figures['p50_ms']} ms  p99 {figures['p99_ms']} ms  ({int(figures['evaluations'])} evaluations)"
+    )
+
+
+def _stop(proc: ServiceProcess) -> None:
+    proc.stop()
+
+
+def _start(proc: ServiceProcess) -> None:
+    proc.start(wait_port=False)
+
+
+def bench_workers(mesh: Mesh, db_url: str, load: int, emergencies: int, backlog: int) -> None:
+    from leadflow_enrichment import benchmark
+
+    mesh.apply_tenant("bench-workers", BENCH_TENANT_SPEC, tenant_secrets())
+    workers = mesh.processes["workers"]
+    engine = create_engine(normalise_url(db_url))
+    try:
+        figures = benchmark.run_all(
+            mesh.dispatcher(),
+            mesh.compliance(),
+            engine,
+            "bench-workers",
+            stop_workers=lambda: _stop(workers),
+            start_workers=lambda: _start(workers),
+            load=load,
+            emergencies=emergencies,
+            backlog=backlog,
+        )
+    finally:
+        engine.dispose()
+    print(
+        f"\n== workers: end to end with every worker running ({load} leads, then {emergencies} emergencies)"
+    )
+    print(f"end-to-end leads/s: {figures.leads_per_second:.1f}")
+    print(
+        f"emergency lead-to-dial under load ms: p50 {figures.emergency_p50_ms:.0f}  "
+        f"p99 {figures.emergency_p99_ms:.0f}"
+    )
+    print(f"backlog of {figures.backlog} leads drained in {figures.backlog_drain_seconds:.1f} s")
+
+
+SECTIONS = ("api", "sources", "compliance", "workers")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--leads", type=int, default=500)
+    parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these sections")
+    parser.add_argument("--leads", type=int, default=500, help="direct-API leads")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--dial-timeout", type=float, default=300.0)
+    parser.add_argument("--source-leads", type=int, default=800)
+    parser.add_argument("--evaluations", type=int, default=2000)
+    parser.add_argument("--load", type=int, default=1000, help="leads for the end-to-end worker figure")
+    parser.add_argument("--emergencies", type=int, default=50)
+    parser.add_argument("--backlog", type=int, default=10_000)
+    parser.add_argument("--dial-timeout", type=float, default=600.0)
     args = parser.parse_args()
+    sections = args.only or list(SECTIONS)
     env = clock_env()
     offset = float(env["LEADFLOW_CLOCK_OFFSET_SECONDS"])
     with (
+        serve_graph("bench-page-token") as (graph_url, graph),
         bench_backends() as (db_url, redis_url, prefix),
         tempfile.TemporaryDirectory() as tmp,
-        running_mesh(db_url, redis_url, prefix, Path(tmp), env) as mesh,
+        running_mesh(
+            db_url, redis_url, prefix, Path(tmp), {**env, "LEADFLOW_META_GRAPH_URL": graph_url}
+        ) as mesh,
     ):
-        api_key = mesh.apply_tenant("bench", BENCH_TENANT_SPEC, tenant_secrets())
-        # Warm-up: connections, caches, first-import costs.
-        asyncio.run(post_leads(mesh, api_key, 20, 4, "warm", offset, first=5000))
-        t0 = time.perf_counter()
-        samples = asyncio.run(post_leads(mesh, api_key, args.leads, args.clients, "run", offset))
-        elapsed = time.perf_counter() - t0
-        ids = {s.lead_id for s in samples if s.status == 202}
-        dialed = dial_times(db_url, "bench", ids, args.dial_timeout)
-        report(f"direct API, {args.clients} concurrent clients", samples, elapsed, dialed)
+        if "api" in sections:
+            api_key = mesh.apply_tenant("bench", BENCH_TENANT_SPEC, tenant_secrets())
+            # Warm-up: connections, caches, first-import costs.
+            asyncio.run(post_leads(mesh, api_key, 20, 4, "warm", offset, first=5000))
+            t0 = time.perf_counter()
+            samples = asyncio.run(post_leads(mesh, api_key, args.leads, args.clients, "run", offset))
+            elapsed = time.perf_counter() - t0
+            ids = {s.lead_id for s in samples if s.status == 202}
+            dialed = dial_times(db_url, "bench", ids, args.dial_timeout)
+            report(f"direct API, {args.clients} concurrent clients", samples, elapsed, dialed)
+        if "sources" in sections:
+            bench_sources(mesh, graph, args.source_leads, args.clients)
+        if "compliance" in sections:
+            bench_compliance(mesh, args.evaluations, 8)
+        if "workers" in sections:
+            bench_workers(mesh, db_url, args.load, args.emergencies, args.backlog)
 
 
 if __name__ == "__main__":
