@@ -177,8 +177,11 @@ class TwilioFake(FakeHttpServer):
                 return
             self.progress(sid, status)
 
-    def progress(self, sid: str, status: str, duration: int | None = None) -> int | None:
-        """Move a call to `status` and, if subscribed, POST the signed callback. Returns its answer."""
+    def progress(
+        self, sid: str, status: str, duration: int | None = None, *, notify: bool = True
+    ) -> int | None:
+        """Move a call to `status` and, if subscribed, POST the signed callback. Returns its answer.
+        `notify=False` loses the callback (only a fetch of the call sees the new status)."""
         call = self.calls[sid]
         call.status = status
         final = _EVENT_OF_STATUS[status] == "completed"
@@ -187,7 +190,7 @@ class TwilioFake(FakeHttpServer):
                 (duration if duration is not None else self.duration) if status == "completed" else 0
             )
             call.price = f"-{0.014 * max(1, -(-call.duration // 60)):.5f}" if status == "completed" else None
-        if not call.status_callback or _EVENT_OF_STATUS[status] not in call.events:
+        if not notify or not call.status_callback or _EVENT_OF_STATUS[status] not in call.events:
             return None
         params = {
             "AccountSid": self.account_sid,

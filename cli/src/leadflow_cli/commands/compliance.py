@@ -175,7 +175,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     imp = dnc.add_parser("import", help="load a National DNC Registry file (area code, number per line)")
     imp.add_argument("file")
     imp.add_argument(
-        "--add", action="store_true", help="a change file: add to the registry, do not replace it"
+        "--add",
+        action="store_true",
+        help="a change file applied to the registry instead of replacing it; a line may end in"
+        " ',A' (add, the default) or ',D' (delete), e.g. '201,5550123,D'",
     )
     imp.set_defaults(func=_dnc_import)
 

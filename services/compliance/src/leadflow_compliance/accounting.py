@@ -70,7 +70,9 @@ redis.call('ZREM', KEYS[2], id)
 if ARGV[2] == '1' then
   redis.call('ZREM', KEYS[1], id)
   redis.call('HINCRBY', day, 'calls', -1)
-  redis.call('HINCRBY', day, 'spend', -estimate)
+  -- Never `-estimate` when it is 0: Lua renders -0 as "-0", which HINCRBY refuses mid-script
+  -- (after the writes above, which a failed script does not undo).
+  if estimate ~= 0 then redis.call('HINCRBY', day, 'spend', 0 - estimate) end
   -- Never placed: forget it, so a retry of the same attempt can reserve again.
   redis.call('DEL', KEYS[3])
   return 1

@@ -127,6 +127,7 @@ class ComplianceServicer(compliance_pb2_grpc.ComplianceServiceServicer):
                 "line_type": outcome.phone.line_type,
                 "region": outcome.phone.region,
             },
+            consent=outcome.consent,
         )
 
     # --- evaluation --------------------------------------------------------------------------
@@ -406,10 +407,16 @@ class ComplianceServicer(compliance_pb2_grpc.ComplianceServiceServicer):
                 "replace": replace,
                 "numbers_loaded": result.numbers_loaded,
                 "lines_rejected": result.lines_rejected,
+                "numbers_removed": result.numbers_removed,
                 "version": result.version,
             },
         )
-        log.info("dnc_registry_imported", numbers=result.numbers_loaded, rejected=result.lines_rejected)
+        log.info(
+            "dnc_registry_imported",
+            numbers=result.numbers_loaded,
+            removed=result.numbers_removed,
+            rejected=result.lines_rejected,
+        )
         return compliance_pb2.ImportDncRegistryResponse(
             numbers_loaded=result.numbers_loaded,
             lines_rejected=result.lines_rejected,

@@ -13,7 +13,7 @@ from leadflow.v1 import decision_pb2, lead_pb2, tenant_pb2
 from leadflow_compliance import engine
 from leadflow_compliance.phone import STATE_CODES, PhoneFacts, analyse
 from leadflow_compliance.providers import ConsentProof, ReassignedNumbers
-from leadflow_compliance.repository import Repository
+from leadflow_compliance.repository import PendingConsent, Repository
 from leadflow_compliance.rule_table import RuleTable, parse_hhmm
 from leadflow_core.pii import subject_hash
 from leadflow_core.timestamps import from_proto, to_proto
@@ -57,6 +57,8 @@ class Outcome:
     decision: decision_pb2.Decision
     phone: PhoneFacts
     subject: str
+    # Consent evidence to store with the decision's audit record (ingest only).
+    consent: PendingConsent | None = None
 
 
 class Decider:
@@ -85,21 +87,30 @@ class Decider:
         """Raises phone.InvalidPhone for a number that cannot be parsed or is not valid."""
         phone = analyse(lead_phone(lead), tenant.policy.default_region or "US")
         subject = self.subject(phone.e164)
+        evidence = lead.consent
+        given_at: datetime | None = None
+        if evidence.granted:
+            given_at = from_proto(evidence.consented_at) or from_proto(lead.received_at) or now
+            if given_at > now:
+                given_at = None
         state = self.repo.subject_state(
-            tenant.name, subject, phone.national_number, now - ATTEMPT_LOOKBACK, now
+            tenant.name,
+            subject,
+            phone.national_number,
+            now - ATTEMPT_LOOKBACK,
+            now,
+            consent_check_at=given_at if record_consent else None,
         )
         consent_at = state.consent_at
         other_seller = False
         proof_failure = ""
-        evidence = lead.consent
+        pending: PendingConsent | None = None
         if evidence.granted:
-            given_at = from_proto(evidence.consented_at) or from_proto(lead.received_at) or now
-            if given_at <= now:
+            if given_at is not None:
                 consent_at = given_at if consent_at is None else max(consent_at, given_at)
-                if record_consent and not self.repo.has_consent_at(tenant.name, subject, given_at):
-                    self.repo.record_consent(
-                        tenant.name, subject, given_at, _evidence_json(evidence), actor or "evaluate", now
-                    )
+                if record_consent and not state.consent_on_file:
+                    # Stored by the caller together with the audit record of this decision.
+                    pending = PendingConsent(subject, given_at, _evidence_json(evidence), actor or "evaluate")
             other_seller = bool(evidence.seller) and evidence.seller not in (tenant.name, tenant.display_name)
             proof_failure = self.proof.verify(evidence.trustedform_cert_url, evidence.jornaya_leadid)
         reassigned: engine.ReassignedAnswer = "no_data"
@@ -130,7 +141,7 @@ class Decider:
             emergency_stop_reason=state.emergency_stop_reason,
         )
         verdict = engine.evaluate(facts, self.table)
-        return Outcome(verdict, to_decision(verdict, now), phone, subject)
+        return Outcome(verdict, to_decision(verdict, now), phone, subject, pending)
 
 
 def _evidence_json(evidence: lead_pb2.ConsentEvidence) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,6 +54,18 @@ class SubjectState:
     attempts: tuple[datetime, ...]
     emergency_stop_until: datetime | None
     emergency_stop_reason: str
+    # Whether consent at exactly the instant asked about is already on file (ingest records it once).
+    consent_on_file: bool = False
+
+
+@dataclass(frozen=True)
+class PendingConsent:
+    """Consent evidence a lead brought, written in the same transaction as its decision's audit."""
+
+    subject: str
+    consented_at: datetime
+    evidence: dict[str, Any]
+    actor: str
 
 
 class Repository:
@@ -171,9 +184,18 @@ class Repository:
     # --- what the rules need about one person -------------------------------------------------
 
     def subject_state(
-        self, tenant: str, subject: str, national_number: int | None, attempts_since: datetime, now: datetime
+        self,
+        tenant: str,
+        subject: str,
+        national_number: int | None,
+        attempts_since: datetime,
+        now: datetime,
+        consent_check_at: datetime | None = None,
     ) -> SubjectState:
-        """Everything in two round trips: evaluation runs this for every lead and every dial."""
+        """Everything in two round trips: evaluation runs this for every lead and every dial.
+
+        `consent_check_at` also asks whether consent given at that instant is on file (folded into
+        the same query rather than a round trip of its own)."""
         consent = select(func.max(ConsentRow.consented_at)).where(
             ConsentRow.tenant == tenant, ConsentRow.subject_hash == subject
         )
@@ -191,6 +213,17 @@ class Repository:
             .order_by(EmergencyStopRow.until.desc())
             .limit(1)
         )
+        on_file = (
+            select(ConsentRow.consent_id)
+            .where(
+                ConsentRow.tenant == tenant,
+                ConsentRow.subject_hash == subject,
+                ConsentRow.consented_at == consent_check_at,
+            )
+            .exists()
+            if consent_check_at is not None
+            else sa.false()
+        )
         query = select(
             consent.scalar_subquery(),
             revoked.scalar_subquery(),
@@ -198,10 +231,11 @@ class Repository:
             in_registry.exists(),
             stop.with_only_columns(EmergencyStopRow.until).scalar_subquery(),
             stop.with_only_columns(EmergencyStopRow.reason).scalar_subquery(),
+            on_file,
         )
         with self.sessions() as s:
             row = s.execute(query).one()
-            consent_at, revoked_at, is_internal, registered, stop_until, stop_reason = row
+            consent_at, revoked_at, is_internal, registered, stop_until, stop_reason, has_it = row
             attempts = tuple(
                 as_utc(at)
                 for at in s.scalars(
@@ -220,6 +254,7 @@ class Repository:
             attempts=attempts,
             emergency_stop_until=as_utc(stop_until) if stop_until else None,
             emergency_stop_reason=stop_reason or "",
+            consent_on_file=bool(has_it),
         )
 
     # --- consent -----------------------------------------------------------------------------
@@ -382,9 +417,24 @@ class Repository:
         decision: dict[str, Any] | None = None,
         rules_version: str = "",
         detail: dict[str, Any] | None = None,
+        consent: PendingConsent | None = None,
     ) -> str:
+        """Durably record one decision or change; `consent` is stored in the same commit (one
+        round trip and one WAL flush fewer per ingested lead, and never one without the other)."""
         record_id = new_id()
         with self.sessions.begin() as s:
+            if consent is not None:
+                s.add(
+                    ConsentRow(
+                        consent_id=new_id(),
+                        tenant=tenant,
+                        subject_hash=consent.subject,
+                        consented_at=consent.consented_at,
+                        recorded_at=at,
+                        evidence=consent.evidence,
+                        actor=consent.actor,
+                    )
+                )
             s.add(
                 AuditRow(
                     record_id=record_id,

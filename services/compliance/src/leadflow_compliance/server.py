@@ -13,10 +13,11 @@ from leadflow_compliance.accounting import Accounts
 from leadflow_compliance.compliance_service import ComplianceServicer
 from leadflow_compliance.decisions import Decider
 from leadflow_compliance.providers import (
+    AllConsentProofs,
     ConsentProof,
     HttpConsentProof,
     HttpReassignedNumbers,
-    NoConsentProof,
+    JornayaLeadId,
     NoReassignedData,
     ReassignedNumbers,
 )
@@ -50,14 +51,16 @@ def build_providers(settings: ComplianceSettings) -> tuple[ReassignedNumbers, Co
         reassigned = HttpReassignedNumbers(
             settings.reassigned_numbers_url, settings.reassigned_numbers_api_key
         )
-    proof: ConsentProof = NoConsentProof()
+    # The LeadiD shape check costs nothing and needs no account, so it always runs.
+    checks: list[ConsentProof] = [JornayaLeadId(settings.jornaya_url, settings.jornaya_api_key)]
     if settings.trustedform_api_key:
-        proof = HttpConsentProof(settings.trustedform_api_key, settings.trustedform_base_url)
-    return reassigned, proof
+        checks.append(HttpConsentProof(settings.trustedform_api_key, settings.trustedform_base_url))
+    return reassigned, AllConsentProofs(checks)
 
 
 def start(settings: ComplianceSettings) -> Compliance:
-    engine = make_engine(settings.database_url)
+    # Hot RPC path: no ping round trip per checkout (see make_engine).
+    engine = make_engine(settings.database_url, pre_ping=False)
     repo = Repository(make_sessionmaker(engine))
     client = redis.Redis.from_url(settings.redis_url)
     accounts = Accounts(client, settings, settings.reservation_ttl_seconds)

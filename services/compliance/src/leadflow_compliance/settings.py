@@ -17,6 +17,8 @@ class ComplianceSettings(CommonSettings):
     trustedform_api_key: str = ""
     # Only URLs under this base are ever claimed (tests point it at a local fake).
     trustedform_base_url: str = "https://cert.trustedform.com"
+    # Jornaya LeadiD authenticate endpoint and account key; either empty = only the GUID shape
+    # of a LeadiD is checked. The key is only ever sent to this URL.
     jornaya_url: str = ""
     jornaya_api_key: str = ""
     # Rows per batch when loading a DNC registry file.

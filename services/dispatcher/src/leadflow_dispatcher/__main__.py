@@ -20,7 +20,8 @@ def main() -> None:
     settings = DispatcherSettings()
     configure("dispatcher", settings.log_level)
     log = get_logger("leadflow.dispatcher")
-    engine = make_engine(settings.database_url)
+    # Hot RPC path: no ping round trip per checkout (see make_engine).
+    engine = make_engine(settings.database_url, pre_ping=False)
     store = Store(make_sessionmaker(engine), postgres=not is_sqlite(settings.database_url))
     broker = make_broker(settings.redis_url, settings.dramatiq_namespace)
     compliance = compliance_pb2_grpc.ComplianceServiceStub(channel(settings.compliance_addr))

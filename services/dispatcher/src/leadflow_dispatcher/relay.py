@@ -13,6 +13,7 @@ Several dispatcher replicas may run it: rows are taken with FOR UPDATE SKIP LOCK
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Sequence
 
@@ -44,16 +45,27 @@ class Relay:
         self.settings = settings
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
+        # Where SubmitLead's messages went, written in batches off the request path.
+        self._notes: queue.Queue[tuple[str, str, str] | None] = queue.Queue()
+        self._noter = threading.Thread(target=self._note_loop, name="relay-notes", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+        self._noter.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+        self._notes.put(None)
+        self._noter.join(10)
 
-    def send(self, jobs: Sequence[tuple[JobSpec, float]]) -> int:
-        """Enqueue jobs already marked queued; on a broker failure put them back to pending."""
+    def send(self, jobs: Sequence[tuple[JobSpec, float]], note_later: bool = False) -> int:
+        """Enqueue jobs already marked queued; on a broker failure put them back to pending.
+
+        `note_later` (the SubmitLead path) records the messages' Redis ids in a background batch
+        instead of one more transaction per request. Safe: the ids only help the sweeper tell a
+        lost message from a waiting one once a lease has run out (minutes); a job whose id was
+        never noted (a crash) is simply enqueued again, as after a crash before this write."""
         sent: list[tuple[str, str, str]] = []
         failed: list[JobSpec] = []
         for job, delay in jobs:
@@ -65,8 +77,38 @@ class Relay:
                 failed.append(job)
         if failed:
             self.store.release_jobs(failed, "broker unavailable")
-        self.store.note_enqueued(sent)
+        if note_later and self._noter.is_alive():
+            for item in sent:
+                self._notes.put(item)
+        else:
+            self.store.note_enqueued(sent)
         return len(sent)
+
+    def _note_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._notes.get()
+            batch: list[tuple[str, str, str]] = []
+            if first is None:
+                stopping = True
+            else:
+                batch.append(first)
+            # Everything that piled up meanwhile goes in the same transaction.
+            while len(batch) < 500:
+                try:
+                    item = self._notes.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
+            if not batch:
+                continue
+            try:
+                self.store.note_enqueued(batch)
+            except Exception:
+                log.exception("note_enqueued_failed", count=len(batch))
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -83,7 +83,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             )
             LEADS_SUBMITTED.labels(duplicate=str(result.duplicate).lower()).inc()
             if result.jobs:
-                self.relay.send(result.jobs)
+                self.relay.send(result.jobs, note_later=True)
             log.info(
                 "lead_submitted",
                 lead_id=result.lead_id,
