@@ -27,9 +27,10 @@ TOKEN = "twilio-test-token"
 FROM = "+12125550100"
 
 FAST = {
-    "LEADFLOW_JOB_LEASE_SECONDS": "3",
-    "LEADFLOW_JOB_STUCK_SECONDS": "6",
-    "LEADFLOW_CLAIM_STALE_SECONDS": "3",
+    # Long enough that the sweeper never resends a job mid-test: the counts below are exact.
+    "LEADFLOW_JOB_LEASE_SECONDS": "30",
+    "LEADFLOW_JOB_STUCK_SECONDS": "60",
+    "LEADFLOW_CLAIM_STALE_SECONDS": "30",
     "LEADFLOW_RELAY_INTERVAL_SECONDS": "0.2",
     "LEADFLOW_RETRY_BASE_SECONDS": "0.2",
     "LEADFLOW_RETRY_MAX_SECONDS": "1",
