@@ -144,7 +144,10 @@ def test_a_lead_without_consent_is_stored_and_synced_but_never_dialed(mesh: Mesh
     resp = post(mesh, TENANT, lead_body(3, tag="no-consent", consent=False))
     assert resp.status_code == 202, resp.text
     assert resp.json()["dial"]["state"] == "blocked"
-    assert any("consent" in r["rule_id"] for r in resp.json()["dial"]["reasons"])
+    reasons = resp.json()["dial"]["reasons"]
+    assert any("consent" in r["rule_id"] for r in reasons)
+    # Every reason names the law it rests on.
+    assert all(r["statute"] for r in reasons), reasons
     lead_id = resp.json()["lead_id"]
     wait_for(lambda: "synced" in timeline(mesh, TENANT, lead_id), timeout=60, what="sync of the lead")
     marker = post(mesh, TENANT, lead_body(4, tag="no-consent-after"))

@@ -60,7 +60,10 @@ class Stored:
             "dial": {
                 "state": _DIAL_STATES.get(self.response.dial_state, "unknown"),
                 "at": at.isoformat().replace("+00:00", "Z") if at else None,
-                "reasons": [{"rule_id": r.rule_id, "message": r.message} for r in self.response.reasons],
+                "reasons": [
+                    {"rule_id": r.rule_id, "message": r.message, "statute": r.statute}
+                    for r in self.response.reasons
+                ],
             },
         }
 
