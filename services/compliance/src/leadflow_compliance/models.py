@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    pass
+    """The compliance service's own tables; no other service reads them."""
 
 
 class TenantRow(Base):

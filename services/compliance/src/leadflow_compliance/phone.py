@@ -32,7 +32,7 @@ _LINE_TYPES = {
 
 
 class InvalidPhone(ValueError):
-    pass
+    """The number cannot be parsed or is not a valid number for its region."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    pass
+    """The dispatcher's own tables; no other service reads them."""
 
 
 class LeadRow(Base):

@@ -39,7 +39,7 @@ def new_id() -> str:
 
 
 class NotFound(Exception):
-    pass
+    """No such row for this tenant (another tenant's rows are never visible)."""
 
 
 def job_spec(row: JobRow) -> JobSpec:

@@ -10,7 +10,7 @@ from leadflow_dispatcher.repository import NotFound
 
 
 class Store(LeadStore, AttemptStore, DeadLetterStore, OutboxStore):
-    pass
+    """Every repository of the dispatcher over one engine."""
 
 
 __all__ = ["ClaimResult", "ExpiredJob", "NotFound", "SettleWork", "Store", "SubmitResult"]

@@ -12,4 +12,4 @@ from sqlalchemy.orm import DeclarativeBase
 
 
 class Base(DeclarativeBase):
-    pass
+    """The workers' own tables (the local CRM's and the dial simulator's)."""

@@ -129,7 +129,8 @@ class HubSpotCrm:
                 category = str(body.get("category") or body.get("errorType") or "")
                 policy = str(body.get("policyName") or "")
         except ValueError:
-            pass
+            # A non-JSON error body still has its status code to classify it by.
+            category = policy = ""
         error = error_for_response(response, self.name, category)
         if category in ("RATE_LIMITS", "RATE_LIMIT"):
             error.error_class = ErrorClass.RATE_LIMITED
