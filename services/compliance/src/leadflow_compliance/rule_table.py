@@ -55,6 +55,10 @@ class Rule(_Row):
     def effective_label(self) -> str:
         return self.effective.isoformat() if self.effective else "in force"
 
+    def describe(self) -> str:
+        """What the rule asks, in a few words (listings and reasons)."""
+        return ""
+
 
 R = TypeVar("R", bound=Rule)
 
@@ -113,11 +117,18 @@ class HolidayBan(Rule):
             date(2024, int(month), int(day))  # raises on a malformed or impossible day
         return value
 
+    def describe(self) -> str:
+        extra = f" and {', '.join(self.extra)}" if self.extra else ""
+        return f"no calls on legal holidays ({self.calendar or 'the state'} calendar{extra})"
+
 
 class AttemptCap(Rule):
     max: int = Field(ge=1)
     window_hours: int = Field(ge=1)
     counts: str = "calls and texts"
+
+    def describe(self) -> str:
+        return f"at most {self.max} attempt(s) per {self.window_hours} h ({self.counts})"
 
 
 class Recording(Rule):
@@ -125,15 +136,25 @@ class Recording(Rule):
     # Courts or commentators disagree; the table takes the stricter reading.
     contested: bool = False
 
+    def describe(self) -> str:
+        what = "all-party consent to record" if self.all_party else "one-party consent to record"
+        return f"{what} (contested)" if self.contested else what
+
 
 class DncList(Rule):
     list_name: str
+
+    def describe(self) -> str:
+        return f"state do-not-call list: {self.list_name}"
 
 
 class Registration(Rule):
     duty: str
     # The duty must be met before any call (registration, a bond): it gates dialing.
     gates_calling: bool = False
+
+    def describe(self) -> str:
+        return f"{self.duty} (before any call)" if self.gates_calling else self.duty
 
 
 class StateRule(_Row):
