@@ -84,6 +84,9 @@ class Policy(_Spec):
     )
     max_dial_attempts: int = Field(3, ge=1, le=20, alias="maxDialAttempts")
     retry_backoff_seconds: int = Field(600, ge=0, le=86_400, alias="retryBackoffSeconds")
+    # Leads of one person and campaign within this window merge; None = the deployment's
+    # default (24 h), 0 = never merge.
+    merge_window_seconds: int | None = Field(None, ge=0, le=30 * 86_400, alias="mergeWindowSeconds")
 
 
 class Plan(_Spec):
@@ -163,6 +166,7 @@ def to_proto(
             dial_delay_seconds={str(k): v for k, v in spec.policy.dial_delay_seconds.items()},
             max_dial_attempts=spec.policy.max_dial_attempts,
             retry_backoff_seconds=spec.policy.retry_backoff_seconds,
+            merge_window_seconds=spec.policy.merge_window_seconds,
         ),
         plan=tenant_pb2.TenantPlan(name=spec.plan.name, features=list(spec.plan.features)),
         providers={kind: p.type for kind, p in spec.providers.items()},
