@@ -6,7 +6,6 @@ import threading
 import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
@@ -16,6 +15,7 @@ from leadflow_compliance.accounting import Accounts, from_micros
 from leadflow_compliance.decisions import plan_features
 from leadflow_compliance.models import TenantRow
 from leadflow_compliance.repository import Repository
+from leadflow_compliance.tz_database import known_zones
 from leadflow_core import grpc_errors
 from leadflow_core.logs import get_logger
 from leadflow_core.tenant_spec import NAME_RE
@@ -110,11 +110,9 @@ def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
             grpc_errors.invalid_argument(
                 context, "tenant.budget.daily_usd", "must be decimal dollars, e.g. 100.00"
             )
-    if tenant.policy.fallback_timezone:
-        try:
-            ZoneInfo(tenant.policy.fallback_timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            grpc_errors.invalid_argument(context, "tenant.policy.fallback_timezone", "not an IANA time zone")
+    # The engine reads zones from the pinned tzdata package, so validate against it.
+    if tenant.policy.fallback_timezone and tenant.policy.fallback_timezone not in known_zones():
+        grpc_errors.invalid_argument(context, "tenant.policy.fallback_timezone", "not an IANA time zone")
     for field in ("window_start", "window_end"):
         value = getattr(tenant.policy, field)
         if value and not _is_hhmm(value):
