@@ -129,6 +129,34 @@ def test_find_leads_by_sender_id_includes_merged_ones(stub: Stub, tenant: str) -
     assert list(other_tenant.found) == []
 
 
+def test_concurrent_submissions_of_one_person_and_campaign_make_one_lead(
+    stub: Stub, tenant: str, db: Engine
+) -> None:
+    leads = [lead_for(tenant, f"c-{i}", "eve@example.com", "winter", first_name=f"Eve{i}") for i in range(10)]
+
+    def submit(lead: lead_pb2.Lead) -> dispatcher_pb2.SubmitLeadResponse:
+        reply: dispatcher_pb2.SubmitLeadResponse = stub.SubmitLead(
+            dispatcher_pb2.SubmitLeadRequest(lead=lead, decision=dial_now())
+        )
+        return reply
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        replies = list(pool.map(submit, leads))
+    assert len({r.lead_id for r in replies}) == 1
+    assert sorted(r.merged for r in replies) == [False] + [True] * 9
+    with db.connect() as conn:
+        counts = conn.execute(
+            text(
+                "SELECT (SELECT COUNT(*) FROM dispatcher_leads WHERE tenant = :t),"
+                " (SELECT COUNT(*) FROM dispatcher_jobs WHERE tenant = :t AND kind = 'dial'),"
+                " (SELECT COUNT(*) FROM dispatcher_lead_aliases WHERE tenant = :t)"
+            ),
+            {"t": tenant},
+        ).one()
+    assert tuple(counts) == (1, 1, 9)
+    assert kinds(stub, tenant, replies[0].lead_id).count("merged") == 9
+
+
 # ---- arrival order: a dispatcher whose merge window is 0, so every submission is a lead ---------
 
 

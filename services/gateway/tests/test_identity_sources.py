@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -258,3 +259,24 @@ def test_every_webhook_route_documents_its_request_body(harness: Harness) -> Non
     assert "<OrganizationId>" in sf["example"]
     google_ok = doc["paths"]["/v1/webhooks/{tenant}/google"]["post"]["responses"]["200"]
     assert "content" not in google_ok or not google_ok["content"]
+
+
+def test_concurrent_http_submissions_of_one_person_and_campaign_are_one_lead(harness: Harness) -> None:
+    email, campaign = f"{uid()}@example.com", f"rush-{uid()}"
+
+    def post(i: int) -> httpx.Response:
+        return httpx.post(
+            f"{harness.url}/v1/leads",
+            json={"phone": "+12125550177", "email": email, "campaign": campaign, "first_name": f"R{i}"},
+            headers=api_headers(harness, **{"Idempotency-Key": uid()}),
+            timeout=30,
+        )
+
+    before = harness.rows("acme")["dispatcher_leads"]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(post, range(8)))
+    assert sorted(a.status_code for a in answers) == [200] * 7 + [202]
+    assert len({a.json()["lead_id"] for a in answers}) == 1
+    assert [a.json()["merged"] for a in answers if a.status_code == 200] == [True] * 7
+    assert harness.rows("acme")["dispatcher_leads"] == before + 1
+    assert dial_jobs(harness, answers[0].json()["lead_id"]) <= 1

@@ -107,9 +107,11 @@ class PersonOrderStore(Repository):
         stored = lead_pb2.Lead.FromString(row.lead_pb)
         merged = merge_leads(stored, lead)
         row.lead_pb = merged.lead.SerializeToString()
-        # The merged lead is now also findable by a key only the newer submission had.
-        row.person_phone = row.person_phone or keys.phone
-        row.person_email = row.person_email or keys.email
+        # The person keys follow the merged lead's phone and email (what will be dialed and synced).
+        if "contact.phone" in merged.changed or not row.person_phone:
+            row.person_phone = keys.phone or row.person_phone
+        if "contact.email" in merged.changed or not row.person_email:
+            row.person_email = keys.email or row.person_email
         stamp = from_proto(lead.vendor_updated_at) if lead.HasField("vendor_updated_at") else None
         if stamp is not None and (row.vendor_updated_at is None or stamp > row.vendor_updated_at):
             row.vendor_updated_at = stamp

@@ -196,6 +196,7 @@ async def timeline(gw: Gateway, request: Request, lead_id: str) -> JSONResponse:
     tenant = await gw.backends.authenticate(bearer(request))
     if tenant is None:
         raise unauthenticated("unknown API key")
+    check_id("lead_id", lead_id)
     if not lead_id or len(lead_id) > 100:
         raise not_found("unknown lead")
     resp = await gw.backends.timeline(tenant, lead_id)

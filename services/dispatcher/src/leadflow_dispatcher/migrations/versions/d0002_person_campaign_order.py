@@ -18,17 +18,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("dispatcher_leads", sa.Column("campaign", sa.String(length=255), nullable=True))
-    op.add_column("dispatcher_leads", sa.Column("order_key", sa.String(length=32), nullable=True))
-    op.add_column("dispatcher_leads", sa.Column("order_seq", sa.Integer(), nullable=True))
-    op.create_unique_constraint(
-        "uq_dispatcher_leads_order", "dispatcher_leads", ["tenant", "order_key", "order_seq"]
-    )
-    op.add_column("dispatcher_jobs", sa.Column("order_key", sa.String(length=32), nullable=True))
-    op.add_column("dispatcher_jobs", sa.Column("order_seq", sa.Integer(), nullable=True))
-    op.create_index(
-        "ix_dispatcher_jobs_order", "dispatcher_jobs", ["tenant", "order_key", "kind", "order_seq"]
-    )
+    # Batch mode: SQLite (the local default) cannot ALTER constraints; PostgreSQL gets plain ALTERs.
+    with op.batch_alter_table("dispatcher_leads") as batch:
+        batch.add_column(sa.Column("campaign", sa.String(length=255), nullable=True))
+        batch.add_column(sa.Column("order_key", sa.String(length=32), nullable=True))
+        batch.add_column(sa.Column("order_seq", sa.Integer(), nullable=True))
+        batch.create_unique_constraint("uq_dispatcher_leads_order", ["tenant", "order_key", "order_seq"])
+    with op.batch_alter_table("dispatcher_jobs") as batch:
+        batch.add_column(sa.Column("order_key", sa.String(length=32), nullable=True))
+        batch.add_column(sa.Column("order_seq", sa.Integer(), nullable=True))
+        batch.create_index("ix_dispatcher_jobs_order", ["tenant", "order_key", "kind", "order_seq"])
     op.create_table(
         "dispatcher_lead_aliases",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -46,10 +45,12 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("dispatcher_lead_aliases")
-    op.drop_index("ix_dispatcher_jobs_order", table_name="dispatcher_jobs")
-    op.drop_column("dispatcher_jobs", "order_seq")
-    op.drop_column("dispatcher_jobs", "order_key")
-    op.drop_constraint("uq_dispatcher_leads_order", "dispatcher_leads", type_="unique")
-    op.drop_column("dispatcher_leads", "order_seq")
-    op.drop_column("dispatcher_leads", "order_key")
-    op.drop_column("dispatcher_leads", "campaign")
+    with op.batch_alter_table("dispatcher_jobs") as batch:
+        batch.drop_index("ix_dispatcher_jobs_order")
+        batch.drop_column("order_seq")
+        batch.drop_column("order_key")
+    with op.batch_alter_table("dispatcher_leads") as batch:
+        batch.drop_constraint("uq_dispatcher_leads_order", type_="unique")
+        batch.drop_column("order_seq")
+        batch.drop_column("order_key")
+        batch.drop_column("campaign")
