@@ -89,6 +89,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                 "lead_submitted",
                 lead_id=result.lead_id,
                 duplicate=result.duplicate,
+                merged=result.merged,
                 dial_state=dispatcher_pb2.DialState.Name(result.dial_state),  # type: ignore[arg-type]
                 joined=result.joined_lead_id or None,
             )
