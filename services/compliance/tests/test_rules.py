@@ -328,7 +328,8 @@ def test_emergency_stop_then_calling_hours() -> None:
 )
 def test_recording_disclosure(phone: str, address: str | None, disclosure: bool) -> None:
     now = at("2026-11-18 12:00", ET).astimezone(UTC)
-    facts = Facts(now=now, phone=analyse(phone), address_state=address, consent_at=now)
+    # The caller's number is in New York (one-party): the callee's state decides.
+    facts = Facts(now=now, phone=analyse(phone), address_state=address, consent_at=now, caller_state="NY")
     assert evaluate(facts, TABLE).recording_disclosure_required is disclosure
 
 

@@ -36,6 +36,9 @@ def _consent_record(args: argparse.Namespace) -> int:
         ip=args.ip,
         trustedform_cert_url=args.trustedform,
         jornaya_leadid=args.jornaya,
+        seller=args.seller,
+        disclosure_version=args.disclosure_version,
+        form_submission_id=args.form_submission,
     )
     if args.at:
         evidence.consented_at.CopyFrom(to_proto(_instant(args.at)))
@@ -45,6 +48,8 @@ def _consent_record(args: argparse.Namespace) -> int:
         )
     )
     print(f"consent recorded: {reply.consent_id}")
+    if not reply.verified:
+        print(f"unverified (not auto-dialed), missing: {', '.join(reply.missing)}")
     return 0
 
 
@@ -211,6 +216,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     rec.add_argument("--ip", default="")
     rec.add_argument("--trustedform", default="", help="TrustedForm certificate URL")
     rec.add_argument("--jornaya", default="", help="Jornaya LeadiD token")
+    rec.add_argument("--seller", default="", help="the seller the consent names")
+    rec.add_argument("--disclosure-version", default="", help="version id of the disclosure shown")
+    rec.add_argument("--form-submission", default="", help="id of the stored form submission")
     rec.set_defaults(func=_consent_record)
     rev = consent.add_parser("revoke", help="revoke consent at once")
     rev.add_argument("tenant")

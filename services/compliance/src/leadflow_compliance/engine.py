@@ -14,9 +14,10 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 
+from leadflow_compliance import recording
 from leadflow_compliance.hours import day_kind, is_state_holiday, next_open, zone
 from leadflow_compliance.phone import PhoneFacts
-from leadflow_compliance.rule_table import R, Rule, RuleTable, StateRule, all_party_consent, in_force
+from leadflow_compliance.rule_table import R, Rule, RuleTable, StateRule, in_force
 
 Action = Literal["dial_now", "defer", "never"]
 ReassignedAnswer = Literal["yes", "no", "no_data"]
@@ -64,6 +65,11 @@ class Facts:
     pause_retry: timedelta = timedelta(minutes=5)
     emergency_stop_until: datetime | None = None
     emergency_stop_reason: str = ""
+    # Granted consent in the lead that lacks evidence: what is missing (consent_evidence.py).
+    consent_unverified: tuple[str, ...] = ()
+    # The tenant's recording setting (recording.py) and the state of its caller-id number.
+    recording_setting: str = "never"
+    caller_state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,8 +90,11 @@ class Verdict:
     reasons: tuple[Finding, ...]
     rules_version: str
     needs_review: bool = False
-    recording_allowed: bool = True
+    recording_allowed: bool = False
     recording_disclosure_required: bool = False
+    recording_reason: str = ""
+    # "verified", "unverified", "missing" or "revoked".
+    consent_status: str = ""
     blocked_features: tuple[str, ...] = ()
     states: tuple[str, ...] = ()
     zones: tuple[str, ...] = ()
@@ -128,6 +137,14 @@ def _bars(facts: Facts, table: RuleTable, states: tuple[str, ...], zones: tuple[
     consent_at = facts.consent_at
     if facts.revoked_at is not None and (consent_at is None or consent_at <= facts.revoked_at):
         bar("consent.revoked", "consent was revoked; new consent is needed", fed.revocation.statute)
+    elif consent_at is None and facts.consent_unverified:
+        bar(
+            "consent.unverified",
+            "consent is unverified (missing "
+            + ", ".join(facts.consent_unverified)
+            + "): stored, not auto-dialed",
+            fed.consent.statute,
+        )
     elif consent_at is None:
         bar("consent.missing", "no prior express written consent to auto-dial", fed.consent.statute)
     else:
@@ -157,6 +174,15 @@ def _bars(facts: Facts, table: RuleTable, states: tuple[str, ...], zones: tuple[
             fed.unknown_location.statute,
         )
     return bars
+
+
+def _consent_status(facts: Facts) -> str:
+    consent_at = facts.consent_at
+    if facts.revoked_at is not None and (consent_at is None or consent_at <= facts.revoked_at):
+        return "revoked"
+    if consent_at is not None:
+        return "verified"
+    return "unverified" if facts.consent_unverified else "missing"
 
 
 def _registry_exempt(facts: Facts, table: RuleTable) -> bool:
@@ -378,15 +404,19 @@ def evaluate(facts: Facts, table: RuleTable) -> Verdict:
     states = _states(facts)
     zones = _zones(facts)
     blocked = tuple(f for f in FEATURES if f not in facts.plan_features)
-    # Unknown state: the strictest recording rule applies.
-    disclosure = not states or any(all_party_consent(table, s, facts.now.date()) for s in states)
+    # Unknown state: the strictest recording rule applies (recording.decide says so).
+    rec = recording.decide(
+        facts.recording_setting, states, facts.caller_state, table.all_party_states(facts.now.date())
+    )
     base = Verdict(
         action="never",
         not_before=None,
         reasons=(),
         rules_version=table.version,
-        recording_allowed=True,
-        recording_disclosure_required=disclosure,
+        recording_allowed=rec.allowed,
+        recording_disclosure_required=rec.announcement_required,
+        recording_reason=rec.reason,
+        consent_status=_consent_status(facts),
         blocked_features=blocked,
         states=states,
         zones=zones,
