@@ -17,6 +17,7 @@ def lead(first: str = "", message: str = "", consent_hour: int | None = None, **
         out.consent.granted = True
         out.consent.consented_at.CopyFrom(to_proto(datetime(2026, 11, 30, consent_hour, tzinfo=UTC)))
         out.consent.seller = f"seller-{consent_hour}"
+        out.consent.form_submission_id = f"form:{consent_hour}"
     return out
 
 
@@ -40,6 +41,15 @@ def test_the_earliest_consent_evidence_is_kept_whole() -> None:
     # Evidence where there was none is taken; none never replaces evidence.
     assert merge_leads(lead(), lead(consent_hour=12)).lead.consent.seller == "seller-12"
     assert merge_leads(lead(consent_hour=12), lead()).lead.consent.seller == "seller-12"
+
+
+def test_proof_beats_an_earlier_bare_claim() -> None:
+    claim = lead(consent_hour=8)
+    claim.consent.ClearField("form_submission_id")
+    proven = lead(consent_hour=12)
+    merged = merge_leads(claim, proven)
+    assert (merged.lead.consent.seller, merged.consent) == ("seller-12", "replaced")
+    assert merge_leads(proven, claim).lead.consent.seller == "seller-12"
 
 
 def test_an_older_vendor_stamp_does_not_overwrite() -> None:

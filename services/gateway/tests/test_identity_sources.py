@@ -243,9 +243,13 @@ def test_every_webhook_route_documents_its_request_body(harness: Harness) -> Non
         "/v1/leads": {"application/json"},
     }
     schemas = doc["components"]["schemas"]
-    for path, media in expected.items():
+    posts = {path for path, ops in doc["paths"].items() if "post" in ops}
+    assert set(expected) <= posts
+    for path in posts:
         content = doc["paths"][path]["post"]["requestBody"]["content"]
-        assert set(content) == media, path
+        assert content, path
+        if path in expected:
+            assert set(content) == expected[path], path
         for item in content.values():
             schema = item["schema"]
             refs = [schema.get("$ref", "")] + [s.get("$ref", "") for s in schema.get("oneOf", [])]
