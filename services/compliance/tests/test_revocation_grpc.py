@@ -140,8 +140,8 @@ def test_campaign_scope_revokes_only_that_campaign(
     tenant = make_tenant(admin, policy={"revocationScope": "campaign"}).name
     number = phone()
     spring, autumn = lead(tenant, number), lead(tenant, number)
-    spring.custom_fields["campaign"] = "spring"
-    autumn.custom_fields["campaign"] = "autumn"
+    spring.campaign = "spring"
+    autumn.custom_fields["campaign"] = "autumn"  # an older sender's custom field counts too
     reply = signal(compliance, tenant, "sms", "STOP", phone_e164=number, campaign="spring")
     assert reply.scope == "campaign:spring"
     assert evaluate(compliance, spring).action == decision_pb2.DIAL_ACTION_NEVER
