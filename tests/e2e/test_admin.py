@@ -265,3 +265,85 @@ def test_tenant_limits_pause_emergency_and_health(mesh: Mesh, admin: admin_pb2_g
     assert health["database"].version
     # This mesh's dispatcher is not told where the gateway is: reported, not hidden.
     assert set(health) == {"database", "redis", "dispatcher", "compliance", "gateway", "workers"}
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from leadflow_cli.__main__ import main
+
+    capsys.readouterr()
+    code = main(argv)
+    return code, capsys.readouterr().out
+
+
+def test_cli_prints_what_the_service_answers(
+    mesh: Mesh,
+    admin: admin_pb2_grpc.AdminServiceStub,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from google.protobuf.json_format import MessageToDict
+
+    monkeypatch.setenv("LEADFLOW_DISPATCHER_ADDR", mesh.processes["dispatcher"].addr)
+    monkeypatch.setenv("LEADFLOW_ACTOR", "cli-bob")
+    tag = uuid.uuid4().hex[:6]
+    lead_id = post_api(mesh, BETA, lead_body(50, tag=tag, phone="+12125550177")).json()["lead_id"]
+
+    code, out = run_cli(["leads", "stats", "--tenant", BETA, "--json"], capsys)
+    assert code == 0
+    want = MessageToDict(
+        admin.GetLeadStats(admin_pb2.GetLeadStatsRequest(tenant=BETA)),
+        always_print_fields_with_no_presence=True,
+    )
+    assert json.loads(out)["stats"] == want["stats"]
+    code, out = run_cli(["leads", "stats", "--tenant", BETA], capsys)
+    api = next(s for s in want["stats"] if s["source"] == "api")
+    row = next(line.split() for line in out.splitlines() if line.startswith(f"{BETA} ") and " api " in line)
+    assert row[2:4] == [str(api["received"]), str(api["stored"])]
+
+    code, out = run_cli(["leads", "search", BETA, "--phone", "+12125550177"], capsys)
+    assert lead_id in out
+    assert "+12125550177" not in out  # masked
+    code, out = run_cli(["leads", "search", BETA, "--phone", "+12125550177", "--json"], capsys)
+    assert [x["leadId"] for x in json.loads(out)["leads"]] == [lead_id]
+
+    code, out = run_cli(["queues", "pause", "enrich", "--reason", "cli test"], capsys)
+    assert code == 0
+    assert "enrich" in out
+    code, out = run_cli(["queues", "--json"], capsys)
+    listed = {q["queue"]: q for q in json.loads(out)["queues"]}
+    assert listed["enrich"]["paused"] is True
+    assert listed["crm_sync"]["paused"] is False
+    code, out = run_cli(["queues"], capsys)
+    enrich = next(line for line in out.splitlines() if line.startswith("enrich "))
+    assert "paused: cli test" in enrich
+    run_cli(["queues", "resume", "enrich", "--reason", "cli test done"], capsys)
+    code, out = run_cli(["audit", "--limit", "2"], capsys)
+    assert "cli-bob" in out
+    assert "queues.resume" in out
+
+    code, out = run_cli(["limits", "--tenant", BETA, "--json"], capsys)
+    got = json.loads(out)["tenants"]
+    want_limits = MessageToDict(admin.GetTenantLimits(admin_pb2.GetTenantLimitsRequest(tenant=BETA)))[
+        "tenants"
+    ]
+    # Usage moves while calls complete; the configuration does not.
+    stable = ("tenant", "callsPerMinute", "callsPerHour", "callsPerDay", "concurrentCalls", "dailyBudgetUsd")
+    assert [{k: t[k] for k in stable} for t in got] == [{k: t[k] for k in stable} for t in want_limits]
+    code, out = run_cli(["status"], capsys)
+    assert "redis" in out
+    assert "dial.high" in out
+
+
+def test_cli_says_what_to_check_when_the_dispatcher_is_down(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from leadflow_cli.__main__ import main
+
+    monkeypatch.setenv("LEADFLOW_DISPATCHER_ADDR", "127.0.0.1:1")
+    assert main(["queues"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach dispatcher at 127.0.0.1:1" in err
+    assert "LEADFLOW_DISPATCHER_ADDR" in err
+    assert "Traceback" not in err

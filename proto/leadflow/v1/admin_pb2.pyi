@@ -963,3 +963,99 @@ class DecideReviewRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DecideReviewRequest: _TypeAlias = DecideReviewRequest  # noqa: Y015
+
+@_typing.final
+class SearchLeadsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    LEAD_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    phone: _builtins.str
+    """E.164, e.g. +12125550123."""
+    email: _builtins.str
+    lead_id: _builtins.str
+    limit: _builtins.int
+    """Default 50."""
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        phone: _builtins.str = ...,
+        email: _builtins.str = ...,
+        lead_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "lead_id", b"lead_id", "limit", b"limit", "phone", b"phone", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchLeadsRequest: _TypeAlias = SearchLeadsRequest  # noqa: Y015
+
+@_typing.final
+class LeadSummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEAD_ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    URGENCY_FIELD_NUMBER: _builtins.int
+    DIAL_STATE_FIELD_NUMBER: _builtins.int
+    RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    lead_id: _builtins.str
+    tenant: _builtins.str
+    source: _builtins.str
+    urgency: _builtins.str
+    dial_state: _builtins.str
+    """"DIAL_STATE_SCHEDULED", ..."""
+    phone: _builtins.str
+    """Masked: the full values stay in the lead."""
+    email: _builtins.str
+    @_builtins.property
+    def received_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        lead_id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+        source: _builtins.str = ...,
+        urgency: _builtins.str = ...,
+        dial_state: _builtins.str = ...,
+        received_at: _timestamp_pb2.Timestamp | None = ...,
+        phone: _builtins.str = ...,
+        email: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dial_state", b"dial_state", "email", b"email", "lead_id", b"lead_id", "phone", b"phone", "received_at", b"received_at", "source", b"source", "tenant", b"tenant", "urgency", b"urgency"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeadSummary: _TypeAlias = LeadSummary  # noqa: Y015
+
+@_typing.final
+class SearchLeadsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEADS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def leads(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeadSummary]: ...
+    def __init__(
+        self,
+        *,
+        leads: _abc.Iterable[Global___LeadSummary] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leads", b"leads"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchLeadsResponse: _TypeAlias = SearchLeadsResponse  # noqa: Y015

@@ -73,6 +73,11 @@ class AdminServiceStub:
                 request_serializer=leadflow_dot_v1_dot_admin__pb2.ListAdminAuditRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_admin__pb2.ListAdminAuditResponse.FromString,
                 _registered_method=True)
+        self.SearchLeads = channel.unary_unary(
+                '/leadflow.v1.AdminService/SearchLeads',
+                request_serializer=leadflow_dot_v1_dot_admin__pb2.SearchLeadsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_admin__pb2.SearchLeadsResponse.FromString,
+                _registered_method=True)
         self.PauseQueues = channel.unary_unary(
                 '/leadflow.v1.AdminService/PauseQueues',
                 request_serializer=leadflow_dot_v1_dot_admin__pb2.PauseQueuesRequest.SerializeToString,
@@ -166,6 +171,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchLeads(self, request, context):
+        """A tenant's leads by phone, email or id (phone and email are matched by keyed hash).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PauseQueues(self, request, context):
         """---- actions (each audited) ----
         Stop handing work of these queues to the workers; intake still stores leads (202) and
@@ -252,6 +264,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListAdminAudit,
                     request_deserializer=leadflow_dot_v1_dot_admin__pb2.ListAdminAuditRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_admin__pb2.ListAdminAuditResponse.SerializeToString,
+            ),
+            'SearchLeads': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchLeads,
+                    request_deserializer=leadflow_dot_v1_dot_admin__pb2.SearchLeadsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_admin__pb2.SearchLeadsResponse.SerializeToString,
             ),
             'PauseQueues': grpc.unary_unary_rpc_method_handler(
                     servicer.PauseQueues,
@@ -482,6 +499,33 @@ class AdminService:
             '/leadflow.v1.AdminService/ListAdminAudit',
             leadflow_dot_v1_dot_admin__pb2.ListAdminAuditRequest.SerializeToString,
             leadflow_dot_v1_dot_admin__pb2.ListAdminAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchLeads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.AdminService/SearchLeads',
+            leadflow_dot_v1_dot_admin__pb2.SearchLeadsRequest.SerializeToString,
+            leadflow_dot_v1_dot_admin__pb2.SearchLeadsResponse.FromString,
             options,
             channel_credentials,
             insecure,

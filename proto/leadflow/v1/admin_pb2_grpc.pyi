@@ -52,6 +52,8 @@ class AdminServiceStub:
     GetSystemHealth: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetSystemHealthRequest, _admin_pb2.GetSystemHealthResponse]
     """Every dependency and service: reachable, and its version where it has one."""
     ListAdminAudit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAdminAuditRequest, _admin_pb2.ListAdminAuditResponse]
+    SearchLeads: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SearchLeadsRequest, _admin_pb2.SearchLeadsResponse]
+    """A tenant's leads by phone, email or id (phone and email are matched by keyed hash)."""
     PauseQueues: _grpc.UnaryUnaryMultiCallable[_admin_pb2.PauseQueuesRequest, _admin_pb2.PauseQueuesResponse]
     """---- actions (each audited) ----
     Stop handing work of these queues to the workers; intake still stores leads (202) and
@@ -92,6 +94,8 @@ class AdminServiceAsyncStub(AdminServiceStub):
     GetSystemHealth: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetSystemHealthRequest, _admin_pb2.GetSystemHealthResponse]  # type: ignore[assignment]
     """Every dependency and service: reachable, and its version where it has one."""
     ListAdminAudit: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAdminAuditRequest, _admin_pb2.ListAdminAuditResponse]  # type: ignore[assignment]
+    SearchLeads: _aio.UnaryUnaryMultiCallable[_admin_pb2.SearchLeadsRequest, _admin_pb2.SearchLeadsResponse]  # type: ignore[assignment]
+    """A tenant's leads by phone, email or id (phone and email are matched by keyed hash)."""
     PauseQueues: _aio.UnaryUnaryMultiCallable[_admin_pb2.PauseQueuesRequest, _admin_pb2.PauseQueuesResponse]  # type: ignore[assignment]
     """---- actions (each audited) ----
     Stop handing work of these queues to the workers; intake still stores leads (202) and
@@ -171,6 +175,14 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.ListAdminAuditRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListAdminAuditResponse, _abc.Awaitable[_admin_pb2.ListAdminAuditResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SearchLeads(
+        self,
+        request: _admin_pb2.SearchLeadsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SearchLeadsResponse, _abc.Awaitable[_admin_pb2.SearchLeadsResponse]]:
+        """A tenant's leads by phone, email or id (phone and email are matched by keyed hash)."""
 
     @_abc_1.abstractmethod
     def PauseQueues(

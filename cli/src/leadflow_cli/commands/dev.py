@@ -8,12 +8,12 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from leadflow.v1 import tenants_pb2
 from leadflow_cli import local_redis
 from leadflow_cli.connections import tenant_admin
 from leadflow_cli.manifests import build_tenant, load_documents, parse_tenants
+from leadflow_cli.parsers.dev import register as register
 from leadflow_cli.supervisor import Child, Supervisor
 from leadflow_core.db import is_sqlite
 from leadflow_core.migrations import SERVICES_WITH_SCHEMA, upgrade
@@ -137,13 +137,3 @@ def _dev_run(args: argparse.Namespace) -> int:
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait(15)
-
-
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    migrate = sub.add_parser(
-        "migrate", help="apply every service's Alembic migrations to LEADFLOW_DATABASE_URL"
-    )
-    migrate.set_defaults(func=_migrate)
-    run = sub.add_parser("dev-run", help="migrate and run the whole mesh locally (what `make run` does)")
-    run.add_argument("--var-dir", default="var", help="where local data lives (default ./var)")
-    run.set_defaults(func=_dev_run)

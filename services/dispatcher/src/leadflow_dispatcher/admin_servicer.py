@@ -20,6 +20,7 @@ from leadflow.v1 import (
     admin_pb2_grpc,
     compliance_pb2,
     compliance_pb2_grpc,
+    lead_pb2,
     tenants_pb2,
     tenants_pb2_grpc,
 )
@@ -28,6 +29,7 @@ from leadflow_core.caller_identity import caller_identity
 from leadflow_core.logs import get_logger
 from leadflow_dispatcher import broker_state
 from leadflow_dispatcher.dependency_health import check_components
+from leadflow_dispatcher.persons import person_keys
 from leadflow_dispatcher.queue_pauses import QueuePauses, expand
 from leadflow_dispatcher.reviews import ReviewClosed
 from leadflow_dispatcher.settings import DispatcherSettings
@@ -203,6 +205,22 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.ListAdminAuditResponse:
         return admin_pb2.ListAdminAuditResponse(
             entries=self.store.audit_entries(request.tenant, request.limit)
+        )
+
+    def SearchLeads(
+        self, request: admin_pb2.SearchLeadsRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.SearchLeadsResponse:
+        if not request.tenant:
+            grpc_errors.invalid_argument(context, "tenant", "is required")
+        if not (request.phone or request.email or request.lead_id):
+            grpc_errors.invalid_argument(context, "phone", "give a phone, an email or a lead id")
+        probe = lead_pb2.Lead(
+            tenant=request.tenant,
+            contact=lead_pb2.Contact(email=request.email, phone=lead_pb2.Phone(e164=request.phone)),
+        )
+        keys = person_keys(probe, self.settings.pii_hash_key)
+        return admin_pb2.SearchLeadsResponse(
+            leads=self.store.search_leads(request.tenant, keys, request.lead_id, request.limit)
         )
 
     # ---- actions ----------------------------------------------------------------------

@@ -13,8 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from leadflow.v1 import admin_pb2, decision_pb2, dispatcher_pb2
+from leadflow.v1 import admin_pb2, decision_pb2, dispatcher_pb2, lead_pb2
 from leadflow_core.clock import now as utcnow
+from leadflow_core.pii import mask_email, mask_phone
 from leadflow_core.timestamps import to_proto
 from leadflow_dispatcher.models import (
     AdminAuditRow,
@@ -24,6 +25,7 @@ from leadflow_dispatcher.models import (
     JobRow,
     LeadRow,
 )
+from leadflow_dispatcher.persons import PersonKeys
 from leadflow_dispatcher.repository import Repository
 
 
@@ -189,4 +191,31 @@ class AdminStatsStore(Repository):
                 )
                 entry.at.CopyFrom(to_proto(row.at))
                 out.append(entry)
+            return out
+
+    def search_leads(
+        self, tenant: str, keys: PersonKeys, lead_id: str, limit: int
+    ) -> list[admin_pb2.LeadSummary]:
+        query = sa.select(LeadRow).where(LeadRow.tenant == tenant)
+        if lead_id:
+            query = query.where(LeadRow.id == lead_id)
+        if keys.phone:
+            query = query.where(LeadRow.person_phone == keys.phone)
+        if keys.email:
+            query = query.where(LeadRow.person_email == keys.email)
+        with self.sessions() as s:
+            out = []
+            for row in s.scalars(query.order_by(LeadRow.created_at.desc()).limit(limit or 50)):
+                lead = lead_pb2.Lead.FromString(row.lead_pb)
+                item = admin_pb2.LeadSummary(
+                    lead_id=row.id,
+                    tenant=row.tenant,
+                    source=row.source,
+                    urgency=row.urgency,
+                    dial_state=dispatcher_pb2.DialState.Name(row.dial_state),  # type: ignore[arg-type]
+                    phone=mask_phone(lead.contact.phone.e164) if lead.contact.phone.e164 else "",
+                    email=mask_email(lead.contact.email) if lead.contact.email else "",
+                )
+                item.received_at.CopyFrom(to_proto(row.received_at))
+                out.append(item)
             return out
