@@ -9,7 +9,7 @@ from leadflow_cli.lazy import handler
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    group = sub.add_parser("compliance", help="consent, do-not-call, pause, emergency stop, audit log")
+    group = sub.add_parser("compliance", help="consent, do-not-call, pause, emergency stop, audit log, rules")
     csub = group.add_subparsers(dest="compliance_command", required=True, metavar="AREA")
 
     consent = csub.add_parser("consent", help="record or revoke consent").add_subparsers(
@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     rec.add_argument("--ip", default="")
     rec.add_argument("--trustedform", default="", help="TrustedForm certificate URL")
     rec.add_argument("--jornaya", default="", help="Jornaya LeadiD token")
+    rec.add_argument("--seller", default="", help="the seller the consent names")
+    rec.add_argument("--disclosure-version", default="", help="version id of the disclosure shown")
+    rec.add_argument("--form-submission", default="", help="id of the stored form submission")
     rec.set_defaults(func=handler("leadflow_cli.commands.compliance:_consent_record"))
     rev = consent.add_parser("revoke", help="revoke consent at once")
     rev.add_argument("tenant")
@@ -81,3 +84,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     export.add_argument("--since", default="", help="ISO 8601 start (inclusive)")
     export.add_argument("--until", default="", help="ISO 8601 end (exclusive)")
     export.set_defaults(func=handler("leadflow_cli.commands.compliance:_audit_export"))
+
+    rules = csub.add_parser("rules", help="the calling rules per state, with citations (works offline)")
+    rules.add_argument("state", nargs="?", default="", help="two-letter code (e.g. FL, PR); default: all")
+    rules.add_argument("--json", action="store_true", help="one JSON object per rule")
+    rules.set_defaults(func=handler("leadflow_cli.commands.compliance:_rules"))
