@@ -30,6 +30,11 @@ class Mesh:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.processes['gateway'].port}"
 
+    def metrics_url(self, name: str) -> str:
+        """The process's metrics/health port (never its public one)."""
+        port = (self.workdir / f"{name}.metrics.port").read_text()
+        return f"http://127.0.0.1:{port}"
+
     def _channel(self, name: str) -> grpc.Channel:
         ch = channel(self.processes[name].addr, default_timeout=10.0)
         self.channels.append(ch)
@@ -71,7 +76,8 @@ def running_mesh(
     py = sys.executable
 
     def start(name: str, module: str, more: dict[str, str], wait_port: bool = True) -> ServiceProcess:
-        proc = ServiceProcess(name, [py, "-m", module], {**env, **more}, workdir)
+        ports = {"LEADFLOW_METRICS_PORT_FILE": str(workdir / f"{name}.metrics.port")}
+        proc = ServiceProcess(name, [py, "-m", module], {**env, **ports, **more}, workdir)
         mesh.processes[name] = proc
         return proc.start(wait_port=wait_port)
 

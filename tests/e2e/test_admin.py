@@ -347,3 +347,35 @@ def test_cli_says_what_to_check_when_the_dispatcher_is_down(
     assert "cannot reach dispatcher at 127.0.0.1:1" in err
     assert "LEADFLOW_DISPATCHER_ADDR" in err
     assert "Traceback" not in err
+
+
+def test_every_component_serves_metrics_and_probes_on_its_own_port(mesh: Mesh) -> None:
+    wanted = {
+        "gateway": ["leadflow_gateway_requests_total", "leadflow_gateway_request_seconds_bucket"],
+        "compliance": [
+            "leadflow_compliance_decisions_total",
+            "leadflow_grpc_server_handled_total",
+            "leadflow_grpc_server_handling_seconds_bucket",
+        ],
+        "dispatcher": [
+            'leadflow_queue_depth{queue="dial.emergency"}',
+            "leadflow_queue_in_flight",
+            "leadflow_queue_dead_letters_open",
+            f'leadflow_tenant_budget_used_ratio{{tenant="{ACME}"}}',
+            'leadflow_grpc_server_handled_total{code="OK",method="SubmitLead",service="DispatcherService"}',
+        ],
+        "workers": ['leadflow_worker_jobs_total{actor="enrich",outcome="ok",queue="enrich"}'],
+    }
+    for name, needles in wanted.items():
+        base = mesh.metrics_url(name)
+        body = httpx.get(f"{base}/metrics", timeout=10).text
+        for needle in needles:
+            assert needle in body, (name, needle)
+        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200, name
+        assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200, name
+    # Decisions are counted per tenant (a bounded set); never a phone number or email in a label.
+    compliance = httpx.get(f"{mesh.metrics_url('compliance')}/metrics", timeout=10).text
+    assert f'tenant="{BETA}"' in compliance
+    assert "@" not in compliance
+    # The public port has no /metrics.
+    assert httpx.get(f"{mesh.gateway_url}/metrics", timeout=10).status_code == 404

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import signal
 import sys
 import time
@@ -48,6 +49,15 @@ def _demo_api_key(settings: CommonSettings) -> str:
     return stub.CreateApiKey(tenants_pb2.CreateApiKeyRequest(name=tenants[0].name)).api_key
 
 
+def checkout_redis_prefix(configured: str, root: Path | None = None) -> str:
+    """Keys of two checkouts running `make run` against one Redis never meet: without an explicit
+    LEADFLOW_REDIS_PREFIX, the prefix names this checkout (a hash of its absolute path)."""
+    if configured:
+        return configured
+    digest = hashlib.sha256(str((root or Path.cwd()).resolve()).encode()).hexdigest()[:10]
+    return f"dev-{digest}:"
+
+
 def _dev_run(args: argparse.Namespace) -> int:
     settings = CommonSettings()
     var = Path(args.var_dir)
@@ -76,11 +86,13 @@ def _dev_run(args: argparse.Namespace) -> int:
         print(f"redis: started a private redis-server, data in {var / 'redis'}")
     else:
         print(f"redis: using {settings.redis_url}")
+    print(f"redis keys: prefixed {checkout_redis_prefix(settings.redis_prefix)!r} (this checkout's own)")
 
     gw_host, gw_port = _host_port(settings.gateway_addr)
     public_url = f"http://{gw_host}:{gw_port}"
     common = {
         "LEADFLOW_REDIS_URL": settings.redis_url,
+        "LEADFLOW_REDIS_PREFIX": checkout_redis_prefix(settings.redis_prefix),
         "LEADFLOW_COMPLIANCE_ADDR": settings.compliance_addr,
         "LEADFLOW_DISPATCHER_ADDR": settings.dispatcher_addr,
         "LEADFLOW_GATEWAY_ADDR": settings.gateway_addr,

@@ -56,7 +56,13 @@ def main() -> None:
         settings,
     )
     metrics_port = serve_metrics(
-        settings.dispatcher_metrics_addr, broker.client, settings.dramatiq_namespace, store
+        settings.dispatcher_metrics_addr,
+        broker.client,
+        settings.dramatiq_namespace,
+        store,
+        pauses,
+        tenants_pb2_grpc.TenantAdminServiceStub(compliance_channel),
+        compliance_addr=settings.compliance_addr,
     )
     write_port_file(settings.metrics_port_file, metrics_port)
     relay.start()

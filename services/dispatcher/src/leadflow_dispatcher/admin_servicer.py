@@ -9,7 +9,6 @@ it through its own RPCs (compliance stays the one source of truth for tenants).
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import grpc
@@ -34,6 +33,7 @@ from leadflow_dispatcher.queue_pauses import QueuePauses, expand
 from leadflow_dispatcher.reviews import ReviewClosed
 from leadflow_dispatcher.settings import DispatcherSettings
 from leadflow_dispatcher.store import NotFound, Store
+from leadflow_dispatcher.tenant_limits import read_tenant_limits
 
 log = get_logger("leadflow.dispatcher.admin")
 
@@ -46,14 +46,6 @@ def _reason(request: Any, context: grpc.ServicerContext) -> str:
     if not reason:
         grpc_errors.invalid_argument(context, "reason", "is required: every admin action is audited with why")
     return reason
-
-
-def _ratio(spend: str, budget: str) -> float:
-    try:
-        b = Decimal(budget) if budget else Decimal(0)
-        return float(Decimal(spend or "0") / b) if b > 0 else 0.0
-    except (InvalidOperation, ArithmeticError):
-        return 0.0
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -96,12 +88,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             details = err.details() if hasattr(err, "details") else str(err)
             context.abort(code, f"compliance: {details}")
 
-    def _usage(self, context: grpc.ServicerContext, name: str) -> tenants_pb2.GetTenantUsageResponse:
-        reply: tenants_pb2.GetTenantUsageResponse = self._forward(
-            context, lambda: self.tenants.GetTenantUsage(tenants_pb2.GetTenantUsageRequest(name=name))
-        )
-        return reply
-
     # ---- queries ----------------------------------------------------------------------
 
     def GetQueueStatus(
@@ -139,38 +125,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def GetTenantLimits(
         self, request: admin_pb2.GetTenantLimitsRequest, context: grpc.ServicerContext
     ) -> admin_pb2.GetTenantLimitsResponse:
-        if request.tenant:
-            got = self._forward(
-                context, lambda: self.tenants.GetTenant(tenants_pb2.GetTenantRequest(name=request.tenant))
-            )
-            tenants = [got.tenant]
-        else:
-            listed = self._forward(
-                context, lambda: self.tenants.ListTenants(tenants_pb2.ListTenantsRequest())
-            )
-            tenants = list(listed.tenants)
-        out = []
-        for t in tenants:
-            usage = self._usage(context, t.name)
-            budget = usage.daily_budget_usd or t.budget.daily_usd
-            out.append(
-                admin_pb2.TenantLimitState(
-                    tenant=t.name,
-                    paused=t.paused,
-                    calls_per_minute=t.limits.calls_per_minute,
-                    calls_per_hour=t.limits.calls_per_hour,
-                    calls_per_day=t.limits.calls_per_day,
-                    concurrent_calls=t.limits.concurrent_calls,
-                    calls_last_minute=usage.usage.calls_last_minute,
-                    calls_last_hour=usage.usage.calls_last_hour,
-                    calls_today=usage.usage.calls_today,
-                    active_calls=usage.usage.active_calls,
-                    daily_budget_usd=budget,
-                    spend_today_usd=usage.usage.spend_today_usd,
-                    budget_used_ratio=_ratio(usage.usage.spend_today_usd, budget),
-                )
-            )
-        return admin_pb2.GetTenantLimitsResponse(tenants=out)
+        states = self._forward(context, lambda: read_tenant_limits(self.tenants, request.tenant))
+        return admin_pb2.GetTenantLimitsResponse(tenants=states)
 
     def GetErrorStats(
         self, request: admin_pb2.GetErrorStatsRequest, context: grpc.ServicerContext

@@ -53,6 +53,14 @@ def _grpc_health(addr: str) -> tuple[str, str]:
     return "", status
 
 
+def grpc_serving(addr: str) -> bool:
+    try:
+        _grpc_health(addr)
+        return True
+    except Exception:  # unreachable, not serving, or timed out: all "down"
+        return False
+
+
 def _gateway(addr: str) -> tuple[str, str]:
     base = addr if addr.startswith("http") else f"http://{addr}"
     with urllib.request.urlopen(f"{base}/readyz", timeout=TIMEOUT_SECONDS) as resp:  # noqa: S310

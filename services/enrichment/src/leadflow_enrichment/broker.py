@@ -11,6 +11,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Retries, ShutdownNotifications, TimeLimit
 
 from leadflow_core import queues
+from leadflow_enrichment.job_metrics import JobMetrics
 from leadflow_enrichment.middleware import RequestContext
 from leadflow_enrichment.settings import WorkerSettings
 
@@ -36,6 +37,7 @@ def build_broker(s: WorkerSettings) -> RedisBroker:
             Retries(retry_when=_retry_only_when_asked, max_backoff=3_600_000),
             CurrentMessage(),
             RequestContext(),
+            JobMetrics(),
         ],
     )
     for queue in queues.ALL_QUEUES:
