@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 
 from leadflow_core.clock import now as utcnow
 from leadflow_core.timestamps import as_utc
@@ -18,6 +19,7 @@ from leadflow_dispatcher.models import (
 from leadflow_dispatcher.queueing import JobSpec
 from leadflow_dispatcher.repository import (
     BROKER_KINDS,
+    LIVE_JOB_STATES,
     Repository,
     job_row,
     job_spec,
@@ -56,7 +58,17 @@ class OutboxStore(Repository):
         Jobs of paused queues stay pending."""
         now = utcnow()
         horizon = now + timedelta(seconds=horizon_seconds)
-        where = [JobRow.kind.in_(BROKER_KINDS), JobRow.state == "pending", JobRow.due_at <= horizon]
+        # A job waits while the same kind of job of an earlier lead of its (person, campaign) is
+        # unfinished: a person's work runs in arrival order, other people's in parallel.
+        earlier = sa.orm.aliased(JobRow)
+        waiting = sa.exists().where(
+            earlier.tenant == JobRow.tenant,
+            earlier.order_key == JobRow.order_key,
+            earlier.kind == JobRow.kind,
+            earlier.order_seq < JobRow.order_seq,
+            earlier.state.in_(LIVE_JOB_STATES),
+        )
+        where = [JobRow.kind.in_(BROKER_KINDS), JobRow.state == "pending", JobRow.due_at <= horizon, ~waiting]
         if paused_queues:
             where.append(JobRow.queue.not_in(list(paused_queues)))
         with self.sessions.begin() as s:

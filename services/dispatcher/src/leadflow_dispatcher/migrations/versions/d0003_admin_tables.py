@@ -1,7 +1,7 @@
 """admin tables: queue pauses, the review queue, the admin audit log
 
-Revision ID: d0002
-Revises: d0001
+Revision ID: d0003
+Revises: d0002
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "d0002"
-down_revision: str | None = "d0001"
+revision: str = "d0003"
+down_revision: str | None = "d0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
