@@ -130,7 +130,8 @@ def _dev_run(args: argparse.Namespace) -> int:
             '"email":"ada@example.com","consent":{"granted":true,"disclosure_text":'
             '"I agree to be called","seller":"demo","form_submission_id":"demo-1"},'
             '"message":"no heat since last night"}\'\n'
-            "then: uv run leadflow lead timeline demo <lead_id>\n"
+            "then: .venv/bin/leadflow leads timeline demo <lead_id>\n"
+            ".venv/bin/leadflow status shows every component and queue.\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )
