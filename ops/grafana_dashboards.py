@@ -339,10 +339,10 @@ def _to_json(dash: Any) -> dict[str, Any]:
     return data
 
 
-def every_query() -> list[str]:
+def every_query(tenant_name: str = "acme") -> list[str]:
     """Every PromQL expression of every dashboard ($tenant filled in), for checking."""
     return [
-        expr.replace("$tenant", "acme")
+        expr.replace("$tenant", tenant_name)
         for _, panels in (*OVERVIEW, *TENANT)
         for p in panels
         for expr, _ in p.exprs

@@ -13,7 +13,7 @@ import grpc
 from leadflow.v1 import compliance_pb2_grpc, dispatcher_pb2_grpc, tenants_pb2, tenants_pb2_grpc
 from leadflow_core.grpc_clients import channel
 from leadflow_core.tenant_spec import TenantSpec, to_proto
-from leadflow_core.testing import ServiceProcess, service_env
+from leadflow_core.testing import ServiceProcess, service_env, wait_for
 
 
 @dataclass
@@ -32,7 +32,9 @@ class Mesh:
 
     def metrics_url(self, name: str) -> str:
         """The process's metrics/health port (never its public one)."""
-        port = (self.workdir / f"{name}.metrics.port").read_text()
+        path = self.workdir / f"{name}.metrics.port"
+        # Workers are started without waiting for a port: theirs appears once they consume.
+        port = wait_for(lambda: path.exists() and path.read_text(), timeout=60, what=f"{name}'s metrics port")
         return f"http://127.0.0.1:{port}"
 
     def _channel(self, name: str) -> grpc.Channel:
