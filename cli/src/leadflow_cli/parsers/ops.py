@@ -126,3 +126,39 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     audit.add_argument("--tenant", default="")
     audit.add_argument("--limit", type=int, default=50)
     audit.set_defaults(func=handler(f"{OPS}:audit"))
+    register_lists(sub)
+
+
+LISTS = "leadflow_cli.commands.lists"
+
+
+def register_lists(sub: argparse._SubParsersAction[Any]) -> None:
+    dnc = sub.add_parser("dnc", help="a tenant's do-not-call list: list, add, remove; import the registry")
+    dsub = dnc.add_subparsers(dest="dnc_command", required=True, metavar="ACTION")
+    dl = _json(dsub.add_parser("list", help="the tenant's entries, newest first (numbers as keyed hashes)"))
+    dl.add_argument("tenant")
+    dl.add_argument("--limit", type=int, default=100)
+    dl.set_defaults(func=handler(f"{LISTS}:dnc_list"))
+    da = dsub.add_parser("add", help="add a number (E.164)")
+    da.add_argument("tenant")
+    da.add_argument("phone")
+    da.add_argument("--reason", default="")
+    da.set_defaults(func=handler(f"{LISTS}:dnc_add"))
+    dr = dsub.add_parser("remove", help="remove a number")
+    dr.add_argument("tenant")
+    dr.add_argument("phone")
+    dr.set_defaults(func=handler(f"{LISTS}:dnc_remove"))
+    di = dsub.add_parser("import", help="load a National DNC Registry file, with a progress bar on stderr")
+    di.add_argument("file")
+    di.add_argument("--add", action="store_true", help="a change file (',A' add / ',D' delete per line)")
+    di.set_defaults(func=handler(f"{LISTS}:dnc_import"))
+
+    keys = sub.add_parser("keys", help="a tenant's API keys: list, create")
+    ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    kl = _json(ksub.add_parser("list", help="key ids, when created and revoked (keys are never shown again)"))
+    kl.add_argument("tenant")
+    kl.set_defaults(func=handler(f"{LISTS}:keys_list"))
+    kc = ksub.add_parser("create", help="issue a key (shown once)")
+    kc.add_argument("tenant")
+    kc.add_argument("--revoke-others", action="store_true", help="revoke the tenant's existing keys")
+    kc.set_defaults(func=handler(f"{LISTS}:keys_create"))
