@@ -24,6 +24,8 @@ pytestmark = pytest.mark.e2e
 
 ACME = "adm-acme"
 BETA = "adm-beta"
+SLOW = "adm-slow"
+URGENCIES = ("emergency", "high", "medium", "low")
 ACTOR: tuple[tuple[str, str | bytes], ...] = (("x-leadflow-actor", "ops-alice"),)
 
 
@@ -31,9 +33,18 @@ ACTOR: tuple[tuple[str, str | bytes], ...] = (("x-leadflow-actor", "ops-alice"),
 def mesh(database_url: str, redis_url: str, redis_prefix: str) -> Iterator[Mesh]:
     with (
         tempfile.TemporaryDirectory(prefix="leadflow-admin-") as tmp,
-        running_mesh(database_url, redis_url, redis_prefix + "adm:", Path(tmp), clock_env()) as m,
+        running_mesh(
+            database_url,
+            redis_url,
+            redis_prefix + "adm:",
+            Path(tmp),
+            # Short leases: a job whose message a worker skipped is found gone within seconds.
+            {**clock_env(), "LEADFLOW_JOB_LEASE_SECONDS": "3"},
+        ) as m,
     ):
         m.apply_tenant(ACME, tenant_spec(), tenant_secrets("acme-form", "acme-token"))
+        delayed = tenant_spec(policy={"defaultRegion": "US", "dialDelaySeconds": dict.fromkeys(URGENCIES, 4)})
+        m.apply_tenant(SLOW, delayed, tenant_secrets("slow-form", "slow-token"))
         m.apply_tenant(BETA, tenant_spec(), tenant_secrets("beta-form", "beta-token"))
         yield m
 
@@ -124,6 +135,30 @@ def test_paused_dial_queues_hold_dials_while_intake_answers_202(
     assert stat.tenant == ACME
     assert stat.placed >= 1
     assert stat.total_duration_seconds >= stat.answered
+
+
+def test_a_dial_already_in_redis_is_held_by_a_pause(
+    mesh: Mesh, admin: admin_pb2_grpc.AdminServiceStub, db: Engine
+) -> None:
+    # The dial is enqueued with a 4 s delay before the pause: the worker takes it, and skips it.
+    resp = post_api(mesh, SLOW, lead_body(60, tag=uuid.uuid4().hex[:6]))
+    assert resp.status_code == 202, resp.text
+    lead_id = resp.json()["lead_id"]
+    admin.PauseQueues(admin_pb2.PauseQueuesRequest(queue="dial", reason="hold"), metadata=ACTOR)
+    wait_for(
+        lambda: "job_skipped_queue_paused" in mesh.processes["workers"].logs(), timeout=60, what="the skip"
+    )
+    wait_for(lambda: {"enriched", "synced"} <= set(kinds(mesh, SLOW, lead_id)), timeout=60, what="enriched")
+
+    # The job goes back to the outbox (its message is gone) and waits there while paused.
+    def held() -> bool:
+        queues = admin.GetQueueStatus(admin_pb2.GetQueueStatusRequest()).queues
+        return sum(int(q.outbox_pending) for q in queues if q.priority) >= 1
+
+    wait_for(held, timeout=60, what="the job back in the outbox")
+    assert simulated_calls(db, SLOW, lead_id) == 0
+    admin.ResumeQueues(admin_pb2.ResumeQueuesRequest(queue="dial", reason="go"), metadata=ACTOR)
+    wait_for(lambda: simulated_calls(db, SLOW, lead_id) == 1, timeout=90, what="the dial after resume")
 
 
 def test_lead_and_error_statistics_count_what_was_put_in(

@@ -35,7 +35,7 @@ def main() -> None:
     broker = make_broker(settings.redis_url, settings.dramatiq_namespace)
     compliance_channel = channel(settings.compliance_addr)
     compliance = compliance_pb2_grpc.ComplianceServiceStub(compliance_channel)
-    pauses = QueuePauses(store.sessions)
+    pauses = QueuePauses(store.sessions, mirror=broker.client, mirror_key=settings.redis_key("paused_queues"))
     relay = Relay(store, broker, compliance, settings, pauses)
     policies = TenantPolicies(
         settings.compliance_addr,

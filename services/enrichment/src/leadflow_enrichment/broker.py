@@ -13,6 +13,7 @@ from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Retries, Sh
 from leadflow_core import queues
 from leadflow_enrichment.job_metrics import JobMetrics
 from leadflow_enrichment.middleware import RequestContext
+from leadflow_enrichment.queue_pause_gate import QueuePauseGate
 from leadflow_enrichment.settings import WorkerSettings
 
 settings = WorkerSettings()
@@ -38,6 +39,7 @@ def build_broker(s: WorkerSettings) -> RedisBroker:
             CurrentMessage(),
             RequestContext(),
             JobMetrics(),
+            QueuePauseGate(client, s.redis_key("paused_queues")),
         ],
     )
     for queue in queues.ALL_QUEUES:
