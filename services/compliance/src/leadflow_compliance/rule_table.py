@@ -16,8 +16,10 @@ DayKind = Literal["weekday", "saturday", "sunday"]
 
 def parse_hhmm(value: str) -> time:
     hours, minutes = value.split(":")
-    # "24:00" ends a window at midnight.
+    # "24:00" ends a window at midnight; 24:01 and later are not times.
     if hours == "24":
+        if int(minutes) != 0:
+            raise ValueError(f"{value!r} is not a time (24:00 is the only 24:MM)")
         return time(23, 59, 59, 999999)
     return time(int(hours), int(minutes))
 

@@ -18,7 +18,7 @@ from leadflow_compliance.models import TenantRow
 from leadflow_compliance.repository import Repository
 from leadflow_core import grpc_errors
 from leadflow_core.logs import get_logger
-from leadflow_core.tenant_spec import NAME_RE
+from leadflow_core.tenant_spec import NAME_RE, is_hhmm
 from leadflow_core.timestamps import as_utc, from_proto, to_proto, utcnow
 
 log = get_logger("leadflow.compliance.tenants")
@@ -117,16 +117,16 @@ def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
             grpc_errors.invalid_argument(context, "tenant.policy.fallback_timezone", "not an IANA time zone")
     for field in ("window_start", "window_end"):
         value = getattr(tenant.policy, field)
-        if value and not _is_hhmm(value):
-            grpc_errors.invalid_argument(context, f"tenant.policy.{field}", "must be HH:MM")
+        end = field == "window_end"
+        if value and not is_hhmm(value, end=end):
+            grpc_errors.invalid_argument(
+                context,
+                f"tenant.policy.{field}",
+                "must be HH:MM from 00:00 to 23:59" + (" or 24:00" if end else ""),
+            )
     unknown = set(tenant.sources) - set(SOURCES) - {"calls"}
     if unknown:
         grpc_errors.invalid_argument(context, "tenant.sources", f"unknown source(s) {sorted(unknown)}")
-
-
-def _is_hhmm(value: str) -> bool:
-    hours, sep, minutes = value.partition(":")
-    return bool(sep) and hours.isdigit() and minutes.isdigit() and int(hours) <= 24 and int(minutes) < 60
 
 
 class TenantAdminServicer(tenants_pb2_grpc.TenantAdminServiceServicer):
