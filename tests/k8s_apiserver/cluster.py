@@ -208,7 +208,12 @@ class ApiServer:
         self.procs.clear()
 
     def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, namespace: str | None = None
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        namespace: str | None = None,
+        timeout: float = 180,
     ) -> subprocess.CompletedProcess[str]:
         cmd = [
             str(self.kubectl_path),

@@ -24,6 +24,7 @@ from types import FrameType
 from leadflow_core import queues
 from leadflow_core.grpc_server import write_port_file
 from leadflow_core.logs import configure, get_logger
+from leadflow_enrichment.health import HealthServer, workers_alive
 from leadflow_enrichment.settings import WorkerSettings
 
 URGENT_QUEUES = frozenset({"dial.emergency", "dial.high"})
@@ -64,12 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _supervise(argv: list[str], processes: int) -> int:
+def _supervise(argv: list[str], processes: int, settings: WorkerSettings) -> int:
     """Run `processes` copies of this worker and pass SIGTERM/SIGINT on to them."""
+    # The supervisor answers the probes (every child alive); the children serve no health port.
+    env = {**os.environ, "LEADFLOW_WORKER_HEALTH_ADDR": ""}
     children = [
-        subprocess.Popen([sys.executable, "-m", "leadflow_enrichment", *argv, "--processes", "1"])
+        subprocess.Popen([sys.executable, "-m", "leadflow_enrichment", *argv, "--processes", "1"], env=env)
         for _ in range(processes)
     ]
+    health = None
+    if settings.worker_health_addr:
+
+        def alive() -> bool:
+            return all(child.poll() is None for child in children)
+
+        health = HealthServer(settings.worker_health_addr, alive, alive).start()
 
     def forward(signum: int, _: FrameType | None) -> None:
         for child in children:
@@ -78,7 +88,10 @@ def _supervise(argv: list[str], processes: int) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    return max((child.wait() for child in children), default=0)
+    code = max((child.wait() for child in children), default=0)
+    if health is not None:
+        health.stop()
+    return code
 
 
 def _strip_processes(argv: list[str]) -> list[str]:
@@ -120,6 +133,11 @@ def run(groups: list[Group], settings: WorkerSettings) -> None:
         worker.start()
         workers.append(worker)
         log.info("worker_group_started", group=group.name, queues=list(group.queues), threads=group.threads)
+    health = None
+    if settings.worker_health_addr:
+        health = HealthServer(
+            settings.worker_health_addr, lambda: workers_alive(workers), lambda: bool(broker.client.ping())
+        ).start()
     # Workers serve no port: the port file gets our pid, telling a supervisor we consume now.
     write_port_file(settings.port_file, os.getpid())
 
@@ -135,6 +153,8 @@ def run(groups: list[Group], settings: WorkerSettings) -> None:
     # Messages not started yet go back to their queues; running ones get time to finish.
     for worker in workers:
         worker.stop(timeout=int(settings.shutdown_grace_seconds * 1000))
+    if health is not None:
+        health.stop()
     context.close()
     broker.close()
     log.info("stopped")
@@ -146,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = WorkerSettings()
     configure("enrichment", settings.log_level)
     if args.processes > 1:
-        return _supervise(_strip_processes(argv), args.processes)
+        return _supervise(_strip_processes(argv), args.processes, settings)
     if args.queues:
         groups = [parse_group(f"{args.queues}:{args.threads}")]
     else:

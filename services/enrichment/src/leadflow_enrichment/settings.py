@@ -25,6 +25,8 @@ class WorkerSettings(ProviderSettings):
     # The gateway's public address; dialer status callbacks go to
     # <public_base_url>/v1/calls/<tenant>/status. Empty: http://<gateway_addr>.
     public_base_url: str = ""
+    # host:port of the worker's probe endpoints (/healthz, /readyz); empty = none (health.py).
+    worker_health_addr: str = ""
 
     # Retries of failing jobs: exponential backoff with jitter, bounded. A tenant may override
     # them per provider kind with the options max_retries, retry_base_seconds, retry_max_seconds.
