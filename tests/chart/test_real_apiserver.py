@@ -89,7 +89,7 @@ def crd_rules() -> set[tuple[str, str]]:
 LONG = "x" * 4097
 LIMITS = ("callsPerMinute", "callsPerHour", "callsPerDay", "concurrentCalls", "priorityBoostPercent")
 DELAYS = ("emergency", "high", "medium", "low")
-POLICY_INTS = ("consentExpiryDays", "maxDialAttempts", "retryBackoffSeconds")
+POLICY_INTS = ("consentExpiryDays", "maxDialAttempts", "retryBackoffSeconds", "mergeWindowSeconds")
 SECRET_BAD = {"name": "Not_A_Name", "key": "bad key/"}
 
 # (id, spec, name, expected error fragments, rules covered)
