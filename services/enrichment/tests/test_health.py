@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+from leadflow_core.testing import ServiceProcess, python_module, service_env
 from leadflow_enrichment.health import HealthServer, workers_alive
 
 
@@ -61,3 +64,27 @@ def test_workers_alive_needs_every_thread() -> None:
         stop.set()
         for t in running:
             t.join()
+
+
+def test_a_worker_process_answers_its_probes(
+    database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = service_env(
+        database_url, redis_url, redis_prefix, {"LEADFLOW_WORKER_HEALTH_ADDR": f"127.0.0.1:{port}"}
+    )
+    proc = ServiceProcess(
+        "worker-health",
+        python_module("leadflow_enrichment", "--queues", "enrich", "--threads", "1"),
+        env,
+        tmp_path,
+    )
+    proc.start(timeout=120)  # the port file says it consumes
+    try:
+        assert status(port, "/healthz") == 200
+        assert status(port, "/readyz") == 200
+    finally:
+        code = proc.stop()
+    assert code == 0, proc.tail()
