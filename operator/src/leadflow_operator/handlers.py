@@ -21,6 +21,7 @@ from leadflow_core.tenant_spec import TenantSpec
 from leadflow_operator import reconcile
 from leadflow_operator.compliance import TenantAdmin
 from leadflow_operator.kube import KubeAccess, KubeUnavailable
+from leadflow_operator.reconcile_metrics import record_reconcile, serve_metrics_once
 from leadflow_operator.resource import API_KEY_SECRET_SUFFIX, FINALIZER, GROUP, PLURAL, VERSION
 from leadflow_operator.settings import OperatorSettings, require_port
 
@@ -48,6 +49,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.networking.request_timeout = 60
     settings.watching.server_timeout = 300
     memo.cfg = cfg
+    serve_metrics_once(cfg.operator_metrics_addr, cfg.metrics_port_file)
     memo.admin = TenantAdmin(cfg.compliance_addr, cfg.rpc_timeout_seconds)
     memo.kube = KubeAccess()
 
@@ -219,12 +221,19 @@ async def reconcile_tenant(
         message = reconcile.conflict_message(name, owner)
         patch.status.update(reconcile.conflict_status(obs, name, owner))
         kopf.warn(body, reason="NameConflict", message=message)
+        record_reconcile("temporary", "NameConflict")
         raise kopf.TemporaryError(message, delay=CONFLICT_DELAY)
     obs = reconcile.without_conflict(obs)
     keep_inactive = reason == "resume"  # a restart is not a request to reactivate
     outcome = await _attempt(name, namespace, spec, status, obs, memo, keep_inactive=keep_inactive)
     if outcome.tenant is not None and not status.get("apiKeySecret"):
         outcome.status["apiKeySecret"] = await _first_api_key(name, namespace or "", body, memo)
+    failure = (
+        outcome.event[0]
+        if outcome.event and outcome.warning
+        else ("KubeUnavailable" if outcome.retry else "")
+    )
+    record_reconcile(outcome.retry, failure)
     patch.status.update(outcome.status)
     _post(body, outcome)
     if outcome.retry == "temporary":

@@ -14,6 +14,7 @@ from leadflow.v1 import lead_pb2, tenant_pb2, tenants_pb2, tenants_pb2_grpc
 from leadflow_compliance import recording
 from leadflow_compliance.accounting import Accounts, from_micros
 from leadflow_compliance.decisions import plan_features
+from leadflow_compliance.listings import ApiKeyListingRpcs
 from leadflow_compliance.models import TenantRow
 from leadflow_compliance.repository import Repository
 from leadflow_compliance.tz_database import known_zones
@@ -136,7 +137,7 @@ def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
         grpc_errors.invalid_argument(context, "tenant.sources", f"unknown source(s) {sorted(unknown)}")
 
 
-class TenantAdminServicer(tenants_pb2_grpc.TenantAdminServiceServicer):
+class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminServiceServicer):
     def __init__(self, repo: Repository, accounts: Accounts, cache: TenantCache) -> None:
         self.repo = repo
         self.accounts = accounts

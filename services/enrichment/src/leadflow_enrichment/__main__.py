@@ -20,11 +20,11 @@ import sys
 import threading
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from leadflow_core import queues
 from leadflow_core.grpc_server import write_port_file
 from leadflow_core.logs import configure, get_logger
-from leadflow_enrichment.health import HealthServer, workers_alive
 from leadflow_enrichment.settings import WorkerSettings
 
 URGENT_QUEUES = frozenset({"dial.emergency", "dial.high"})
@@ -65,21 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _supervise(argv: list[str], processes: int, settings: WorkerSettings) -> int:
+def _supervise(argv: list[str], processes: int) -> int:
     """Run `processes` copies of this worker and pass SIGTERM/SIGINT on to them."""
-    # The supervisor answers the probes (every child alive); the children serve no health port.
-    env = {**os.environ, "LEADFLOW_WORKER_HEALTH_ADDR": ""}
     children = [
-        subprocess.Popen([sys.executable, "-m", "leadflow_enrichment", *argv, "--processes", "1"], env=env)
+        subprocess.Popen([sys.executable, "-m", "leadflow_enrichment", *argv, "--processes", "1"])
         for _ in range(processes)
     ]
-    health = None
-    if settings.worker_health_addr:
-
-        def alive() -> bool:
-            return all(child.poll() is None for child in children)
-
-        health = HealthServer(settings.worker_health_addr, alive, alive).start()
 
     def forward(signum: int, _: FrameType | None) -> None:
         for child in children:
@@ -88,10 +79,7 @@ def _supervise(argv: list[str], processes: int, settings: WorkerSettings) -> int
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    code = max((child.wait() for child in children), default=0)
-    if health is not None:
-        health.stop()
-    return code
+    return max((child.wait() for child in children), default=0)
 
 
 def _strip_processes(argv: list[str]) -> list[str]:
@@ -133,12 +121,8 @@ def run(groups: list[Group], settings: WorkerSettings) -> None:
         worker.start()
         workers.append(worker)
         log.info("worker_group_started", group=group.name, queues=list(group.queues), threads=group.threads)
-    health = None
-    if settings.worker_health_addr:
-        health = HealthServer(
-            settings.worker_health_addr, lambda: workers_alive(workers), lambda: bool(broker.client.ping())
-        ).start()
-    # Workers serve no port: the port file gets our pid, telling a supervisor we consume now.
+    serve_health(settings, broker, workers)
+    # Workers serve no RPC port: the port file gets our pid, telling a supervisor we consume now.
     write_port_file(settings.port_file, os.getpid())
 
     stop = threading.Event()
@@ -153,11 +137,33 @@ def run(groups: list[Group], settings: WorkerSettings) -> None:
     # Messages not started yet go back to their queues; running ones get time to finish.
     for worker in workers:
         worker.stop(timeout=int(settings.shutdown_grace_seconds * 1000))
-    if health is not None:
-        health.stop()
     context.close()
     broker.close()
     log.info("stopped")
+
+
+def serve_health(settings: WorkerSettings, broker: Any, workers: list[Any]) -> None:
+    """The metrics and health port (liveness and readiness probes); a port already taken (a
+    second copy under --processes) leaves this copy without one rather than down."""
+    from leadflow_core.metrics_server import bound_port, start_metrics_server
+
+    log = get_logger("leadflow.worker")
+
+    def ready() -> tuple[bool, str]:
+        try:
+            broker.client.ping()
+        except Exception as err:
+            return False, f"redis: {err}"
+        if not workers:
+            return False, "no worker group running"
+        return True, ""
+
+    try:
+        server = start_metrics_server(settings.worker_metrics_addr, ready)
+    except OSError as err:
+        log.warning("metrics_port_unavailable", addr=settings.worker_metrics_addr, error=str(err))
+        return
+    write_port_file(settings.metrics_port_file, bound_port(server))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = WorkerSettings()
     configure("enrichment", settings.log_level)
     if args.processes > 1:
-        return _supervise(_strip_processes(argv), args.processes, settings)
+        return _supervise(_strip_processes(argv), args.processes)
     if args.queues:
         groups = [parse_group(f"{args.queues}:{args.threads}")]
     else:

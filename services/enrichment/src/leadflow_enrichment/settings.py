@@ -19,14 +19,16 @@ class WorkerSettings(ProviderSettings):
     # Queue groups this process runs (see DEFAULT_GROUPS); `--queues` on the command line
     # replaces them with one group.
     worker_groups: list[str] = Field(default_factory=lambda: list(DEFAULT_GROUPS))
+    # /metrics, /healthz (liveness) and /readyz (Redis answers, workers consuming); port 0 picks
+    # a free port. 9102 is the image's and the chart's metrics port.
+    worker_metrics_addr: str = "127.0.0.1:9104"
+    metrics_port_file: str = ""
     # Longest idle poll interval of a worker's consumers (ms); shorter for the urgent dial queues.
     poll_ms: int = 1000
     urgent_poll_ms: int = 100
     # The gateway's public address; dialer status callbacks go to
     # <public_base_url>/v1/calls/<tenant>/status. Empty: http://<gateway_addr>.
     public_base_url: str = ""
-    # host:port of the worker's probe endpoints (/healthz, /readyz); empty = none (health.py).
-    worker_health_addr: str = ""
 
     # Retries of failing jobs: exponential backoff with jitter, bounded. A tenant may override
     # them per provider kind with the options max_retries, retry_base_seconds, retry_max_seconds.
