@@ -81,19 +81,21 @@ def _dnc_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chunks(path: Path, replace: bool) -> Iterator[compliance_pb2.ImportDncRegistryChunk]:
+def _chunks(path: Path, replace: bool, list_id: str = "") -> Iterator[compliance_pb2.ImportDncRegistryChunk]:
     with path.open("rb") as f:
         first = True
         while data := f.read(CHUNK_BYTES):
-            yield compliance_pb2.ImportDncRegistryChunk(data=data, replace=replace and first)
+            yield compliance_pb2.ImportDncRegistryChunk(
+                data=data, replace=replace and first, list=list_id if first else ""
+            )
             first = False
 
 
 def _dnc_import(args: argparse.Namespace) -> int:
     stub = compliance(CommonSettings())
-    reply = stub.ImportDncRegistry(_chunks(Path(args.file), not args.add), timeout=3600)
+    reply = stub.ImportDncRegistry(_chunks(Path(args.file), not args.add, args.list), timeout=3600)
     print(
-        f"registry {reply.registry_version}: {reply.numbers_loaded} numbers, "
+        f"{args.list or 'federal'} list {reply.registry_version}: {reply.numbers_loaded} numbers, "
         f"{reply.lines_rejected} lines rejected"
     )
     return 0
@@ -238,8 +240,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     rem.add_argument("tenant")
     rem.add_argument("phone")
     rem.set_defaults(func=_dnc_remove)
-    imp = dnc.add_parser("import", help="load a National DNC Registry file (area code, number per line)")
+    imp = dnc.add_parser(
+        "import", help="load a National DNC Registry or state list file (area code, number per line)"
+    )
     imp.add_argument("file")
+    imp.add_argument(
+        "--list",
+        default="federal",
+        help="which list: 'federal' (the National DNC Registry, the default) or a state's own list,"
+        " 'state:TX', 'state:FL', ... (see `leadflow compliance rules STATE`)",
+    )
     imp.add_argument(
         "--add",
         action="store_true",
