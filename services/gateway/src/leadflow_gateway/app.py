@@ -158,7 +158,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiLead"}}},
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ApiLead"},
+                        "example": bodies.API_EXAMPLE,
+                    }
+                },
             },
             "parameters": [
                 {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}},
@@ -206,7 +211,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def form_preflight(tenant: str, request: Request) -> Response:
         return await form.preflight(gw(request), request, tenant)
 
-    @app.get("/v1/webhooks/{tenant}/meta", response_class=PlainTextResponse, summary="Meta handshake")
+    @app.get(
+        "/v1/webhooks/{tenant}/meta",
+        response_class=PlainTextResponse,
+        summary="Meta handshake",
+        openapi_extra={"parameters": bodies.META_HANDSHAKE_PARAMETERS},
+    )
     async def meta_get(tenant: str, request: Request) -> Response:
         return await meta.verify_subscription(gw(request), request, tenant)
 
