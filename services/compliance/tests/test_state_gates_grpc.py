@@ -7,6 +7,7 @@ Wyoming's, and `make_tenant` registers tenants wherever registration gates calli
 from __future__ import annotations
 
 import argparse
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,10 +15,19 @@ from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
+from pydantic import ValidationError
 
-from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, decision_pb2, tenants_pb2_grpc
+from leadflow.v1 import (
+    compliance_pb2,
+    compliance_pb2_grpc,
+    decision_pb2,
+    tenant_pb2,
+    tenants_pb2,
+    tenants_pb2_grpc,
+)
 from leadflow_cli.commands import compliance as cli
 from leadflow_core.grpc_errors import field_violations
+from leadflow_core.tenant_spec import TenantSpec
 from leadflow_core.testing import ServiceProcess
 from leadflow_core.timestamps import to_proto
 from services.compliance.tests.conftest import UNLOADED_STATE_LIST, make_tenant
@@ -168,3 +178,34 @@ def test_cli_imports_a_state_list(
     d = evaluate(compliance, lead(tenant, "+13145550172"))
     assert d.action == NEVER
     assert reason(d, "state.MO.dnc_list").statute == "RSMo 407.1098"
+
+
+@pytest.mark.parametrize(
+    ("registration", "field"),
+    [
+        ({"state": "XX"}, "tenant.policy.registrations[0].state"),
+        ({"state": "FL", "expires": "2027-13-01"}, "tenant.policy.registrations[0].expires"),
+        (
+            {"state": "FL", "expires": "\uff12\uff10\uff12\uff17-06-30"},
+            "tenant.policy.registrations[0].expires",
+        ),
+    ],
+)
+def test_a_bad_registration_is_refused_and_nothing_stored(
+    admin: tenants_pb2_grpc.TenantAdminServiceStub, registration: dict[str, str], field: str
+) -> None:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    tenant = tenant_pb2.Tenant(
+        name=name,
+        policy=tenant_pb2.TenantPolicy(registrations=[tenant_pb2.StateRegistration(**registration)]),
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        admin.ApplyTenant(tenants_pb2.ApplyTenantRequest(tenant=tenant))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(err.value)[0][0] == field
+    with pytest.raises(grpc.RpcError) as missing:
+        admin.GetTenant(tenants_pb2.GetTenantRequest(name=name))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    # The spec the CLI and operator build from refuses a lower-case or unknown code up front.
+    with pytest.raises(ValidationError):
+        TenantSpec.model_validate({"policy": {"registrations": [{"state": "fl"}]}})
