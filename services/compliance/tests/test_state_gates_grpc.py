@@ -6,7 +6,6 @@ Wyoming's, and `make_tenant` registers tenants wherever registration gates calli
 
 from __future__ import annotations
 
-import argparse
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from leadflow.v1 import (
     tenants_pb2,
     tenants_pb2_grpc,
 )
-from leadflow_cli.commands import compliance as cli
+from leadflow_cli.__main__ import main
 from leadflow_core.grpc_errors import field_violations
 from leadflow_core.tenant_spec import TenantSpec
 from leadflow_core.testing import ServiceProcess
@@ -165,19 +164,24 @@ def test_cli_imports_a_state_list(
     tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("LEADFLOW_COMPLIANCE_ADDR", compliance_server.addr)
-    parser = argparse.ArgumentParser(prog="leadflow")
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    path = tmp_path / "mo.txt"
-    path.write_text("314,5550171\n314,5550172\nnot a number\n")
-    args = parser.parse_args(["compliance", "dnc", "import", str(path), "--add", "--list", "state:MO"])
-    assert args.func(args) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("state:MO list sha256:")
-    assert "1 lines rejected" in out
     tenant = make_tenant(admin).name
-    d = evaluate(compliance, lead(tenant, "+13145550172"))
-    assert d.action == NEVER
-    assert reason(d, "state.MO.dnc_list").statute == "RSMo 407.1098"
+    # Both spellings: `leadflow compliance dnc import` and `leadflow dnc import` (with progress).
+    for argv, code, number in (
+        (["compliance", "dnc", "import"], "MO", "314,5550172"),
+        (["dnc", "import"], "OK", "405,5550172"),
+    ):
+        path = tmp_path / f"{code}.txt"
+        path.write_text(f"{number}\nnot a number\n")
+        assert main([*argv, str(path), "--add", "--list", f"state:{code}"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"state:{code} list sha256:")
+        assert "1 lines rejected" in out
+        d = evaluate(compliance, lead(tenant, "+1" + number.replace(",", "")))
+        assert d.action == NEVER
+        assert (
+            reason(d, f"state.{code}.dnc_list").statute
+            == {"MO": "RSMo 407.1098", "OK": "15 O.S. 775B.4"}[code]
+        )
 
 
 @pytest.mark.parametrize(

@@ -206,6 +206,12 @@ def test_control_characters_in_ids_are_a_400_naming_the_field(harness: Harness) 
         headers=api_headers(harness),
     )
     assert (api.status_code, api.json()["error"]["field"]) == (400, "vendor_lead_id")
+    surrogate = httpx.post(
+        f"{harness.url}/v1/leads",
+        content=b'{"phone": "+12125550174", "first_name": "\\ud800"}',
+        headers={**api_headers(harness), **JSON},
+    )
+    assert (surrogate.status_code, surrogate.json()["error"]["field"]) == (400, "body")
     google = httpx.post(
         f"{harness.url}/v1/webhooks/acme/google",
         content=v.google_body("L\u0000" + uid(), "+12125550175"),

@@ -8,6 +8,7 @@ import pytest
 
 from leadflow.v1 import lead_pb2, tenant_pb2
 from leadflow_gateway import urgency
+from leadflow_gateway.body import parse_json
 from leadflow_gateway.errors import GatewayError
 from leadflow_gateway.fields import canonical_target, flatten, map_fields
 from leadflow_gateway.normalise import Envelope, build_lead, normalise_phone, parse_instant
@@ -220,3 +221,12 @@ def test_control_characters_in_ids_are_refused_naming_the_field(control: str) ->
 def test_campaign_from_the_body_or_the_envelope() -> None:
     assert lead_from({"phone": "2125550170", "campaign_id": " spring "}).campaign == "spring"
     assert lead_from({"phone": "2125550170"}, campaign="7654321").campaign == "7654321"
+
+
+def test_json_with_an_unpaired_surrogate_escape_is_a_400() -> None:
+    for body in (b'{"phone": "\\ud800"}', b'{"\\udfff": "x"}', b'["a", {"b": "\\udbff"}]'):
+        with pytest.raises(GatewayError) as err:
+            parse_json(body)
+        assert (err.value.status, err.value.field) == (400, "body")
+    # A proper pair is one character, and kept.
+    assert parse_json(b'{"n": "\\ud83d\\ude00"}') == {"n": "\U0001f600"}
