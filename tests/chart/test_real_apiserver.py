@@ -175,6 +175,21 @@ CASES: list[tuple[str, Obj, str, list[str], list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "bad-registrations",
+        {"policy": {"registrations": [{"state": "Florida", "id": "i" * 101}, {"id": "x"}]}},
+        "",
+        [
+            'spec.policy.registrations[0].state: Invalid value: "Florida"',
+            "spec.policy.registrations[0].id: Too long",
+            "spec.policy.registrations[1].state: Required value",
+        ],
+        [
+            (".spec.policy.registrations[]", "required"),
+            (".spec.policy.registrations[].state", "pattern"),
+            (".spec.policy.registrations[].id", "maxLength"),
+        ],
+    ),
+    (
         "too-many-rules",
         {"policy": {"urgencyRules": [{"pattern": f"p{i}", "urgency": "low"} for i in range(201)]}},
         "",
