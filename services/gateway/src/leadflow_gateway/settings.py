@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from leadflow_core.settings import CommonSettings
 
 
 class GatewaySettings(CommonSettings):
+    # HTTP server processes sharing the listening socket; 0 = one per core (production), 1 = this one.
+    gateway_processes: int = 1
+    # uvicorn's event loop and HTTP parser: uvloop and httptools are the C implementations.
+    gateway_loop: Literal["uvloop", "asyncio", "auto"] = "uvloop"
+    gateway_http: Literal["httptools", "h11", "auto"] = "httptools"
     # Deadline of each RPC to compliance and dispatcher.
     gateway_rpc_timeout_seconds: float = 5.0
     # Source configs and API keys are cached this long; changes take at most this to apply.
