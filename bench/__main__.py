@@ -151,9 +151,12 @@ def _ack(run: Run, kill: bool) -> dict[str, Any]:
     _lead_counter[0] += a.wrk_requests
     before = run.snapshot()
     killer = ack.kill_midway(run.mesh.processes, a.seconds / 3) if kill else None
+    profilers = [] if kill or a.profile is None else _profile(run, a.profile, a.seconds)
     res = ack.run_wrk(base, reqs, a.wrk_threads, a.wrk_connections, a.seconds)
     if killer is not None:
         killer.join(120)
+    for prof in profilers:
+        prof.wait(60)
     time.sleep(1.0)  # the work counters are written twice a second
     after = run.snapshot()
     seconds = res.summary["duration_us"] / 1e6
@@ -175,6 +178,36 @@ def _ack(run: Run, kill: bool) -> dict[str, Any]:
     floor = run.results.get("floors", {})
     out["ratio_to_http_floor"] = _ratio(out["leads_per_s"], floor.get("http_req_per_s"))
     return out
+
+
+def _profile(run: Run, directory: Path, seconds: float) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each service for the length of the load (collapsed stacks, one file each)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--format",
+                "raw",
+                "--subprocesses",
+                "--nonblocking",
+                "-r",
+                "50",
+                "-d",
+                str(int(seconds)),
+                "-o",
+                str(directory / f"{name}.txt"),
+                "--pid",
+                str(pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in run.pids().items()
+        if name in ("gateway", "compliance", "dispatcher")
+    ]
 
 
 def stage_ack(run: Run) -> None:
@@ -365,6 +398,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--emergencies", type=int, default=50)
     parser.add_argument("--backlog", type=int, default=10_000)
     parser.add_argument("--dial-timeout", type=float, default=600.0)
+    parser.add_argument("--profile", type=Path, help="py-spy the services during `ack` into this directory")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "var" / "bench" / "results.json")
     return parser.parse_args()
 

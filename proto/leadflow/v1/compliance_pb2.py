@@ -23,69 +23,76 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from leadflow.v1 import batch_pb2 as leadflow_dot_v1_dot_batch__pb2
 from leadflow.v1 import decision_pb2 as leadflow_dot_v1_dot_decision__pb2
 from leadflow.v1 import lead_pb2 as leadflow_dot_v1_dot_lead__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cleadflow/v1/compliance.proto\x12\x0bleadflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aleadflow/v1/decision.proto\x1a\x16leadflow/v1/lead.proto\"\xa3\x01\n\x0f\x45valuateRequest\x12\x1f\n\x04lead\x18\x01 \x01(\x0b\x32\x11.leadflow.v1.Lead\x12/\n\x0b\x65valuate_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07purpose\x18\x03 \x01(\x0e\x32\x1e.leadflow.v1.EvaluationPurpose\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\";\n\x10\x45valuateResponse\x12\'\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x15.leadflow.v1.Decision\"\x96\x01\n\x12ReserveCallRequest\x12\x1f\n\x04lead\x18\x01 \x01(\x0b\x32\x11.leadflow.v1.Lead\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x1a\n\x12\x65stimated_cost_usd\x18\x03 \x01(\t\x12/\n\x0b\x65valuate_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x13ReserveCallResponse\x12\'\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x15.leadflow.v1.Decision\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\"\xc0\x01\n\x11SettleCallRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12)\n\x07outcome\x18\x03 \x01(\x0e\x32\x18.leadflow.v1.CallOutcome\x12\x17\n\x0f\x61\x63tual_cost_usd\x18\x04 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x05 \x01(\r\x12\x12\n\ntranscript\x18\x06 \x01(\t\x12\x11\n\topted_out\x18\x07 \x01(\x08\">\n\x12SettleCallResponse\x12\x0f\n\x07settled\x18\x01 \x01(\x08\x12\x17\n\x0f\x63onsent_revoked\x18\x02 \x01(\x08\"\x8b\x01\n\x1bRecordContactAttemptRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nphone_e164\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ontent\x18\x05 \x01(\t\"7\n\x1cRecordContactAttemptResponse\x12\x17\n\x0f\x63onsent_revoked\x18\x01 \x01(\x08\"y\n\x14RecordConsentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nphone_e164\x18\x02 \x01(\t\x12.\n\x08\x65vidence\x18\x03 \x01(\x0b\x32\x1c.leadflow.v1.ConsentEvidence\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"+\n\x15RecordConsentResponse\x12\x12\n\nconsent_id\x18\x01 \x01(\t\"h\n\x14RevokeConsentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nphone_e164\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\"G\n\x15RevokeConsentResponse\x12.\n\nrevoked_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x13\x41\x64\x64\x44oNotCallRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nphone_e164\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"%\n\x14\x41\x64\x64\x44oNotCallResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x08\"K\n\x16RemoveDoNotCallRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nphone_e164\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"*\n\x17RemoveDoNotCallResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"7\n\x16ImportDncRegistryChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"e\n\x19ImportDncRegistryResponse\x12\x16\n\x0enumbers_loaded\x18\x01 \x01(\x04\x12\x16\n\x0elines_rejected\x18\x02 \x01(\x04\x12\x18\n\x10registry_version\x18\x03 \x01(\t\"b\n\x17SetEmergencyStopRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"E\n\x18SetEmergencyStopResponse\x12)\n\x05until\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x19\x43learEmergencyStopRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\"\x1c\n\x1a\x43learEmergencyStopResponse\"y\n\x15\x45xportAuditLogRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdc\x01\n\x0b\x41uditRecord\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0f\n\x07lead_id\x18\x06 \x01(\t\x12\x14\n\x0csubject_hash\x18\x07 \x01(\t\x12\'\n\x08\x64\x65\x63ision\x18\x08 \x01(\x0b\x32\x15.leadflow.v1.Decision\x12\x13\n\x0b\x64\x65tail_json\x18\t \x01(\t*\x98\x01\n\x11\x45valuationPurpose\x12\"\n\x1e\x45VALUATION_PURPOSE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45VALUATION_PURPOSE_INGEST\x10\x01\x12 \n\x1c\x45VALUATION_PURPOSE_DIAL_GATE\x10\x02\x12\x1e\n\x1a\x45VALUATION_PURPOSE_WHAT_IF\x10\x03*\xcb\x01\n\x0b\x43\x61llOutcome\x12\x1c\n\x18\x43\x41LL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41LL_OUTCOME_NOT_PLACED\x10\x01\x12\x1a\n\x16\x43\x41LL_OUTCOME_COMPLETED\x10\x02\x12\x15\n\x11\x43\x41LL_OUTCOME_BUSY\x10\x03\x12\x1a\n\x16\x43\x41LL_OUTCOME_NO_ANSWER\x10\x04\x12\x17\n\x13\x43\x41LL_OUTCOME_FAILED\x10\x05\x12\x19\n\x15\x43\x41LL_OUTCOME_CANCELED\x10\x06\x32\xcb\x08\n\x11\x43omplianceService\x12G\n\x08\x45valuate\x12\x1c.leadflow.v1.EvaluateRequest\x1a\x1d.leadflow.v1.EvaluateResponse\x12P\n\x0bReserveCall\x12\x1f.leadflow.v1.ReserveCallRequest\x1a .leadflow.v1.ReserveCallResponse\x12M\n\nSettleCall\x12\x1e.leadflow.v1.SettleCallRequest\x1a\x1f.leadflow.v1.SettleCallResponse\x12k\n\x14RecordContactAttempt\x12(.leadflow.v1.RecordContactAttemptRequest\x1a).leadflow.v1.RecordContactAttemptResponse\x12V\n\rRecordConsent\x12!.leadflow.v1.RecordConsentRequest\x1a\".leadflow.v1.RecordConsentResponse\x12V\n\rRevokeConsent\x12!.leadflow.v1.RevokeConsentRequest\x1a\".leadflow.v1.RevokeConsentResponse\x12S\n\x0c\x41\x64\x64\x44oNotCall\x12 .leadflow.v1.AddDoNotCallRequest\x1a!.leadflow.v1.AddDoNotCallResponse\x12\\\n\x0fRemoveDoNotCall\x12#.leadflow.v1.RemoveDoNotCallRequest\x1a$.leadflow.v1.RemoveDoNotCallResponse\x12\x62\n\x11ImportDncRegistry\x12#.leadflow.v1.ImportDncRegistryChunk\x1a&.leadflow.v1.ImportDncRegistryResponse(\x01\x12_\n\x10SetEmergencyStop\x12$.leadflow.v1.SetEmergencyStopRequest\x1a%.leadflow.v1.SetEmergencyStopResponse\x12\x65\n\x12\x43learEmergencyStop\x12&.leadflow.v1.ClearEmergencyStopRequest\x1a\'.leadflow.v1.ClearEmergencyStopResponse\x12P\n\x0e\x45xportAuditLog\x12\".leadflow.v1.ExportAuditLogRequest\x1a\x18.leadflow.v1.AuditRecord0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cleadflow/v1/compliance.proto\x12\x0bleadflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17leadflow/v1/batch.proto\x1a\x1aleadflow/v1/decision.proto\x1a\x16leadflow/v1/lead.proto\"\xa3\x01\n\x0f\x45valuateRequest\x12\x1f\n\x04lead\x18\x01 \x01(\x0b\x32\x11.leadflow.v1.Lead\x12/\n\x0b\x65valuate_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07purpose\x18\x03 \x01(\x0e\x32\x1e.leadflow.v1.EvaluationPurpose\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\";\n\x10\x45valuateResponse\x12\'\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x15.leadflow.v1.Decision\"\x96\x01\n\x12ReserveCallRequest\x12\x1f\n\x04lead\x18\x01 \x01(\x0b\x32\x11.leadflow.v1.Lead\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x1a\n\x12\x65stimated_cost_usd\x18\x03 \x01(\t\x12/\n\x0b\x65valuate_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x13ReserveCallResponse\x12\'\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x15.leadflow.v1.Decision\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\"\xc0\x01\n\x11SettleCallRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12)\n\x07outcome\x18\x03 \x01(\x0e\x32\x18.leadflow.v1.CallOutcome\x12\x17\n\x0f\x61\x63tual_cost_usd\x18\x04 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x05 \x01(\r\x12\x12\n\ntranscript\x18\x06 \x01(\t\x12\x11\n\topted_out\x18\x07 \x01(\x08\">\n\x12SettleCallResponse\x12\x0f\n\x07settled\x18\x01 \x01(\x08\x12\x17\n\x0f\x63onsent_revoked\x18\x02 \x01(\x08\"\x8b\x01\n\x1bRecordContactAttemptRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nphone_e164\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ontent\x18\x05 \x01(\t\"7\n\x1cRecordContactAttemptResponse\x12\x17\n\x0f\x63onsent_revoked\x18\x01 \x01(\x08\"y\n\x14RecordConsentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nphone_e164\x18\x02 \x01(\t\x12.\n\x08\x65vidence\x18\x03 \x01(\x0b\x32\x1c.leadflow.v1.ConsentEvidence\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"+\n\x15RecordConsentResponse\x12\x12\n\nconsent_id\x18\x01 \x01(\t\"h\n\x14RevokeConsentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nphone_e164\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\"G\n\x15RevokeConsentResponse\x12.\n\nrevoked_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x13\x41\x64\x64\x44oNotCallRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nphone_e164\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"%\n\x14\x41\x64\x64\x44oNotCallResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x08\"K\n\x16RemoveDoNotCallRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nphone_e164\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"*\n\x17RemoveDoNotCallResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"7\n\x16ImportDncRegistryChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"e\n\x19ImportDncRegistryResponse\x12\x16\n\x0enumbers_loaded\x18\x01 \x01(\x04\x12\x16\n\x0elines_rejected\x18\x02 \x01(\x04\x12\x18\n\x10registry_version\x18\x03 \x01(\t\"b\n\x17SetEmergencyStopRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"E\n\x18SetEmergencyStopResponse\x12)\n\x05until\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x19\x43learEmergencyStopRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\"\x1c\n\x1a\x43learEmergencyStopResponse\"y\n\x15\x45xportAuditLogRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdc\x01\n\x0b\x41uditRecord\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0f\n\x07lead_id\x18\x06 \x01(\t\x12\x14\n\x0csubject_hash\x18\x07 \x01(\t\x12\'\n\x08\x64\x65\x63ision\x18\x08 \x01(\x0b\x32\x15.leadflow.v1.Decision\x12\x13\n\x0b\x64\x65tail_json\x18\t \x01(\t\"F\n\x14\x45valuateBatchRequest\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.leadflow.v1.EvaluateRequest\"|\n\x13\x45valuateBatchResult\x12\x31\n\x08response\x18\x01 \x01(\x0b\x32\x1d.leadflow.v1.EvaluateResponseH\x00\x12\'\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x16.leadflow.v1.ItemErrorH\x00\x42\t\n\x07outcome\"J\n\x15\x45valuateBatchResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .leadflow.v1.EvaluateBatchResult*\x98\x01\n\x11\x45valuationPurpose\x12\"\n\x1e\x45VALUATION_PURPOSE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45VALUATION_PURPOSE_INGEST\x10\x01\x12 \n\x1c\x45VALUATION_PURPOSE_DIAL_GATE\x10\x02\x12\x1e\n\x1a\x45VALUATION_PURPOSE_WHAT_IF\x10\x03*\xcb\x01\n\x0b\x43\x61llOutcome\x12\x1c\n\x18\x43\x41LL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41LL_OUTCOME_NOT_PLACED\x10\x01\x12\x1a\n\x16\x43\x41LL_OUTCOME_COMPLETED\x10\x02\x12\x15\n\x11\x43\x41LL_OUTCOME_BUSY\x10\x03\x12\x1a\n\x16\x43\x41LL_OUTCOME_NO_ANSWER\x10\x04\x12\x17\n\x13\x43\x41LL_OUTCOME_FAILED\x10\x05\x12\x19\n\x15\x43\x41LL_OUTCOME_CANCELED\x10\x06\x32\xa3\t\n\x11\x43omplianceService\x12G\n\x08\x45valuate\x12\x1c.leadflow.v1.EvaluateRequest\x1a\x1d.leadflow.v1.EvaluateResponse\x12V\n\rEvaluateBatch\x12!.leadflow.v1.EvaluateBatchRequest\x1a\".leadflow.v1.EvaluateBatchResponse\x12P\n\x0bReserveCall\x12\x1f.leadflow.v1.ReserveCallRequest\x1a .leadflow.v1.ReserveCallResponse\x12M\n\nSettleCall\x12\x1e.leadflow.v1.SettleCallRequest\x1a\x1f.leadflow.v1.SettleCallResponse\x12k\n\x14RecordContactAttempt\x12(.leadflow.v1.RecordContactAttemptRequest\x1a).leadflow.v1.RecordContactAttemptResponse\x12V\n\rRecordConsent\x12!.leadflow.v1.RecordConsentRequest\x1a\".leadflow.v1.RecordConsentResponse\x12V\n\rRevokeConsent\x12!.leadflow.v1.RevokeConsentRequest\x1a\".leadflow.v1.RevokeConsentResponse\x12S\n\x0c\x41\x64\x64\x44oNotCall\x12 .leadflow.v1.AddDoNotCallRequest\x1a!.leadflow.v1.AddDoNotCallResponse\x12\\\n\x0fRemoveDoNotCall\x12#.leadflow.v1.RemoveDoNotCallRequest\x1a$.leadflow.v1.RemoveDoNotCallResponse\x12\x62\n\x11ImportDncRegistry\x12#.leadflow.v1.ImportDncRegistryChunk\x1a&.leadflow.v1.ImportDncRegistryResponse(\x01\x12_\n\x10SetEmergencyStop\x12$.leadflow.v1.SetEmergencyStopRequest\x1a%.leadflow.v1.SetEmergencyStopResponse\x12\x65\n\x12\x43learEmergencyStop\x12&.leadflow.v1.ClearEmergencyStopRequest\x1a\'.leadflow.v1.ClearEmergencyStopResponse\x12P\n\x0e\x45xportAuditLog\x12\".leadflow.v1.ExportAuditLogRequest\x1a\x18.leadflow.v1.AuditRecord0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'leadflow.v1.compliance_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVALUATIONPURPOSE']._serialized_start=2421
-  _globals['_EVALUATIONPURPOSE']._serialized_end=2573
-  _globals['_CALLOUTCOME']._serialized_start=2576
-  _globals['_CALLOUTCOME']._serialized_end=2779
-  _globals['_EVALUATEREQUEST']._serialized_start=131
-  _globals['_EVALUATEREQUEST']._serialized_end=294
-  _globals['_EVALUATERESPONSE']._serialized_start=296
-  _globals['_EVALUATERESPONSE']._serialized_end=355
-  _globals['_RESERVECALLREQUEST']._serialized_start=358
-  _globals['_RESERVECALLREQUEST']._serialized_end=508
-  _globals['_RESERVECALLRESPONSE']._serialized_start=510
-  _globals['_RESERVECALLRESPONSE']._serialized_end=596
-  _globals['_SETTLECALLREQUEST']._serialized_start=599
-  _globals['_SETTLECALLREQUEST']._serialized_end=791
-  _globals['_SETTLECALLRESPONSE']._serialized_start=793
-  _globals['_SETTLECALLRESPONSE']._serialized_end=855
-  _globals['_RECORDCONTACTATTEMPTREQUEST']._serialized_start=858
-  _globals['_RECORDCONTACTATTEMPTREQUEST']._serialized_end=997
-  _globals['_RECORDCONTACTATTEMPTRESPONSE']._serialized_start=999
-  _globals['_RECORDCONTACTATTEMPTRESPONSE']._serialized_end=1054
-  _globals['_RECORDCONSENTREQUEST']._serialized_start=1056
-  _globals['_RECORDCONSENTREQUEST']._serialized_end=1177
-  _globals['_RECORDCONSENTRESPONSE']._serialized_start=1179
-  _globals['_RECORDCONSENTRESPONSE']._serialized_end=1222
-  _globals['_REVOKECONSENTREQUEST']._serialized_start=1224
-  _globals['_REVOKECONSENTREQUEST']._serialized_end=1328
-  _globals['_REVOKECONSENTRESPONSE']._serialized_start=1330
-  _globals['_REVOKECONSENTRESPONSE']._serialized_end=1401
-  _globals['_ADDDONOTCALLREQUEST']._serialized_start=1403
-  _globals['_ADDDONOTCALLREQUEST']._serialized_end=1491
-  _globals['_ADDDONOTCALLRESPONSE']._serialized_start=1493
-  _globals['_ADDDONOTCALLRESPONSE']._serialized_end=1530
-  _globals['_REMOVEDONOTCALLREQUEST']._serialized_start=1532
-  _globals['_REMOVEDONOTCALLREQUEST']._serialized_end=1607
-  _globals['_REMOVEDONOTCALLRESPONSE']._serialized_start=1609
-  _globals['_REMOVEDONOTCALLRESPONSE']._serialized_end=1651
-  _globals['_IMPORTDNCREGISTRYCHUNK']._serialized_start=1653
-  _globals['_IMPORTDNCREGISTRYCHUNK']._serialized_end=1708
-  _globals['_IMPORTDNCREGISTRYRESPONSE']._serialized_start=1710
-  _globals['_IMPORTDNCREGISTRYRESPONSE']._serialized_end=1811
-  _globals['_SETEMERGENCYSTOPREQUEST']._serialized_start=1813
-  _globals['_SETEMERGENCYSTOPREQUEST']._serialized_end=1911
-  _globals['_SETEMERGENCYSTOPRESPONSE']._serialized_start=1913
-  _globals['_SETEMERGENCYSTOPRESPONSE']._serialized_end=1982
-  _globals['_CLEAREMERGENCYSTOPREQUEST']._serialized_start=1984
-  _globals['_CLEAREMERGENCYSTOPREQUEST']._serialized_end=2042
-  _globals['_CLEAREMERGENCYSTOPRESPONSE']._serialized_start=2044
-  _globals['_CLEAREMERGENCYSTOPRESPONSE']._serialized_end=2072
-  _globals['_EXPORTAUDITLOGREQUEST']._serialized_start=2074
-  _globals['_EXPORTAUDITLOGREQUEST']._serialized_end=2195
-  _globals['_AUDITRECORD']._serialized_start=2198
-  _globals['_AUDITRECORD']._serialized_end=2418
-  _globals['_COMPLIANCESERVICE']._serialized_start=2782
-  _globals['_COMPLIANCESERVICE']._serialized_end=3881
+  _globals['_EVALUATIONPURPOSE']._serialized_start=2720
+  _globals['_EVALUATIONPURPOSE']._serialized_end=2872
+  _globals['_CALLOUTCOME']._serialized_start=2875
+  _globals['_CALLOUTCOME']._serialized_end=3078
+  _globals['_EVALUATEREQUEST']._serialized_start=156
+  _globals['_EVALUATEREQUEST']._serialized_end=319
+  _globals['_EVALUATERESPONSE']._serialized_start=321
+  _globals['_EVALUATERESPONSE']._serialized_end=380
+  _globals['_RESERVECALLREQUEST']._serialized_start=383
+  _globals['_RESERVECALLREQUEST']._serialized_end=533
+  _globals['_RESERVECALLRESPONSE']._serialized_start=535
+  _globals['_RESERVECALLRESPONSE']._serialized_end=621
+  _globals['_SETTLECALLREQUEST']._serialized_start=624
+  _globals['_SETTLECALLREQUEST']._serialized_end=816
+  _globals['_SETTLECALLRESPONSE']._serialized_start=818
+  _globals['_SETTLECALLRESPONSE']._serialized_end=880
+  _globals['_RECORDCONTACTATTEMPTREQUEST']._serialized_start=883
+  _globals['_RECORDCONTACTATTEMPTREQUEST']._serialized_end=1022
+  _globals['_RECORDCONTACTATTEMPTRESPONSE']._serialized_start=1024
+  _globals['_RECORDCONTACTATTEMPTRESPONSE']._serialized_end=1079
+  _globals['_RECORDCONSENTREQUEST']._serialized_start=1081
+  _globals['_RECORDCONSENTREQUEST']._serialized_end=1202
+  _globals['_RECORDCONSENTRESPONSE']._serialized_start=1204
+  _globals['_RECORDCONSENTRESPONSE']._serialized_end=1247
+  _globals['_REVOKECONSENTREQUEST']._serialized_start=1249
+  _globals['_REVOKECONSENTREQUEST']._serialized_end=1353
+  _globals['_REVOKECONSENTRESPONSE']._serialized_start=1355
+  _globals['_REVOKECONSENTRESPONSE']._serialized_end=1426
+  _globals['_ADDDONOTCALLREQUEST']._serialized_start=1428
+  _globals['_ADDDONOTCALLREQUEST']._serialized_end=1516
+  _globals['_ADDDONOTCALLRESPONSE']._serialized_start=1518
+  _globals['_ADDDONOTCALLRESPONSE']._serialized_end=1555
+  _globals['_REMOVEDONOTCALLREQUEST']._serialized_start=1557
+  _globals['_REMOVEDONOTCALLREQUEST']._serialized_end=1632
+  _globals['_REMOVEDONOTCALLRESPONSE']._serialized_start=1634
+  _globals['_REMOVEDONOTCALLRESPONSE']._serialized_end=1676
+  _globals['_IMPORTDNCREGISTRYCHUNK']._serialized_start=1678
+  _globals['_IMPORTDNCREGISTRYCHUNK']._serialized_end=1733
+  _globals['_IMPORTDNCREGISTRYRESPONSE']._serialized_start=1735
+  _globals['_IMPORTDNCREGISTRYRESPONSE']._serialized_end=1836
+  _globals['_SETEMERGENCYSTOPREQUEST']._serialized_start=1838
+  _globals['_SETEMERGENCYSTOPREQUEST']._serialized_end=1936
+  _globals['_SETEMERGENCYSTOPRESPONSE']._serialized_start=1938
+  _globals['_SETEMERGENCYSTOPRESPONSE']._serialized_end=2007
+  _globals['_CLEAREMERGENCYSTOPREQUEST']._serialized_start=2009
+  _globals['_CLEAREMERGENCYSTOPREQUEST']._serialized_end=2067
+  _globals['_CLEAREMERGENCYSTOPRESPONSE']._serialized_start=2069
+  _globals['_CLEAREMERGENCYSTOPRESPONSE']._serialized_end=2097
+  _globals['_EXPORTAUDITLOGREQUEST']._serialized_start=2099
+  _globals['_EXPORTAUDITLOGREQUEST']._serialized_end=2220
+  _globals['_AUDITRECORD']._serialized_start=2223
+  _globals['_AUDITRECORD']._serialized_end=2443
+  _globals['_EVALUATEBATCHREQUEST']._serialized_start=2445
+  _globals['_EVALUATEBATCHREQUEST']._serialized_end=2515
+  _globals['_EVALUATEBATCHRESULT']._serialized_start=2517
+  _globals['_EVALUATEBATCHRESULT']._serialized_end=2641
+  _globals['_EVALUATEBATCHRESPONSE']._serialized_start=2643
+  _globals['_EVALUATEBATCHRESPONSE']._serialized_end=2717
+  _globals['_COMPLIANCESERVICE']._serialized_start=3081
+  _globals['_COMPLIANCESERVICE']._serialized_end=4268
 # @@protoc_insertion_point(module_scope)

@@ -76,6 +76,8 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         settings.gateway_rpc_timeout_seconds,
         settings.source_cache_seconds,
         settings.retry_after_seconds,
+        settings.gateway_batch_max_size,
+        settings.gateway_batch_delay_ms / 1000,
     )
     limiter = RateLimiter(
         aioredis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0),

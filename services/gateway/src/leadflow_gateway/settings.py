@@ -13,6 +13,10 @@ class GatewaySettings(CommonSettings):
     # uvicorn's event loop and HTTP parser: uvloop and httptools are the C implementations.
     gateway_loop: Literal["uvloop", "asyncio", "auto"] = "uvloop"
     gateway_http: Literal["httptools", "h11", "auto"] = "httptools"
+    # Concurrent leads share one EvaluateBatch and one SubmitLeads call: a batch goes when it has
+    # this many leads or its first lead has waited this long.
+    gateway_batch_max_size: int = 64
+    gateway_batch_delay_ms: float = 2.0
     # Deadline of each RPC to compliance and dispatcher.
     gateway_rpc_timeout_seconds: float = 5.0
     # Source configs and API keys are cached this long; changes take at most this to apply.

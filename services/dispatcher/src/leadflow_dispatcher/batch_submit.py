@@ -1,0 +1,112 @@
+"""SubmitLeads: store a whole batch of leads in ONE transaction (one commit, one WAL flush).
+
+- The advisory locks of every person in the batch are taken first, in one statement and in
+  key order, so two batches about the same people queue instead of deadlocking.
+- Each lead runs the single-lead code (duplicate lookup, insert with decision, timeline and
+  outbox jobs) inside its own SAVEPOINT: a lead that fails is rolled back alone and answered
+  with its own error; a duplicate within the batch finds the lead stored a moment earlier in
+  the same transaction, so it collapses to that lead.
+- The batch commits before anyone is answered; when the commit fails, the call fails and none
+  of the batch is stored (the gateway answers each sender 503).
+- On SQLite (local development) every lead keeps its own transaction, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from leadflow.v1 import decision_pb2, lead_pb2
+from leadflow_dispatcher import scheduling
+from leadflow_dispatcher.leads import LeadStore, SubmitResult
+from leadflow_dispatcher.persons import PersonKeys
+from leadflow_dispatcher.policies import PolicyView
+
+
+@dataclass(frozen=True)
+class Submission:
+    lead: lead_pb2.Lead
+    decision: decision_pb2.Decision
+    keys: PersonKeys
+    policy: PolicyView
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The deployment's settings every submission uses."""
+
+    deployment_delays: dict[str, int]
+    request_id: str
+    join_window_seconds: float
+    horizon_seconds: float
+    lease_seconds: float
+
+
+class ItemFailed(Exception):
+    """One lead of the batch could not be stored; the others are unaffected."""
+
+
+def submit_many(store: LeadStore, items: list[Submission], limits: Limits) -> list[SubmitResult | ItemFailed]:
+    if not store.postgres:
+        return [_alone(store, item, limits) for item in items]
+    results: list[SubmitResult | ItemFailed] = []
+    with store.sessions.begin() as s:
+        lock_ids = sorted({item.keys.lock_id() for item in items if item.keys.any})
+        if lock_ids:
+            s.execute(
+                sa.text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:ks AS bigint[])) AS k"),
+                {"ks": lock_ids},
+            )
+        for item in items:
+            source = scheduling.source_name(item.lead.source)
+            try:
+                with s.begin_nested():
+                    existing = store._find_duplicate(s, item.lead, source)
+                    if existing is not None:
+                        results.append(store._duplicate_result(existing))
+                        continue
+                    result = store._insert_lead(
+                        s,
+                        item.lead,
+                        item.decision,
+                        item.keys,
+                        item.policy,
+                        limits.deployment_delays,
+                        limits.request_id,
+                        limits.join_window_seconds,
+                        limits.horizon_seconds,
+                        limits.lease_seconds,
+                    )
+                    s.flush()
+                results.append(result)
+            except IntegrityError:
+                # A concurrent batch stored the same lead first (its commit ended our wait on
+                # the unique index): answer as a duplicate of it.
+                existing = store._find_duplicate(s, item.lead, source)
+                results.append(
+                    store._duplicate_result(existing)
+                    if existing is not None
+                    else ItemFailed("the lead conflicts with a stored one")
+                )
+            except (ValueError, TypeError, KeyError) as err:  # this lead's own data
+                results.append(ItemFailed(f"the lead could not be stored: {type(err).__name__}"))
+    return results
+
+
+def _alone(store: LeadStore, item: Submission, limits: Limits) -> SubmitResult | ItemFailed:
+    try:
+        return store.submit(
+            item.lead,
+            item.decision,
+            item.keys,
+            item.policy,
+            limits.deployment_delays,
+            limits.request_id,
+            limits.join_window_seconds,
+            limits.horizon_seconds,
+            limits.lease_seconds,
+        )
+    except (ValueError, TypeError, KeyError) as err:
+        return ItemFailed(f"the lead could not be stored: {type(err).__name__}")
