@@ -212,6 +212,8 @@ class ConsentEvidence(_message.Message):
     TRUSTEDFORM_CERT_URL_FIELD_NUMBER: _builtins.int
     JORNAYA_LEADID_FIELD_NUMBER: _builtins.int
     SELLER_FIELD_NUMBER: _builtins.int
+    DISCLOSURE_VERSION_FIELD_NUMBER: _builtins.int
+    FORM_SUBMISSION_ID_FIELD_NUMBER: _builtins.int
     granted: _builtins.bool
     """The consent checkbox (or equivalent) was ticked."""
     disclosure_text: _builtins.str
@@ -222,6 +224,10 @@ class ConsentEvidence(_message.Message):
     jornaya_leadid: _builtins.str
     seller: _builtins.str
     """Seller the consent names; empty means the tenant itself."""
+    disclosure_version: _builtins.str
+    """Version id of the disclosure shown, when the text itself is kept elsewhere."""
+    form_submission_id: _builtins.str
+    """Id of the stored form submission that carried the consent (web forms)."""
     @_builtins.property
     def consented_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -236,10 +242,12 @@ class ConsentEvidence(_message.Message):
         trustedform_cert_url: _builtins.str = ...,
         jornaya_leadid: _builtins.str = ...,
         seller: _builtins.str = ...,
+        disclosure_version: _builtins.str = ...,
+        form_submission_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["consented_at", b"consented_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consented_at", b"consented_at", "disclosure_text", b"disclosure_text", "granted", b"granted", "ip", b"ip", "jornaya_leadid", b"jornaya_leadid", "page_url", b"page_url", "seller", b"seller", "trustedform_cert_url", b"trustedform_cert_url", "user_agent", b"user_agent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consented_at", b"consented_at", "disclosure_text", b"disclosure_text", "disclosure_version", b"disclosure_version", "form_submission_id", b"form_submission_id", "granted", b"granted", "ip", b"ip", "jornaya_leadid", b"jornaya_leadid", "page_url", b"page_url", "seller", b"seller", "trustedform_cert_url", b"trustedform_cert_url", "user_agent", b"user_agent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,6 +4,7 @@ and a tenant change reaches the very next batch."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,9 @@ from leadflow.v1 import (
     tenants_pb2_grpc,
 )
 from leadflow_core.db import normalise_url
+from leadflow_core.grpc_clients import channel
 from leadflow_core.grpc_errors import field_violations
+from leadflow_core.testing import ServiceProcess, python_module, service_env, wait_for
 from leadflow_core.timestamps import to_proto
 from services.compliance.tests.conftest import make_tenant
 
@@ -41,7 +44,11 @@ def _lead(tenant: str, phone: str, consent: bool, is_test: bool) -> lead_pb2.Lea
         is_test=is_test,
         contact=lead_pb2.Contact(phone=lead_pb2.Phone(e164=phone)),
         consent=lead_pb2.ConsentEvidence(
-            granted=consent, disclosure_text="I agree to be called", consented_at=to_proto(CONSENTED)
+            granted=consent,
+            disclosure_text="I agree to be called",
+            consented_at=to_proto(CONSENTED),
+            seller=tenant,
+            form_submission_id=f"sub-{phone}",
         ),
     )
 
@@ -163,3 +170,48 @@ def test_a_pause_and_a_resume_reach_the_next_batch(
     assert "tenant.paused" in rules()  # no stale window: the change went through this process
     admin.SetPaused(tenants_pb2.SetPausedRequest(name=tenant, paused=False))
     assert "tenant.paused" not in rules()
+
+
+@pytest.fixture(scope="module")
+def second_compliance(
+    database_url: str, redis_url: str, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[compliance_pb2_grpc.ComplianceServiceStub]:
+    """Another compliance process on the same database that would keep tenants for an hour
+    if nobody told it about changes."""
+    env = service_env(
+        database_url,
+        redis_url,
+        redis_prefix,
+        {"LEADFLOW_COMPLIANCE_ADDR": "127.0.0.1:0", "LEADFLOW_TENANT_CACHE_SECONDS": "3600"},
+    )
+    proc = ServiceProcess(
+        "compliance-b", python_module("leadflow_compliance"), env, tmp_path_factory.mktemp("b")
+    )
+    proc.start()
+    ch = channel(proc.addr, default_timeout=30.0)
+    try:
+        yield compliance_pb2_grpc.ComplianceServiceStub(ch)
+    finally:
+        ch.close()
+        proc.stop()
+
+
+def test_a_change_made_through_another_process_reaches_this_ones_next_batch(
+    second_compliance: compliance_pb2_grpc.ComplianceServiceStub,
+    admin: tenants_pb2_grpc.TenantAdminServiceStub,
+) -> None:
+    tenant = make_tenant(admin).name
+
+    def paused_on_b() -> bool:
+        req = _request(_lead(tenant, "+12125550178", True, False))
+        (result,) = second_compliance.EvaluateBatch(
+            compliance_pb2.EvaluateBatchRequest(requests=[req])
+        ).results
+        return "tenant.paused" in {r.rule_id for r in result.response.decision.reasons}
+
+    assert not paused_on_b()  # B has the tenant cached now, for up to an hour
+    admin.SetPaused(tenants_pb2.SetPausedRequest(name=tenant, paused=True, reason="billing"))  # through A
+    # B hears the NOTIFY within milliseconds; the bound is generous for a loaded CI machine.
+    wait_for(lambda: True if paused_on_b() else None, 10, what="B to see the pause")
+    admin.SetPaused(tenants_pb2.SetPausedRequest(name=tenant, paused=False))
+    wait_for(lambda: True if not paused_on_b() else None, 10, what="B to see the resume")

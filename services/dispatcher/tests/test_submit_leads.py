@@ -68,11 +68,11 @@ slots = st.lists(
         st.booleans(),  # invalid: no tenant
     ),
     min_size=1,
-    max_size=10,
+    max_size=8,
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=slots)
 def test_batch_stores_and_answers_like_one_by_one_calls(
     stub: Stub, batch: list[tuple[int, int, int, int, bool]]

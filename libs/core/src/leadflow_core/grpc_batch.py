@@ -68,7 +68,9 @@ def item_error(status: grpc.Status) -> batch_pb2.ItemError:
     return err
 
 
-def run_item(context: grpc.ServicerContext, fn: Callable[[grpc.ServicerContext], T]) -> T | batch_pb2.ItemError:
+def run_item(
+    context: grpc.ServicerContext, fn: Callable[[grpc.ServicerContext], T]
+) -> T | batch_pb2.ItemError:
     """`fn(item_context)`, or the ItemError it aborted with."""
     try:
         return fn(ItemContext(context))  # type: ignore[arg-type]

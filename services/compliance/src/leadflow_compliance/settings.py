@@ -6,6 +6,9 @@ from leadflow_core.settings import CommonSettings
 
 
 class ComplianceSettings(CommonSettings):
+    # Tenants stay cached this long while the process hears tenant changes (LISTEN/NOTIFY on
+    # PostgreSQL); without that, one second.
+    tenant_cache_seconds: float = 60.0
     # How long a reservation may hold a concurrency slot before it is presumed lost.
     reservation_ttl_seconds: int = 3600
     # How long a paused tenant's or stopped dial is deferred before it is asked about again.

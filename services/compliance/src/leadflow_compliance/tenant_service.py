@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from leadflow.v1 import lead_pb2, tenant_pb2, tenants_pb2, tenants_pb2_grpc
+from leadflow_compliance import recording
 from leadflow_compliance.accounting import Accounts, from_micros
 from leadflow_compliance.decisions import plan_features
 from leadflow_compliance.models import TenantRow
 from leadflow_compliance.repository import Repository
+from leadflow_compliance.tz_database import known_zones
 from leadflow_core import grpc_errors
 from leadflow_core.logs import get_logger
 from leadflow_core.tenant_spec import NAME_RE
@@ -70,14 +72,27 @@ def redact(cfg: tenant_pb2.SourceConfig) -> None:
 
 
 class TenantCache:
-    """Tenants read per evaluation, kept for a second: a pause elsewhere shows within that.
+    """Tenants read per evaluation, cached in this process.
 
-    Writes through this process invalidate at once.
+    Writes through this process drop the entry at once and announce the change (PostgreSQL
+    NOTIFY, see `tenant_changes`); other processes drop it when the notification arrives.
+    While this process is listening for those, entries live `listening_ttl_seconds`; otherwise
+    `ttl_seconds` (a pause elsewhere shows within that).
     """
 
-    def __init__(self, repo: Repository, ttl_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        ttl_seconds: float = 1.0,
+        listening_ttl_seconds: float = 60.0,
+        announce: Callable[[str], None] | None = None,
+        listening: threading.Event | None = None,
+    ) -> None:
         self.repo = repo
         self.ttl = ttl_seconds
+        self.listening_ttl = listening_ttl_seconds
+        self._announce = announce
+        self._listening = listening or threading.Event()
         self._items: dict[str, tuple[float, tenant_pb2.Tenant | None]] = {}
         self._lock = threading.Lock()
 
@@ -87,15 +102,26 @@ class TenantCache:
             hit = self._items.get(name)
         if hit is not None and hit[0] > now:
             return hit[1]
+        ttl = self.listening_ttl if self._listening.is_set() else self.ttl
         row = self.repo.get_tenant(name)
         tenant = row_to_tenant(row) if row is not None else None
         with self._lock:
-            self._items[name] = (now + self.ttl, tenant)
+            self._items[name] = (now + ttl, tenant)
         return tenant
 
-    def invalidate(self, name: str) -> None:
+    def drop(self, name: str | None) -> None:
+        """Forget one tenant, or every tenant (None)."""
         with self._lock:
-            self._items.pop(name, None)
+            if name is None:
+                self._items.clear()
+            else:
+                self._items.pop(name, None)
+
+    def invalidate(self, name: str) -> None:
+        """After a committed change to `name`: here at once, elsewhere by notification."""
+        self.drop(name)
+        if self._announce is not None:
+            self._announce(name)
 
 
 def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
@@ -110,16 +136,22 @@ def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
             grpc_errors.invalid_argument(
                 context, "tenant.budget.daily_usd", "must be decimal dollars, e.g. 100.00"
             )
-    if tenant.policy.fallback_timezone:
-        try:
-            ZoneInfo(tenant.policy.fallback_timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            grpc_errors.invalid_argument(context, "tenant.policy.fallback_timezone", "not an IANA time zone")
+    # The engine reads zones from the pinned tzdata package, so validate against it.
+    if tenant.policy.fallback_timezone and tenant.policy.fallback_timezone not in known_zones():
+        grpc_errors.invalid_argument(context, "tenant.policy.fallback_timezone", "not an IANA time zone")
+    if tenant.policy.recording not in ("", *recording.SETTINGS):
+        grpc_errors.invalid_argument(
+            context, "tenant.policy.recording", f"must be one of {list(recording.SETTINGS)}"
+        )
+    if tenant.policy.revocation_scope not in ("", "all_campaigns", "campaign"):
+        grpc_errors.invalid_argument(
+            context, "tenant.policy.revocation_scope", "must be all_campaigns or campaign"
+        )
     for field in ("window_start", "window_end"):
         value = getattr(tenant.policy, field)
         if value and not _is_hhmm(value):
             grpc_errors.invalid_argument(context, f"tenant.policy.{field}", "must be HH:MM")
-    unknown = set(tenant.sources) - set(SOURCES) - {"calls"}
+    unknown = set(tenant.sources) - set(SOURCES) - {"calls", "sms", "email"}
     if unknown:
         grpc_errors.invalid_argument(context, "tenant.sources", f"unknown source(s) {sorted(unknown)}")
 

@@ -22,6 +22,8 @@ from leadflow_gateway.errors import GatewayError
 from leadflow_gateway.ingest import Gateway
 from leadflow_gateway.meta_graph import MetaGraphClient
 from leadflow_gateway.ratelimit import RateLimiter
+from leadflow_gateway.replies import email as email_replies
+from leadflow_gateway.replies import sms as sms_replies
 from leadflow_gateway.settings import GatewaySettings
 from leadflow_gateway.sources import api, calls, form, google, hubspot, meta, salesforce, shared_secret
 
@@ -218,6 +220,83 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def call_status(tenant: str, request: Request) -> Response:
         return await calls.handle(gw(request), request, tenant)
 
+    @app.post(
+        "/v1/replies/{tenant}/sms",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "TwiML; a <Message> carries the one confirmation text",
+                "content": {"application/xml": {}},
+            },
+            **_ERRORS,
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["MessageSid", "From", "Body"],
+                            "properties": {
+                                "MessageSid": {"type": "string"},
+                                "From": {"type": "string", "description": "the person's number"},
+                                "To": {"type": "string"},
+                                "Body": {"type": "string"},
+                            },
+                        },
+                        "example": {
+                            "MessageSid": "SM123",
+                            "From": "+12125550123",
+                            "To": "+12125550000",
+                            "Body": "STOP",
+                        },
+                    }
+                },
+            },
+            "parameters": [
+                {
+                    "name": "X-Twilio-Signature",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                {"name": "campaign", "in": "query", "required": False, "schema": {"type": "string"}},
+            ],
+        },
+        summary="Incoming text (Twilio Messaging webhook): opt-out replies revoke consent",
+    )
+    async def sms_reply(tenant: str, request: Request) -> Response:
+        return await sms_replies.handle(gw(request), request, tenant)
+
+    @app.post(
+        "/v1/replies/{tenant}/email",
+        responses={200: {"description": "Recorded; says whether it revoked"}, **_ERRORS},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/EmailReply"},
+                        "example": {
+                            "from": "Pat <pat@example.com>",
+                            "subject": "Re: your quote",
+                            "text": "Unsubscribe\n\nOn Mon, ACME <news@acme.example> wrote:\n> ...",
+                            "message_id": "<abc@mail.example.com>",
+                        },
+                    }
+                },
+            },
+            "parameters": [
+                {"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
+                for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
+            ],
+        },
+        summary="Email reply (Standard Webhooks signed): an unsubscribe revokes consent",
+    )
+    async def email_reply(tenant: str, request: Request) -> Response:
+        return await email_replies.handle(gw(request), request, tenant)
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -242,6 +321,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             schemas = components.setdefault("schemas", {})
             schemas.update(lead_schema.pop("$defs", {}))
             schemas["ApiLead"] = lead_schema
+            schemas["EmailReply"] = email_replies.EmailReply.model_json_schema(by_alias=True)
             components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             app.openapi_schema = schema
         return app.openapi_schema

@@ -260,6 +260,31 @@ class Backends:
         except grpc.aio.AioRpcError as err:
             raise self._error(err, "dispatcher") from err
 
+    async def revocation_signal(
+        self, request: compliance_pb2.RevocationSignalRequest
+    ) -> compliance_pb2.RevocationSignalResponse:
+        try:
+            with DEPENDENCY.labels(call="revocation_signal").time():
+                return await self._compliance.RecordRevocationSignal(
+                    request, timeout=self.timeout, metadata=request_metadata()
+                )
+        except grpc.aio.AioRpcError as err:
+            raise self._error(err, "compliance") from err
+
+    async def claim_confirmation(
+        self, tenant: str, revocation_id: str, actor: str
+    ) -> compliance_pb2.ClaimRevocationConfirmationResponse:
+        try:
+            return await self._compliance.ClaimRevocationConfirmation(
+                compliance_pb2.ClaimRevocationConfirmationRequest(
+                    tenant=tenant, revocation_id=revocation_id, actor=actor
+                ),
+                timeout=self.timeout,
+                metadata=request_metadata(),
+            )
+        except grpc.aio.AioRpcError as err:
+            raise self._error(err, "compliance") from err
+
     async def ready(self) -> dict[str, bool]:
         out: dict[str, bool] = {}
         for name, stub in zip(("compliance", "dispatcher"), self._health, strict=True):

@@ -31,6 +31,8 @@ TARGETS = frozenset(
         "consent.trustedform_cert_url",
         "consent.jornaya_leadid",
         "consent.seller",
+        "consent.disclosure_version",
+        "consent.form_submission_id",
     }
 )
 IGNORE = "ignore"
@@ -87,6 +89,8 @@ COMMON_ALIASES: dict[str, str] = {
     "leadid_token": "consent.jornaya_leadid",
     "universal_leadid": "consent.jornaya_leadid",
     "jornaya_leadid": "consent.jornaya_leadid",
+    "disclosure_version": "consent.disclosure_version",
+    "form_submission_id": "consent.form_submission_id",
 }
 
 

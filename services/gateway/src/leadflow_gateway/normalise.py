@@ -46,6 +46,10 @@ class Envelope:
     page_url: str = ""
     # Disclosure text the tenant configured for a form, when the form does not send it.
     disclosure_text: str = ""
+    # Consent evidence a web form supplies itself: the seller it names (the tenant's own form) and
+    # the id of this stored submission (consent_evidence.py in compliance needs one reference).
+    seller: str = ""
+    form_submission_id: str = ""
 
 
 def parse_bool(value: str) -> bool | None:
@@ -220,5 +224,8 @@ def _consent(
     consent.user_agent = (mapped.get("consent.user_agent") or env.user_agent)[:1000]
     consent.trustedform_cert_url = mapped.get("consent.trustedform_cert_url").strip()
     consent.jornaya_leadid = mapped.get("consent.jornaya_leadid").strip()
-    consent.seller = mapped.get("consent.seller").strip()
+    consent.seller = (mapped.get("consent.seller").strip() or env.seller)[:200]
+    consent.disclosure_version = mapped.get("consent.disclosure_version").strip()[:200]
+    submission = mapped.get("consent.form_submission_id").strip() or env.form_submission_id
+    consent.form_submission_id = submission[:200]
     return consent

@@ -40,6 +40,8 @@ class ConsentIn(_In):
     trustedform_cert_url: str = Field("", max_length=2000)
     jornaya_leadid: str = Field("", max_length=64)
     seller: str = Field("", max_length=200)
+    disclosure_version: str = Field("", max_length=200)
+    form_submission_id: str = Field("", max_length=200)
 
 
 class AddressIn(_In):
@@ -95,6 +97,8 @@ def to_mapped(item: ApiLead) -> MappedFields:
             "user_agent",
             "trustedform_cert_url",
             "jornaya_leadid",
+            "disclosure_version",
+            "form_submission_id",
         ):
             mapped.set(f"consent.{name}", getattr(c, name), f"consent.{name}")
         mapped.set("consent.seller", c.seller, "consent.seller")

@@ -3,6 +3,8 @@ honeypot field, CORS for the tenant's allowed origins, consent checkbox with its
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
@@ -84,6 +86,10 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
         mapped = map_fields(items, {}, ctx.config.field_map, skip=(FORM_KEY_FIELD, honeypot_field(ctx)))
         env = envelope(request, tenant, lead_pb2.SOURCE_FORM)
         env.disclosure_text = ctx.option("disclosure_text")
+        # The tenant's own form: it names the tenant unless configured otherwise, and this
+        # submission, stored with the lead, is the consent's evidence reference.
+        env.seller = ctx.option("seller") or tenant
+        env.form_submission_id = "form:" + (env.idempotency_key or uuid.uuid4().hex)
         lead = build_lead(mapped, env, ctx.policy, strict=True)
         answer = stored_answer(await gw.store(lead))
     except GatewayError as err:
