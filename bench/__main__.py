@@ -149,6 +149,10 @@ def _ack(run: Run, kill: bool) -> dict[str, Any]:
     ack.run_wrk(base, reqs, 1, 4, 2)
     ack.write_requests(reqs, base, tenants, a.wrk_requests, a.wrk_threads, tag, first=_lead_counter[0])
     _lead_counter[0] += a.wrk_requests
+    # The ACK path alone: workers would spend the same cores on enrich, CRM sync and dial.
+    workers = run.mesh.processes["workers"]
+    if a.ack_without_workers:
+        workers.stop()
     before = run.snapshot()
     killer = ack.kill_midway(run.mesh.processes, a.seconds / 3) if kill else None
     profilers = [] if kill or a.profile is None else _profile(run, a.profile, a.seconds)
@@ -159,6 +163,8 @@ def _ack(run: Run, kill: bool) -> dict[str, Any]:
         prof.wait(60)
     time.sleep(1.0)  # the work counters are written twice a second
     after = run.snapshot()
+    if a.ack_without_workers:
+        workers.start(wait_port=False)
     seconds = res.summary["duration_us"] / 1e6
     out: dict[str, Any] = {
         "connections": a.wrk_connections,
@@ -398,6 +404,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--emergencies", type=int, default=50)
     parser.add_argument("--backlog", type=int, default=10_000)
     parser.add_argument("--dial-timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--ack-with-workers",
+        dest="ack_without_workers",
+        action="store_false",
+        help="keep the workers running during the ACK stages (by default they are stopped)",
+    )
     parser.add_argument("--profile", type=Path, help="py-spy the services during `ack` into this directory")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "var" / "bench" / "results.json")
     return parser.parse_args()
