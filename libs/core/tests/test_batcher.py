@@ -106,3 +106,25 @@ async def test_close_flushes_what_waits() -> None:
 def test_max_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_size"):
         MicroBatcher(Recorder().flush, max_size=0)
+
+
+async def test_items_wait_for_a_free_slot_and_leave_together() -> None:
+    batches: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def flush(items: list[int]) -> Sequence[int | BaseException]:
+        batches.append(list(items))
+        if len(batches) == 1:
+            await release.wait()
+        return items
+
+    batcher = MicroBatcher(flush, max_size=4, max_delay_seconds=0.001, max_in_flight=1)
+    first = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0.02)  # the first batch is running and holds the only slot
+    later = [asyncio.create_task(batcher.submit(i)) for i in range(1, 7)]
+    await asyncio.sleep(0.02)
+    assert batches == [[0]]  # nothing else left while the slot was taken
+    release.set()
+    assert await first == 0
+    assert [await t for t in later] == [1, 2, 3, 4, 5, 6]
+    assert batches == [[0], [1, 2, 3, 4], [5, 6]]  # grouped, and never over max_size

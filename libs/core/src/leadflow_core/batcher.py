@@ -20,12 +20,19 @@ Flush = Callable[[list[T]], Awaitable[Sequence[R | BaseException]]]
 
 
 class MicroBatcher(Generic[T, R]):
-    def __init__(self, flush: Flush[T, R], max_size: int = 64, max_delay_seconds: float = 0.002) -> None:
+    """`max_in_flight` (0 = no limit) caps the batches running at once: while that many run,
+    new items wait and leave together when one finishes, so batches grow with the load instead
+    of every item paying its own call when the service is slow."""
+
+    def __init__(
+        self, flush: Flush[T, R], max_size: int = 64, max_delay_seconds: float = 0.002, max_in_flight: int = 0
+    ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self._flush = flush
         self.max_size = max_size
         self.max_delay = max_delay_seconds
+        self.max_in_flight = max_in_flight
         self._items: list[T] = []
         self._futures: list[asyncio.Future[R]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -46,13 +53,19 @@ class MicroBatcher(Generic[T, R]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._items:
-            return
-        items, futures = self._items, self._futures
-        self._items, self._futures = [], []
-        task = asyncio.get_running_loop().create_task(self._run(items, futures))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        while self._items:
+            if self.max_in_flight and len(self._running) >= self.max_in_flight:
+                return  # the next batch to finish sends what waits
+            items, futures = self._items[: self.max_size], self._futures[: self.max_size]
+            del self._items[: self.max_size], self._futures[: self.max_size]
+            task = asyncio.get_running_loop().create_task(self._run(items, futures))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if self._items and self._timer is None:
+            self._start_flush()
 
     async def _run(self, items: list[T], futures: list[asyncio.Future[R]]) -> None:
         try:

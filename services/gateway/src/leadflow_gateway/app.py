@@ -80,6 +80,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         settings.retry_after_seconds,
         settings.gateway_batch_max_size,
         settings.gateway_batch_delay_ms / 1000,
+        settings.gateway_batch_max_in_flight,
     )
     limiter = RateLimiter(
         aioredis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0),

@@ -110,6 +110,7 @@ class Backends:
         retry_after: int,
         batch_max_size: int = 64,
         batch_delay_seconds: float = 0.002,
+        batch_max_in_flight: int = 0,
     ) -> None:
         self._compliance_channel = aio_channel(compliance_addr)
         self._dispatcher_channel = aio_channel(dispatcher_addr)
@@ -135,6 +136,7 @@ class Backends:
             self._error,
             batch_max_size,
             batch_delay_seconds,
+            batch_max_in_flight,
         )
 
     async def close(self) -> None:

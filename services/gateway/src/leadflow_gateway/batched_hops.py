@@ -43,6 +43,7 @@ class BatchedHops:
         rpc_error: Callable[[grpc.aio.AioRpcError, str], GatewayError],
         max_size: int,
         max_delay_seconds: float,
+        max_in_flight: int = 0,
     ) -> None:
         self._compliance = compliance
         self._dispatcher = dispatcher
@@ -50,7 +51,7 @@ class BatchedHops:
         self._error_of = error_of
         self._rpc_error = rpc_error
         self._evaluations: MicroBatcher[compliance_pb2.EvaluateRequest, decision_pb2.Decision] = MicroBatcher(
-            self._evaluate_batch, max_size, max_delay_seconds
+            self._evaluate_batch, max_size, max_delay_seconds, max_in_flight
         )
         self._submissions: MicroBatcher[
             dispatcher_pb2.SubmitLeadRequest, dispatcher_pb2.SubmitLeadResponse

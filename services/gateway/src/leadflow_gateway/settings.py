@@ -17,6 +17,9 @@ class GatewaySettings(CommonSettings):
     # this many leads or its first lead has waited this long.
     gateway_batch_max_size: int = 64
     gateway_batch_delay_ms: float = 2.0
+    # Batch calls per hop running at once (0 = no limit); later leads wait for one to finish and
+    # go together, so batches grow with the load.
+    gateway_batch_max_in_flight: int = 2
     # Deadline of each RPC to compliance and dispatcher.
     gateway_rpc_timeout_seconds: float = 5.0
     # Source configs and API keys are cached this long; changes take at most this to apply.
