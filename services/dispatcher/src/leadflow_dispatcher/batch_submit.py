@@ -20,8 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadflow.v1 import decision_pb2, lead_pb2
+from leadflow_core.clock import now as utcnow
 from leadflow_dispatcher import scheduling
-from leadflow_dispatcher.leads import LeadStore, SubmitResult
+from leadflow_dispatcher.leads import LeadStore
+from leadflow_dispatcher.person_order import SubmitResult
 from leadflow_dispatcher.persons import PersonKeys
 from leadflow_dispatcher.policies import PolicyView
 
@@ -73,7 +75,7 @@ def _store_batch(
 ) -> list[SubmitResult | ItemFailed]:
     results: list[SubmitResult | ItemFailed] = []
     with store.sessions.begin() as s:
-        lock_ids = sorted({item.keys.lock_id() for item in items if item.keys.any})
+        lock_ids = sorted({k for item in items if item.keys.any for k in item.keys.lock_ids()})
         if lock_ids:
             s.execute(
                 sa.text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:ks AS bigint[])) AS k"),
@@ -106,21 +108,28 @@ def _store_batch(
 
 
 def _store_one(store: LeadStore, s: Session, item: Submission, limits: Limits) -> SubmitResult:
-    existing = store._find_duplicate(s, item.lead, scheduling.source_name(item.lead.source))
+    """The single-lead path of `LeadStore.submit`, inside the batch's transaction (whose
+    advisory locks on every person of the batch are already held)."""
+    source = scheduling.source_name(item.lead.source)
+    existing = store._find_duplicate(s, item.lead, source)
     if existing is not None:
         return store._duplicate_result(existing)
-    result = store._insert_lead(
-        s,
-        item.lead,
-        item.decision,
-        item.keys,
-        item.policy,
-        limits.deployment_delays,
-        limits.request_id,
-        limits.join_window_seconds,
-        limits.horizon_seconds,
-        limits.lease_seconds,
-    )
+    target = store._merge_target(s, item.lead, item.keys, utcnow(), item.policy.merge_window_seconds)
+    if target is not None:
+        result = store._merge_into(s, target, item.lead, item.keys, source, limits.request_id, utcnow())
+    else:
+        result = store._insert_lead(
+            s,
+            item.lead,
+            item.decision,
+            item.keys,
+            item.policy,
+            limits.deployment_delays,
+            limits.request_id,
+            limits.join_window_seconds,
+            limits.horizon_seconds,
+            limits.lease_seconds,
+        )
     s.flush()
     return result
 

@@ -6,6 +6,13 @@ Contract (the workers and the gateway rely on it):
   idempotency_key); a duplicate returns the same lead id with duplicate=true and enqueues
   nothing. Then `enrich`, `crm_sync` and (DIAL_NOW) `dial` on `dial.<urgency>` are enqueued
   with the tenant's delay; DEFER waits in the database for the relay; NEVER is blocked.
+- A lead of the same person (email, else phone) and campaign within the tenant's merge window
+  merges into the stored one (person_order.py): same lead id, duplicate=true and merged=true,
+  nothing new queued; its ids keep answering with that lead. Each lead gets the next number in
+  its (person, campaign) order, and the relay releases a job only after the same kind of job of
+  every earlier lead in that order is finished.
+- FindLeads answers, per sender id already stored (merged ones included), what a duplicate
+  SubmitLead would.
 - Reads are scoped by tenant: another tenant's lead is NOT_FOUND.
 - RecordEvent is idempotent by dedupe_key and marks work done ("enriched", "synced").
 - ClaimDialAttempt lets one claim win per attempt; CompleteDialAttempt records the provider call
@@ -26,6 +33,7 @@ from leadflow_core.grpc_batch import abort_item, run_item
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import bound, current_request_id
 from leadflow_core.timestamps import from_proto, to_proto
+from leadflow_dispatcher import scheduling
 from leadflow_dispatcher.batch_submit import ItemFailed, Limits, Submission, submit_many
 from leadflow_dispatcher.metrics import LEADS_SUBMITTED
 from leadflow_dispatcher.persons import person_keys
@@ -130,6 +138,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                     "lead_submitted",
                     lead_id=result.lead_id,
                     duplicate=result.duplicate,
+                    merged=result.merged,
                     dial_state=dispatcher_pb2.DialState.Name(result.dial_state),  # type: ignore[arg-type]
                     joined=result.joined_lead_id or None,
                 )
@@ -141,11 +150,39 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                     dial_at=to_proto(result.dial_at) if result.dial_at else None,
                     reasons=result.reasons,
                     joined_lead_id=result.joined_lead_id,
+                    merged=result.merged,
                 )
             )
         if jobs:  # after the commit; a lost enqueue is redone by the relay when the lease ends
             self.relay.send(jobs, note_later=True)
         return out
+
+    def FindLeads(
+        self, request: dispatcher_pb2.FindLeadsRequest, context: grpc.ServicerContext
+    ) -> dispatcher_pb2.FindLeadsResponse:
+        _require(context, tenant=request.tenant)
+        if len(request.vendor_lead_ids) > 1000:
+            grpc_errors.invalid_argument(context, "vendor_lead_ids", "at most 1000 ids")
+        found = self.store.find_leads(
+            request.tenant, scheduling.source_name(request.source), list(request.vendor_lead_ids)
+        )
+        return dispatcher_pb2.FindLeadsResponse(
+            found=[
+                dispatcher_pb2.FoundLead(
+                    vendor_lead_id=vendor_id,
+                    lead=dispatcher_pb2.SubmitLeadResponse(
+                        lead_id=r.lead_id,
+                        duplicate=True,
+                        dial_state=r.dial_state,  # type: ignore[arg-type]
+                        dial_at=to_proto(r.dial_at) if r.dial_at else None,
+                        reasons=r.reasons,
+                        joined_lead_id=r.joined_lead_id,
+                        merged=r.merged,
+                    ),
+                )
+                for vendor_id, r in found
+            ]
+        )
 
     def GetLead(
         self, request: dispatcher_pb2.GetLeadRequest, context: grpc.ServicerContext
