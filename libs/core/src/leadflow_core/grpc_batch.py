@@ -91,3 +91,16 @@ def abort_item(context: grpc.ServicerContext, error: batch_pb2.ItemError) -> NoR
         context.abort_with_status(rpc_status.to_status(status_pb2.Status.FromString(error.rpc_status)))
     context.abort(status_code(error), error.message)
     raise AssertionError("unreachable")
+
+
+def batch_request_ids(ids: list[str]) -> tuple[tuple[str, str], ...]:
+    """Client side: the request id of every item, in order, as one `x-request-id` header."""
+    from leadflow_core.request_context import REQUEST_ID_HEADER
+
+    return ((REQUEST_ID_HEADER, ",".join(ids)),) if any(ids) else ()
+
+
+def item_request_ids(header: str, items: int) -> list[str | None]:
+    """Server side: each item's own request id (None when the caller sent no list for them)."""
+    ids = header.split(",") if header else []
+    return [i or None for i in ids] if len(ids) == items else [None] * items

@@ -34,6 +34,8 @@ class Submission:
     decision: decision_pb2.Decision
     keys: PersonKeys
     policy: PolicyView
+    # The sender's request id, kept on the lead's timeline.
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,9 @@ def _store_one(store: LeadStore, s: Session, item: Submission, limits: Limits) -
         return store._duplicate_result(existing)
     target = store._merge_target(s, item.lead, item.keys, utcnow(), item.policy.merge_window_seconds)
     if target is not None:
-        result = store._merge_into(s, target, item.lead, item.keys, source, limits.request_id, utcnow())
+        result = store._merge_into(
+            s, target, item.lead, item.keys, source, item.request_id or limits.request_id, utcnow()
+        )
     else:
         result = store._insert_lead(
             s,
@@ -125,7 +129,7 @@ def _store_one(store: LeadStore, s: Session, item: Submission, limits: Limits) -
             item.keys,
             item.policy,
             limits.deployment_delays,
-            limits.request_id,
+            item.request_id or limits.request_id,
             limits.join_window_seconds,
             limits.horizon_seconds,
             limits.lease_seconds,
@@ -142,7 +146,7 @@ def _alone(store: LeadStore, item: Submission, limits: Limits) -> SubmitResult |
             item.keys,
             item.policy,
             limits.deployment_delays,
-            limits.request_id,
+            item.request_id or limits.request_id,
             limits.join_window_seconds,
             limits.horizon_seconds,
             limits.lease_seconds,

@@ -29,7 +29,7 @@ import grpc
 
 from leadflow.v1 import batch_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 from leadflow_core import grpc_errors
-from leadflow_core.grpc_batch import abort_item, run_item
+from leadflow_core.grpc_batch import abort_item, item_request_ids, run_item
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import bound, current_request_id
 from leadflow_core.timestamps import from_proto, to_proto
@@ -96,7 +96,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         )
 
     def _prepare(
-        self, request: dispatcher_pb2.SubmitLeadRequest, context: grpc.ServicerContext
+        self, request: dispatcher_pb2.SubmitLeadRequest, context: grpc.ServicerContext, request_id: str
     ) -> Submission:
         lead = request.lead
         _require(context, **{"lead.tenant": lead.tenant})
@@ -105,17 +105,23 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             request.decision,
             person_keys(lead, self.settings.pii_hash_key),
             self.policies.get(lead.tenant),
+            request_id,
         )
 
     def submit_batch(
         self, requests: list[dispatcher_pb2.SubmitLeadRequest], context: grpc.ServicerContext
     ) -> list[dispatcher_pb2.SubmitLeadResponse | batch_pb2.ItemError]:
         """Store the batch in one transaction (see `batch_submit`), then enqueue its jobs."""
-        prepared = [run_item(context, lambda ctx, r=r: self._prepare(r, ctx)) for r in requests]  # type: ignore[misc]
+        header = current_request_id()
+        rids = item_request_ids(header, len(requests))
+        prepared = [
+            run_item(context, lambda ctx, r=r, rid=rid: self._prepare(r, ctx, rid or ""))  # type: ignore[misc]
+            for r, rid in zip(requests, rids, strict=True)
+        ]
         submissions = [p for p in prepared if isinstance(p, Submission)]
         limits = Limits(
             self.settings.dial_delay_seconds,
-            current_request_id(),
+            "" if "," in header else header,  # a batch's ids go per lead (Submission.request_id)
             self.settings.join_window_seconds,
             self.settings.max_broker_delay_seconds,
             self.settings.job_lease_seconds,
@@ -123,7 +129,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         stored = iter(submit_many(self.store, submissions, limits) if submissions else [])
         out: list[dispatcher_pb2.SubmitLeadResponse | batch_pb2.ItemError] = []
         jobs: list[tuple[JobSpec, float]] = []
-        for item in prepared:
+        for item, rid in zip(prepared, rids, strict=True):
             if not isinstance(item, Submission):
                 out.append(item)
                 continue
@@ -133,7 +139,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                 continue
             jobs.extend(result.jobs)
             LEADS_SUBMITTED.labels(duplicate=str(result.duplicate).lower()).inc()
-            with bound(None, item.lead.tenant):
+            with bound(rid, item.lead.tenant):
                 log.info(
                     "lead_submitted",
                     lead_id=result.lead_id,

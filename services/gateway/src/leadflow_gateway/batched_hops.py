@@ -22,7 +22,8 @@ from leadflow.v1 import (
     dispatcher_pb2_grpc,
 )
 from leadflow_core.batcher import MicroBatcher
-from leadflow_core.grpc_batch import status_code
+from leadflow_core.grpc_batch import batch_request_ids, status_code
+from leadflow_core.request_context import current_request_id
 from leadflow_gateway.errors import GatewayError
 from leadflow_gateway.metrics import DEPENDENCY
 
@@ -50,18 +51,18 @@ class BatchedHops:
         self._timeout = timeout
         self._error_of = error_of
         self._rpc_error = rpc_error
-        self._evaluations: MicroBatcher[compliance_pb2.EvaluateRequest, decision_pb2.Decision] = MicroBatcher(
+        self._evaluations: MicroBatcher[tuple[EvaluateRequest, str], Decision] = MicroBatcher(
             self._evaluate_batch, max_size, max_delay_seconds, max_in_flight
         )
-        self._submissions: MicroBatcher[
-            dispatcher_pb2.SubmitLeadRequest, dispatcher_pb2.SubmitLeadResponse
-        ] = MicroBatcher(self._submit_batch, max_size, max_delay_seconds)
+        self._submissions: MicroBatcher[tuple[SubmitLeadRequest, str], SubmitLeadResponse] = MicroBatcher(
+            self._submit_batch, max_size, max_delay_seconds, max_in_flight
+        )
 
     async def evaluate(self, request: compliance_pb2.EvaluateRequest) -> decision_pb2.Decision:
-        return await self._evaluations.submit(request)
+        return await self._evaluations.submit((request, current_request_id()))
 
     async def submit(self, request: dispatcher_pb2.SubmitLeadRequest) -> dispatcher_pb2.SubmitLeadResponse:
-        return await self._submissions.submit(request)
+        return await self._submissions.submit((request, current_request_id()))
 
     async def close(self) -> None:
         await self._evaluations.close()
@@ -72,12 +73,14 @@ class BatchedHops:
         return self._error_of(status_code(error), error.message, violations, what)
 
     async def _evaluate_batch(
-        self, requests: list[compliance_pb2.EvaluateRequest]
+        self, items: list[tuple[EvaluateRequest, str]]
     ) -> Sequence[decision_pb2.Decision | BaseException]:
         try:
             with DEPENDENCY.labels(call="evaluate").time():
                 resp = await self._compliance.EvaluateBatch(
-                    compliance_pb2.EvaluateBatchRequest(requests=requests), timeout=self._timeout
+                    compliance_pb2.EvaluateBatchRequest(requests=[r for r, _ in items]),
+                    timeout=self._timeout,
+                    metadata=batch_request_ids([rid for _, rid in items]),
                 )
         except grpc.aio.AioRpcError as err:
             raise self._rpc_error(err, "compliance") from err
@@ -89,12 +92,14 @@ class BatchedHops:
         ]
 
     async def _submit_batch(
-        self, requests: list[dispatcher_pb2.SubmitLeadRequest]
+        self, items: list[tuple[SubmitLeadRequest, str]]
     ) -> Sequence[dispatcher_pb2.SubmitLeadResponse | BaseException]:
         try:
             with DEPENDENCY.labels(call="submit").time():
                 resp = await self._dispatcher.SubmitLeads(
-                    dispatcher_pb2.SubmitLeadsRequest(requests=requests), timeout=self._timeout
+                    dispatcher_pb2.SubmitLeadsRequest(requests=[r for r, _ in items]),
+                    timeout=self._timeout,
+                    metadata=batch_request_ids([rid for _, rid in items]),
                 )
         except grpc.aio.AioRpcError as err:
             raise self._rpc_error(err, "dispatcher") from err
