@@ -40,6 +40,11 @@ class ComplianceServiceStub:
                 request_serializer=leadflow_dot_v1_dot_compliance__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_compliance__pb2.EvaluateResponse.FromString,
                 _registered_method=True)
+        self.EvaluateBatch = channel.unary_unary(
+                '/leadflow.v1.ComplianceService/EvaluateBatch',
+                request_serializer=leadflow_dot_v1_dot_compliance__pb2.EvaluateBatchRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_compliance__pb2.EvaluateBatchResponse.FromString,
+                _registered_method=True)
         self.ReserveCall = channel.unary_unary(
                 '/leadflow.v1.ComplianceService/ReserveCall',
                 request_serializer=leadflow_dot_v1_dot_compliance__pb2.ReserveCallRequest.SerializeToString,
@@ -118,6 +123,14 @@ class ComplianceServiceServicer:
 
     def Evaluate(self, request, context):
         """Decide for a lead. Writes the decision to the audit log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvaluateBatch(self, request, context):
+        """Decide for many leads at once: one answer per request, in order; one request's failure
+        is its own item error. The audit records of the whole batch are written in one commit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,6 +239,11 @@ def add_ComplianceServiceServicer_to_server(servicer, server):
                     request_deserializer=leadflow_dot_v1_dot_compliance__pb2.EvaluateRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_compliance__pb2.EvaluateResponse.SerializeToString,
             ),
+            'EvaluateBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateBatch,
+                    request_deserializer=leadflow_dot_v1_dot_compliance__pb2.EvaluateBatchRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_compliance__pb2.EvaluateBatchResponse.SerializeToString,
+            ),
             'ReserveCall': grpc.unary_unary_rpc_method_handler(
                     servicer.ReserveCall,
                     request_deserializer=leadflow_dot_v1_dot_compliance__pb2.ReserveCallRequest.FromString,
@@ -325,6 +343,33 @@ class ComplianceService:
             '/leadflow.v1.ComplianceService/Evaluate',
             leadflow_dot_v1_dot_compliance__pb2.EvaluateRequest.SerializeToString,
             leadflow_dot_v1_dot_compliance__pb2.EvaluateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.ComplianceService/EvaluateBatch',
+            leadflow_dot_v1_dot_compliance__pb2.EvaluateBatchRequest.SerializeToString,
+            leadflow_dot_v1_dot_compliance__pb2.EvaluateBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,10 @@ class ComplianceServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ComplianceServiceAsyncStub: ...
     Evaluate: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.EvaluateRequest, _compliance_pb2.EvaluateResponse]
     """Decide for a lead. Writes the decision to the audit log."""
+    EvaluateBatch: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.EvaluateBatchRequest, _compliance_pb2.EvaluateBatchResponse]
+    """Decide for many leads at once: one answer per request, in order; one request's failure
+    is its own item error. The audit records of the whole batch are written in one commit.
+    """
     ReserveCall: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.ReserveCallRequest, _compliance_pb2.ReserveCallResponse]
     """The final gate right before a dial: evaluate again and, when allowed, reserve
     rate, concurrency and budget atomically for this attempt.
@@ -71,6 +75,10 @@ class ComplianceServiceAsyncStub(ComplianceServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Evaluate: _aio.UnaryUnaryMultiCallable[_compliance_pb2.EvaluateRequest, _compliance_pb2.EvaluateResponse]  # type: ignore[assignment]
     """Decide for a lead. Writes the decision to the audit log."""
+    EvaluateBatch: _aio.UnaryUnaryMultiCallable[_compliance_pb2.EvaluateBatchRequest, _compliance_pb2.EvaluateBatchResponse]  # type: ignore[assignment]
+    """Decide for many leads at once: one answer per request, in order; one request's failure
+    is its own item error. The audit records of the whole batch are written in one commit.
+    """
     ReserveCall: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ReserveCallRequest, _compliance_pb2.ReserveCallResponse]  # type: ignore[assignment]
     """The final gate right before a dial: evaluate again and, when allowed, reserve
     rate, concurrency and budget atomically for this attempt.
@@ -110,6 +118,16 @@ class ComplianceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_compliance_pb2.EvaluateResponse, _abc.Awaitable[_compliance_pb2.EvaluateResponse]]:
         """Decide for a lead. Writes the decision to the audit log."""
+
+    @_abc_1.abstractmethod
+    def EvaluateBatch(
+        self,
+        request: _compliance_pb2.EvaluateBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.EvaluateBatchResponse, _abc.Awaitable[_compliance_pb2.EvaluateBatchResponse]]:
+        """Decide for many leads at once: one answer per request, in order; one request's failure
+        is its own item error. The audit records of the whole batch are written in one commit.
+        """
 
     @_abc_1.abstractmethod
     def ReserveCall(

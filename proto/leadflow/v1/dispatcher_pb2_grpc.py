@@ -41,6 +41,11 @@ class DispatcherServiceStub:
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.SubmitLeadRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.SubmitLeadResponse.FromString,
                 _registered_method=True)
+        self.SubmitLeads = channel.unary_unary(
+                '/leadflow.v1.DispatcherService/SubmitLeads',
+                request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.SubmitLeadsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.SubmitLeadsResponse.FromString,
+                _registered_method=True)
         self.GetLead = channel.unary_unary(
                 '/leadflow.v1.DispatcherService/GetLead',
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.GetLeadRequest.SerializeToString,
@@ -120,6 +125,15 @@ class DispatcherServiceServicer:
 
     def SubmitLead(self, request, context):
         """Store a lead and its decision idempotently, then enqueue its work.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitLeads(self, request, context):
+        """Store many leads in one transaction: one answer per request, in order. A request that
+        fails on its own is an item error and stores nothing; duplicates within the batch
+        collapse to one lead. When the transaction fails the call fails and nothing is stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -225,6 +239,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.SubmitLeadRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.SubmitLeadResponse.SerializeToString,
             ),
+            'SubmitLeads': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitLeads,
+                    request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.SubmitLeadsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.SubmitLeadsResponse.SerializeToString,
+            ),
             'GetLead': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLead,
                     request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.GetLeadRequest.FromString,
@@ -325,6 +344,33 @@ class DispatcherService:
             '/leadflow.v1.DispatcherService/SubmitLead',
             leadflow_dot_v1_dot_dispatcher__pb2.SubmitLeadRequest.SerializeToString,
             leadflow_dot_v1_dot_dispatcher__pb2.SubmitLeadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitLeads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.DispatcherService/SubmitLeads',
+            leadflow_dot_v1_dot_dispatcher__pb2.SubmitLeadsRequest.SerializeToString,
+            leadflow_dot_v1_dot_dispatcher__pb2.SubmitLeadsResponse.FromString,
             options,
             channel_credentials,
             insecure,

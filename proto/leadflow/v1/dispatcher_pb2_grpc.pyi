@@ -37,6 +37,11 @@ class DispatcherServiceStub:
     def __new__(cls, channel: _aio.Channel) -> DispatcherServiceAsyncStub: ...
     SubmitLead: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.SubmitLeadRequest, _dispatcher_pb2.SubmitLeadResponse]
     """Store a lead and its decision idempotently, then enqueue its work."""
+    SubmitLeads: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.SubmitLeadsRequest, _dispatcher_pb2.SubmitLeadsResponse]
+    """Store many leads in one transaction: one answer per request, in order. A request that
+    fails on its own is an item error and stores nothing; duplicates within the batch
+    collapse to one lead. When the transaction fails the call fails and nothing is stored.
+    """
     GetLead: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetLeadRequest, _dispatcher_pb2.GetLeadResponse]
     GetTimeline: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetTimelineRequest, _dispatcher_pb2.GetTimelineResponse]
     FindLeads: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.FindLeadsRequest, _dispatcher_pb2.FindLeadsResponse]
@@ -70,6 +75,11 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitLead: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.SubmitLeadRequest, _dispatcher_pb2.SubmitLeadResponse]  # type: ignore[assignment]
     """Store a lead and its decision idempotently, then enqueue its work."""
+    SubmitLeads: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.SubmitLeadsRequest, _dispatcher_pb2.SubmitLeadsResponse]  # type: ignore[assignment]
+    """Store many leads in one transaction: one answer per request, in order. A request that
+    fails on its own is an item error and stores nothing; duplicates within the batch
+    collapse to one lead. When the transaction fails the call fails and nothing is stored.
+    """
     GetLead: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetLeadRequest, _dispatcher_pb2.GetLeadResponse]  # type: ignore[assignment]
     GetTimeline: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetTimelineRequest, _dispatcher_pb2.GetTimelineResponse]  # type: ignore[assignment]
     FindLeads: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.FindLeadsRequest, _dispatcher_pb2.FindLeadsResponse]  # type: ignore[assignment]
@@ -106,6 +116,17 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.SubmitLeadResponse, _abc.Awaitable[_dispatcher_pb2.SubmitLeadResponse]]:
         """Store a lead and its decision idempotently, then enqueue its work."""
+
+    @_abc_1.abstractmethod
+    def SubmitLeads(
+        self,
+        request: _dispatcher_pb2.SubmitLeadsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.SubmitLeadsResponse, _abc.Awaitable[_dispatcher_pb2.SubmitLeadsResponse]]:
+        """Store many leads in one transaction: one answer per request, in order. A request that
+        fails on its own is an item error and stores nothing; duplicates within the batch
+        collapse to one lead. When the transaction fails the call fails and nothing is stored.
+        """
 
     @_abc_1.abstractmethod
     def GetLead(

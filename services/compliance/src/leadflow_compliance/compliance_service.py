@@ -11,9 +11,10 @@ import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
 from sqlalchemy import Engine
 
-from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, decision_pb2, lead_pb2, tenant_pb2
+from leadflow.v1 import batch_pb2, compliance_pb2, compliance_pb2_grpc, decision_pb2, lead_pb2, tenant_pb2
 from leadflow_compliance import dnc_registry, engine, state_dnc_lists
 from leadflow_compliance.accounting import Accounts, Limits, reservation_id_for, to_micros
+from leadflow_compliance.batch_evaluation import evaluate_batch
 from leadflow_compliance.consent_evidence import missing_evidence
 from leadflow_compliance.decisions import Decider, Outcome, defer, lead_phone
 from leadflow_compliance.listings import DncListingRpcs
@@ -24,6 +25,7 @@ from leadflow_compliance.repository import Repository
 from leadflow_compliance.revocation_rpcs import RevocationRpcs
 from leadflow_compliance.tenant_service import TenantCache
 from leadflow_core import grpc_errors
+from leadflow_core.grpc_batch import abort_item
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import tenant_var
 from leadflow_core.timestamps import from_proto, to_proto, utcnow
@@ -61,6 +63,36 @@ def limits_of(tenant: tenant_pb2.Tenant) -> Limits:
         concurrency=tenant.limits.concurrent_calls,
         daily_budget_micros=to_micros(budget) if budget else None,
     )
+
+
+def audit_fields(
+    action: str,
+    tenant: str,
+    lead: lead_pb2.Lead,
+    outcome: Outcome,
+    actor: str,
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    """The audit record of one decision, as `Repository.audit` / `audit_many` take it."""
+    v = outcome.verdict
+    return {
+        "tenant": tenant,
+        "at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "lead_id": lead.lead_id,
+        "subject": outcome.subject,
+        "decision": decision_json(outcome.decision),
+        "rules_version": v.rules_version,
+        "detail": {
+            **detail,
+            "states": list(v.states),
+            "zones": list(v.zones),
+            "line_type": outcome.phone.line_type,
+            "region": outcome.phone.region,
+        },
+        "consent": outcome.consent,
+    }
 
 
 class ComplianceServicer(RevocationRpcs, DncListingRpcs, compliance_pb2_grpc.ComplianceServiceServicer):
@@ -113,31 +145,40 @@ class ComplianceServicer(RevocationRpcs, DncListingRpcs, compliance_pb2_grpc.Com
         actor: str,
         detail: dict[str, Any],
     ) -> None:
-        v = outcome.verdict
-        self.repo.audit(
-            tenant=tenant,
-            at=utcnow(),
-            actor=actor,
-            action=action,
-            lead_id=lead.lead_id,
-            subject=outcome.subject,
-            decision=decision_json(outcome.decision),
-            rules_version=v.rules_version,
-            detail={
-                **detail,
-                "states": list(v.states),
-                "zones": list(v.zones),
-                "line_type": outcome.phone.line_type,
-                "region": outcome.phone.region,
-            },
-            consent=outcome.consent,
-        )
+        self.repo.audit(**audit_fields(action, tenant, lead, outcome, actor, detail))
 
     # --- evaluation --------------------------------------------------------------------------
 
     def Evaluate(
         self, request: compliance_pb2.EvaluateRequest, context: grpc.ServicerContext
     ) -> compliance_pb2.EvaluateResponse:
+        """The batch path with one request (see `batch_evaluation`)."""
+        (result,) = evaluate_batch(self, [request], context)
+        if isinstance(result, batch_pb2.ItemError):
+            abort_item(context, result)
+        return result
+
+    def EvaluateBatch(
+        self, request: compliance_pb2.EvaluateBatchRequest, context: grpc.ServicerContext
+    ) -> compliance_pb2.EvaluateBatchResponse:
+        results = evaluate_batch(self, list(request.requests), context)
+        return compliance_pb2.EvaluateBatchResponse(
+            results=[
+                compliance_pb2.EvaluateBatchResult(error=r)
+                if isinstance(r, batch_pb2.ItemError)
+                else compliance_pb2.EvaluateBatchResult(response=r)
+                for r in results
+            ]
+        )
+
+    def evaluate_one(
+        self,
+        request: compliance_pb2.EvaluateRequest,
+        context: grpc.ServicerContext,
+        audits: list[dict[str, Any]],
+    ) -> compliance_pb2.EvaluateResponse:
+        """Decide for one lead; its audit record (and consent) is appended to `audits` for the
+        caller to write with the rest of the batch, before anyone hears the decision."""
         if not request.HasField("lead"):
             grpc_errors.invalid_argument(context, "lead", "a lead is required")
         lead = request.lead
@@ -147,13 +188,15 @@ class ComplianceServicer(RevocationRpcs, DncListingRpcs, compliance_pb2_grpc.Com
         outcome = self._decide(
             context, tenant, lead, now, record_consent=purpose == "ingest", actor=request.actor or "evaluate"
         )
-        self._audit_decision(
-            "evaluate",
-            tenant.name,
-            lead,
-            outcome,
-            request.actor,
-            {"purpose": purpose, "evaluate_at": now.isoformat()},
+        audits.append(
+            audit_fields(
+                "evaluate",
+                tenant.name,
+                lead,
+                outcome,
+                request.actor,
+                {"purpose": purpose, "evaluate_at": now.isoformat()},
+            )
         )
         log.info(
             "evaluated",

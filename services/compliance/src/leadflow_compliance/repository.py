@@ -526,36 +526,69 @@ class Repository:
     ) -> str:
         """Durably record one decision or change; `consent` is stored in the same commit (one
         round trip and one WAL flush fewer per ingested lead, and never one without the other)."""
-        record_id = new_id()
-        with self.sessions.begin() as s:
-            if consent is not None:
-                s.add(
+        (record_id,) = self.audit_many(
+            [
+                {
+                    "tenant": tenant,
+                    "at": at,
+                    "actor": actor,
+                    "action": action,
+                    "lead_id": lead_id,
+                    "subject": subject,
+                    "decision": decision,
+                    "rules_version": rules_version,
+                    "detail": detail,
+                    "consent": consent,
+                }
+            ]
+        )
+        return record_id
+
+    def audit_many(self, records: list[dict[str, Any]]) -> list[str]:
+        """Many audit records (the keyword arguments of `audit`) and their consents in one commit:
+        the ORM sends each table's rows as one multi-row INSERT."""
+        ids = [new_id() for _ in records]
+        consents: list[ConsentRow] = []
+        audits: list[AuditRow] = []
+        seen_consents: set[tuple[str, str, datetime]] = set()
+        for record_id, r in zip(ids, records, strict=True):
+            consent: PendingConsent | None = r.get("consent")
+            # Two leads of one person in a batch carry the same consent: store it once.
+            if (
+                consent is not None
+                and (r["tenant"], consent.subject, consent.consented_at) not in seen_consents
+            ):
+                seen_consents.add((r["tenant"], consent.subject, consent.consented_at))
+                consents.append(
                     ConsentRow(
                         consent_id=new_id(),
-                        tenant=tenant,
+                        tenant=r["tenant"],
                         subject_hash=consent.subject,
                         consented_at=consent.consented_at,
-                        recorded_at=at,
+                        recorded_at=r["at"],
                         evidence=consent.evidence,
                         actor=consent.actor,
                         verified=consent.verified,
                     )
                 )
-            s.add(
+            audits.append(
                 AuditRow(
                     record_id=record_id,
-                    tenant=tenant,
-                    at=at,
-                    actor=actor,
-                    action=action,
-                    lead_id=lead_id,
-                    subject_hash=subject,
-                    decision=decision,
-                    rules_version=rules_version,
-                    detail=detail or {},
+                    tenant=r["tenant"],
+                    at=r["at"],
+                    actor=r["actor"],
+                    action=r["action"],
+                    lead_id=r.get("lead_id", ""),
+                    subject_hash=r.get("subject", ""),
+                    decision=r.get("decision"),
+                    rules_version=r.get("rules_version", ""),
+                    detail=r.get("detail") or {},
                 )
             )
-        return record_id
+        with self.sessions.begin() as s:
+            s.add_all(consents)
+            s.add_all(audits)
+        return ids
 
     def export_audit(self, tenant: str, start: datetime, end: datetime) -> Iterator[AuditRow]:
         with self.sessions() as s:

@@ -25,6 +25,7 @@ from leadflow_compliance.providers import (
 from leadflow_compliance.repository import Repository
 from leadflow_compliance.rule_table import default_table
 from leadflow_compliance.settings import ComplianceSettings
+from leadflow_compliance.tenant_changes import TenantChangeListener, announce
 from leadflow_compliance.tenant_service import TenantAdminServicer, TenantCache
 from leadflow_core.db import make_engine, make_sessionmaker
 from leadflow_core.grpc_server import RunningServer, create_server
@@ -40,8 +41,11 @@ class Compliance:
     running: RunningServer
     engine: Engine
     redis: redis.Redis
+    listener: TenantChangeListener | None = None
 
     def close(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
         self.engine.dispose()
         self.redis.close()
 
@@ -74,7 +78,17 @@ def start(settings: ComplianceSettings) -> Compliance:
         proof,
         timedelta(seconds=settings.pause_retry_seconds),
     )
-    cache = TenantCache(repo)
+    listener: TenantChangeListener | None = None
+    if TenantChangeListener.supported(settings.database_url):
+        listener = TenantChangeListener(settings.database_url, lambda name: cache.drop(name))
+    cache = TenantCache(
+        repo,
+        listening_ttl_seconds=settings.tenant_cache_seconds,
+        announce=lambda name: announce(engine, name),
+        listening=listener.listening if listener is not None else None,
+    )
+    if listener is not None:
+        listener.start()
     compliance = ComplianceServicer(repo, decider, accounts, engine, cache)
     tenants = TenantAdminServicer(repo, accounts, cache)
     running = create_server(
@@ -86,4 +100,4 @@ def start(settings: ComplianceSettings) -> Compliance:
         SERVICE_NAMES,
         interceptors=[DecisionMetricsInterceptor()],
     )
-    return Compliance(running, engine, client)
+    return Compliance(running, engine, client, listener)

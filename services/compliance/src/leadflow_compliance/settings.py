@@ -10,6 +10,9 @@ class ComplianceSettings(CommonSettings):
     compliance_metrics_addr: str = "127.0.0.1:9103"
     # Written with the metrics port once it listens (tests bind port 0).
     metrics_port_file: str = ""
+    # Tenants stay cached this long while the process hears tenant changes (LISTEN/NOTIFY on
+    # PostgreSQL); without that, one second.
+    tenant_cache_seconds: float = 60.0
     # How long a reservation may hold a concurrency slot before it is presumed lost.
     reservation_ttl_seconds: int = 3600
     # How long a paused tenant's or stopped dial is deferred before it is asked about again.

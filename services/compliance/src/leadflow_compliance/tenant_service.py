@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import date
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -74,14 +75,27 @@ def redact(cfg: tenant_pb2.SourceConfig) -> None:
 
 
 class TenantCache:
-    """Tenants read per evaluation, kept for a second: a pause elsewhere shows within that.
+    """Tenants read per evaluation, cached in this process.
 
-    Writes through this process invalidate at once.
+    Writes through this process drop the entry at once and announce the change (PostgreSQL
+    NOTIFY, see `tenant_changes`); other processes drop it when the notification arrives.
+    While this process is listening for those, entries live `listening_ttl_seconds`; otherwise
+    `ttl_seconds` (a pause elsewhere shows within that).
     """
 
-    def __init__(self, repo: Repository, ttl_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        ttl_seconds: float = 1.0,
+        listening_ttl_seconds: float = 60.0,
+        announce: Callable[[str], None] | None = None,
+        listening: threading.Event | None = None,
+    ) -> None:
         self.repo = repo
         self.ttl = ttl_seconds
+        self.listening_ttl = listening_ttl_seconds
+        self._announce = announce
+        self._listening = listening or threading.Event()
         self._items: dict[str, tuple[float, tenant_pb2.Tenant | None]] = {}
         self._lock = threading.Lock()
 
@@ -91,15 +105,26 @@ class TenantCache:
             hit = self._items.get(name)
         if hit is not None and hit[0] > now:
             return hit[1]
+        ttl = self.listening_ttl if self._listening.is_set() else self.ttl
         row = self.repo.get_tenant(name)
         tenant = row_to_tenant(row) if row is not None else None
         with self._lock:
-            self._items[name] = (now + self.ttl, tenant)
+            self._items[name] = (now + ttl, tenant)
         return tenant
 
-    def invalidate(self, name: str) -> None:
+    def drop(self, name: str | None) -> None:
+        """Forget one tenant, or every tenant (None)."""
         with self._lock:
-            self._items.pop(name, None)
+            if name is None:
+                self._items.clear()
+            else:
+                self._items.pop(name, None)
+
+    def invalidate(self, name: str) -> None:
+        """After a committed change to `name`: here at once, elsewhere by notification."""
+        self.drop(name)
+        if self._announce is not None:
+            self._announce(name)
 
 
 def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:

@@ -52,8 +52,14 @@ class LeadStore(PersonOrderStore):
             clauses.append(LeadRow.idempotency_key == lead.idempotency_key)
         if not clauses:
             return None
+        # When the vendor's id and the idempotency key name different stored leads, the same one
+        # must win every time (batch or one by one): the vendor's own id first, then the oldest.
+        by_vendor = clauses[0] if lead.vendor_lead_id else sa.false()
         row = s.scalars(
-            sa.select(LeadRow).where(LeadRow.tenant == lead.tenant, sa.or_(*clauses)).limit(1)
+            sa.select(LeadRow)
+            .where(LeadRow.tenant == lead.tenant, sa.or_(*clauses))
+            .order_by(sa.case((by_vendor, 0), else_=1), LeadRow.created_at, LeadRow.id)
+            .limit(1)
         ).first()
         return row if row is not None else self._alias_of(s, lead, source)
 

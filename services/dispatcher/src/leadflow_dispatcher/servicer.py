@@ -27,15 +27,18 @@ from typing import Any
 
 import grpc
 
-from leadflow.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+from leadflow.v1 import batch_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 from leadflow_core import grpc_errors
+from leadflow_core.grpc_batch import abort_item, item_request_ids, run_item
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import bound, current_request_id
 from leadflow_core.timestamps import from_proto, to_proto
 from leadflow_dispatcher import scheduling
+from leadflow_dispatcher.batch_submit import ItemFailed, Limits, Submission, submit_many
 from leadflow_dispatcher.metrics import LEADS_SUBMITTED
 from leadflow_dispatcher.persons import person_keys
 from leadflow_dispatcher.policies import TenantPolicies
+from leadflow_dispatcher.queueing import JobSpec
 from leadflow_dispatcher.relay import Relay
 from leadflow_dispatcher.settings import DispatcherSettings
 from leadflow_dispatcher.store import NotFound, Store
@@ -73,42 +76,92 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     def SubmitLead(
         self, request: dispatcher_pb2.SubmitLeadRequest, context: grpc.ServicerContext
     ) -> dispatcher_pb2.SubmitLeadResponse:
+        """The batch path with one request."""
+        (result,) = self.submit_batch([request], context)
+        if isinstance(result, batch_pb2.ItemError):
+            abort_item(context, result)
+        return result
+
+    def SubmitLeads(
+        self, request: dispatcher_pb2.SubmitLeadsRequest, context: grpc.ServicerContext
+    ) -> dispatcher_pb2.SubmitLeadsResponse:
+        results = self.submit_batch(list(request.requests), context)
+        return dispatcher_pb2.SubmitLeadsResponse(
+            results=[
+                dispatcher_pb2.SubmitLeadsResult(error=r)
+                if isinstance(r, batch_pb2.ItemError)
+                else dispatcher_pb2.SubmitLeadsResult(response=r)
+                for r in results
+            ]
+        )
+
+    def _prepare(
+        self, request: dispatcher_pb2.SubmitLeadRequest, context: grpc.ServicerContext, request_id: str
+    ) -> Submission:
         lead = request.lead
         _require(context, **{"lead.tenant": lead.tenant})
-        with bound(None, lead.tenant):
-            keys = person_keys(lead, self.settings.pii_hash_key)
-            policy = self.policies.get(lead.tenant)
-            result = self.store.submit(
-                lead,
-                request.decision,
-                keys,
-                policy,
-                self.settings.dial_delay_seconds,
-                current_request_id(),
-                self.settings.join_window_seconds,
-                self.settings.max_broker_delay_seconds,
-                self.settings.job_lease_seconds,
-            )
+        return Submission(
+            lead,
+            request.decision,
+            person_keys(lead, self.settings.pii_hash_key),
+            self.policies.get(lead.tenant),
+            request_id,
+        )
+
+    def submit_batch(
+        self, requests: list[dispatcher_pb2.SubmitLeadRequest], context: grpc.ServicerContext
+    ) -> list[dispatcher_pb2.SubmitLeadResponse | batch_pb2.ItemError]:
+        """Store the batch in one transaction (see `batch_submit`), then enqueue its jobs."""
+        header = current_request_id()
+        rids = item_request_ids(header, len(requests))
+        prepared = [
+            run_item(context, lambda ctx, r=r, rid=rid: self._prepare(r, ctx, rid or ""))  # type: ignore[misc]
+            for r, rid in zip(requests, rids, strict=True)
+        ]
+        submissions = [p for p in prepared if isinstance(p, Submission)]
+        limits = Limits(
+            self.settings.dial_delay_seconds,
+            "" if "," in header else header,  # a batch's ids go per lead (Submission.request_id)
+            self.settings.join_window_seconds,
+            self.settings.max_broker_delay_seconds,
+            self.settings.job_lease_seconds,
+        )
+        stored = iter(submit_many(self.store, submissions, limits) if submissions else [])
+        out: list[dispatcher_pb2.SubmitLeadResponse | batch_pb2.ItemError] = []
+        jobs: list[tuple[JobSpec, float]] = []
+        for item, rid in zip(prepared, rids, strict=True):
+            if not isinstance(item, Submission):
+                out.append(item)
+                continue
+            result = next(stored)
+            if isinstance(result, ItemFailed):
+                out.append(batch_pb2.ItemError(code=grpc.StatusCode.INTERNAL.value[0], message=str(result)))
+                continue
+            jobs.extend(result.jobs)
             LEADS_SUBMITTED.labels(duplicate=str(result.duplicate).lower()).inc()
-            if result.jobs:
-                self.relay.send(result.jobs, note_later=True)
-            log.info(
-                "lead_submitted",
-                lead_id=result.lead_id,
-                duplicate=result.duplicate,
-                merged=result.merged,
-                dial_state=dispatcher_pb2.DialState.Name(result.dial_state),  # type: ignore[arg-type]
-                joined=result.joined_lead_id or None,
+            with bound(rid, item.lead.tenant):
+                log.info(
+                    "lead_submitted",
+                    lead_id=result.lead_id,
+                    duplicate=result.duplicate,
+                    merged=result.merged,
+                    dial_state=dispatcher_pb2.DialState.Name(result.dial_state),  # type: ignore[arg-type]
+                    joined=result.joined_lead_id or None,
+                )
+            out.append(
+                dispatcher_pb2.SubmitLeadResponse(
+                    lead_id=result.lead_id,
+                    duplicate=result.duplicate,
+                    dial_state=result.dial_state,  # type: ignore[arg-type]
+                    dial_at=to_proto(result.dial_at) if result.dial_at else None,
+                    reasons=result.reasons,
+                    joined_lead_id=result.joined_lead_id,
+                    merged=result.merged,
+                )
             )
-            return dispatcher_pb2.SubmitLeadResponse(
-                lead_id=result.lead_id,
-                duplicate=result.duplicate,
-                dial_state=result.dial_state,  # type: ignore[arg-type]
-                dial_at=to_proto(result.dial_at) if result.dial_at else None,
-                reasons=result.reasons,
-                joined_lead_id=result.joined_lead_id,
-                merged=result.merged,
-            )
+        if jobs:  # after the commit; a lost enqueue is redone by the relay when the lease ends
+            self.relay.send(jobs, note_later=True)
+        return out
 
     def FindLeads(
         self, request: dispatcher_pb2.FindLeadsRequest, context: grpc.ServicerContext

@@ -93,6 +93,9 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         settings.gateway_rpc_timeout_seconds,
         settings.source_cache_seconds,
         settings.retry_after_seconds,
+        settings.gateway_batch_max_size,
+        settings.gateway_batch_delay_ms / 1000,
+        settings.gateway_batch_max_in_flight,
     )
     limiter = RateLimiter(
         aioredis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0),

@@ -25,6 +25,7 @@ from leadflow_core.grpc_clients import aio_channel, request_metadata
 from leadflow_core.grpc_errors import field_violations
 from leadflow_core.logs import get_logger
 from leadflow_gateway.ascii_text import is_digits
+from leadflow_gateway.batched_hops import BatchedHops
 from leadflow_gateway.errors import GatewayError, bad_request, not_found, unauthenticated, unavailable
 from leadflow_gateway.metrics import DEPENDENCY
 
@@ -73,19 +74,28 @@ class SourceContext:
 
 
 def rpc_error(err: grpc.aio.AioRpcError, what: str, retry_after: int) -> GatewayError:
-    code = err.code()
+    return status_error(err.code(), err.details() or "", field_violations(err), what, retry_after)
+
+
+def status_error(
+    code: grpc.StatusCode | None,
+    details: str,
+    violations: list[tuple[str, str]],
+    what: str,
+    retry_after: int,
+) -> GatewayError:
+    """A service's status as the HTTP answer (also for one item of a batch call)."""
     if code == grpc.StatusCode.INVALID_ARGUMENT:
-        violations = field_violations(err)
-        field, why = violations[0] if violations else ("body", err.details() or "invalid")
+        field, why = violations[0] if violations else ("body", details or "invalid")
         return bad_request(field, why)
     if code == grpc.StatusCode.NOT_FOUND:
-        return not_found(err.details() or f"{what}: not found")
+        return not_found(details or f"{what}: not found")
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        return unauthenticated(err.details() or "not allowed")
+        return unauthenticated(details or "not allowed")
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         # Compliance's one precondition is an active tenant: a deactivated tenant is unknown to senders.
-        return not_found(err.details() or f"{what}: tenant not active")
-    log.warning("dependency_failed", call=what, code=code.name if code else "", details=err.details())
+        return not_found(details or f"{what}: tenant not active")
+    log.warning("dependency_failed", call=what, code=code.name if code else "", details=details)
     return unavailable(f"{what} is unavailable, retry later", retry_after)
 
 
@@ -99,6 +109,9 @@ class Backends:
         timeout: float,
         cache_seconds: float,
         retry_after: int,
+        batch_max_size: int = 64,
+        batch_delay_seconds: float = 0.002,
+        batch_max_in_flight: int = 0,
     ) -> None:
         self._compliance_channel = aio_channel(compliance_addr)
         self._dispatcher_channel = aio_channel(dispatcher_addr)
@@ -114,8 +127,21 @@ class Backends:
         self.retry_after = retry_after
         self._sources: dict[tuple[str, str], tuple[float, SourceContext | None]] = {}
         self._keys: dict[str, tuple[float, str]] = {}
+        self._hops = BatchedHops(
+            self._compliance,
+            self._dispatcher,
+            timeout,
+            lambda code, details, violations, what: status_error(
+                code, details, violations, what, retry_after
+            ),
+            self._error,
+            batch_max_size,
+            batch_delay_seconds,
+            batch_max_in_flight,
+        )
 
     async def close(self) -> None:
+        await self._hops.close()
         await self._compliance_channel.close()
         await self._dispatcher_channel.close()
 
@@ -203,31 +229,18 @@ class Backends:
         return resp.tenant
 
     async def evaluate(self, lead: lead_pb2.Lead) -> decision_pb2.Decision:
-        try:
-            with DEPENDENCY.labels(call="evaluate").time():
-                resp = await self._compliance.Evaluate(
-                    compliance_pb2.EvaluateRequest(
-                        lead=lead, purpose=compliance_pb2.EVALUATION_PURPOSE_INGEST, actor="gateway"
-                    ),
-                    timeout=self.timeout,
-                    metadata=request_metadata(),
-                )
-        except grpc.aio.AioRpcError as err:
-            raise self._error(err, "compliance") from err
-        return resp.decision
+        """Through `BatchedHops`: concurrent leads share one EvaluateBatch call."""
+        return await self._hops.evaluate(
+            compliance_pb2.EvaluateRequest(
+                lead=lead, purpose=compliance_pb2.EVALUATION_PURPOSE_INGEST, actor="gateway"
+            )
+        )
 
     async def submit(
         self, lead: lead_pb2.Lead, decision: decision_pb2.Decision
     ) -> dispatcher_pb2.SubmitLeadResponse:
-        try:
-            with DEPENDENCY.labels(call="submit").time():
-                return await self._dispatcher.SubmitLead(
-                    dispatcher_pb2.SubmitLeadRequest(lead=lead, decision=decision),
-                    timeout=self.timeout,
-                    metadata=request_metadata(),
-                )
-        except grpc.aio.AioRpcError as err:
-            raise self._error(err, "dispatcher") from err
+        """Through `BatchedHops`: concurrent leads share one SubmitLeads call and transaction."""
+        return await self._hops.submit(dispatcher_pb2.SubmitLeadRequest(lead=lead, decision=decision))
 
     async def find_leads(
         self, tenant: str, source: lead_pb2.Source.ValueType, vendor_ids: list[str]

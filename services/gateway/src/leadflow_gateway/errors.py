@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, ORJSONResponse
 
 
 class GatewayError(Exception):
@@ -27,7 +27,7 @@ class GatewayError(Exception):
         body: dict[str, str] = {"code": self.code, "message": self.message}
         if self.field is not None:
             body["field"] = self.field
-        return JSONResponse({"error": body}, status_code=self.status, headers=self.headers)
+        return ORJSONResponse({"error": body}, status_code=self.status, headers=self.headers)
 
 
 def bad_request(field: str, message: str) -> GatewayError:

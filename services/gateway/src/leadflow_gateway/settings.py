@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from leadflow_core.settings import CommonSettings
 
 
@@ -10,6 +12,18 @@ class GatewaySettings(CommonSettings):
     # 9102 is the image's and the chart's metrics port.
     gateway_metrics_addr: str = "127.0.0.1:9105"
     metrics_port_file: str = ""
+    # HTTP server processes sharing the listening socket; 0 = one per core (production), 1 = this one.
+    gateway_processes: int = 1
+    # uvicorn's event loop and HTTP parser: uvloop and httptools are the C implementations.
+    gateway_loop: Literal["uvloop", "asyncio", "auto"] = "uvloop"
+    gateway_http: Literal["httptools", "h11", "auto"] = "httptools"
+    # Concurrent leads share one EvaluateBatch and one SubmitLeads call: a batch goes when it has
+    # this many leads or its first lead has waited this long.
+    gateway_batch_max_size: int = 64
+    gateway_batch_delay_ms: float = 2.0
+    # Batch calls per hop running at once (0 = no limit); later leads wait for one to finish and
+    # go together, so batches grow with the load.
+    gateway_batch_max_in_flight: int = 2
     # Deadline of each RPC to compliance and dispatcher.
     gateway_rpc_timeout_seconds: float = 5.0
     # Source configs and API keys are cached this long; changes take at most this to apply.

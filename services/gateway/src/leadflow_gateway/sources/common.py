@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, ORJSONResponse, Response
 from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
@@ -48,7 +48,7 @@ def stored_answer(stored: Stored, extra: dict[str, object] | None = None) -> JSO
     """202 once stored; 200 for a duplicate of a stored lead."""
     body: dict[str, object] = dict(stored.answer())
     body.update(extra or {})
-    return JSONResponse(body, status_code=200 if stored.duplicate else 202)
+    return ORJSONResponse(body, status_code=200 if stored.duplicate else 202)
 
 
 def empty_ok() -> Response:

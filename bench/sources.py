@@ -1,7 +1,7 @@
 """Benchmark of the gateway's sources: a mix of signed Meta, HubSpot, form and API leads posted by
 N concurrent clients against the real mesh; prints accepted leads/s and ACK p50/p99 per source.
 
-    uv run python -m services.gateway.bench_sources --leads 800 --clients 16
+    uv run python -m bench.sources --leads 800 --clients 16
 
 `run_source_mix(gateway_url, api_key, graph, ...)` is what `make bench` can call with its own mesh,
 as long as that gateway's `LEADFLOW_META_GRAPH_URL` points at `graph`'s fake Graph API.
@@ -25,8 +25,9 @@ from urllib.parse import urlencode
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.backends import bench_backends
+from bench.stats import pct
 from leadflow_gateway import signatures
-from tests.bench import bench_backends, pct
 from tests.e2e.mesh import running_mesh
 from tests.fakes.meta_graph import GraphState, serve_graph
 

@@ -1,11 +1,16 @@
 """Evaluate latency (p50/p99) and evaluations per second over gRPC against a running server.
 
-`run(addr, total, concurrency)` returns the figures; `make bench` can call it, and
-services/compliance/bench_evaluate.py runs it from the command line.
+`run(addr, total, concurrency)` returns the figures; `make bench` calls it, and
+
+    uv run python -m bench.compliance_evaluate --addr 127.0.0.1:50051 -n 2000 -c 8
+
+runs it against a compliance server of your own.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import threading
 import time
@@ -76,3 +81,16 @@ def run(addr: str, total: int = 2000, concurrency: int = 8) -> dict[str, float]:
         "p50_ms": round(q[49] * 1000, 2),
         "p99_ms": round(q[98] * 1000, 2),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--addr", default="127.0.0.1:50051")
+    parser.add_argument("-n", "--total", type=int, default=2000)
+    parser.add_argument("-c", "--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    print(json.dumps(run(args.addr, args.total, args.concurrency)))
+
+
+if __name__ == "__main__":
+    main()
