@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import date
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
