@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -48,7 +49,7 @@ async def test_processes_share_the_limit_through_background_syncs(redis_url: str
     # one-minute window for the whole exchange.
     subject = f"acme-{uuid.uuid4().hex[:8]}"
     if time.time() % 60 > 50:
-        time.sleep(61 - time.time() % 60)
+        await asyncio.sleep(61 - time.time() % 60)
     a = RateLimiter(aioredis.Redis.from_url(redis_url), prefix, False, 5, sync_seconds=3600)
     b = RateLimiter(aioredis.Redis.from_url(redis_url), prefix, False, 5, sync_seconds=3600)
     try:
