@@ -41,6 +41,11 @@ class DispatcherServiceStub:
     GetTimeline: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetTimelineRequest, _dispatcher_pb2.GetTimelineResponse]
     RecordEvent: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordEventRequest, _dispatcher_pb2.RecordEventResponse]
     """Workers report what they did (enriched, synced, ...)."""
+    GetLeads: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetLeadsRequest, _dispatcher_pb2.GetLeadsResponse]
+    """The workers' batch forms: many leads read, or many reports recorded in one transaction;
+    each item answers for itself (one unknown lead never fails the others).
+    """
+    RecordEvents: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordEventsRequest, _dispatcher_pb2.RecordEventsResponse]
     ClaimDialAttempt: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ClaimDialAttemptRequest, _dispatcher_pb2.ClaimDialAttemptResponse]
     """Claim a dial attempt before calling the provider; at most one claim wins."""
     CompleteDialAttempt: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.CompleteDialAttemptRequest, _dispatcher_pb2.CompleteDialAttemptResponse]
@@ -70,6 +75,11 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     GetTimeline: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetTimelineRequest, _dispatcher_pb2.GetTimelineResponse]  # type: ignore[assignment]
     RecordEvent: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordEventRequest, _dispatcher_pb2.RecordEventResponse]  # type: ignore[assignment]
     """Workers report what they did (enriched, synced, ...)."""
+    GetLeads: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetLeadsRequest, _dispatcher_pb2.GetLeadsResponse]  # type: ignore[assignment]
+    """The workers' batch forms: many leads read, or many reports recorded in one transaction;
+    each item answers for itself (one unknown lead never fails the others).
+    """
+    RecordEvents: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordEventsRequest, _dispatcher_pb2.RecordEventsResponse]  # type: ignore[assignment]
     ClaimDialAttempt: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ClaimDialAttemptRequest, _dispatcher_pb2.ClaimDialAttemptResponse]  # type: ignore[assignment]
     """Claim a dial attempt before calling the provider; at most one claim wins."""
     CompleteDialAttempt: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.CompleteDialAttemptRequest, _dispatcher_pb2.CompleteDialAttemptResponse]  # type: ignore[assignment]
@@ -120,6 +130,23 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.RecordEventResponse, _abc.Awaitable[_dispatcher_pb2.RecordEventResponse]]:
         """Workers report what they did (enriched, synced, ...)."""
+
+    @_abc_1.abstractmethod
+    def GetLeads(
+        self,
+        request: _dispatcher_pb2.GetLeadsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.GetLeadsResponse, _abc.Awaitable[_dispatcher_pb2.GetLeadsResponse]]:
+        """The workers' batch forms: many leads read, or many reports recorded in one transaction;
+        each item answers for itself (one unknown lead never fails the others).
+        """
+
+    @_abc_1.abstractmethod
+    def RecordEvents(
+        self,
+        request: _dispatcher_pb2.RecordEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.RecordEventsResponse, _abc.Awaitable[_dispatcher_pb2.RecordEventsResponse]]: ...
 
     @_abc_1.abstractmethod
     def ClaimDialAttempt(

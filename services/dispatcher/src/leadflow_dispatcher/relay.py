@@ -68,13 +68,13 @@ class Relay:
         never noted (a crash) is simply enqueued again, as after a crash before this write."""
         sent: list[tuple[str, str, str]] = []
         failed: list[JobSpec] = []
-        for job, delay in jobs:
-            try:
-                queue, mid = queueing.enqueue(self.broker, job, delay)
-                sent.append((job.job_id, queue, mid))
-            except Exception as err:
-                log.warning("enqueue_failed", job=job.kind, lead_id=job.lead_id, error=str(err))
+        # One pipeline for every message of this call (a lead's enrich, crm_sync and dial).
+        for (job, _), result in zip(jobs, queueing.enqueue_many(self.broker, jobs), strict=True):
+            if isinstance(result, BaseException):
+                log.warning("enqueue_failed", job=job.kind, lead_id=job.lead_id, error=str(result))
                 failed.append(job)
+            else:
+                sent.append((job.job_id, *result))
         if failed:
             self.store.release_jobs(failed, "broker unavailable")
         if note_later and self._noter.is_alive():

@@ -7,9 +7,10 @@ from leadflow_dispatcher.dead_letters import DeadLetterStore
 from leadflow_dispatcher.leads import LeadStore, SubmitResult
 from leadflow_dispatcher.outbox import ExpiredJob, OutboxStore, SettleWork
 from leadflow_dispatcher.repository import NotFound
+from leadflow_dispatcher.worker_reads import WorkerReadStore
 
 
-class Store(LeadStore, AttemptStore, DeadLetterStore, OutboxStore):
+class Store(LeadStore, AttemptStore, DeadLetterStore, OutboxStore, WorkerReadStore):
     """Every repository of the dispatcher over one engine."""
 
 

@@ -17,6 +17,7 @@ from redis.exceptions import LockError
 from leadflow.v1 import compliance_pb2, decision_pb2, dispatcher_pb2, lead_pb2
 from leadflow_core.logs import get_logger
 from leadflow_core.pii import subject_hash
+from leadflow_core.request_context import current_request_id
 from leadflow_core.timestamps import to_proto, utcnow
 from leadflow_enrichment.context import WorkerContext
 from leadflow_enrichment.failures import ErrorClass, ProviderError
@@ -57,37 +58,52 @@ def lead_view(lead: lead_pb2.Lead) -> LeadView:
 
 
 def _get_lead(ctx: WorkerContext, info: JobInfo) -> dispatcher_pb2.GetLeadResponse:
-    reply: dispatcher_pb2.GetLeadResponse = ctx.dispatcher.GetLead(
-        dispatcher_pb2.GetLeadRequest(tenant=info.tenant, lead_id=info.lead_id)
-    )
-    return reply
+    return ctx.get_lead(info.tenant, info.lead_id)
 
 
 def _record(ctx: WorkerContext, info: JobInfo, kind: str, detail: dict[str, Any], dedupe_key: str) -> None:
-    ctx.dispatcher.RecordEvent(
+    ctx.record_event(
         dispatcher_pb2.RecordEventRequest(
             tenant=info.tenant,
             lead_id=info.lead_id,
             kind=kind,
             detail_json=json.dumps(detail),
             dedupe_key=dedupe_key,
+            request_id=current_request_id(),
         )
     )
 
 
+def _breaker_wait(ctx: WorkerContext, info: JobInfo, provider: str) -> float:
+    """Seconds to hold a job for this tenant's provider (0: go); no Redis read while this
+    process saw the breaker clean a moment ago."""
+    key = f"{info.tenant}\0{provider}"
+    if ctx.clean_breakers.is_clean(key):
+        return 0.0
+    wait, clean = ctx.breaker(info.tenant, provider).check()
+    ctx.clean_breakers.mark(key, clean)
+    return wait
+
+
 def _guard(ctx: WorkerContext, info: JobInfo, provider: str) -> None:
     """Hold the job while this tenant's breaker for this provider is open."""
-    wait = ctx.breaker(info.tenant, provider).wait_seconds()
+    wait = _breaker_wait(ctx, info, provider)
     if wait > 0:
         raise Hold(wait, f"circuit open for {provider}")
 
 
 def _note_result(ctx: WorkerContext, info: JobInfo, provider: str, err: ProviderError | None) -> None:
-    breaker = ctx.breaker(info.tenant, provider)
+    key = f"{info.tenant}\0{provider}"
     if err is None:
-        breaker.record_success()
-    elif err.error_class in _BREAKER_CLASSES and breaker.record_failure():
-        log.warning("circuit_opened", provider=provider, tenant=info.tenant)
+        if not ctx.clean_breakers.is_clean(key):
+            # A success after failures (or the half-open probe) closes the breaker.
+            ctx.breaker(info.tenant, provider).record_success()
+            ctx.clean_breakers.mark(key, True)
+        return
+    if err.error_class in _BREAKER_CLASSES:
+        ctx.clean_breakers.mark(key, False)
+        if ctx.breaker(info.tenant, provider).record_failure():
+            log.warning("circuit_opened", provider=provider, tenant=info.tenant)
 
 
 # ---- enrich ---------------------------------------------------------------------------------
@@ -128,8 +144,7 @@ def _neutral(reason: str, model: str) -> Enrichment:
 
 
 def _score(ctx: WorkerContext, info: JobInfo, scorer: Any, view: LeadView, config: Any) -> Enrichment:
-    breaker = ctx.breaker(info.tenant, scorer.name)
-    if breaker.wait_seconds() > 0:
+    if _breaker_wait(ctx, info, scorer.name) > 0:
         return _neutral(f"{scorer.name} circuit open", scorer.name)
     options = dict(config.config.options) if config is not None else {}
     try:
