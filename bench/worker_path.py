@@ -307,13 +307,18 @@ class Costs:
     leads: int
     sql: int  # our services' statements
     provider_sql: int  # the local CRM's and dial simulator's (stand-ins for outside SaaS)
-    commits: int
+    commits: int  # our services' (the workers' own are the local providers')
+    provider_commits: int
     grpc: int
     redis: int  # round trips, counted by the clients (a pipeline or a script call is one)
     redis_commands: int  # Redis's INFO commandstats: every command, those inside scripts too
     grpc_by_method: dict[str, int]
     seconds: float
     by_service: dict[str, int] = field(default_factory=dict)
+    # Periodic work paid per second whatever the load (relay passes, idle queue polls).
+    background: dict[str, int] = field(default_factory=dict)
+    # Each statement's text and count (with LEADFLOW_COST_COUNTERS_STATEMENTS=1).
+    statements: dict[str, int] = field(default_factory=dict)
 
     def per_lead(self) -> dict[str, float]:
         n = max(self.leads, 1)
@@ -321,6 +326,7 @@ class Costs:
             "sql": self.sql / n,
             "provider_sql": self.provider_sql / n,
             "commits": self.commits / n,
+            "provider_commits": self.provider_commits / n,
             "grpc": self.grpc / n,
             "redis": self.redis / n,
             "redis_commands": self.redis_commands / n,
@@ -335,9 +341,14 @@ class Costs:
         return [
             f"worker path per lead ({self.leads} leads, {self.leads / self.seconds:.1f} leads/s): "
             f"{p['sql']:.1f} SQL (+{p['provider_sql']:.1f} in the local CRM/simulator), "
-            f"{p['commits']:.2f} commits, {p['grpc']:.2f} gRPC, {p['redis']:.1f} Redis round trips "
+            f"{p['commits']:.2f} commits (+{p['provider_commits']:.2f}), {p['grpc']:.2f} gRPC, "
+            f"{p['redis']:.1f} Redis round trips "
             f"({p['redis_commands']:.1f} Redis commands)",
             f"  gRPC per lead: {methods}",
+            "  background per second (relay passes, idle polls): "
+            + ", ".join(
+                f"{k} {v / max(self.seconds, 1e-9):.1f}" for k, v in sorted(self.background.items()) if v
+            ),
             "  by process per lead: "
             + ", ".join(f"{k} {v / max(self.leads, 1):.2f}" for k, v in sorted(self.by_service.items()) if v),
         ]
@@ -389,6 +400,7 @@ def measure_costs(
         sql=counts.get("sql.product", 0),
         provider_sql=counts.get("sql.provider", 0),
         commits=counts.get("commits", 0),
+        provider_commits=counts.get("commits.provider", 0),
         grpc=sum(by_method.values()),
         redis=counts.get("redis", 0),
         redis_commands=redis_used,
@@ -396,6 +408,14 @@ def measure_costs(
         seconds=seconds,
         by_service={
             k.removeprefix("by_service."): v for k, v in counts.items() if k.startswith("by_service.")
+        },
+        background={
+            k.removeprefix("background."): v
+            for k, v in counts.items()
+            if k.startswith("background.") and not k.startswith("background.by_service.")
+        },
+        statements={
+            k.removeprefix("statement."): v for k, v in counts.items() if k.startswith("statement.") and v
         },
     )
 

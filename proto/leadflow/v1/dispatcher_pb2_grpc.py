@@ -66,6 +66,16 @@ class DispatcherServiceStub:
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventsRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventsResponse.FromString,
                 _registered_method=True)
+        self.StartDials = channel.unary_unary(
+                '/leadflow.v1.DispatcherService/StartDials',
+                request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.StartDialsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.StartDialsResponse.FromString,
+                _registered_method=True)
+        self.CompleteDials = channel.unary_unary(
+                '/leadflow.v1.DispatcherService/CompleteDials',
+                request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.CompleteDialsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.CompleteDialsResponse.FromString,
+                _registered_method=True)
         self.ClaimDialAttempt = channel.unary_unary(
                 '/leadflow.v1.DispatcherService/ClaimDialAttempt',
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.ClaimDialAttemptRequest.SerializeToString,
@@ -159,6 +169,23 @@ class DispatcherServiceServicer:
 
     def RecordEvents(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartDials(self, request, context):
+        """Claim dial attempts AND reserve their calls with compliance, in one hop from the worker:
+        the dispatcher claims each attempt (one claim wins), asks compliance's final gate to
+        reserve (ReserveCalls), records a refused gate as a deferral or block, and answers each
+        item. A call may be placed only for an item with claimed, DIAL_NOW and a reservation id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteDials(self, request, context):
+        """CompleteDialAttempt for many attempts, in one transaction.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -260,6 +287,16 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.RecordEvents,
                     request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventsRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventsResponse.SerializeToString,
+            ),
+            'StartDials': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartDials,
+                    request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.StartDialsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.StartDialsResponse.SerializeToString,
+            ),
+            'CompleteDials': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteDials,
+                    request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.CompleteDialsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.CompleteDialsResponse.SerializeToString,
             ),
             'ClaimDialAttempt': grpc.unary_unary_rpc_method_handler(
                     servicer.ClaimDialAttempt,
@@ -476,6 +513,60 @@ class DispatcherService:
             '/leadflow.v1.DispatcherService/RecordEvents',
             leadflow_dot_v1_dot_dispatcher__pb2.RecordEventsRequest.SerializeToString,
             leadflow_dot_v1_dot_dispatcher__pb2.RecordEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartDials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.DispatcherService/StartDials',
+            leadflow_dot_v1_dot_dispatcher__pb2.StartDialsRequest.SerializeToString,
+            leadflow_dot_v1_dot_dispatcher__pb2.StartDialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteDials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.DispatcherService/CompleteDials',
+            leadflow_dot_v1_dot_dispatcher__pb2.CompleteDialsRequest.SerializeToString,
+            leadflow_dot_v1_dot_dispatcher__pb2.CompleteDialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

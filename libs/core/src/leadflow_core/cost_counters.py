@@ -17,13 +17,14 @@ import json
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import ExecuteStyle
 
 ENV = "LEADFLOW_COST_COUNTERS_DIR"
 _PROVIDER_TABLES = ("enrichment_crm_contacts", "enrichment_simulated_calls")
@@ -32,13 +33,32 @@ _lock = threading.Lock()
 _counts: Counter[str] = Counter()
 _installed = False
 _service = ""
+# LEADFLOW_COST_COUNTERS_STATEMENTS=1: also count each statement's text (to see where they go).
+_by_statement = bool(os.environ.get("LEADFLOW_COST_COUNTERS_STATEMENTS"))
 
 
 def enabled() -> bool:
     return bool(os.environ.get(ENV))
 
 
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def background() -> Iterator[None]:
+    """Count what runs inside as background (periodic polls and sweeps, paid per second
+    whatever the load), apart from the per-lead work."""
+    before = getattr(_local, "background", False)
+    _local.background = True
+    try:
+        yield
+    finally:
+        _local.background = before
+
+
 def add(key: str, n: int = 1) -> None:
+    if getattr(_local, "background", False):
+        key = "background." + key
     with _lock:
         _counts[key] += n
 
@@ -48,17 +68,27 @@ def snapshot() -> dict[str, int]:
         return dict(_counts)
 
 
-def _on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+def _on_statement(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
     family = "provider" if any(t in statement for t in _PROVIDER_TABLES) else "product"
     head = statement.lstrip()[:6].upper()
-    if head in ("BEGIN", "COMMIT", "ROLLBA", "SAVEPO", "RELEAS"):
+    if head in ("BEGIN", "COMMIT", "ROLLBA"):
         return
-    add(f"sql.{family}")
-    add(f"by_service.{_service}.sql")
+    # executemany sends one statement per parameter set (pipelined, but each is executed);
+    # SQLAlchemy's "insertmanyvalues" batches are one multi-row statement each.
+    batched = getattr(context, "execute_style", None) is ExecuteStyle.INSERTMANYVALUES
+    n = len(parameters) if executemany and parameters and not batched else 1
+    add(f"sql.{family}", n)
+    add(f"by_service.{_service}.sql", n)
+    if _by_statement:
+        add(f"statement.{_service}.{' '.join(statement.split())[:90]}", n)
 
 
 def _on_commit(_conn: Any) -> None:
-    add("commits")
+    # The workers' own database work is the local CRM's and dial simulator's (outside SaaS
+    # stand-ins); our services' commits are the dispatcher's and compliance's.
+    add("commits.provider" if _service == "enrichment" else "commits")
     add(f"by_service.{_service}.commits")
 
 
@@ -84,6 +114,34 @@ def _count_redis() -> None:
 
     redis.Redis.execute_command = execute_command  # type: ignore[method-assign]
     redis.client.Pipeline.execute = execute  # type: ignore[method-assign]
+    _count_dramatiq_polls()
+
+
+def _count_dramatiq_polls() -> None:
+    """A Dramatiq fetch that finds its queue empty is an idle poll (background); one that
+    brings messages is work."""
+    try:
+        from dramatiq.brokers.redis import RedisBroker
+    except ImportError:  # a service without Dramatiq
+        return
+    dispatch = RedisBroker._dispatch
+
+    def _dispatch(self: RedisBroker, command: str) -> Callable[..., Any]:
+        inner: Callable[..., Any] = dispatch(self, command)  # type: ignore[no-untyped-call]
+        if command != "fetch":
+            return inner
+
+        def fetch(*args: Any) -> Any:
+            with background():
+                result = inner(*args)
+            if result:
+                add("redis")
+                add(f"by_service.{_service}.redis")
+            return result
+
+        return fetch
+
+    RedisBroker._dispatch = _dispatch  # type: ignore[method-assign]
 
 
 def install(service: str) -> None:

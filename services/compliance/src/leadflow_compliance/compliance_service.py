@@ -19,6 +19,7 @@ from leadflow_compliance.models import ReservationRow
 from leadflow_compliance.opt_out import is_opt_out
 from leadflow_compliance.phone import InvalidPhone, analyse
 from leadflow_compliance.repository import Repository
+from leadflow_compliance.reserve_batch import ReserveBatchServicer
 from leadflow_compliance.tenant_service import TenantCache
 from leadflow_core import grpc_errors
 from leadflow_core.logs import get_logger
@@ -60,7 +61,7 @@ def limits_of(tenant: tenant_pb2.Tenant) -> Limits:
     )
 
 
-class ComplianceServicer(compliance_pb2_grpc.ComplianceServiceServicer):
+class ComplianceServicer(ReserveBatchServicer, compliance_pb2_grpc.ComplianceServiceServicer):
     def __init__(
         self, repo: Repository, decider: Decider, accounts: Accounts, engine_: Engine, cache: TenantCache
     ) -> None:

@@ -21,6 +21,7 @@ import grpc
 from dramatiq.brokers.redis import RedisBroker
 
 from leadflow.v1 import compliance_pb2, compliance_pb2_grpc
+from leadflow_core import cost_counters
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import bound
 from leadflow_dispatcher import queueing, scheduling
@@ -113,7 +114,9 @@ class Relay:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.tick()
+                # Paid per pass whatever the load: counted apart from per-lead work.
+                with cost_counters.background():
+                    self.tick()
             except Exception:
                 log.exception("relay_tick_failed")
             self._stop.wait(self.settings.relay_interval_seconds)

@@ -45,6 +45,22 @@ class Report:
     next_attempt_at: datetime | None
 
 
+def insert_ignoring(s: Session, table: Any, values: list[dict[str, Any]], unique: list[str]) -> Any:
+    """`INSERT ... ON CONFLICT (unique) DO NOTHING` for PostgreSQL and SQLite alike."""
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
+
+
+def insert_events(s: Session, values: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Insert timeline rows in one statement, skipping keys recorded before; the keys inserted."""
+    if not values:
+        return set()
+    statement = insert_ignoring(s, EventRow, values, ["tenant", "dedupe_key"]).returning(
+        EventRow.tenant, EventRow.dedupe_key
+    )
+    return {(t, k) for t, k in s.execute(statement).all() if k is not None}
+
+
 def _superseded_by(row: LeadRow, people: Sequence[Any]) -> str:
     """The newest other lead of the same person stamped later than this one, if any."""
     best: tuple[datetime, str] | None = None
@@ -172,16 +188,7 @@ class WorkerReadStore(Repository):
         return out
 
     def _insert_events(self, s: Session, values: list[dict[str, Any]]) -> set[tuple[str, str]]:
-        """Insert all rows in one statement, skipping keys recorded before; the keys inserted."""
-        dialect = s.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(EventRow)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["tenant", "dedupe_key"])
-            .returning(EventRow.tenant, EventRow.dedupe_key)
-        )
-        return {(t, k) for t, k in s.execute(statement).all() if k is not None}
+        return insert_events(s, values)
 
     @staticmethod
     def _extend_lease(s: Session, r: Report, lease_seconds: float, now: datetime) -> None:

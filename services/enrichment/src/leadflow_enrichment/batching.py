@@ -2,8 +2,10 @@
 
 Each worker thread still runs its own message (its own retries, dead letter and dial claim);
 only the round trip is shared. The first caller of a batch waits up to `max_wait` seconds (or
-until `max_size` items are in) for company, sends the batch with `flush`, and hands every
-caller its own answer or its own error; a failed flush fails that batch's callers only.
+until `max_size` items are in) for company, and for the batch before it to come back: one batch
+is in flight at a time, so batches grow with the round trip's latency (as in group commit). It
+sends the batch with `flush` and hands every caller its own answer or its own error; a failed
+flush fails that batch's callers only.
 """
 
 from __future__ import annotations
@@ -39,31 +41,51 @@ class MicroBatcher(Generic[Req, Resp]):
         self._cond = threading.Condition()
         self._pending: list[_Slot[Req, Resp]] = []
         self._leader = False
+        self._in_flight = False
 
     def call(self, item: Req) -> Resp:
         slot: _Slot[Req, Resp] = _Slot(item)
         with self._cond:
             self._pending.append(slot)
-            leads = not self._leader
-            if leads:
-                self._leader = True
-            elif len(self._pending) >= self.max_size:
+            if len(self._pending) >= self.max_size:
                 self._cond.notify_all()
-        if leads:
-            deadline = time.monotonic() + self.max_wait
+        while not slot.done.is_set():
             with self._cond:
-                while len(self._pending) < self.max_size:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-                batch, self._pending = self._pending, []
-                self._leader = False
-            self._run(batch)
-        slot.done.wait()
+                # Whoever finds its item waiting with no leader leads (also after a leader was
+                # interrupted, e.g. by Dramatiq's time limit, before it took the batch).
+                leads = not self._leader and any(s is slot for s in self._pending)
+                if leads:
+                    self._leader = True
+            if leads:
+                self._lead()
+            else:
+                slot.done.wait(0.05)
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[return-value]
+
+    def _lead(self) -> None:
+        batch: list[_Slot[Req, Resp]] = []
+        deadline = time.monotonic() + self.max_wait
+        try:
+            with self._cond:
+                # Group commit: while the previous batch is in flight, this one keeps growing.
+                while True:
+                    left = deadline - time.monotonic()
+                    if not self._in_flight and (left <= 0 or len(self._pending) >= self.max_size):
+                        break
+                    self._cond.wait(None if self._in_flight else left)
+                batch, self._pending = self._pending, []
+                self._in_flight = True
+        finally:
+            with self._cond:
+                self._leader = False
+        try:
+            self._run(batch)
+        finally:
+            with self._cond:
+                self._in_flight = False
+                self._cond.notify_all()
 
     def _run(self, batch: list[_Slot[Req, Resp]]) -> None:
         try:

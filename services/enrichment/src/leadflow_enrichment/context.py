@@ -96,6 +96,12 @@ class WorkerContext:
         self._reports: MicroBatcher[dispatcher_pb2.RecordEventRequest, bool] = MicroBatcher(
             self._record_events, settings.batch_max_size, settings.batch_max_wait_seconds
         )
+        self._starts: MicroBatcher[
+            dispatcher_pb2.ClaimDialAttemptRequest, dispatcher_pb2.StartDialsResponse.Item
+        ] = MicroBatcher(self._start_dials, settings.batch_max_size, settings.batch_max_wait_seconds)
+        self._completions: MicroBatcher[dispatcher_pb2.CompleteDialAttemptRequest, None] = MicroBatcher(
+            self._complete_dials, settings.batch_max_size, settings.batch_max_wait_seconds
+        )
         self.registry = ProviderRegistry(settings)
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.limiters = Limiters(self.redis, settings.redis_key("limits"), settings.job_time_limit_seconds)
@@ -118,6 +124,27 @@ class WorkerContext:
     def record_event(self, request: dispatcher_pb2.RecordEventRequest) -> bool:
         """Record a report (in a batch with other threads' reports); False: recorded before."""
         return self._reports.call(request)
+
+    def start_dial(
+        self, request: dispatcher_pb2.ClaimDialAttemptRequest
+    ) -> dispatcher_pb2.StartDialsResponse.Item:
+        """Claim the attempt and have compliance gate and reserve it (one hop, batched)."""
+        return self._starts.call(request)
+
+    def complete_dial(self, request: dispatcher_pb2.CompleteDialAttemptRequest) -> None:
+        self._completions.call(request)
+
+    def _start_dials(
+        self, requests: Sequence[dispatcher_pb2.ClaimDialAttemptRequest]
+    ) -> list[dispatcher_pb2.StartDialsResponse.Item | BaseException]:
+        reply = self.dispatcher.StartDials(dispatcher_pb2.StartDialsRequest(attempts=requests))
+        return [ItemRpcError(i.error) if i.HasField("error") else i for i in reply.items]
+
+    def _complete_dials(
+        self, requests: Sequence[dispatcher_pb2.CompleteDialAttemptRequest]
+    ) -> list[BaseException | None]:
+        reply = self.dispatcher.CompleteDials(dispatcher_pb2.CompleteDialsRequest(attempts=requests))
+        return [ItemRpcError(i.error) if i.HasField("error") else None for i in reply.items]
 
     def _get_leads(
         self, requests: Sequence[dispatcher_pb2.GetLeadRequest]

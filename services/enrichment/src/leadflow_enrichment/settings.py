@@ -8,10 +8,12 @@ from leadflow_enrichment.providers.settings import ProviderSettings
 
 # Queue groups, each with its own threads, so a backlog in one never delays another:
 # "name=queue,queue:threads".
+# Threads mostly wait on I/O; the more run at once, the more of their reads and reports share
+# one RPC (see batching).
 DEFAULT_GROUPS = (
-    "urgent=dial.emergency,dial.high:4",
-    "dial=dial.medium,dial.low:4",
-    "jobs=enrich,crm_sync,call_status:8",
+    "urgent=dial.emergency,dial.high:8",
+    "dial=dial.medium,dial.low:8",
+    "jobs=enrich,crm_sync,call_status:16",
 )
 
 
