@@ -99,6 +99,9 @@ def lead_body(
             "disclosure_text": "By ticking this box I agree that ACME HVAC may call me with an autodialer.",
             "page_url": "https://acme.example/quote",
             "ip": "203.0.113.9",
+            # Full evidence (compliance consent_evidence.py): the seller named, a reference.
+            "seller": "ACME HVAC",
+            "form_submission_id": f"sub-{tag}-{i}",
         }
     body.update(extra)
     return body

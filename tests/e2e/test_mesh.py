@@ -192,7 +192,12 @@ def test_a_lead_at_22_local_is_deferred_to_8_next_morning(mesh: Mesh) -> None:
         contact=lead_pb2.Contact(
             first_name="Ada", phone=lead_pb2.Phone(e164=NY_PHONE, raw=NY_PHONE, region="US")
         ),
-        consent=lead_pb2.ConsentEvidence(granted=True, disclosure_text="I agree to autodialed calls"),
+        consent=lead_pb2.ConsentEvidence(
+            granted=True,
+            disclosure_text="I agree to autodialed calls",
+            seller=TENANT,
+            form_submission_id="sub-night",
+        ),
         urgency=lead_pb2.URGENCY_HIGH,
     )
     reply = mesh.compliance().Evaluate(

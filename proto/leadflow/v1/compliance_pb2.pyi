@@ -330,15 +330,25 @@ class RecordConsentResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONSENT_ID_FIELD_NUMBER: _builtins.int
+    VERIFIED_FIELD_NUMBER: _builtins.int
+    MISSING_FIELD_NUMBER: _builtins.int
     consent_id: _builtins.str
+    verified: _builtins.bool
+    """False when evidence is missing: stored as unverified, never auto-dialed on."""
+    @_builtins.property
+    def missing(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What is missing (disclosure, seller, time, evidence reference)."""
+
     def __init__(
         self,
         *,
         consent_id: _builtins.str = ...,
+        verified: _builtins.bool = ...,
+        missing: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_id", b"consent_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_id", b"consent_id", "missing", b"missing", "verified", b"verified"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -693,6 +703,149 @@ class AuditRecord(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuditRecord: _TypeAlias = AuditRecord  # noqa: Y015
+
+@_typing.final
+class RevocationSignalRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PHONE_E164_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_FIELD_NUMBER: _builtins.int
+    RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    phone_e164: _builtins.str
+    """The person: a phone number, an email address, or both (at least one)."""
+    email: _builtins.str
+    channel: _builtins.str
+    """"sms" | "email" | "call_disposition"."""
+    message_id: _builtins.str
+    """The sender's id of the message (Twilio MessageSid, webhook-id, CallSid)."""
+    text: _builtins.str
+    """The reply's text, or the disposition code ("do_not_call", "opt_out", ...)."""
+    campaign: _builtins.str
+    """The campaign the message answers; empty = unknown (then every campaign is revoked)."""
+    actor: _builtins.str
+    """Who reported it (service, agent id), for the audit log."""
+    subject: _builtins.str
+    """An email's subject, checked on its own ("Unsubscribe" as the subject revokes too)."""
+    @_builtins.property
+    def received_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        phone_e164: _builtins.str = ...,
+        email: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        message_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+        campaign: _builtins.str = ...,
+        received_at: _timestamp_pb2.Timestamp | None = ...,
+        actor: _builtins.str = ...,
+        subject: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "campaign", b"campaign", "channel", b"channel", "email", b"email", "message_id", b"message_id", "phone_e164", b"phone_e164", "received_at", b"received_at", "subject", b"subject", "tenant", b"tenant", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevocationSignalRequest: _TypeAlias = RevocationSignalRequest  # noqa: Y015
+
+@_typing.final
+class RevocationSignalResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVOKED_FIELD_NUMBER: _builtins.int
+    MATCHED_FIELD_NUMBER: _builtins.int
+    REVOCATION_ID_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    revoked: _builtins.bool
+    matched: _builtins.str
+    """"keyword" (a whole-reply keyword), "phrase" (an opt-out phrase anywhere), "disposition", or
+    empty when the signal does not revoke.
+    """
+    revocation_id: _builtins.str
+    """The phone number's revocation (or the email's when no number was given)."""
+    scope: _builtins.str
+    """"all_campaigns" or "campaign:<name>"."""
+    duplicate: _builtins.bool
+    """The same message was recorded before: nothing new was stored."""
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        revoked: _builtins.bool = ...,
+        matched: _builtins.str = ...,
+        revocation_id: _builtins.str = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
+        scope: _builtins.str = ...,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["revoked_at", b"revoked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "matched", b"matched", "revocation_id", b"revocation_id", "revoked", b"revoked", "revoked_at", b"revoked_at", "scope", b"scope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevocationSignalResponse: _TypeAlias = RevocationSignalResponse  # noqa: Y015
+
+@_typing.final
+class ClaimRevocationConfirmationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    REVOCATION_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    revocation_id: _builtins.str
+    actor: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        revocation_id: _builtins.str = ...,
+        actor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "revocation_id", b"revocation_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimRevocationConfirmationRequest: _TypeAlias = ClaimRevocationConfirmationRequest  # noqa: Y015
+
+@_typing.final
+class ClaimRevocationConfirmationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    reason: _builtins.str
+    """Why not: "unknown revocation", "already sent", "more than 5 minutes after the revocation"."""
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimRevocationConfirmationResponse: _TypeAlias = ClaimRevocationConfirmationResponse  # noqa: Y015
 
 @_typing.final
 class ReserveCallsRequest(_message.Message):

@@ -100,6 +100,16 @@ class ComplianceServiceStub:
                 request_serializer=leadflow_dot_v1_dot_compliance__pb2.ExportAuditLogRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_compliance__pb2.AuditRecord.FromString,
                 _registered_method=True)
+        self.RecordRevocationSignal = channel.unary_unary(
+                '/leadflow.v1.ComplianceService/RecordRevocationSignal',
+                request_serializer=leadflow_dot_v1_dot_compliance__pb2.RevocationSignalRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_compliance__pb2.RevocationSignalResponse.FromString,
+                _registered_method=True)
+        self.ClaimRevocationConfirmation = channel.unary_unary(
+                '/leadflow.v1.ComplianceService/ClaimRevocationConfirmation',
+                request_serializer=leadflow_dot_v1_dot_compliance__pb2.ClaimRevocationConfirmationRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_compliance__pb2.ClaimRevocationConfirmationResponse.FromString,
+                _registered_method=True)
 
 
 class ComplianceServiceServicer:
@@ -192,6 +202,23 @@ class ComplianceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordRevocationSignal(self, request, context):
+        """A reply (SMS, email) or a call disposition (agent or IVR) that may revoke consent
+        (FCC 24-18, 47 CFR 64.1200(a)(10)). Revokes at once when it is an opt-out; audited with its
+        evidence either way. A redelivery (same channel and message id) is the same revocation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimRevocationConfirmation(self, request, context):
+        """"May we send the one confirmation text?" (47 CFR 64.1200(a)(12)): true once, within 5 minutes
+        of the revocation; false after that or a second time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ComplianceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -259,6 +286,16 @@ def add_ComplianceServiceServicer_to_server(servicer, server):
                     servicer.ExportAuditLog,
                     request_deserializer=leadflow_dot_v1_dot_compliance__pb2.ExportAuditLogRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_compliance__pb2.AuditRecord.SerializeToString,
+            ),
+            'RecordRevocationSignal': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRevocationSignal,
+                    request_deserializer=leadflow_dot_v1_dot_compliance__pb2.RevocationSignalRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_compliance__pb2.RevocationSignalResponse.SerializeToString,
+            ),
+            'ClaimRevocationConfirmation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimRevocationConfirmation,
+                    request_deserializer=leadflow_dot_v1_dot_compliance__pb2.ClaimRevocationConfirmationRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_compliance__pb2.ClaimRevocationConfirmationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -613,6 +650,60 @@ class ComplianceService:
             '/leadflow.v1.ComplianceService/ExportAuditLog',
             leadflow_dot_v1_dot_compliance__pb2.ExportAuditLogRequest.SerializeToString,
             leadflow_dot_v1_dot_compliance__pb2.AuditRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRevocationSignal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.ComplianceService/RecordRevocationSignal',
+            leadflow_dot_v1_dot_compliance__pb2.RevocationSignalRequest.SerializeToString,
+            leadflow_dot_v1_dot_compliance__pb2.RevocationSignalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimRevocationConfirmation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.ComplianceService/ClaimRevocationConfirmation',
+            leadflow_dot_v1_dot_compliance__pb2.ClaimRevocationConfirmationRequest.SerializeToString,
+            leadflow_dot_v1_dot_compliance__pb2.ClaimRevocationConfirmationResponse.FromString,
             options,
             channel_credentials,
             insecure,

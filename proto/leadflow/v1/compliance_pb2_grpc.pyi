@@ -56,6 +56,15 @@ class ComplianceServiceStub:
     SetEmergencyStop: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.SetEmergencyStopRequest, _compliance_pb2.SetEmergencyStopResponse]
     ClearEmergencyStop: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.ClearEmergencyStopRequest, _compliance_pb2.ClearEmergencyStopResponse]
     ExportAuditLog: _grpc.UnaryStreamMultiCallable[_compliance_pb2.ExportAuditLogRequest, _compliance_pb2.AuditRecord]
+    RecordRevocationSignal: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.RevocationSignalRequest, _compliance_pb2.RevocationSignalResponse]
+    """A reply (SMS, email) or a call disposition (agent or IVR) that may revoke consent
+    (FCC 24-18, 47 CFR 64.1200(a)(10)). Revokes at once when it is an opt-out; audited with its
+    evidence either way. A redelivery (same channel and message id) is the same revocation.
+    """
+    ClaimRevocationConfirmation: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.ClaimRevocationConfirmationRequest, _compliance_pb2.ClaimRevocationConfirmationResponse]
+    """"May we send the one confirmation text?" (47 CFR 64.1200(a)(12)): true once, within 5 minutes
+    of the revocation; false after that or a second time.
+    """
 
 @_typing.type_check_only
 class ComplianceServiceAsyncStub(ComplianceServiceStub):
@@ -85,6 +94,15 @@ class ComplianceServiceAsyncStub(ComplianceServiceStub):
     SetEmergencyStop: _aio.UnaryUnaryMultiCallable[_compliance_pb2.SetEmergencyStopRequest, _compliance_pb2.SetEmergencyStopResponse]  # type: ignore[assignment]
     ClearEmergencyStop: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ClearEmergencyStopRequest, _compliance_pb2.ClearEmergencyStopResponse]  # type: ignore[assignment]
     ExportAuditLog: _aio.UnaryStreamMultiCallable[_compliance_pb2.ExportAuditLogRequest, _compliance_pb2.AuditRecord]  # type: ignore[assignment]
+    RecordRevocationSignal: _aio.UnaryUnaryMultiCallable[_compliance_pb2.RevocationSignalRequest, _compliance_pb2.RevocationSignalResponse]  # type: ignore[assignment]
+    """A reply (SMS, email) or a call disposition (agent or IVR) that may revoke consent
+    (FCC 24-18, 47 CFR 64.1200(a)(10)). Revokes at once when it is an opt-out; audited with its
+    evidence either way. A redelivery (same channel and message id) is the same revocation.
+    """
+    ClaimRevocationConfirmation: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ClaimRevocationConfirmationRequest, _compliance_pb2.ClaimRevocationConfirmationResponse]  # type: ignore[assignment]
+    """"May we send the one confirmation text?" (47 CFR 64.1200(a)(12)): true once, within 5 minutes
+    of the revocation; false after that or a second time.
+    """
 
 class ComplianceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Decides whether a person may be called now, later or never, and keeps the accounts."""
@@ -189,5 +207,26 @@ class ComplianceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _compliance_pb2.ExportAuditLogRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_compliance_pb2.AuditRecord], _abc.AsyncIterator[_compliance_pb2.AuditRecord]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordRevocationSignal(
+        self,
+        request: _compliance_pb2.RevocationSignalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.RevocationSignalResponse, _abc.Awaitable[_compliance_pb2.RevocationSignalResponse]]:
+        """A reply (SMS, email) or a call disposition (agent or IVR) that may revoke consent
+        (FCC 24-18, 47 CFR 64.1200(a)(10)). Revokes at once when it is an opt-out; audited with its
+        evidence either way. A redelivery (same channel and message id) is the same revocation.
+        """
+
+    @_abc_1.abstractmethod
+    def ClaimRevocationConfirmation(
+        self,
+        request: _compliance_pb2.ClaimRevocationConfirmationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ClaimRevocationConfirmationResponse, _abc.Awaitable[_compliance_pb2.ClaimRevocationConfirmationResponse]]:
+        """"May we send the one confirmation text?" (47 CFR 64.1200(a)(12)): true once, within 5 minutes
+        of the revocation; false after that or a second time.
+        """
 
 def add_ComplianceServiceServicer_to_server(servicer: ComplianceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aleadflow/v1/decision.proto\x12\x0bleadflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n\x06Reason\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07statute\x18\x03 \x01(\t\x12\'\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x17.leadflow.v1.DialAction\x12.\n\nnot_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd9\x02\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\'\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x17.leadflow.v1.DialAction\x12.\n\nnot_before\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x07reasons\x18\x04 \x03(\x0b\x32\x13.leadflow.v1.Reason\x12\x30\n\x0c\x65valuated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrules_version\x18\x06 \x01(\t\x12\x14\n\x0cneeds_review\x18\x07 \x01(\x08\x12\x19\n\x11recording_allowed\x18\x08 \x01(\x08\x12%\n\x1drecording_disclosure_required\x18\t \x01(\x08\x12\x18\n\x10\x62locked_features\x18\n \x03(\t*q\n\nDialAction\x12\x1b\n\x17\x44IAL_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44IAL_ACTION_DIAL_NOW\x10\x01\x12\x15\n\x11\x44IAL_ACTION_DEFER\x10\x02\x12\x15\n\x11\x44IAL_ACTION_NEVER\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aleadflow/v1/decision.proto\x12\x0bleadflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n\x06Reason\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07statute\x18\x03 \x01(\t\x12\'\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x17.leadflow.v1.DialAction\x12.\n\nnot_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x03\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\'\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x17.leadflow.v1.DialAction\x12.\n\nnot_before\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x07reasons\x18\x04 \x03(\x0b\x32\x13.leadflow.v1.Reason\x12\x30\n\x0c\x65valuated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrules_version\x18\x06 \x01(\t\x12\x14\n\x0cneeds_review\x18\x07 \x01(\x08\x12\x19\n\x11recording_allowed\x18\x08 \x01(\x08\x12%\n\x1drecording_disclosure_required\x18\t \x01(\x08\x12\x18\n\x10\x62locked_features\x18\n \x03(\t\x12\x18\n\x10recording_reason\x18\x14 \x01(\t\x12\x16\n\x0e\x63onsent_status\x18\x15 \x01(\t*q\n\nDialAction\x12\x1b\n\x17\x44IAL_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44IAL_ACTION_DIAL_NOW\x10\x01\x12\x15\n\x11\x44IAL_ACTION_DEFER\x10\x02\x12\x15\n\x11\x44IAL_ACTION_NEVER\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'leadflow.v1.decision_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DIALACTION']._serialized_start=575
-  _globals['_DIALACTION']._serialized_end=688
+  _globals['_DIALACTION']._serialized_start=625
+  _globals['_DIALACTION']._serialized_end=738
   _globals['_REASON']._serialized_start=77
   _globals['_REASON']._serialized_end=225
   _globals['_DECISION']._serialized_start=228
-  _globals['_DECISION']._serialized_end=573
+  _globals['_DECISION']._serialized_end=623
 # @@protoc_insertion_point(module_scope)

@@ -95,6 +95,8 @@ class Decision(_message.Message):
     RECORDING_ALLOWED_FIELD_NUMBER: _builtins.int
     RECORDING_DISCLOSURE_REQUIRED_FIELD_NUMBER: _builtins.int
     BLOCKED_FEATURES_FIELD_NUMBER: _builtins.int
+    RECORDING_REASON_FIELD_NUMBER: _builtins.int
+    CONSENT_STATUS_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
     action: Global___DialAction.ValueType
     rules_version: _builtins.str
@@ -104,6 +106,10 @@ class Decision(_message.Message):
     recording_allowed: _builtins.bool
     """Call recording: allowed at all, and whether a disclosure must be played first."""
     recording_disclosure_required: _builtins.bool
+    recording_reason: _builtins.str
+    """Why recording is (not) allowed and why the announcement is (not) required."""
+    consent_status: _builtins.str
+    """"verified", "unverified" (granted without full evidence), "missing" or "revoked"."""
     @_builtins.property
     def not_before(self) -> _timestamp_pb2.Timestamp:
         """Set when action is DEFER: the first instant every rule allows."""
@@ -129,10 +135,12 @@ class Decision(_message.Message):
         recording_allowed: _builtins.bool = ...,
         recording_disclosure_required: _builtins.bool = ...,
         blocked_features: _abc.Iterable[_builtins.str] | None = ...,
+        recording_reason: _builtins.str = ...,
+        consent_status: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["evaluated_at", b"evaluated_at", "not_before", b"not_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "blocked_features", b"blocked_features", "decision_id", b"decision_id", "evaluated_at", b"evaluated_at", "needs_review", b"needs_review", "not_before", b"not_before", "reasons", b"reasons", "recording_allowed", b"recording_allowed", "recording_disclosure_required", b"recording_disclosure_required", "rules_version", b"rules_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "blocked_features", b"blocked_features", "consent_status", b"consent_status", "decision_id", b"decision_id", "evaluated_at", b"evaluated_at", "needs_review", b"needs_review", "not_before", b"not_before", "reasons", b"reasons", "recording_allowed", b"recording_allowed", "recording_disclosure_required", b"recording_disclosure_required", "recording_reason", b"recording_reason", "rules_version", b"rules_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,11 @@ def main() -> None:
             tenant=tenant,
             contact=lead_pb2.Contact(phone=lead_pb2.Phone(e164=f"+1212555{int(worker) * 100 + i:04d}")),
             consent=lead_pb2.ConsentEvidence(
-                granted=True, consented_at=to_proto(datetime(2026, 1, 1, tzinfo=UTC))
+                granted=True,
+                consented_at=to_proto(datetime(2026, 1, 1, tzinfo=UTC)),
+                disclosure_text="I agree to be called",
+                seller=tenant,
+                form_submission_id=f"sub-{worker}-{i}",
             ),
         )
         reply = stubs[i % len(stubs)].ReserveCall(

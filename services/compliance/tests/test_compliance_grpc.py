@@ -40,6 +40,8 @@ def lead(tenant: str, phone: str = NY_PHONE, consent: bool = True, **kw: object)
             granted=consent,
             disclosure_text="I agree to be called",
             consented_at=to_proto(OPEN - timedelta(hours=1)),
+            seller=tenant,
+            form_submission_id="sub-" + uuid.uuid4().hex[:8],
         ),
         **kw,  # type: ignore[arg-type]
     )
@@ -140,7 +142,11 @@ def test_revocation_by_sms_word_then_new_consent_restores(
             tenant=tenant,
             phone_e164=phone,
             evidence=lead_pb2.ConsentEvidence(
-                granted=True, consented_at=to_proto(later), disclosure_text="yes"
+                granted=True,
+                consented_at=to_proto(later),
+                disclosure_text="yes",
+                seller=tenant,
+                trustedform_cert_url="https://cert.trustedform.com/abc",
             ),
             actor="test",
         )

@@ -328,7 +328,8 @@ def test_emergency_stop_then_calling_hours() -> None:
 )
 def test_recording_disclosure(phone: str, address: str | None, disclosure: bool) -> None:
     now = at("2026-11-18 12:00", ET).astimezone(UTC)
-    facts = Facts(now=now, phone=analyse(phone), address_state=address, consent_at=now)
+    # The caller's number is in New York (one-party): the callee's state decides.
+    facts = Facts(now=now, phone=analyse(phone), address_state=address, consent_at=now, caller_state="NY")
     assert evaluate(facts, TABLE).recording_disclosure_required is disclosure
 
 
@@ -341,8 +342,11 @@ def test_rows_are_data_and_easy_to_correct() -> None:
         .joinpath("rules.yaml")
         .read_text()
     )
-    corrected = parse_table(text.replace('"Connecticut telemarketing law', '"Conn. statute checked'))
+    corrected = parse_table(text.replace('"Conn. Gen. Stat. 42-288a', '"Conn. Gen. Stat. 42-288a(x)'))
     assert corrected.version != TABLE.version
-    assert TABLE.states["FL"].secondary_source is False
-    assert TABLE.states["CT"].secondary_source is True
-    assert all(row.statute for row in TABLE.states.values())
+    assert corrected.states["CT"].calling_hours[0].statute.startswith("Conn. Gen. Stat. 42-288a(x)")
+    fl = TABLE.states["FL"]
+    assert fl.calling_hours[0].secondary_source is False
+    assert fl.attempt_cap[0].secondary_source is False
+    assert TABLE.states["CT"].calling_hours[0].secondary_source is True
+    assert all(rule.statute for row in TABLE.states.values() for _, rule in row.rules())

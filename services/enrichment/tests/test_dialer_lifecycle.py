@@ -108,6 +108,8 @@ def submit(dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, mesh: Mesh, te
             disclosure_text="I agree that ACME may call me with an autodialer.",
             page_url="https://acme.example/quote",
             ip="203.0.113.9",
+            seller=tenant,
+            form_submission_id=f"sub-{uuid.uuid4().hex[:8]}",
         ),
     )
     decision = (

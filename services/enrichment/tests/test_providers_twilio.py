@@ -197,6 +197,29 @@ def test_recorded_calls_announce_the_recording(twilio: TwilioFake) -> None:
     client.close()
 
 
+def test_recording_only_when_compliance_allows_and_the_announcement_is_ours(twilio: TwilioFake) -> None:
+    client = dialer(twilio)
+    client.place_call(CallRequest("rec-2", "acme", "l", "+13055550123", "", "", record=False))
+    hosted = TwilioDialer(
+        account_sid=ACCOUNT,
+        auth_token=TOKEN,
+        from_number="+15005550006",
+        base_url=twilio.url,
+        twiml_url="https://acme.example/twiml",
+    )
+    # The tenant's own TwiML is not known to announce: no recording where an announcement is required.
+    hosted.place_call(
+        CallRequest("rec-3", "acme", "l", "+13055550123", "", "", record=True, recording_disclosure=True)
+    )
+    hosted.place_call(
+        CallRequest("rec-4", "acme", "l", "+12125550123", "", "", record=True, recording_disclosure=False)
+    )
+    forms = [r.form() for r in twilio.requests_to("/Calls.json", "POST")]
+    assert ["Record" in f for f in forms] == [False, False, True]
+    client.close()
+    hosted.close()
+
+
 def test_logs_never_carry_the_number(twilio: TwilioFake) -> None:
     from structlog.testing import capture_logs
 

@@ -15,7 +15,7 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 
 import services.gateway.tests.gateway_vendors as v
-from leadflow.v1 import dispatcher_pb2_grpc, tenants_pb2, tenants_pb2_grpc
+from leadflow.v1 import compliance_pb2_grpc, dispatcher_pb2_grpc, tenants_pb2, tenants_pb2_grpc
 from leadflow_core.db import normalise_url
 from leadflow_core.grpc_clients import channel
 from leadflow_core.tenant_spec import TenantSpec, to_proto
@@ -56,6 +56,8 @@ def all_sources_spec(**policy: Any) -> dict[str, Any]:
                 },
             },
             "calls": {"secretRef": {"name": "calls"}},
+            "sms": {"secretRef": {"name": "sms"}},
+            "email": {"secretRef": {"name": "email"}},
         },
     }
 
@@ -72,6 +74,8 @@ SECRETS = {
     "marketo": {"shared_secret": v.MARKETO_SECRET},
     "form": {"form_key": v.FORM_KEY},
     "calls": {"auth_token": v.TWILIO_AUTH_TOKEN},
+    "sms": {"auth_token": v.TWILIO_AUTH_TOKEN},
+    "email": {"webhook_secret": v.WEBHOOK_SECRET},
 }
 
 
@@ -101,6 +105,9 @@ class Harness:
 
     def admin(self) -> tenants_pb2_grpc.TenantAdminServiceStub:
         return tenants_pb2_grpc.TenantAdminServiceStub(self._channel(self.compliance))
+
+    def compliance_stub(self) -> compliance_pb2_grpc.ComplianceServiceStub:
+        return compliance_pb2_grpc.ComplianceServiceStub(self._channel(self.compliance))
 
     def dispatch(self) -> dispatcher_pb2_grpc.DispatcherServiceStub:
         return dispatcher_pb2_grpc.DispatcherServiceStub(self._channel(self.dispatcher))

@@ -1,9 +1,10 @@
-"""`leadflow compliance ...`: consent, Do-Not-Call, pause, emergency stop and the audit log."""
+"""`leadflow compliance ...`: consent, Do-Not-Call, pause, emergency stop, the audit log and the rules."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from google.protobuf.json_format import MessageToDict
 
 from leadflow.v1 import compliance_pb2, lead_pb2, tenants_pb2
 from leadflow_cli.connections import compliance, tenant_admin
+from leadflow_compliance.rule_table import RuleTable, default_table
 from leadflow_core.settings import CommonSettings
 from leadflow_core.timestamps import to_proto
 
@@ -34,6 +36,9 @@ def _consent_record(args: argparse.Namespace) -> int:
         ip=args.ip,
         trustedform_cert_url=args.trustedform,
         jornaya_leadid=args.jornaya,
+        seller=args.seller,
+        disclosure_version=args.disclosure_version,
+        form_submission_id=args.form_submission,
     )
     if args.at:
         evidence.consented_at.CopyFrom(to_proto(_instant(args.at)))
@@ -43,6 +48,8 @@ def _consent_record(args: argparse.Namespace) -> int:
         )
     )
     print(f"consent recorded: {reply.consent_id}")
+    if not reply.verified:
+        print(f"unverified (not auto-dialed), missing: {', '.join(reply.missing)}")
     return 0
 
 
@@ -137,8 +144,64 @@ def _audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def rule_rows(table: RuleTable, code: str = "") -> list[dict[str, str]]:
+    """The rules table as flat rows (one per rule), for one jurisdiction or all of them."""
+    rows: list[dict[str, str]] = []
+    for state in sorted(table.states) if not code else [code]:
+        row = table.states[state]
+        rules = row.rules()
+        if not rules:
+            source = "secondary" if row.finding_secondary else "statute"
+            rows.append(_row(state, row.name, "finding", row.finding, "-", "-", source, ""))
+        for kind, rule in rules:
+            source = "secondary" if rule.secondary_source else "statute"
+            rows.append(
+                _row(
+                    state,
+                    row.name,
+                    kind,
+                    rule.describe(),
+                    rule.statute,
+                    rule.effective_label,
+                    source,
+                    rule.note,
+                )
+            )
+    return rows
+
+
+def _row(*values: str) -> dict[str, str]:
+    keys = ("state", "name", "rule", "what", "citation", "effective", "source", "note")
+    return dict(zip(keys, values, strict=True))
+
+
+def _rules(args: argparse.Namespace) -> int:
+    # Read from the packaged rules data, so the table prints offline, with no server.
+    table = default_table()
+    code = args.state.strip().upper()
+    if code and code not in table.states:
+        print(f"unknown state code {args.state!r}; known: {' '.join(sorted(table.states))}", file=sys.stderr)
+        return 2
+    rows = rule_rows(table, code)
+    if args.json:
+        for r in rows:
+            print(json.dumps(r, sort_keys=True))
+        return 0
+    fed = table.federal.calling_hours
+    print(f"rules {table.version}; federal: {fed.hours.describe()} callee local time ({fed.statute})")
+    print("'secondary' = rests on a compliance chart or summary, not yet checked against the statute")
+    columns = ("state", "rule", "what", "citation", "effective", "source")
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        print("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())
+        if r["note"]:
+            print(f"{'':{widths['state']}}  note: {r['note']}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    group = sub.add_parser("compliance", help="consent, do-not-call, pause, emergency stop, audit log")
+    group = sub.add_parser("compliance", help="consent, do-not-call, pause, emergency stop, audit log, rules")
     csub = group.add_subparsers(dest="compliance_command", required=True, metavar="AREA")
 
     consent = csub.add_parser("consent", help="record or revoke consent").add_subparsers(
@@ -153,6 +216,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     rec.add_argument("--ip", default="")
     rec.add_argument("--trustedform", default="", help="TrustedForm certificate URL")
     rec.add_argument("--jornaya", default="", help="Jornaya LeadiD token")
+    rec.add_argument("--seller", default="", help="the seller the consent names")
+    rec.add_argument("--disclosure-version", default="", help="version id of the disclosure shown")
+    rec.add_argument("--form-submission", default="", help="id of the stored form submission")
     rec.set_defaults(func=_consent_record)
     rev = consent.add_parser("revoke", help="revoke consent at once")
     rev.add_argument("tenant")
@@ -210,3 +276,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     export.add_argument("--since", default="", help="ISO 8601 start (inclusive)")
     export.add_argument("--until", default="", help="ISO 8601 end (exclusive)")
     export.set_defaults(func=_audit_export)
+
+    rules = csub.add_parser("rules", help="the calling rules per state, with citations (works offline)")
+    rules.add_argument("state", nargs="?", default="", help="two-letter code (e.g. FL, PR); default: all")
+    rules.add_argument("--json", action="store_true", help="one JSON object per rule")
+    rules.set_defaults(func=_rules)

@@ -116,7 +116,8 @@ def _dev_run(args: argparse.Namespace) -> int:
             "-H 'Content-Type: application/json' \\\n"
             '    -d \'{"first_name":"Ada","last_name":"Lovelace","phone":"+12125550123",'
             '"email":"ada@example.com","consent":{"granted":true,"disclosure_text":'
-            '"I agree to be called"},"message":"no heat since last night"}\'\n'
+            '"I agree to be called","seller":"demo","form_submission_id":"demo-1"},'
+            '"message":"no heat since last night"}\'\n'
             "then: uv run leadflow lead timeline demo <lead_id>\n"
             "Ctrl-C stops everything.\n",
             flush=True,

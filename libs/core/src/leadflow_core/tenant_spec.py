@@ -15,7 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from leadflow.v1 import lead_pb2, tenant_pb2
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-SOURCE_NAMES = ("meta", "hubspot", "salesforce", "zapier", "marketo", "google", "form", "api", "calls")
+SOURCE_NAMES = (
+    "meta", "hubspot", "salesforce", "zapier", "marketo", "google", "form", "api", "calls",
+    # Inbound replies that may revoke consent: Twilio Messaging webhooks, signed email webhooks.
+    "sms", "email",
+)  # fmt: skip
 Feature = Literal["auto_dial", "ai_enrichment", "crm_sync"]
 FEATURES: tuple[Feature, ...] = ("auto_dial", "ai_enrichment", "crm_sync")
 URGENCY_VALUES = {
@@ -84,6 +88,13 @@ class Policy(_Spec):
     )
     max_dial_attempts: int = Field(3, ge=1, le=20, alias="maxDialAttempts")
     retry_backoff_seconds: int = Field(600, ge=0, le=86_400, alias="retryBackoffSeconds")
+    # Call recording by setting and by law (compliance recording.py); off unless chosen.
+    recording: Literal["never", "one_party_states_only", "always_with_announcement"] = "never"
+    # What an opt-out revokes: every campaign of the tenant, or only the one it answered.
+    revocation_scope: Literal["all_campaigns", "campaign"] = Field("all_campaigns", alias="revocationScope")
+    # Leads of one person and campaign within this window merge; None = the deployment's
+    # default (24 h), 0 = never merge.
+    merge_window_seconds: int | None = Field(None, ge=0, le=30 * 86_400, alias="mergeWindowSeconds")
 
 
 class Plan(_Spec):
@@ -163,6 +174,9 @@ def to_proto(
             dial_delay_seconds={str(k): v for k, v in spec.policy.dial_delay_seconds.items()},
             max_dial_attempts=spec.policy.max_dial_attempts,
             retry_backoff_seconds=spec.policy.retry_backoff_seconds,
+            recording=spec.policy.recording,
+            revocation_scope=spec.policy.revocation_scope,
+            merge_window_seconds=spec.policy.merge_window_seconds,
         ),
         plan=tenant_pb2.TenantPlan(name=spec.plan.name, features=list(spec.plan.features)),
         providers={kind: p.type for kind, p in spec.providers.items()},

@@ -23,7 +23,13 @@ def _lead(tenant: str, i: int) -> lead_pb2.Lead:
         lead_id=uuid.uuid4().hex,
         tenant=tenant,
         contact=lead_pb2.Contact(phone=lead_pb2.Phone(e164=f"+1212555{i % 10000:04d}")),
-        consent=lead_pb2.ConsentEvidence(granted=True, consented_at=ts(datetime(2026, 1, 1, tzinfo=UTC))),
+        consent=lead_pb2.ConsentEvidence(
+            granted=True,
+            consented_at=ts(datetime(2026, 1, 1, tzinfo=UTC)),
+            disclosure_text="I agree to be called",
+            seller=tenant,
+            form_submission_id="bench",
+        ),
     )
 
 

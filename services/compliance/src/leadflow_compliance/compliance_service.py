@@ -14,12 +14,14 @@ from sqlalchemy import Engine
 from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, decision_pb2, lead_pb2, tenant_pb2
 from leadflow_compliance import dnc_registry, engine
 from leadflow_compliance.accounting import Accounts, Limits, reservation_id_for, to_micros
+from leadflow_compliance.consent_evidence import missing_evidence
 from leadflow_compliance.decisions import Decider, Outcome, defer, lead_phone
 from leadflow_compliance.models import ReservationRow
 from leadflow_compliance.opt_out import is_opt_out
 from leadflow_compliance.phone import InvalidPhone, analyse
 from leadflow_compliance.repository import Repository
 from leadflow_compliance.reserve_batch import ReserveBatchServicer
+from leadflow_compliance.revocation_rpcs import RevocationRpcs
 from leadflow_compliance.tenant_service import TenantCache
 from leadflow_core import grpc_errors
 from leadflow_core.logs import get_logger
@@ -61,7 +63,7 @@ def limits_of(tenant: tenant_pb2.Tenant) -> Limits:
     )
 
 
-class ComplianceServicer(ReserveBatchServicer, compliance_pb2_grpc.ComplianceServiceServicer):
+class ComplianceServicer(ReserveBatchServicer, RevocationRpcs, compliance_pb2_grpc.ComplianceServiceServicer):
     def __init__(
         self, repo: Repository, decider: Decider, accounts: Accounts, engine_: Engine, cache: TenantCache
     ) -> None:
@@ -327,17 +329,25 @@ class ComplianceServicer(ReserveBatchServicer, compliance_pb2_grpc.ComplianceSer
         at = from_proto(request.evidence.consented_at) or now
         if at > now + timedelta(minutes=5):
             grpc_errors.invalid_argument(context, "evidence.consented_at", "consent cannot be in the future")
-        evidence = MessageToDict(request.evidence, preserving_proto_field_name=True)
-        consent_id = self.repo.record_consent(tenant.name, subject, at, evidence, request.actor, now)
+        given = lead_pb2.ConsentEvidence()
+        given.CopyFrom(request.evidence)
+        given.consented_at.CopyFrom(to_proto(at))
+        evidence = MessageToDict(given, preserving_proto_field_name=True)
+        missing = missing_evidence(given)
+        consent_id = self.repo.record_consent(
+            tenant.name, subject, at, evidence, request.actor, now, verified=not missing
+        )
         self.repo.audit(
             tenant=tenant.name,
             at=now,
             actor=request.actor,
             action="consent.record",
             subject=subject,
-            detail={"consent_id": consent_id, "consented_at": at.isoformat()},
+            detail={"consent_id": consent_id, "consented_at": at.isoformat(), "missing": list(missing)},
         )
-        return compliance_pb2.RecordConsentResponse(consent_id=consent_id)
+        return compliance_pb2.RecordConsentResponse(
+            consent_id=consent_id, verified=not missing, missing=list(missing)
+        )
 
     def RevokeConsent(
         self, request: compliance_pb2.RevokeConsentRequest, context: grpc.ServicerContext

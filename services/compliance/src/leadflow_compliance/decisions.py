@@ -11,7 +11,8 @@ from google.protobuf.json_format import MessageToDict
 
 from leadflow.v1 import decision_pb2, lead_pb2, tenant_pb2
 from leadflow_compliance import engine
-from leadflow_compliance.phone import STATE_CODES, PhoneFacts, analyse
+from leadflow_compliance.consent_evidence import missing_evidence
+from leadflow_compliance.phone import STATE_CODES, InvalidPhone, PhoneFacts, analyse
 from leadflow_compliance.providers import ConsentProof, ReassignedNumbers
 from leadflow_compliance.repository import PendingConsent, Repository
 from leadflow_compliance.rule_table import RuleTable, parse_hhmm
@@ -51,6 +52,35 @@ def lead_phone(lead: lead_pb2.Lead) -> str:
     return phone.e164 or phone.raw
 
 
+# Where a lead names its campaign (the direct API's and forms' custom field, Google's campaign id).
+CAMPAIGN_FIELDS = ("campaign", "campaign_id", "google.campaign_id")
+
+
+def lead_campaign(lead: lead_pb2.Lead) -> str:
+    for name in CAMPAIGN_FIELDS:
+        value = lead.custom_fields.get(name, "").strip()
+        if value:
+            return value[:200]
+    return ""
+
+
+def email_subject_value(email: str) -> str:
+    """What an email address is hashed as: prefixed, so it never collides with a number."""
+    return "email:" + email.strip().lower()
+
+
+def caller_state(tenant: tenant_pb2.Tenant) -> str | None:
+    """The state of the tenant's caller-id number (its dialer's `from_number`), if known."""
+    config = tenant.provider_configs.get("dialer") if "dialer" in tenant.provider_configs else None
+    number = config.options.get("from_number", "") if config is not None else ""
+    if not number:
+        return None
+    try:
+        return analyse(number, "US").state
+    except InvalidPhone:
+        return None
+
+
 @dataclass(frozen=True)
 class Outcome:
     verdict: engine.Verdict
@@ -81,6 +111,10 @@ class Decider:
     def subject(self, e164: str) -> str:
         return subject_hash(e164, self.pii_key)
 
+    def _email_subjects(self, lead: lead_pb2.Lead) -> tuple[str, ...]:
+        email = lead.contact.email
+        return (self.subject(email_subject_value(email)),) if email.strip() else ()
+
     def decide(
         self, tenant: tenant_pb2.Tenant, lead: lead_pb2.Lead, now: datetime, record_consent: bool, actor: str
     ) -> Outcome:
@@ -89,6 +123,7 @@ class Decider:
         subject = self.subject(phone.e164)
         evidence = lead.consent
         given_at: datetime | None = None
+        missing = missing_evidence(evidence) if evidence.granted else ()
         if evidence.granted:
             given_at = from_proto(evidence.consented_at) or from_proto(lead.received_at) or now
             if given_at > now:
@@ -100,6 +135,8 @@ class Decider:
             now - ATTEMPT_LOOKBACK,
             now,
             consent_check_at=given_at if record_consent else None,
+            extra_subjects=self._email_subjects(lead),
+            campaign=lead_campaign(lead),
         )
         consent_at = state.consent_at
         other_seller = False
@@ -107,10 +144,14 @@ class Decider:
         pending: PendingConsent | None = None
         if evidence.granted:
             if given_at is not None:
-                consent_at = given_at if consent_at is None else max(consent_at, given_at)
+                if not missing:
+                    consent_at = given_at if consent_at is None else max(consent_at, given_at)
                 if record_consent and not state.consent_on_file:
-                    # Stored by the caller together with the audit record of this decision.
-                    pending = PendingConsent(subject, given_at, _evidence_json(evidence), actor or "evaluate")
+                    # Stored by the caller together with the audit record of this decision; consent
+                    # without its evidence is kept as unverified and never counts for dialing.
+                    pending = PendingConsent(
+                        subject, given_at, _evidence_json(evidence), actor or "evaluate", verified=not missing
+                    )
             other_seller = bool(evidence.seller) and evidence.seller not in (tenant.name, tenant.display_name)
             proof_failure = self.proof.verify(evidence.trustedform_cert_url, evidence.jornaya_leadid)
         reassigned: engine.ReassignedAnswer = "no_data"
@@ -139,6 +180,9 @@ class Decider:
             pause_retry=self.pause_retry,
             emergency_stop_until=state.emergency_stop_until,
             emergency_stop_reason=state.emergency_stop_reason,
+            consent_unverified=missing,
+            recording_setting=tenant.policy.recording,
+            caller_state=caller_state(tenant),
         )
         verdict = engine.evaluate(facts, self.table)
         return Outcome(verdict, to_decision(verdict, now), phone, subject, pending)
@@ -170,6 +214,8 @@ def to_decision(verdict: engine.Verdict, now: datetime) -> decision_pb2.Decision
         needs_review=verdict.needs_review,
         recording_allowed=verdict.recording_allowed,
         recording_disclosure_required=verdict.recording_disclosure_required,
+        recording_reason=verdict.recording_reason,
+        consent_status=verdict.consent_status,
         blocked_features=list(verdict.blocked_features),
     )
     if verdict.not_before is not None:

@@ -14,15 +14,18 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 
-from leadflow_compliance.hours import day_kind, is_state_holiday, next_open
+from leadflow_compliance import recording
+from leadflow_compliance.hours import day_kind, is_state_holiday, next_open, zone
 from leadflow_compliance.phone import PhoneFacts
-from leadflow_compliance.rule_table import RuleTable, StateRule
+from leadflow_compliance.rule_table import R, Rule, RuleTable, StateRule, in_force
 
 Action = Literal["dial_now", "defer", "never"]
 ReassignedAnswer = Literal["yes", "no", "no_data"]
 FEATURES = ("auto_dial", "ai_enrichment", "crm_sync")
 # No allowed instant this far ahead means something is wrong with the inputs: a person looks.
 SEARCH_HORIZON = timedelta(days=30)
+FULL_DAY = (time(0, 0), time(23, 59, 59, 999999))
+SECONDARY_NOTE = "rests on a secondary source, not yet checked against the statute"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ class Facts:
     pause_retry: timedelta = timedelta(minutes=5)
     emergency_stop_until: datetime | None = None
     emergency_stop_reason: str = ""
+    # Granted consent in the lead that lacks evidence: what is missing (consent_evidence.py).
+    consent_unverified: tuple[str, ...] = ()
+    # The tenant's recording setting (recording.py) and the state of its caller-id number.
+    recording_setting: str = "never"
+    caller_state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,8 @@ class Finding:
     statute: str
     action: Action
     not_before: datetime | None = None
+    # The rule behind this finding rests on a secondary source (the message says so too).
+    secondary_source: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,11 @@ class Verdict:
     reasons: tuple[Finding, ...]
     rules_version: str
     needs_review: bool = False
-    recording_allowed: bool = True
+    recording_allowed: bool = False
     recording_disclosure_required: bool = False
+    recording_reason: str = ""
+    # "verified", "unverified", "missing" or "revoked".
+    consent_status: str = ""
     blocked_features: tuple[str, ...] = ()
     states: tuple[str, ...] = ()
     zones: tuple[str, ...] = ()
@@ -94,6 +107,7 @@ class Constraint:
     statute: str
     # First allowed instant >= t, or None: never within the search horizon.
     earliest: Callable[[datetime], datetime | None]
+    secondary_source: bool = False
 
 
 def _states(facts: Facts) -> tuple[str, ...]:
@@ -123,6 +137,14 @@ def _bars(facts: Facts, table: RuleTable, states: tuple[str, ...], zones: tuple[
     consent_at = facts.consent_at
     if facts.revoked_at is not None and (consent_at is None or consent_at <= facts.revoked_at):
         bar("consent.revoked", "consent was revoked; new consent is needed", fed.revocation.statute)
+    elif consent_at is None and facts.consent_unverified:
+        bar(
+            "consent.unverified",
+            "consent is unverified (missing "
+            + ", ".join(facts.consent_unverified)
+            + "): stored, not auto-dialed",
+            fed.consent.statute,
+        )
     elif consent_at is None:
         bar("consent.missing", "no prior express written consent to auto-dial", fed.consent.statute)
     else:
@@ -154,6 +176,15 @@ def _bars(facts: Facts, table: RuleTable, states: tuple[str, ...], zones: tuple[
     return bars
 
 
+def _consent_status(facts: Facts) -> str:
+    consent_at = facts.consent_at
+    if facts.revoked_at is not None and (consent_at is None or consent_at <= facts.revoked_at):
+        return "revoked"
+    if consent_at is not None:
+        return "verified"
+    return "unverified" if facts.consent_unverified else "missing"
+
+
 def _registry_exempt(facts: Facts, table: RuleTable) -> bool:
     """Express consent or an established business relationship (a recent inquiry) exempts."""
     if facts.consent_at is not None and (facts.revoked_at is None or facts.consent_at > facts.revoked_at):
@@ -167,14 +198,91 @@ def _registry_exempt(facts: Facts, table: RuleTable) -> bool:
     )
 
 
-def _state_window(row: StateRule, code: str) -> Callable[[date], tuple[time, time] | None]:
-    def window_for(day: date) -> tuple[time, time] | None:
-        if row.holiday_ban and is_state_holiday(code, day):
-            return None
-        assert row.hours is not None
-        return row.hours.window(day_kind(day))
+def _cite(rule: Rule) -> str:
+    return f"{rule.statute} (effective {rule.effective})" if rule.effective else rule.statute
 
-    return window_for
+
+def _message(text: str, rule: Rule) -> str:
+    return f"{text} ({SECONDARY_NOTE})" if rule.secondary_source else text
+
+
+def _label_rule(versions: tuple[R, ...], day: date) -> R | None:
+    """The version to name in a reason: the one in force, else the next to take effect."""
+    return in_force(versions, day) or min(versions, key=lambda r: r.effective or date.min, default=None)
+
+
+def _local_date(t: datetime, zones: tuple[str, ...]) -> date:
+    # The earliest local date among the zones: a rule effective from a date applies from it everywhere.
+    return min((t.astimezone(zone(z)).date() for z in zones), default=t.date())
+
+
+def _state_constraints(facts: Facts, code: str, row: StateRule, zones: tuple[str, ...]) -> list[Constraint]:
+    out: list[Constraint] = []
+    today = _local_date(facts.now, zones)
+    hours_label = _label_rule(row.calling_hours, today)
+    if hours_label is not None:
+        versions = row.calling_hours
+
+        def hours_window(day: date) -> tuple[time, time] | None:
+            rule = in_force(versions, day)
+            return FULL_DAY if rule is None else rule.hours.window(day_kind(day))
+
+        # A statute naming a fixed zone: the window must hold there as well as locally.
+        extra = tuple(sorted({r.also_zone for r in versions if r.also_zone}))
+        hours_zones = zones + extra
+        out.append(
+            Constraint(
+                f"state.{code}.calling_hours",
+                _message(f"outside {row.name}'s calling hours ({hours_label.describe()})", hours_label),
+                _cite(hours_label),
+                lambda t: next_open(t, hours_zones, hours_window),
+                hours_label.secondary_source,
+            )
+        )
+    ban_label = _label_rule(row.holiday_ban, today)
+    if ban_label is not None:
+        bans = row.holiday_ban
+
+        def holiday_window(day: date) -> tuple[time, time] | None:
+            rule = in_force(bans, day)
+            if rule is not None and is_state_holiday(rule.calendar or code, day, rule.extra):
+                return None
+            return FULL_DAY
+
+        out.append(
+            Constraint(
+                f"state.{code}.holiday",
+                _message(f"{row.name} bans calls on its legal holidays", ban_label),
+                _cite(ban_label),
+                lambda t: next_open(t, zones, holiday_window),
+                ban_label.secondary_source,
+            )
+        )
+    cap_label = _label_rule(row.attempt_cap, today)
+    if cap_label is not None:
+        caps = row.attempt_cap
+        ordered = sorted(facts.attempts)
+
+        def cap_earliest(t: datetime) -> datetime:
+            rule = in_force(caps, _local_date(t, zones))
+            if rule is None:
+                return t
+            return _attempt_cap(ordered, rule.max, timedelta(hours=rule.window_hours))(t)
+
+        out.append(
+            Constraint(
+                f"state.{code}.attempt_cap",
+                _message(
+                    f"{row.name} allows {cap_label.max} contact attempt(s) ({cap_label.counts}) "
+                    f"per {cap_label.window_hours} h",
+                    cap_label,
+                ),
+                _cite(cap_label),
+                cap_earliest,
+                cap_label.secondary_source,
+            )
+        )
+    return out
 
 
 def _attempt_cap(attempts: Sequence[datetime], cap: int, window: timedelta) -> Callable[[datetime], datetime]:
@@ -221,28 +329,8 @@ def constraints(
     )
     for code in states:
         row = table.states.get(code)
-        if row is None:
-            continue
-        if row.hours is not None:
-            window_for = _state_window(row, code)
-            out.append(
-                Constraint(
-                    f"state.{code}.calling_hours",
-                    f"outside {row.name}'s calling hours (or a day it bans calls)",
-                    row.statute,
-                    lambda t, w=window_for: next_open(t, zones, w),  # type: ignore[misc]
-                )
-            )
-        if row.attempt_cap is not None:
-            cap = row.attempt_cap
-            out.append(
-                Constraint(
-                    f"state.{code}.attempt_cap",
-                    f"{row.name} allows {cap.max} contact attempt(s) per {cap.window_hours} h",
-                    row.statute,
-                    _attempt_cap(facts.attempts, cap.max, timedelta(hours=cap.window_hours)),
-                )
-            )
+        if row is not None:
+            out.extend(_state_constraints(facts, code, row, zones))
     policy = facts.policy
     if policy.window_start is not None or policy.window_end is not None:
         start = policy.window_start or time(0, 0)
@@ -272,30 +360,63 @@ def schedule(now: datetime, rules: Sequence[Constraint]) -> tuple[datetime | Non
         for rule in rules:
             candidate = rule.earliest(t)
             if candidate is None or candidate - now > SEARCH_HORIZON:
-                return None, [Finding(rule.rule_id, rule.message, rule.statute, "never")]
+                return None, [
+                    Finding(rule.rule_id, rule.message, rule.statute, "never", None, rule.secondary_source)
+                ]
             if candidate > t:
                 t, moved = candidate, True
                 movers[rule.rule_id] = (rule, candidate)
         if not moved:
             break
-    findings = [Finding(r.rule_id, r.message, r.statute, "defer", at) for r, at in movers.values()]
+    findings = [
+        Finding(r.rule_id, r.message, r.statute, "defer", at, r.secondary_source) for r, at in movers.values()
+    ]
     return t, findings
+
+
+def secondary_notes(
+    facts: Facts, table: RuleTable, states: tuple[str, ...], rules: Sequence[Constraint], reported: set[str]
+) -> list[Finding]:
+    """Say which secondary-source rows the decision leaned on without them moving it."""
+    notes: list[Finding] = []
+    for rule in rules:
+        if rule.secondary_source and rule.rule_id not in reported:
+            rule_id = f"{rule.rule_id}.secondary_source"
+            notes.append(Finding(rule_id, rule.message, rule.statute, "dial_now", None, True))
+    for code in states:
+        row = table.states.get(code)
+        # "No stricter state rule" is itself a finding, and may rest on weak evidence.
+        if row is not None and row.finding and row.finding_secondary and not row.calling_hours:
+            notes.append(
+                Finding(
+                    f"state.{code}.secondary_source",
+                    f"{row.name}: {row.finding} ({SECONDARY_NOTE})",
+                    "rules table review",
+                    "dial_now",
+                    None,
+                    True,
+                )
+            )
+    return notes
 
 
 def evaluate(facts: Facts, table: RuleTable) -> Verdict:
     states = _states(facts)
     zones = _zones(facts)
     blocked = tuple(f for f in FEATURES if f not in facts.plan_features)
-    all_party = table.all_party_states
-    # Unknown state: the strictest recording rule applies.
-    disclosure = not states or any(s in all_party for s in states)
+    # Unknown state: the strictest recording rule applies (recording.decide says so).
+    rec = recording.decide(
+        facts.recording_setting, states, facts.caller_state, table.all_party_states(facts.now.date())
+    )
     base = Verdict(
         action="never",
         not_before=None,
         reasons=(),
         rules_version=table.version,
-        recording_allowed=True,
-        recording_disclosure_required=disclosure,
+        recording_allowed=rec.allowed,
+        recording_disclosure_required=rec.announcement_required,
+        recording_reason=rec.reason,
+        consent_status=_consent_status(facts),
         blocked_features=blocked,
         states=states,
         zones=zones,
@@ -304,10 +425,11 @@ def evaluate(facts: Facts, table: RuleTable) -> Verdict:
     if bars:
         review = any(b.rule_id == "location.unknown" for b in bars)
         return replace(base, reasons=tuple(bars), needs_review=review)
-    at, findings = schedule(facts.now, constraints(facts, table, states, zones))
+    rules = constraints(facts, table, states, zones)
+    at, findings = schedule(facts.now, rules)
     if at is None:
         return replace(base, reasons=tuple(findings), needs_review=True)
-    notes: list[Finding] = []
+    notes = secondary_notes(facts, table, states, rules, {f.rule_id for f in findings})
     if facts.registry_dnc:
         notes.append(
             Finding(

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from leadflow_compliance import tz_database
 from leadflow_compliance.rule_table import DayKind
 
 # (start, end) local times of the window on a date, or None: no calls that day.
@@ -26,18 +27,48 @@ def day_kind(day: date) -> DayKind:
     return "saturday" if weekday == 5 else "sunday" if weekday == 6 else "weekday"
 
 
-@functools.cache
 def zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
+    """The zone from the pinned tzdata package (see tz_database)."""
+    return tz_database.zone(name)
+
+
+def easter(year: int) -> date:
+    """Gregorian Easter Sunday (the anonymous Gregorian algorithm)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    el = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * el) // 451
+    month, day = divmod(h + el - 7 * m + 114, 31)
+    return date(year, month, day + 1)
+
+
+def _movable(name: str, year: int) -> date:
+    if name == "good_friday":
+        return easter(year) - timedelta(days=2)
+    # election_day: the Tuesday after the first Monday in November.
+    first = date(year, 11, 1)
+    monday = first + timedelta(days=(7 - first.weekday()) % 7)
+    return monday + timedelta(days=1)
 
 
 @functools.cache
-def _state_holidays(state: str, year: int) -> frozenset[date]:
-    return frozenset(holidays.country_holidays("US", subdiv=state, years=year).keys())
+def _state_holidays(state: str, year: int, extra: tuple[str, ...] = ()) -> frozenset[date]:
+    days = set(holidays.country_holidays("US", subdiv=state, years=year).keys())
+    for item in extra:
+        if "-" in item:
+            month, _, day = item.partition("-")
+            days.add(date(year, int(month), int(day)))
+        else:
+            days.add(_movable(item, year))
+    return frozenset(days)
 
 
-def is_state_holiday(state: str, day: date) -> bool:
-    return day in _state_holidays(state, day.year)
+def is_state_holiday(state: str, day: date, extra: tuple[str, ...] = ()) -> bool:
+    """A legal holiday of the state's `holidays` calendar (observed days included) or a named extra."""
+    return day in _state_holidays(state, day.year, extra)
 
 
 def next_open_in_zone(t: datetime, tz: ZoneInfo, window_for: WindowFor) -> datetime | None:

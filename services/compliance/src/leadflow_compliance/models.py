@@ -54,11 +54,19 @@ class ConsentRow(Base):
     # ConsentEvidence as proto JSON: disclosure text, page, IP, TrustedForm / Jornaya references.
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
     actor: Mapped[str] = mapped_column(String(200), default="")
+    # False when granted without full evidence (consent_evidence.py): kept, never auto-dialed on.
+    verified: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class RevocationRow(Base):
     __tablename__ = "compliance_revocations"
-    __table_args__ = (Index("ix_compliance_revocations_subject", "tenant", "subject_hash", "revoked_at"),)
+    __table_args__ = (
+        Index("ix_compliance_revocations_subject", "tenant", "subject_hash", "revoked_at"),
+        # A redelivered reply or disposition is the same revocation (NULL ids never collide).
+        UniqueConstraint(
+            "tenant", "channel", "message_id", "subject_hash", name="uq_compliance_revocations_message"
+        ),
+    )
 
     revocation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(63))
@@ -67,6 +75,13 @@ class RevocationRow(Base):
     channel: Mapped[str] = mapped_column(String(40))
     note: Mapped[str] = mapped_column(Text, default="")
     actor: Mapped[str] = mapped_column(String(200), default="")
+    # "" = every campaign of the tenant; else the one campaign the opt-out answered.
+    campaign: Mapped[str] = mapped_column(String(200), default="")
+    message_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # What revoked: channel, message id, the text or disposition, how it matched.
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The one confirmation text allowed within 5 minutes (47 CFR 64.1200(a)(12)) was claimed.
+    confirmation_claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class DncRow(Base):

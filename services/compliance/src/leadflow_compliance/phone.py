@@ -1,4 +1,7 @@
-"""What a phone number tells us: E.164, line type, time zones and US state (via phonenumbers)."""
+"""What a phone number tells us: E.164, line type, time zones and US state (via phonenumbers).
+
+Zones come from the reviewed override table (zone_overrides) first, then phonenumbers.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from dataclasses import dataclass
 
 import phonenumbers
 from phonenumbers import PhoneNumberType, geocoder, timezone
+
+from leadflow_compliance.zone_overrides import ZoneOverrides, default_overrides
 
 US_STATES = {
     "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
@@ -20,7 +25,9 @@ US_STATES = {
     "Tennessee": "TN", "Texas": "TX", "Utah": "UT", "Vermont": "VT", "Virginia": "VA",
     "Washington": "WA", "West Virginia": "WV", "Wisconsin": "WI", "Wyoming": "WY",
 }  # fmt: skip
-STATE_CODES = frozenset(US_STATES.values())
+# NANP territories are regions of their own in phonenumbers; the TCPA reaches them too.
+TERRITORIES = frozenset({"PR", "GU", "VI", "AS", "MP"})
+STATE_CODES = frozenset(US_STATES.values()) | TERRITORIES
 
 _LINE_TYPES = {
     PhoneNumberType.MOBILE: "mobile",
@@ -62,7 +69,7 @@ def state_from_description(description: str) -> str | None:
     return tail if tail in STATE_CODES else None
 
 
-def analyse(raw: str, default_region: str = "US") -> PhoneFacts:
+def analyse(raw: str, default_region: str = "US", overrides: ZoneOverrides | None = None) -> PhoneFacts:
     """Parse and validate; raises InvalidPhone with a reason fit for a field violation."""
     if not raw.strip():
         raise InvalidPhone("a phone number is required")
@@ -74,7 +81,12 @@ def analyse(raw: str, default_region: str = "US") -> PhoneFacts:
         raise InvalidPhone("not a valid phone number")
     region = phonenumbers.region_code_for_number(number) or ""
     zones = tuple(z for z in timezone.time_zones_for_number(number) if z != "Etc/Unknown")
-    state = state_from_description(geocoder.description_for_number(number, "en")) if region == "US" else None
+    if number.country_code == 1 and zones:
+        zones = (overrides or default_overrides()).resolve(str(number.national_number), zones)
+    if region == "US":
+        state = state_from_description(geocoder.description_for_number(number, "en"))
+    else:
+        state = region if region in TERRITORIES else None
     return PhoneFacts(
         e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
         region=region,

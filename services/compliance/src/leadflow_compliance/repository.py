@@ -6,9 +6,9 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -66,6 +66,15 @@ class PendingConsent:
     consented_at: datetime
     evidence: dict[str, Any]
     actor: str
+    verified: bool = True
+
+
+@dataclass(frozen=True)
+class StoredRevocation:
+    revocation_id: str
+    revoked_at: datetime
+    # The same channel and message id was stored before (a redelivery).
+    duplicate: bool
 
 
 class Repository:
@@ -191,16 +200,21 @@ class Repository:
         attempts_since: datetime,
         now: datetime,
         consent_check_at: datetime | None = None,
+        extra_subjects: Sequence[str] = (),
+        campaign: str = "",
     ) -> SubjectState:
         """Everything in two round trips: evaluation runs this for every lead and every dial.
 
         `consent_check_at` also asks whether consent given at that instant is on file (folded into
-        the same query rather than a round trip of its own)."""
+        the same query rather than a round trip of its own). Revocations count for the number and
+        for `extra_subjects` (the lead's email), tenant-wide or for `campaign`."""
         consent = select(func.max(ConsentRow.consented_at)).where(
-            ConsentRow.tenant == tenant, ConsentRow.subject_hash == subject
+            ConsentRow.tenant == tenant, ConsentRow.subject_hash == subject, ConsentRow.verified.is_(True)
         )
         revoked = select(func.max(RevocationRow.revoked_at)).where(
-            RevocationRow.tenant == tenant, RevocationRow.subject_hash == subject
+            RevocationRow.tenant == tenant,
+            RevocationRow.subject_hash.in_((subject, *extra_subjects)),
+            RevocationRow.campaign.in_(("", campaign)) if campaign else RevocationRow.campaign == "",
         )
         internal = select(DncRow.subject_hash).where(DncRow.tenant == tenant, DncRow.subject_hash == subject)
         # Only the live slot is read: an import truncates and locks the other one.
@@ -267,6 +281,7 @@ class Repository:
         evidence: dict[str, Any],
         actor: str,
         now: datetime,
+        verified: bool = True,
     ) -> str:
         consent_id = new_id()
         with self.sessions.begin() as s:
@@ -279,6 +294,7 @@ class Repository:
                     recorded_at=now,
                     evidence=evidence,
                     actor=actor,
+                    verified=verified,
                 )
             )
         return consent_id
@@ -309,6 +325,74 @@ class Repository:
                     actor=actor,
                 )
             )
+
+    def revoke_from_signal(
+        self,
+        tenant: str,
+        subject: str,
+        at: datetime,
+        channel: str,
+        message_id: str,
+        campaign: str,
+        evidence: dict[str, Any],
+        actor: str,
+    ) -> StoredRevocation:
+        """Store one revocation with its evidence; a message already stored returns that one."""
+        msg = message_id or None
+
+        def existing() -> RevocationRow | None:
+            if msg is None:
+                return None
+            with self.sessions() as s:
+                return s.scalars(
+                    select(RevocationRow).where(
+                        RevocationRow.tenant == tenant,
+                        RevocationRow.channel == channel,
+                        RevocationRow.message_id == msg,
+                        RevocationRow.subject_hash == subject,
+                    )
+                ).first()
+
+        found = existing()
+        if found is not None:
+            return StoredRevocation(found.revocation_id, as_utc(found.revoked_at), True)
+        row = RevocationRow(
+            revocation_id=new_id(),
+            tenant=tenant,
+            subject_hash=subject,
+            revoked_at=at,
+            channel=channel,
+            note=f"{channel} opt-out",
+            actor=actor,
+            campaign=campaign,
+            message_id=msg,
+            evidence=evidence,
+        )
+        try:
+            with self.sessions.begin() as s:
+                s.add(row)
+        except IntegrityError:
+            # A concurrent redelivery stored it first.
+            found = existing()
+            if found is None:
+                raise
+            return StoredRevocation(found.revocation_id, as_utc(found.revoked_at), True)
+        return StoredRevocation(row.revocation_id, at, False)
+
+    def claim_confirmation(
+        self, tenant: str, revocation_id: str, now: datetime, window: timedelta
+    ) -> tuple[bool, str]:
+        """Atomically take the one confirmation allowed within `window` of the revocation."""
+        with self.sessions.begin() as s:
+            row = s.get(RevocationRow, revocation_id, with_for_update=True)
+            if row is None or row.tenant != tenant:
+                return False, "unknown revocation"
+            if row.confirmation_claimed_at is not None:
+                return False, "already sent"
+            if now - as_utc(row.revoked_at) > window:
+                return False, "more than 5 minutes after the revocation"
+            row.confirmation_claimed_at = now
+            return True, ""
 
     # --- DNC -----------------------------------------------------------------------------
 
@@ -433,6 +517,7 @@ class Repository:
                         recorded_at=at,
                         evidence=consent.evidence,
                         actor=consent.actor,
+                        verified=consent.verified,
                     )
                 )
             s.add(

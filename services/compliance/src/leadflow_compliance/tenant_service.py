@@ -6,16 +6,17 @@ import threading
 import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from leadflow.v1 import lead_pb2, tenant_pb2, tenants_pb2, tenants_pb2_grpc
+from leadflow_compliance import recording
 from leadflow_compliance.accounting import Accounts, from_micros
 from leadflow_compliance.decisions import plan_features
 from leadflow_compliance.models import TenantRow
 from leadflow_compliance.repository import Repository
+from leadflow_compliance.tz_database import known_zones
 from leadflow_core import grpc_errors
 from leadflow_core.logs import get_logger
 from leadflow_core.tenant_spec import NAME_RE
@@ -110,16 +111,22 @@ def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
             grpc_errors.invalid_argument(
                 context, "tenant.budget.daily_usd", "must be decimal dollars, e.g. 100.00"
             )
-    if tenant.policy.fallback_timezone:
-        try:
-            ZoneInfo(tenant.policy.fallback_timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            grpc_errors.invalid_argument(context, "tenant.policy.fallback_timezone", "not an IANA time zone")
+    # The engine reads zones from the pinned tzdata package, so validate against it.
+    if tenant.policy.fallback_timezone and tenant.policy.fallback_timezone not in known_zones():
+        grpc_errors.invalid_argument(context, "tenant.policy.fallback_timezone", "not an IANA time zone")
+    if tenant.policy.recording not in ("", *recording.SETTINGS):
+        grpc_errors.invalid_argument(
+            context, "tenant.policy.recording", f"must be one of {list(recording.SETTINGS)}"
+        )
+    if tenant.policy.revocation_scope not in ("", "all_campaigns", "campaign"):
+        grpc_errors.invalid_argument(
+            context, "tenant.policy.revocation_scope", "must be all_campaigns or campaign"
+        )
     for field in ("window_start", "window_end"):
         value = getattr(tenant.policy, field)
         if value and not _is_hhmm(value):
             grpc_errors.invalid_argument(context, f"tenant.policy.{field}", "must be HH:MM")
-    unknown = set(tenant.sources) - set(SOURCES) - {"calls"}
+    unknown = set(tenant.sources) - set(SOURCES) - {"calls", "sms", "email"}
     if unknown:
         grpc_errors.invalid_argument(context, "tenant.sources", f"unknown source(s) {sorted(unknown)}")
 

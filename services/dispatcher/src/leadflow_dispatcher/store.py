@@ -5,8 +5,9 @@ from __future__ import annotations
 from leadflow_dispatcher.attempts import AttemptStore, ClaimResult
 from leadflow_dispatcher.dead_letters import DeadLetterStore
 from leadflow_dispatcher.dial_batches import DialBatchStore
-from leadflow_dispatcher.leads import LeadStore, SubmitResult
+from leadflow_dispatcher.leads import LeadStore
 from leadflow_dispatcher.outbox import ExpiredJob, OutboxStore, SettleWork
+from leadflow_dispatcher.person_order import SubmitResult
 from leadflow_dispatcher.repository import NotFound
 from leadflow_dispatcher.worker_reads import WorkerReadStore
 

@@ -71,6 +71,8 @@ def make_lead(tenant: str, i: int, tag: str, urgency: int) -> lead_pb2.Lead:
             disclosure_text="I agree that ACME may call me with an autodialer.",
             page_url="https://acme.example/quote",
             ip="203.0.113.9",
+            seller=tenant,
+            form_submission_id=f"sub-{tag}-{i}",
         ),
     )
 

@@ -16,6 +16,7 @@ TARGETS = frozenset(
         "message",
         "urgency",
         "vendor_lead_id",
+        "campaign",
         "street",
         "city",
         "state",
@@ -31,6 +32,8 @@ TARGETS = frozenset(
         "consent.trustedform_cert_url",
         "consent.jornaya_leadid",
         "consent.seller",
+        "consent.disclosure_version",
+        "consent.form_submission_id",
     }
 )
 IGNORE = "ignore"
@@ -65,6 +68,10 @@ COMMON_ALIASES: dict[str, str] = {
     "notes": "message",
     "description": "message",
     "urgency": "urgency",
+    "campaign": "campaign",
+    "campaign_id": "campaign",
+    "campaign_name": "campaign",
+    "utm_campaign": "campaign",
     "street": "street",
     "address": "street",
     "street_address": "street",
@@ -87,6 +94,8 @@ COMMON_ALIASES: dict[str, str] = {
     "leadid_token": "consent.jornaya_leadid",
     "universal_leadid": "consent.jornaya_leadid",
     "jornaya_leadid": "consent.jornaya_leadid",
+    "disclosure_version": "consent.disclosure_version",
+    "form_submission_id": "consent.form_submission_id",
 }
 
 

@@ -40,6 +40,8 @@ def source_label(path: str) -> str:
         return "api"
     if path.startswith("/v1/calls/"):
         return "calls"
+    if path.startswith("/v1/replies/"):
+        return "replies"
     m = _WEBHOOK.match(path)
     if m:
         return m.group(1) if m.group(1) in SOURCES else "unknown"

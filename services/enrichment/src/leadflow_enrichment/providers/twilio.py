@@ -104,7 +104,7 @@ class TwilioDialer:
             form.append(("StatusCallback", with_attempt(request.status_callback_url, request.attempt_id)))
             form.append(("StatusCallbackMethod", "POST"))
             form.extend(("StatusCallbackEvent", event) for event in STATUS_EVENTS)
-        if request.record:
+        if self._records(request):
             form.append(("Record", "true"))
         if self.machine_detection:
             form.append(("MachineDetection", self.machine_detection))
@@ -125,6 +125,13 @@ class TwilioDialer:
             "twilio call created", call_sid=sid, to=mask_phone(request.to_e164), attempt_id=request.attempt_id
         )
         return CallHandle(provider_call_id=sid, status=str(body.get("status") or "queued"))
+
+    def _records(self, request: CallRequest) -> bool:
+        """Record only when compliance allowed it; where the announcement is required, only when we
+        play it (our own TwiML) — a tenant's `twiml_url` is not known to announce."""
+        if not request.record:
+            return False
+        return not (request.recording_disclosure and self.twiml_url)
 
     def _twiml(self, request: CallRequest) -> str:
         if not (request.record and request.recording_disclosure):

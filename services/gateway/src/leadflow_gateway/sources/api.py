@@ -15,6 +15,7 @@ from starlette.requests import Request
 from leadflow.v1 import dispatcher_pb2, lead_pb2
 from leadflow_core import timestamps
 from leadflow_gateway import signatures
+from leadflow_gateway.ascii_text import check_header_token, check_id, is_digits
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import JSON, parse_json, read_body, require_media
 from leadflow_gateway.errors import bad_request, not_found, unauthenticated
@@ -40,6 +41,8 @@ class ConsentIn(_In):
     trustedform_cert_url: str = Field("", max_length=2000)
     jornaya_leadid: str = Field("", max_length=64)
     seller: str = Field("", max_length=200)
+    disclosure_version: str = Field("", max_length=200)
+    form_submission_id: str = Field("", max_length=200)
 
 
 class AddressIn(_In):
@@ -63,6 +66,9 @@ class ApiLead(_In):
     message: str = ""
     urgency: Literal["emergency", "high", "medium", "low"] | None = None
     vendor_lead_id: str = Field("", max_length=256)
+    campaign: str = Field(
+        "", max_length=255, description="Leads of one person and campaign merge within the tenant's window."
+    )
     address: AddressIn | None = None
     consent: ConsentIn | None = None
     custom_fields: dict[str, str] = Field(default_factory=dict, max_length=100)
@@ -76,7 +82,16 @@ def validation_field(err: ValidationError) -> tuple[str, str]:
 
 def to_mapped(item: ApiLead) -> MappedFields:
     mapped = MappedFields()
-    for name in ("first_name", "last_name", "full_name", "email", "phone", "message", "vendor_lead_id"):
+    for name in (
+        "first_name",
+        "last_name",
+        "full_name",
+        "email",
+        "phone",
+        "message",
+        "vendor_lead_id",
+        "campaign",
+    ):
         mapped.set(name, getattr(item, name), name)
     if item.urgency:
         mapped.set("urgency", item.urgency, "urgency")
@@ -95,6 +110,8 @@ def to_mapped(item: ApiLead) -> MappedFields:
             "user_agent",
             "trustedform_cert_url",
             "jornaya_leadid",
+            "disclosure_version",
+            "form_submission_id",
         ):
             mapped.set(f"consent.{name}", getattr(c, name), f"consent.{name}")
         mapped.set("consent.seller", c.seller, "consent.seller")
@@ -130,6 +147,10 @@ def check_signature(ctx: SourceContext, request: Request, body: bytes, tolerance
     headers = {
         k: request.headers.get(k, "") for k in ("webhook-id", "webhook-timestamp", "webhook-signature")
     }
+    check_id("webhook-id", headers["webhook-id"])
+    check_header_token("webhook-signature", headers["webhook-signature"])
+    if headers["webhook-timestamp"] and not is_digits(headers["webhook-timestamp"].strip()):
+        raise bad_request("webhook-timestamp", "must be Unix seconds in ASCII digits")
     if not signatures.verify_standard_webhook(secrets, headers, body, int(time.time()), tolerance):
         raise unauthenticated("missing or invalid webhook-signature")
     return headers["webhook-id"][:200]
@@ -179,6 +200,7 @@ async def timeline(gw: Gateway, request: Request, lead_id: str) -> JSONResponse:
     tenant = await gw.backends.authenticate(bearer(request))
     if tenant is None:
         raise unauthenticated("unknown API key")
+    check_id("lead_id", lead_id)
     if not lead_id or len(lead_id) > 100:
         raise not_found("unknown lead")
     resp = await gw.backends.timeline(tenant, lead_id)

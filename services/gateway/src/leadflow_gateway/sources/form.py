@@ -3,11 +3,14 @@ honeypot field, CORS for the tenant's allowed origins, consent checkbox with its
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
 from leadflow_gateway import signatures
+from leadflow_gateway.ascii_text import check_header_token
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import read_body, require_media
 from leadflow_gateway.errors import GatewayError, bad_request, unauthenticated
@@ -45,6 +48,7 @@ def honeypot_field(ctx: SourceContext) -> str:
 
 def check_form(ctx: SourceContext, items: list[tuple[str, str]], header_key: str) -> None:
     expected = ctx.secret("form_key")
+    check_header_token("X-Form-Key", header_key)
     if expected:
         given = header_key or next((v for k, v in items if k == FORM_KEY_FIELD), "")
         if not signatures.shared_secret_matches(expected, given):
@@ -84,6 +88,10 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
         mapped = map_fields(items, {}, ctx.config.field_map, skip=(FORM_KEY_FIELD, honeypot_field(ctx)))
         env = envelope(request, tenant, lead_pb2.SOURCE_FORM)
         env.disclosure_text = ctx.option("disclosure_text")
+        # The tenant's own form: it names the tenant unless configured otherwise, and this
+        # submission, stored with the lead, is the consent's evidence reference.
+        env.seller = ctx.option("seller") or tenant
+        env.form_submission_id = "form:" + (env.idempotency_key or uuid.uuid4().hex)
         lead = build_lead(mapped, env, ctx.policy, strict=True)
         answer = stored_answer(await gw.store(lead))
     except GatewayError as err:
