@@ -48,6 +48,8 @@ from leadflow_core.db import normalise_url
 from leadflow_core.grpc_clients import channel
 from leadflow_core.tenant_spec import TenantSpec, to_proto
 from leadflow_core.testing import ServiceProcess, service_env, wait_for
+from leadflow_core.timestamps import to_proto as to_timestamp
+from leadflow_core.timestamps import utcnow
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env
 
 SIMULATOR_TOKEN = "leadflow-simulator-token"  # noqa: S105 (the simulator's local default)
@@ -219,6 +221,10 @@ def make_lead(tenant: str, i: int, tag: str, urgency: int) -> lead_pb2.Lead:
             disclosure_text="I agree that ACME may call me with an autodialer.",
             page_url="https://acme.example/quote",
             ip="203.0.113.9",
+            # Full evidence, so consent is verified (compliance's consent_evidence).
+            seller=tenant,
+            form_submission_id=f"sub-{tag}-{i}",
+            consented_at=to_timestamp(utcnow()),
         ),
     )
 
