@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from leadflow.v1 import dispatcher_pb2, lead_pb2
 from leadflow_core.clock import now as utcnow
 from leadflow_core.timestamps import as_utc
-from leadflow_dispatcher.attempts import AttemptStore, ClaimResult
+from leadflow_dispatcher.attempts import AttemptStore, ClaimResult, lock_calls
 from leadflow_dispatcher.models import CallStatusRow, DialAttemptRow, JobRow, LeadRow
 from leadflow_dispatcher.policies import PolicyView
 from leadflow_dispatcher.repository import NotFound, new_id
@@ -213,6 +213,10 @@ class DialBatchStore(AttemptStore):
         now = utcnow()
         out: list[NotFound | None] = [None] * len(reports)
         with self.sessions.begin() as s:
+            # Serialised with status callbacks of the same calls (see record_call_status).
+            lock_calls(
+                s, [(r.tenant, r.provider_call_id) for r in reports if r.provider_call_id], self.postgres
+            )
             ids = sorted({r.attempt_id for r in reports if r.attempt_id})
             rows = {a.id: a for a in s.scalars(sa.select(DialAttemptRow).where(DialAttemptRow.id.in_(ids)))}
             placed: list[tuple[Dialed, DialAttemptRow]] = []
