@@ -16,11 +16,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from leadflow.v1 import dispatcher_pb2, dispatcher_pb2_grpc, lead_pb2, tenants_pb2
+from leadflow_core import timestamps
 from leadflow_core.db import normalise_url
 from leadflow_core.tenant_spec import TenantSpec, to_proto
 from leadflow_core.testing import ServiceProcess, python_module, wait_for
-from leadflow_core.timestamps import to_proto as to_timestamp
-from leadflow_core.timestamps import utcnow
 from tests.e2e.mesh import Mesh, running_mesh
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env
 from tests.fakes.hubspot import HubSpotFake
@@ -114,9 +113,9 @@ def submit(
             disclosure_text="I agree that ACME may call me with an autodialer.",
             page_url="https://acme.example/quote",
             ip="203.0.113.9",
+            consented_at=timestamps.to_proto(timestamps.utcnow()),
             seller=tenant,
             form_submission_id=f"sub-{uuid.uuid4().hex[:8]}",
-            consented_at=to_timestamp(utcnow()),
         ),
     )
     decision = (

@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from leadflow_core.grpc_interceptors import RequestContextServerInterceptor
+from leadflow_core.grpc_metrics import MetricsServerInterceptor
 from leadflow_core.logs import get_logger
 
 log = get_logger("leadflow.server")
@@ -49,11 +50,12 @@ def create_server(
     registrations: Iterable[Registration],
     service_names: Iterable[str],
     max_workers: int = 32,
+    interceptors: Iterable[grpc.ServerInterceptor] = (),
 ) -> RunningServer:
     """Start a server on `addr` ("host:0" picks a free port) and return it with its port."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[RequestContextServerInterceptor()],
+        interceptors=[RequestContextServerInterceptor(), MetricsServerInterceptor(), *interceptors],
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
     )
     for register in registrations:

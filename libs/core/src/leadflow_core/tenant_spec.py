@@ -7,6 +7,7 @@ that works with `kubectl apply` works with `leadflow tenant apply` too.
 from __future__ import annotations
 
 import re
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
@@ -76,6 +77,15 @@ class UrgencyRule(_Spec):
     urgency: Literal["emergency", "high", "medium", "low"]
 
 
+class Registration(_Spec):
+    """A state registration or licence the seller holds (compliance state_gates.py reads it)."""
+
+    state: str = Field(pattern=r"^[A-Z]{2}$")
+    id: str = Field("", max_length=100)
+    # Last valid day; None = no expiry recorded.
+    expires: date | None = None
+
+
 class Policy(_Spec):
     default_region: str = Field("US", alias="defaultRegion", min_length=2, max_length=2)
     consent_expiry_days: int = Field(0, ge=0, le=3650, alias="consentExpiryDays")
@@ -95,6 +105,9 @@ class Policy(_Spec):
     # Leads of one person and campaign within this window merge; None = the deployment's
     # default (24 h), 0 = never merge.
     merge_window_seconds: int | None = Field(None, ge=0, le=30 * 86_400, alias="mergeWindowSeconds")
+    # States where the seller is registered; a state whose rules make registration a gate on
+    # calling is not called without an unexpired entry here.
+    registrations: list[Registration] = Field(default_factory=list)
 
 
 class Plan(_Spec):
@@ -177,6 +190,12 @@ def to_proto(
             recording=spec.policy.recording,
             revocation_scope=spec.policy.revocation_scope,
             merge_window_seconds=spec.policy.merge_window_seconds,
+            registrations=[
+                tenant_pb2.StateRegistration(
+                    state=r.state, id=r.id, expires=r.expires.isoformat() if r.expires else ""
+                )
+                for r in spec.policy.registrations
+            ],
         ),
         plan=tenant_pb2.TenantPlan(name=spec.plan.name, features=list(spec.plan.features)),
         providers={kind: p.type for kind, p in spec.providers.items()},

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 
-from leadflow_compliance import recording
+from leadflow_compliance import recording, state_gates
 from leadflow_compliance.hours import day_kind, is_state_holiday, next_open, zone
 from leadflow_compliance.phone import PhoneFacts
-from leadflow_compliance.rule_table import R, Rule, RuleTable, StateRule, in_force
+from leadflow_compliance.rule_table import DncList, R, Rule, RuleTable, StateRule, in_force
+from leadflow_compliance.state_gates import GateFacts
 
 Action = Literal["dial_now", "defer", "never"]
 ReassignedAnswer = Literal["yes", "no", "no_data"]
@@ -70,6 +71,9 @@ class Facts:
     # The tenant's recording setting (recording.py) and the state of its caller-id number.
     recording_setting: str = "never"
     caller_state: str | None = None
+    # State DNC lists and registrations (state_gates.py). None: not gathered (pure tests of other
+    # rules); the Decider always gathers them, so production never skips these gates.
+    gates: GateFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class Finding:
     not_before: datetime | None = None
     # The rule behind this finding rests on a secondary source (the message says so too).
     secondary_source: bool = False
+    # A person must look (a state list that cannot be checked, a missing registration).
+    review: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,47 @@ def _bars(facts: Facts, table: RuleTable, states: tuple[str, ...], zones: tuple[
     return bars
 
 
+def _gates(facts: Facts, table: RuleTable, states: tuple[str, ...], zones: tuple[str, ...]) -> list[Finding]:
+    if facts.gates is None:
+        return []
+
+    def exempt(rule: DncList) -> str:
+        if "prior_express_consent" in rule.exemptions and _consented(facts):
+            return "exempt by prior express consent"
+        days = table.federal.ebr.inquiry_days
+        if "business_relationship" in rule.exemptions and _recent_inquiry(facts, days):
+            return f"exempt by an inquiry within {days} days"
+        return ""
+
+    # The latest candidate local date: a duty taking effect binds as soon as it is in force anywhere.
+    day = max(_local_dates(facts.now, zones))
+    gates = state_gates.evaluate(table, states, day, facts.now, facts.gates, exempt)
+    return [
+        Finding(
+            g.rule_id,
+            g.message,
+            g.statute,
+            "never" if g.action == "never" else "dial_now",
+            secondary_source=g.secondary_source,
+            review=g.review,
+        )
+        for g in gates
+    ]
+
+
+def _consented(facts: Facts) -> bool:
+    return facts.consent_at is not None and (facts.revoked_at is None or facts.consent_at > facts.revoked_at)
+
+
+def _recent_inquiry(facts: Facts, days: int) -> bool:
+    # A do-not-call request to the seller ends the relationship.
+    return (
+        facts.inquiry_at is not None
+        and not facts.internal_dnc
+        and facts.now - facts.inquiry_at <= timedelta(days=days)
+    )
+
+
 def _consent_status(facts: Facts) -> str:
     consent_at = facts.consent_at
     if facts.revoked_at is not None and (consent_at is None or consent_at <= facts.revoked_at):
@@ -211,9 +258,13 @@ def _label_rule(versions: tuple[R, ...], day: date) -> R | None:
     return in_force(versions, day) or min(versions, key=lambda r: r.effective or date.min, default=None)
 
 
+def _local_dates(t: datetime, zones: tuple[str, ...]) -> set[date]:
+    """The callee's possible local dates at t (one per candidate zone)."""
+    return {t.astimezone(zone(z)).date() for z in zones} or {t.date()}
+
+
 def _local_date(t: datetime, zones: tuple[str, ...]) -> date:
-    # The earliest local date among the zones: a rule effective from a date applies from it everywhere.
-    return min((t.astimezone(zone(z)).date() for z in zones), default=t.date())
+    return min(_local_dates(t, zones))
 
 
 def _state_constraints(facts: Facts, code: str, row: StateRule, zones: tuple[str, ...]) -> list[Constraint]:
@@ -264,10 +315,13 @@ def _state_constraints(facts: Facts, code: str, row: StateRule, zones: tuple[str
         ordered = sorted(facts.attempts)
 
         def cap_earliest(t: datetime) -> datetime:
-            rule = in_force(caps, _local_date(t, zones))
-            if rule is None:
-                return t
-            return _attempt_cap(ordered, rule.max, timedelta(hours=rule.window_hours))(t)
+            # Around an effective date the candidate zones may straddle it: every version that
+            # could be in force must allow the attempt.
+            rules = [in_force(caps, day) for day in _local_dates(t, zones)]
+            return max(
+                (_attempt_cap(ordered, r.max, timedelta(hours=r.window_hours))(t) for r in rules if r),
+                default=t,
+            )
 
         out.append(
             Constraint(
@@ -421,15 +475,17 @@ def evaluate(facts: Facts, table: RuleTable) -> Verdict:
         states=states,
         zones=zones,
     )
-    bars = _bars(facts, table, states, zones)
+    gates = _gates(facts, table, states, zones)
+    bars = _bars(facts, table, states, zones) + [g for g in gates if g.action == "never"]
     if bars:
-        review = any(b.rule_id == "location.unknown" for b in bars)
+        review = any(b.rule_id == "location.unknown" or b.review for b in bars)
         return replace(base, reasons=tuple(bars), needs_review=review)
     rules = constraints(facts, table, states, zones)
     at, findings = schedule(facts.now, rules)
     if at is None:
         return replace(base, reasons=tuple(findings), needs_review=True)
     notes = secondary_notes(facts, table, states, rules, {f.rule_id for f in findings})
+    notes.extend(g for g in gates if g.action != "never")
     if facts.registry_dnc:
         notes.append(
             Finding(

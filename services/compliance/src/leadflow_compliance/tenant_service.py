@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -14,7 +15,9 @@ from leadflow.v1 import lead_pb2, tenant_pb2, tenants_pb2, tenants_pb2_grpc
 from leadflow_compliance import recording
 from leadflow_compliance.accounting import Accounts, from_micros
 from leadflow_compliance.decisions import plan_features
+from leadflow_compliance.listings import ApiKeyListingRpcs
 from leadflow_compliance.models import TenantRow
+from leadflow_compliance.phone import STATE_CODES
 from leadflow_compliance.repository import Repository
 from leadflow_compliance.tz_database import known_zones
 from leadflow_core import grpc_errors
@@ -126,9 +129,28 @@ def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
         value = getattr(tenant.policy, field)
         if value and not _is_hhmm(value):
             grpc_errors.invalid_argument(context, f"tenant.policy.{field}", "must be HH:MM")
+    for i, reg in enumerate(tenant.policy.registrations):
+        if reg.state not in STATE_CODES:
+            grpc_errors.invalid_argument(
+                context, f"tenant.policy.registrations[{i}].state", "must be a two-letter US state code"
+            )
+        if reg.expires and not _is_iso_date(reg.expires):
+            grpc_errors.invalid_argument(
+                context, f"tenant.policy.registrations[{i}].expires", "must be YYYY-MM-DD"
+            )
     unknown = set(tenant.sources) - set(SOURCES) - {"calls", "sms", "email"}
     if unknown:
         grpc_errors.invalid_argument(context, "tenant.sources", f"unknown source(s) {sorted(unknown)}")
+
+
+def _is_iso_date(value: str) -> bool:
+    if len(value) != 10 or not value.isascii():
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_hhmm(value: str) -> bool:
@@ -136,7 +158,7 @@ def _is_hhmm(value: str) -> bool:
     return bool(sep) and hours.isdigit() and minutes.isdigit() and int(hours) <= 24 and int(minutes) < 60
 
 
-class TenantAdminServicer(tenants_pb2_grpc.TenantAdminServiceServicer):
+class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminServiceServicer):
     def __init__(self, repo: Repository, accounts: Accounts, cache: TenantCache) -> None:
         self.repo = repo
         self.accounts = accounts

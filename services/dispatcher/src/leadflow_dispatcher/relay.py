@@ -25,6 +25,7 @@ from leadflow_core import cost_counters
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import bound
 from leadflow_dispatcher import queueing, scheduling
+from leadflow_dispatcher.queue_pauses import QueuePauses
 from leadflow_dispatcher.queueing import JobSpec
 from leadflow_dispatcher.settings import DispatcherSettings
 from leadflow_dispatcher.store import Store
@@ -39,8 +40,11 @@ class Relay:
         broker: RedisBroker,
         compliance: compliance_pb2_grpc.ComplianceServiceStub,
         settings: DispatcherSettings,
+        pauses: QueuePauses | None = None,
     ) -> None:
         self.store = store
+        # Paused queues' work stays pending in the outbox (see queue_pauses).
+        self.pauses = pauses
         self.broker = broker
         self.compliance = compliance
         self.settings = settings
@@ -69,8 +73,16 @@ class Relay:
         never noted (a crash) is simply enqueued again, as after a crash before this write."""
         sent: list[tuple[str, str, str]] = []
         failed: list[JobSpec] = []
+        held: list[JobSpec] = []
+        paused = self.pauses.paused() if self.pauses is not None else {}
+        ready: list[tuple[JobSpec, float]] = []
+        for job, delay in jobs:
+            if job.queue in paused:
+                held.append(job)
+            else:
+                ready.append((job, delay))
         # One pipeline for every message of this call (a lead's enrich, crm_sync and dial).
-        for (job, _), result in zip(jobs, queueing.enqueue_many(self.broker, jobs), strict=True):
+        for (job, _), result in zip(ready, queueing.enqueue_many(self.broker, ready), strict=True):
             if isinstance(result, BaseException):
                 log.warning("enqueue_failed", job=job.kind, lead_id=job.lead_id, error=str(result))
                 failed.append(job)
@@ -78,6 +90,8 @@ class Relay:
                 sent.append((job.job_id, *result))
         if failed:
             self.store.release_jobs(failed, "broker unavailable")
+        if held:
+            self.store.release_jobs(held, "queue paused")
         if note_later and self._noter.is_alive():
             for item in sent:
                 self._notes.put(item)
@@ -127,8 +141,9 @@ class Relay:
         self._sweep()
         moved = 0
         while True:
+            paused = self.pauses.paused() if self.pauses is not None else {}
             due = self.store.claim_due_jobs(
-                s.max_broker_delay_seconds, s.job_lease_seconds, s.relay_batch_size
+                s.max_broker_delay_seconds, s.job_lease_seconds, s.relay_batch_size, tuple(paused)
             )
             if not due:
                 break
