@@ -50,6 +50,11 @@ class ComplianceServiceStub:
                 request_serializer=leadflow_dot_v1_dot_compliance__pb2.ReserveCallRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_compliance__pb2.ReserveCallResponse.FromString,
                 _registered_method=True)
+        self.ReserveCalls = channel.unary_unary(
+                '/leadflow.v1.ComplianceService/ReserveCalls',
+                request_serializer=leadflow_dot_v1_dot_compliance__pb2.ReserveCallsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_compliance__pb2.ReserveCallsResponse.FromString,
+                _registered_method=True)
         self.SettleCall = channel.unary_unary(
                 '/leadflow.v1.ComplianceService/SettleCall',
                 request_serializer=leadflow_dot_v1_dot_compliance__pb2.SettleCallRequest.SerializeToString,
@@ -139,6 +144,14 @@ class ComplianceServiceServicer:
     def ReserveCall(self, request, context):
         """The final gate right before a dial: evaluate again and, when allowed, reserve
         rate, concurrency and budget atomically for this attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReserveCalls(self, request, context):
+        """ReserveCall for many attempts: one transaction, a few Redis round trips; each item
+        answers for itself (an error code of its own, or its decision and reservation).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -248,6 +261,11 @@ def add_ComplianceServiceServicer_to_server(servicer, server):
                     servicer.ReserveCall,
                     request_deserializer=leadflow_dot_v1_dot_compliance__pb2.ReserveCallRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_compliance__pb2.ReserveCallResponse.SerializeToString,
+            ),
+            'ReserveCalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveCalls,
+                    request_deserializer=leadflow_dot_v1_dot_compliance__pb2.ReserveCallsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_compliance__pb2.ReserveCallsResponse.SerializeToString,
             ),
             'SettleCall': grpc.unary_unary_rpc_method_handler(
                     servicer.SettleCall,
@@ -397,6 +415,33 @@ class ComplianceService:
             '/leadflow.v1.ComplianceService/ReserveCall',
             leadflow_dot_v1_dot_compliance__pb2.ReserveCallRequest.SerializeToString,
             leadflow_dot_v1_dot_compliance__pb2.ReserveCallResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveCalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.ComplianceService/ReserveCalls',
+            leadflow_dot_v1_dot_compliance__pb2.ReserveCallsRequest.SerializeToString,
+            leadflow_dot_v1_dot_compliance__pb2.ReserveCallsResponse.FromString,
             options,
             channel_credentials,
             insecure,

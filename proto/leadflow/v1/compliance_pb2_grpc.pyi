@@ -43,6 +43,10 @@ class ComplianceServiceStub:
     """The final gate right before a dial: evaluate again and, when allowed, reserve
     rate, concurrency and budget atomically for this attempt.
     """
+    ReserveCalls: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.ReserveCallsRequest, _compliance_pb2.ReserveCallsResponse]
+    """ReserveCall for many attempts: one transaction, a few Redis round trips; each item
+    answers for itself (an error code of its own, or its decision and reservation).
+    """
     SettleCall: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.SettleCallRequest, _compliance_pb2.SettleCallResponse]
     """Release a reservation (call not placed) or settle it with the real cost."""
     RecordContactAttempt: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.RecordContactAttemptRequest, _compliance_pb2.RecordContactAttemptResponse]
@@ -82,6 +86,10 @@ class ComplianceServiceAsyncStub(ComplianceServiceStub):
     ReserveCall: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ReserveCallRequest, _compliance_pb2.ReserveCallResponse]  # type: ignore[assignment]
     """The final gate right before a dial: evaluate again and, when allowed, reserve
     rate, concurrency and budget atomically for this attempt.
+    """
+    ReserveCalls: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ReserveCallsRequest, _compliance_pb2.ReserveCallsResponse]  # type: ignore[assignment]
+    """ReserveCall for many attempts: one transaction, a few Redis round trips; each item
+    answers for itself (an error code of its own, or its decision and reservation).
     """
     SettleCall: _aio.UnaryUnaryMultiCallable[_compliance_pb2.SettleCallRequest, _compliance_pb2.SettleCallResponse]  # type: ignore[assignment]
     """Release a reservation (call not placed) or settle it with the real cost."""
@@ -137,6 +145,16 @@ class ComplianceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_compliance_pb2.ReserveCallResponse, _abc.Awaitable[_compliance_pb2.ReserveCallResponse]]:
         """The final gate right before a dial: evaluate again and, when allowed, reserve
         rate, concurrency and budget atomically for this attempt.
+        """
+
+    @_abc_1.abstractmethod
+    def ReserveCalls(
+        self,
+        request: _compliance_pb2.ReserveCallsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ReserveCallsResponse, _abc.Awaitable[_compliance_pb2.ReserveCallsResponse]]:
+        """ReserveCall for many attempts: one transaction, a few Redis round trips; each item
+        answers for itself (an error code of its own, or its decision and reservation).
         """
 
     @_abc_1.abstractmethod

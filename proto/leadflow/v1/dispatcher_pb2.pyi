@@ -359,12 +359,15 @@ class RecordEventRequest(_message.Message):
     DETAIL_JSON_FIELD_NUMBER: _builtins.int
     DEDUPE_KEY_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     lead_id: _builtins.str
     kind: _builtins.str
     detail_json: _builtins.str
     dedupe_key: _builtins.str
     """Events with the same key are recorded once (redelivered jobs)."""
+    request_id: _builtins.str
+    """The job's request id, when the report travels in a batch (else the call's own)."""
     @_builtins.property
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
         """For "retrying" / "held" events: when the job runs next; the dispatcher's sweeper waits
@@ -380,10 +383,11 @@ class RecordEventRequest(_message.Message):
         detail_json: _builtins.str = ...,
         dedupe_key: _builtins.str = ...,
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dedupe_key", b"dedupe_key", "detail_json", b"detail_json", "kind", b"kind", "lead_id", b"lead_id", "next_attempt_at", b"next_attempt_at", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dedupe_key", b"dedupe_key", "detail_json", b"detail_json", "kind", b"kind", "lead_id", b"lead_id", "next_attempt_at", b"next_attempt_at", "request_id", b"request_id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -415,20 +419,24 @@ class ClaimDialAttemptRequest(_message.Message):
     TENANT_FIELD_NUMBER: _builtins.int
     LEAD_ID_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     lead_id: _builtins.str
     attempt: _builtins.int
     """The attempt number this job is for (1, 2, ...)."""
+    request_id: _builtins.str
+    """The job's request id, when the claim travels in a batch (else the call's own)."""
     def __init__(
         self,
         *,
         tenant: _builtins.str = ...,
         lead_id: _builtins.str = ...,
         attempt: _builtins.int = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "lead_id", b"lead_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "lead_id", b"lead_id", "request_id", b"request_id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -483,6 +491,7 @@ class CompleteDialAttemptRequest(_message.Message):
     PROVIDER_FIELD_NUMBER: _builtins.int
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     attempt_id: _builtins.str
     provider_call_id: _builtins.str
@@ -490,6 +499,8 @@ class CompleteDialAttemptRequest(_message.Message):
     provider: _builtins.str
     reservation_id: _builtins.str
     error: _builtins.str
+    request_id: _builtins.str
+    """The job's request id, when the report travels in a batch (else the call's own)."""
     def __init__(
         self,
         *,
@@ -499,10 +510,11 @@ class CompleteDialAttemptRequest(_message.Message):
         provider: _builtins.str = ...,
         reservation_id: _builtins.str = ...,
         error: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "error", b"error", "provider", b"provider", "provider_call_id", b"provider_call_id", "reservation_id", b"reservation_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "error", b"error", "provider", b"provider", "provider_call_id", b"provider_call_id", "request_id", b"request_id", "reservation_id", b"reservation_id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -968,3 +980,262 @@ class SubmitLeadsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitLeadsResponse: _TypeAlias = SubmitLeadsResponse  # noqa: Y015
+
+@_typing.final
+class GetLeadsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEADS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def leads(self) -> _containers.RepeatedCompositeFieldContainer[Global___GetLeadRequest]: ...
+    def __init__(
+        self,
+        *,
+        leads: _abc.Iterable[Global___GetLeadRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leads", b"leads"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLeadsRequest: _TypeAlias = GetLeadsRequest  # noqa: Y015
+
+@_typing.final
+class GetLeadsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Item(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        LEAD_FIELD_NUMBER: _builtins.int
+        ERROR_FIELD_NUMBER: _builtins.int
+        @_builtins.property
+        def lead(self) -> Global___GetLeadResponse: ...
+        @_builtins.property
+        def error(self) -> _batch_pb2.ItemError: ...
+        def __init__(
+            self,
+            *,
+            lead: Global___GetLeadResponse | None = ...,
+            error: _batch_pb2.ItemError | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "lead", b"lead"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "lead", b"lead"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___GetLeadsResponse.Item]:
+        """In request order."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___GetLeadsResponse.Item] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLeadsResponse: _TypeAlias = GetLeadsResponse  # noqa: Y015
+
+@_typing.final
+class RecordEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordEventRequest]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___RecordEventRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordEventsRequest: _TypeAlias = RecordEventsRequest  # noqa: Y015
+
+@_typing.final
+class RecordEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Item(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        RECORDED_FIELD_NUMBER: _builtins.int
+        ERROR_FIELD_NUMBER: _builtins.int
+        recorded: _builtins.bool
+        @_builtins.property
+        def error(self) -> _batch_pb2.ItemError: ...
+        def __init__(
+            self,
+            *,
+            recorded: _builtins.bool = ...,
+            error: _batch_pb2.ItemError | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "recorded", b"recorded"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordEventsResponse.Item]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___RecordEventsResponse.Item] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordEventsResponse: _TypeAlias = RecordEventsResponse  # noqa: Y015
+
+@_typing.final
+class StartDialsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClaimDialAttemptRequest]: ...
+    def __init__(
+        self,
+        *,
+        attempts: _abc.Iterable[Global___ClaimDialAttemptRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartDialsRequest: _TypeAlias = StartDialsRequest  # noqa: Y015
+
+@_typing.final
+class StartDialsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Item(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        CLAIM_FIELD_NUMBER: _builtins.int
+        DECISION_FIELD_NUMBER: _builtins.int
+        RESERVATION_ID_FIELD_NUMBER: _builtins.int
+        DEFERRED_FIELD_NUMBER: _builtins.int
+        ERROR_FIELD_NUMBER: _builtins.int
+        reservation_id: _builtins.str
+        """Set only when the decision is DIAL_NOW and the call is reserved."""
+        deferred: _builtins.bool
+        """The gate refused (later or never): recorded by the dispatcher, nothing to place."""
+        @_builtins.property
+        def claim(self) -> Global___ClaimDialAttemptResponse: ...
+        @_builtins.property
+        def decision(self) -> _decision_pb2.Decision:
+            """Compliance's final gate for a claimed attempt."""
+
+        @_builtins.property
+        def error(self) -> _batch_pb2.ItemError: ...
+        def __init__(
+            self,
+            *,
+            claim: Global___ClaimDialAttemptResponse | None = ...,
+            decision: _decision_pb2.Decision | None = ...,
+            reservation_id: _builtins.str = ...,
+            deferred: _builtins.bool = ...,
+            error: _batch_pb2.ItemError | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "decision", b"decision", "error", b"error"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "decision", b"decision", "deferred", b"deferred", "error", b"error", "reservation_id", b"reservation_id"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___StartDialsResponse.Item]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___StartDialsResponse.Item] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartDialsResponse: _TypeAlias = StartDialsResponse  # noqa: Y015
+
+@_typing.final
+class CompleteDialsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompleteDialAttemptRequest]: ...
+    def __init__(
+        self,
+        *,
+        attempts: _abc.Iterable[Global___CompleteDialAttemptRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteDialsRequest: _TypeAlias = CompleteDialsRequest  # noqa: Y015
+
+@_typing.final
+class CompleteDialsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Item(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        ERROR_FIELD_NUMBER: _builtins.int
+        @_builtins.property
+        def error(self) -> _batch_pb2.ItemError: ...
+        def __init__(
+            self,
+            *,
+            error: _batch_pb2.ItemError | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompleteDialsResponse.Item]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___CompleteDialsResponse.Item] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteDialsResponse: _TypeAlias = CompleteDialsResponse  # noqa: Y015

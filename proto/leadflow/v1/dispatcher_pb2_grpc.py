@@ -66,6 +66,26 @@ class DispatcherServiceStub:
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventResponse.FromString,
                 _registered_method=True)
+        self.GetLeads = channel.unary_unary(
+                '/leadflow.v1.DispatcherService/GetLeads',
+                request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.GetLeadsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.GetLeadsResponse.FromString,
+                _registered_method=True)
+        self.RecordEvents = channel.unary_unary(
+                '/leadflow.v1.DispatcherService/RecordEvents',
+                request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventsResponse.FromString,
+                _registered_method=True)
+        self.StartDials = channel.unary_unary(
+                '/leadflow.v1.DispatcherService/StartDials',
+                request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.StartDialsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.StartDialsResponse.FromString,
+                _registered_method=True)
+        self.CompleteDials = channel.unary_unary(
+                '/leadflow.v1.DispatcherService/CompleteDials',
+                request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.CompleteDialsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.CompleteDialsResponse.FromString,
+                _registered_method=True)
         self.ClaimDialAttempt = channel.unary_unary(
                 '/leadflow.v1.DispatcherService/ClaimDialAttempt',
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.ClaimDialAttemptRequest.SerializeToString,
@@ -161,6 +181,37 @@ class DispatcherServiceServicer:
 
     def RecordEvent(self, request, context):
         """Workers report what they did (enriched, synced, ...).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLeads(self, request, context):
+        """The workers' batch forms: many leads read, or many reports recorded in one transaction;
+        each item answers for itself (one unknown lead never fails the others).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartDials(self, request, context):
+        """Claim dial attempts AND reserve their calls with compliance, in one hop from the worker:
+        the dispatcher claims each attempt (one claim wins), asks compliance's final gate to
+        reserve (ReserveCalls), records a refused gate as a deferral or block, and answers each
+        item. A call may be placed only for an item with claimed, DIAL_NOW and a reservation id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteDials(self, request, context):
+        """CompleteDialAttempt for many attempts, in one transaction.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -263,6 +314,26 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.RecordEvent,
                     request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventResponse.SerializeToString,
+            ),
+            'GetLeads': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLeads,
+                    request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.GetLeadsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.GetLeadsResponse.SerializeToString,
+            ),
+            'RecordEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvents,
+                    request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventsResponse.SerializeToString,
+            ),
+            'StartDials': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartDials,
+                    request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.StartDialsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.StartDialsResponse.SerializeToString,
+            ),
+            'CompleteDials': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteDials,
+                    request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.CompleteDialsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.CompleteDialsResponse.SerializeToString,
             ),
             'ClaimDialAttempt': grpc.unary_unary_rpc_method_handler(
                     servicer.ClaimDialAttempt,
@@ -479,6 +550,114 @@ class DispatcherService:
             '/leadflow.v1.DispatcherService/RecordEvent',
             leadflow_dot_v1_dot_dispatcher__pb2.RecordEventRequest.SerializeToString,
             leadflow_dot_v1_dot_dispatcher__pb2.RecordEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLeads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.DispatcherService/GetLeads',
+            leadflow_dot_v1_dot_dispatcher__pb2.GetLeadsRequest.SerializeToString,
+            leadflow_dot_v1_dot_dispatcher__pb2.GetLeadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.DispatcherService/RecordEvents',
+            leadflow_dot_v1_dot_dispatcher__pb2.RecordEventsRequest.SerializeToString,
+            leadflow_dot_v1_dot_dispatcher__pb2.RecordEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartDials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.DispatcherService/StartDials',
+            leadflow_dot_v1_dot_dispatcher__pb2.StartDialsRequest.SerializeToString,
+            leadflow_dot_v1_dot_dispatcher__pb2.StartDialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteDials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.DispatcherService/CompleteDials',
+            leadflow_dot_v1_dot_dispatcher__pb2.CompleteDialsRequest.SerializeToString,
+            leadflow_dot_v1_dot_dispatcher__pb2.CompleteDialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

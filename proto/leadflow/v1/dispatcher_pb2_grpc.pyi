@@ -50,6 +50,19 @@ class DispatcherServiceStub:
     """
     RecordEvent: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordEventRequest, _dispatcher_pb2.RecordEventResponse]
     """Workers report what they did (enriched, synced, ...)."""
+    GetLeads: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetLeadsRequest, _dispatcher_pb2.GetLeadsResponse]
+    """The workers' batch forms: many leads read, or many reports recorded in one transaction;
+    each item answers for itself (one unknown lead never fails the others).
+    """
+    RecordEvents: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordEventsRequest, _dispatcher_pb2.RecordEventsResponse]
+    StartDials: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.StartDialsRequest, _dispatcher_pb2.StartDialsResponse]
+    """Claim dial attempts AND reserve their calls with compliance, in one hop from the worker:
+    the dispatcher claims each attempt (one claim wins), asks compliance's final gate to
+    reserve (ReserveCalls), records a refused gate as a deferral or block, and answers each
+    item. A call may be placed only for an item with claimed, DIAL_NOW and a reservation id.
+    """
+    CompleteDials: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.CompleteDialsRequest, _dispatcher_pb2.CompleteDialsResponse]
+    """CompleteDialAttempt for many attempts, in one transaction."""
     ClaimDialAttempt: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ClaimDialAttemptRequest, _dispatcher_pb2.ClaimDialAttemptResponse]
     """Claim a dial attempt before calling the provider; at most one claim wins."""
     CompleteDialAttempt: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.CompleteDialAttemptRequest, _dispatcher_pb2.CompleteDialAttemptResponse]
@@ -88,6 +101,19 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """
     RecordEvent: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordEventRequest, _dispatcher_pb2.RecordEventResponse]  # type: ignore[assignment]
     """Workers report what they did (enriched, synced, ...)."""
+    GetLeads: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetLeadsRequest, _dispatcher_pb2.GetLeadsResponse]  # type: ignore[assignment]
+    """The workers' batch forms: many leads read, or many reports recorded in one transaction;
+    each item answers for itself (one unknown lead never fails the others).
+    """
+    RecordEvents: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordEventsRequest, _dispatcher_pb2.RecordEventsResponse]  # type: ignore[assignment]
+    StartDials: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.StartDialsRequest, _dispatcher_pb2.StartDialsResponse]  # type: ignore[assignment]
+    """Claim dial attempts AND reserve their calls with compliance, in one hop from the worker:
+    the dispatcher claims each attempt (one claim wins), asks compliance's final gate to
+    reserve (ReserveCalls), records a refused gate as a deferral or block, and answers each
+    item. A call may be placed only for an item with claimed, DIAL_NOW and a reservation id.
+    """
+    CompleteDials: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.CompleteDialsRequest, _dispatcher_pb2.CompleteDialsResponse]  # type: ignore[assignment]
+    """CompleteDialAttempt for many attempts, in one transaction."""
     ClaimDialAttempt: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ClaimDialAttemptRequest, _dispatcher_pb2.ClaimDialAttemptResponse]  # type: ignore[assignment]
     """Claim a dial attempt before calling the provider; at most one claim wins."""
     CompleteDialAttempt: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.CompleteDialAttemptRequest, _dispatcher_pb2.CompleteDialAttemptResponse]  # type: ignore[assignment]
@@ -159,6 +185,43 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.RecordEventResponse, _abc.Awaitable[_dispatcher_pb2.RecordEventResponse]]:
         """Workers report what they did (enriched, synced, ...)."""
+
+    @_abc_1.abstractmethod
+    def GetLeads(
+        self,
+        request: _dispatcher_pb2.GetLeadsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.GetLeadsResponse, _abc.Awaitable[_dispatcher_pb2.GetLeadsResponse]]:
+        """The workers' batch forms: many leads read, or many reports recorded in one transaction;
+        each item answers for itself (one unknown lead never fails the others).
+        """
+
+    @_abc_1.abstractmethod
+    def RecordEvents(
+        self,
+        request: _dispatcher_pb2.RecordEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.RecordEventsResponse, _abc.Awaitable[_dispatcher_pb2.RecordEventsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def StartDials(
+        self,
+        request: _dispatcher_pb2.StartDialsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.StartDialsResponse, _abc.Awaitable[_dispatcher_pb2.StartDialsResponse]]:
+        """Claim dial attempts AND reserve their calls with compliance, in one hop from the worker:
+        the dispatcher claims each attempt (one claim wins), asks compliance's final gate to
+        reserve (ReserveCalls), records a refused gate as a deferral or block, and answers each
+        item. A call may be placed only for an item with claimed, DIAL_NOW and a reservation id.
+        """
+
+    @_abc_1.abstractmethod
+    def CompleteDials(
+        self,
+        request: _dispatcher_pb2.CompleteDialsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.CompleteDialsResponse, _abc.Awaitable[_dispatcher_pb2.CompleteDialsResponse]]:
+        """CompleteDialAttempt for many attempts, in one transaction."""
 
     @_abc_1.abstractmethod
     def ClaimDialAttempt(

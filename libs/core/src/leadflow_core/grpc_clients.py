@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from leadflow_core import cost_counters
 from leadflow_core.grpc_interceptors import RequestContextClientInterceptor
 from leadflow_core.request_context import REQUEST_ID_HEADER, current_request_id
 
@@ -41,6 +42,8 @@ _OPTIONS = [
 def channel(addr: str, default_timeout: float = 5.0) -> grpc.Channel:
     """A blocking channel (workers, CLI, operator)."""
     base = grpc.insecure_channel(addr, options=_OPTIONS)
+    if cost_counters.enabled():
+        base = grpc.intercept_channel(base, cost_counters.CountingClientInterceptor())
     return grpc.intercept_channel(base, RequestContextClientInterceptor(default_timeout))
 
 

@@ -43,6 +43,10 @@ def _scrub_pii(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappi
 
 def configure(service: str, level: str = "INFO") -> None:
     """Route structlog and stdlib logging (grpc, dramatiq, uvicorn) to one JSON stream on stderr."""
+    from leadflow_core import cost_counters
+
+    # Every service's entry point comes through here: the cost counters (off unless asked for).
+    cost_counters.install(service)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

@@ -195,6 +195,36 @@ class Accounts:
             retry_at = now + timedelta(milliseconds=max(int(retry_ms), 1))
         return ReserveResult(False, detail, retry_at)
 
+    def reserve_many(self, asks: list[tuple[str, str, Limits, int]], now: datetime) -> list[ReserveResult]:
+        """`reserve` for many (tenant, reservation id, limits, estimate) in one pipeline; each
+        is still its own atomic script, in order."""
+        if not asks:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        now_ms = int(now.timestamp() * 1000)
+        for tenant, reservation_id, limits, estimate_micros in asks:
+            rate, active, day = self._keys(tenant, now)
+            res = self.settings.redis_key("acct", tenant, "res", reservation_id)
+            budget = -1 if limits.daily_budget_micros is None else limits.daily_budget_micros
+            self._reserve(
+                keys=[rate, active, day, res],
+                args=[
+                    now_ms,
+                    reservation_id,
+                    limits.per_minute,
+                    limits.per_hour,
+                    limits.per_day,
+                    limits.concurrency,
+                    budget,
+                    estimate_micros,
+                    self.slot_ttl_ms,
+                    3 * 86400,
+                    2 * 86400,
+                ],
+                client=pipe,
+            )
+        return [_reserve_result(ok, detail, retry_ms, now) for ok, detail, retry_ms in pipe.execute()]
+
     def settle(
         self, tenant: str, reservation_id: str, not_placed: bool, actual_micros: int, now: datetime
     ) -> bool:
@@ -222,3 +252,17 @@ class Accounts:
         pipe.zcount(rate, f"({now_ms - 3_600_000}", now_ms)
         calls, spend, act, minute, hour = pipe.execute()
         return Usage(int(calls or 0), int(spend or 0), int(act), int(minute), int(hour))
+
+
+def _reserve_result(ok: int, detail: bytes | str, retry_ms: int, now: datetime) -> ReserveResult:
+    """The reserve script's answer, as `Accounts.reserve` reads it."""
+    detail = detail.decode() if isinstance(detail, bytes) else str(detail)
+    if ok:
+        return ReserveResult(True, detail)
+    if detail in ("day", "budget"):
+        retry_at = next_day(now)
+    elif detail == "concurrency":
+        retry_at = now + timedelta(seconds=15)
+    else:
+        retry_at = now + timedelta(milliseconds=max(int(retry_ms), 1))
+    return ReserveResult(False, detail, retry_at)

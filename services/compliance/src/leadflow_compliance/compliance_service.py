@@ -22,6 +22,7 @@ from leadflow_compliance.models import ReservationRow
 from leadflow_compliance.opt_out import is_opt_out
 from leadflow_compliance.phone import InvalidPhone, analyse
 from leadflow_compliance.repository import Repository
+from leadflow_compliance.reserve_batch import ReserveBatchServicer
 from leadflow_compliance.revocation_rpcs import RevocationRpcs
 from leadflow_compliance.tenant_service import TenantCache
 from leadflow_core import grpc_errors
@@ -95,7 +96,9 @@ def audit_fields(
     }
 
 
-class ComplianceServicer(RevocationRpcs, DncListingRpcs, compliance_pb2_grpc.ComplianceServiceServicer):
+class ComplianceServicer(
+    ReserveBatchServicer, RevocationRpcs, DncListingRpcs, compliance_pb2_grpc.ComplianceServiceServicer
+):
     def __init__(
         self, repo: Repository, decider: Decider, accounts: Accounts, engine_: Engine, cache: TenantCache
     ) -> None:

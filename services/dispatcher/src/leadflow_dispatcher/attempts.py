@@ -39,6 +39,19 @@ class ClaimResult:
     tries: int = 0
 
 
+def lock_calls(s: Session, calls: list[tuple[str, str]], postgres: bool) -> None:
+    """Transaction locks on (tenant, provider call id), in one order (PostgreSQL only)."""
+    if not postgres or not calls:
+        return
+    keys = sorted({f"call:{tenant}:{call_id}" for tenant, call_id in calls})
+    s.execute(
+        sa.text(
+            "SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k"
+        ),
+        {"keys": keys},
+    )
+
+
 class AttemptStore(Repository):
     # ---- dial attempts -----------------------------------------------------------------
 
@@ -292,6 +305,10 @@ class AttemptStore(Repository):
         now = utcnow()
         try:
             with self.sessions.begin() as s:
+                # The call's lock, also taken by a batch recording the call as placed: without
+                # it, a callback and that report, committing at once, could each miss the
+                # other, and the status would never be applied.
+                lock_calls(s, [(tenant, provider_call_id)], self.postgres)
                 status_row = CallStatusRow(
                     tenant=tenant,
                     provider_call_id=provider_call_id,

@@ -6,12 +6,15 @@ Queue and actor names come from `leadflow_core.queues`; every message carries th
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis, dq_name
 
 from leadflow_core import queues
 
@@ -76,6 +79,48 @@ def enqueue(broker: RedisBroker, job: JobSpec, delay_seconds: float) -> tuple[st
     delay_ms = int(delay_seconds * 1000)
     sent = broker.enqueue(message, delay=delay_ms if delay_ms > 0 else None)
     return sent.queue_name, str(sent.options["redis_message_id"])
+
+
+def enqueue_many(
+    broker: RedisBroker, jobs: Sequence[tuple[JobSpec, float]]
+) -> list[tuple[str, str] | BaseException]:
+    """Enqueue many jobs in ONE Redis round trip: each message goes through Dramatiq's own
+    enqueue script, as `broker.enqueue` would send it, but all in one pipeline. Per job:
+    (the Redis queue it went to, its redis message id), or the error that refused it."""
+    if not jobs:
+        return []
+    script = broker.scripts["dispatch"]
+    pipe = broker.client.pipeline(transaction=False)
+    sent: list[tuple[str, str]] = []
+    for job, delay_seconds in jobs:
+        message = build_message(job)
+        mid = str(uuid.uuid4())
+        options: dict[str, Any] = {"redis_message_id": mid}
+        queue = message.queue_name
+        delay_ms = int(delay_seconds * 1000)
+        if delay_ms > 0:
+            queue = dq_name(queue)
+            options["eta"] = current_millis() + delay_ms
+        message = message.copy(queue_name=queue, options={**message.options, **options})
+        args = [
+            "enqueue",
+            current_millis(),
+            queue,
+            broker.broker_id,
+            broker.heartbeat_timeout,
+            broker.dead_message_ttl,
+            broker._should_do_maintenance("enqueue"),
+            broker._max_unpack_size(),  # type: ignore[no-untyped-call]
+            mid,
+            message.encode(),
+        ]
+        script(keys=[broker.namespace], args=args, client=pipe)
+        sent.append((queue, mid))
+    try:
+        results = pipe.execute(raise_on_error=False)
+    except Exception as err:  # the connection itself failed: nothing is known to be sent
+        return [err for _ in jobs]
+    return [r if isinstance(r, BaseException) else where for r, where in zip(results, sent, strict=True)]
 
 
 def message_present(broker: RedisBroker, refs: list[tuple[str, str]]) -> list[bool]:

@@ -21,6 +21,7 @@ import grpc
 from dramatiq.brokers.redis import RedisBroker
 
 from leadflow.v1 import compliance_pb2, compliance_pb2_grpc
+from leadflow_core import cost_counters
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import bound
 from leadflow_dispatcher import queueing, scheduling
@@ -74,16 +75,19 @@ class Relay:
         failed: list[JobSpec] = []
         held: list[JobSpec] = []
         paused = self.pauses.paused() if self.pauses is not None else {}
+        ready: list[tuple[JobSpec, float]] = []
         for job, delay in jobs:
             if job.queue in paused:
                 held.append(job)
-                continue
-            try:
-                queue, mid = queueing.enqueue(self.broker, job, delay)
-                sent.append((job.job_id, queue, mid))
-            except Exception as err:
-                log.warning("enqueue_failed", job=job.kind, lead_id=job.lead_id, error=str(err))
+            else:
+                ready.append((job, delay))
+        # One pipeline for every message of this call (a lead's enrich, crm_sync and dial).
+        for (job, _), result in zip(ready, queueing.enqueue_many(self.broker, ready), strict=True):
+            if isinstance(result, BaseException):
+                log.warning("enqueue_failed", job=job.kind, lead_id=job.lead_id, error=str(result))
                 failed.append(job)
+            else:
+                sent.append((job.job_id, *result))
         if failed:
             self.store.release_jobs(failed, "broker unavailable")
         if held:
@@ -124,7 +128,9 @@ class Relay:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.tick()
+                # Paid per pass whatever the load: counted apart from per-lead work.
+                with cost_counters.background():
+                    self.tick()
             except Exception:
                 log.exception("relay_tick_failed")
             self._stop.wait(self.settings.relay_interval_seconds)

@@ -35,6 +35,7 @@ from leadflow_core.request_context import bound, current_request_id
 from leadflow_core.timestamps import from_proto, to_proto
 from leadflow_dispatcher import scheduling
 from leadflow_dispatcher.batch_submit import ItemFailed, Limits, Submission, submit_many
+from leadflow_dispatcher.batch_servicer import WorkerBatchServicer
 from leadflow_dispatcher.metrics import LEADS_SUBMITTED
 from leadflow_dispatcher.persons import person_keys
 from leadflow_dispatcher.policies import TenantPolicies
@@ -64,7 +65,7 @@ def _require(context: grpc.ServicerContext, **fields: str) -> None:
             grpc_errors.invalid_argument(context, name, "is required")
 
 
-class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
+class DispatcherServicer(WorkerBatchServicer, dispatcher_pb2_grpc.DispatcherServiceServicer):
     def __init__(
         self, store: Store, relay: Relay, policies: TenantPolicies, settings: DispatcherSettings
     ) -> None:

@@ -5,14 +5,25 @@ from __future__ import annotations
 from leadflow_dispatcher.admin_stats import AdminStatsStore
 from leadflow_dispatcher.attempts import AttemptStore, ClaimResult
 from leadflow_dispatcher.dead_letters import DeadLetterStore
+from leadflow_dispatcher.dial_batches import DialBatchStore
 from leadflow_dispatcher.leads import LeadStore
 from leadflow_dispatcher.outbox import ExpiredJob, OutboxStore, SettleWork
 from leadflow_dispatcher.person_order import SubmitResult
 from leadflow_dispatcher.repository import NotFound
 from leadflow_dispatcher.reviews import ReviewStore
+from leadflow_dispatcher.worker_reads import WorkerReadStore
 
 
-class Store(LeadStore, AttemptStore, DeadLetterStore, OutboxStore, ReviewStore, AdminStatsStore):
+class Store(
+    LeadStore,
+    DialBatchStore,
+    AttemptStore,
+    DeadLetterStore,
+    OutboxStore,
+    ReviewStore,
+    AdminStatsStore,
+    WorkerReadStore,
+):
     """Every repository of the dispatcher over one engine."""
 
 

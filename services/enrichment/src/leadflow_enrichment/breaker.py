@@ -9,7 +9,9 @@ failure opens it again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 
 import redis
 
@@ -32,23 +34,31 @@ class CircuitBreaker:
 
     def wait_seconds(self) -> float:
         """0 when a call may go through now; else how long to hold the job."""
-        open_ms = int(self.client.pttl(self._open))
-        if open_ms > 0:
-            return open_ms / 1000
-        if self.client.exists(self._tripped):
+        return self.check()[0]
+
+    def check(self) -> tuple[float, bool]:
+        """(seconds to hold the job, whether the breaker is clean: closed with no failures),
+        read in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.pttl(self._open)
+        pipe.exists(self._tripped)
+        pipe.exists(self._failures)
+        open_ms, tripped, failures = pipe.execute()
+        if int(open_ms) > 0:
+            return int(open_ms) / 1000, False
+        if tripped:
             # Half-open: one probe at a time.
             probe_ms = int(self.config.open_seconds * 1000)
             if self.client.set(self._probe, "1", nx=True, px=probe_ms):
-                return 0.0
-            return max(0.05, int(self.client.pttl(self._probe)) / 1000)
-        return 0.0
+                return 0.0, False
+            return max(0.05, int(self.client.pttl(self._probe)) / 1000), False
+        return 0.0, not failures
 
     def is_open(self) -> bool:
         return int(self.client.pttl(self._open)) > 0
 
     def record_success(self) -> None:
-        if self.client.exists(self._tripped) or self.client.exists(self._failures):
-            self.client.delete(self._tripped, self._probe, self._failures)
+        self.client.delete(self._tripped, self._probe, self._failures)
 
     def record_failure(self) -> bool:
         """Count a failure; True when this one opened the breaker."""
@@ -67,3 +77,25 @@ class CircuitBreaker:
         pipe.delete(self._failures, self._probe)
         pipe.execute()
         return True
+
+
+@dataclass
+class CleanBreakers:
+    """Which breakers this process saw clean (closed, no failures) within the last `ttl`
+    seconds: a job for such a provider skips the Redis read, and its success has nothing to
+    clear. A breaker another process opens meanwhile is seen here at most `ttl` late."""
+
+    ttl: float
+    _until: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def is_clean(self, key: str) -> bool:
+        with self._lock:
+            return self._until.get(key, 0.0) > time.monotonic()
+
+    def mark(self, key: str, clean: bool) -> None:
+        with self._lock:
+            if clean and self.ttl > 0:
+                self._until[key] = time.monotonic() + self.ttl
+            else:
+                self._until.pop(key, None)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import grpc
 import redis
 
 from leadflow.v1 import (
+    batch_pb2,
     compliance_pb2_grpc,
+    dispatcher_pb2,
     dispatcher_pb2_grpc,
     tenants_pb2,
     tenants_pb2_grpc,
 )
 from leadflow_core.grpc_clients import channel
-from leadflow_enrichment.breaker import BreakerConfig, CircuitBreaker
+from leadflow_enrichment.batching import MicroBatcher
+from leadflow_enrichment.breaker import BreakerConfig, CircuitBreaker, CleanBreakers
 from leadflow_enrichment.limits import Limiters, ProviderLimits
 from leadflow_enrichment.providers.registry import ProviderRegistry
 from leadflow_enrichment.retry_policy import RetrySchedule
@@ -56,6 +60,24 @@ class ProviderConfigs:
         return config
 
 
+_CODES = {c.value[0]: c for c in grpc.StatusCode}
+
+
+class ItemRpcError(grpc.RpcError):
+    """One item's failure inside a batch RPC, raised like the single call's error would be."""
+
+    def __init__(self, error: batch_pb2.ItemError) -> None:
+        super().__init__(error.message)
+        self._code = _CODES.get(error.code, grpc.StatusCode.UNKNOWN)
+        self._details = error.message
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
 class WorkerContext:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
@@ -68,6 +90,19 @@ class WorkerContext:
             tenants_pb2_grpc.TenantAdminServiceStub(compliance_channel),
             settings.provider_config_cache_seconds,
         )
+        # Worker threads reading leads or reporting at the same moment share one RPC.
+        self._leads: MicroBatcher[dispatcher_pb2.GetLeadRequest, dispatcher_pb2.GetLeadResponse] = (
+            MicroBatcher(self._get_leads, settings.batch_max_size, settings.batch_max_wait_seconds)
+        )
+        self._reports: MicroBatcher[dispatcher_pb2.RecordEventRequest, bool] = MicroBatcher(
+            self._record_events, settings.batch_max_size, settings.batch_max_wait_seconds
+        )
+        self._starts: MicroBatcher[
+            dispatcher_pb2.ClaimDialAttemptRequest, dispatcher_pb2.StartDialsResponse.Item
+        ] = MicroBatcher(self._start_dials, settings.batch_max_size, settings.batch_max_wait_seconds)
+        self._completions: MicroBatcher[dispatcher_pb2.CompleteDialAttemptRequest, None] = MicroBatcher(
+            self._complete_dials, settings.batch_max_size, settings.batch_max_wait_seconds
+        )
         self.registry = ProviderRegistry(settings)
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.limiters = Limiters(self.redis, settings.redis_key("limits"), settings.job_time_limit_seconds)
@@ -76,12 +111,53 @@ class WorkerContext:
             window_seconds=settings.breaker_window_seconds,
             open_seconds=settings.breaker_open_seconds,
         )
+        self.clean_breakers = CleanBreakers(settings.breaker_cache_seconds)
         self.default_schedule = RetrySchedule(
             max_retries=settings.max_retries,
             base_seconds=settings.retry_base_seconds,
             max_seconds=settings.retry_max_seconds,
             system_max_retries=settings.system_max_retries,
         )
+
+    def get_lead(self, tenant: str, lead_id: str) -> dispatcher_pb2.GetLeadResponse:
+        return self._leads.call(dispatcher_pb2.GetLeadRequest(tenant=tenant, lead_id=lead_id))
+
+    def record_event(self, request: dispatcher_pb2.RecordEventRequest) -> bool:
+        """Record a report (in a batch with other threads' reports); False: recorded before."""
+        return self._reports.call(request)
+
+    def start_dial(
+        self, request: dispatcher_pb2.ClaimDialAttemptRequest
+    ) -> dispatcher_pb2.StartDialsResponse.Item:
+        """Claim the attempt and have compliance gate and reserve it (one hop, batched)."""
+        return self._starts.call(request)
+
+    def complete_dial(self, request: dispatcher_pb2.CompleteDialAttemptRequest) -> None:
+        self._completions.call(request)
+
+    def _start_dials(
+        self, requests: Sequence[dispatcher_pb2.ClaimDialAttemptRequest]
+    ) -> list[dispatcher_pb2.StartDialsResponse.Item | BaseException]:
+        reply = self.dispatcher.StartDials(dispatcher_pb2.StartDialsRequest(attempts=requests))
+        return [ItemRpcError(i.error) if i.HasField("error") else i for i in reply.items]
+
+    def _complete_dials(
+        self, requests: Sequence[dispatcher_pb2.CompleteDialAttemptRequest]
+    ) -> list[BaseException | None]:
+        reply = self.dispatcher.CompleteDials(dispatcher_pb2.CompleteDialsRequest(attempts=requests))
+        return [ItemRpcError(i.error) if i.HasField("error") else None for i in reply.items]
+
+    def _get_leads(
+        self, requests: Sequence[dispatcher_pb2.GetLeadRequest]
+    ) -> list[dispatcher_pb2.GetLeadResponse | BaseException]:
+        reply = self.dispatcher.GetLeads(dispatcher_pb2.GetLeadsRequest(leads=requests))
+        return [ItemRpcError(i.error) if i.HasField("error") else i.lead for i in reply.items]
+
+    def _record_events(
+        self, requests: Sequence[dispatcher_pb2.RecordEventRequest]
+    ) -> list[bool | BaseException]:
+        reply = self.dispatcher.RecordEvents(dispatcher_pb2.RecordEventsRequest(events=requests))
+        return [ItemRpcError(i.error) if i.HasField("error") else i.recorded for i in reply.items]
 
     def breaker(self, tenant: str, provider: str) -> CircuitBreaker:
         return CircuitBreaker(

@@ -11,13 +11,12 @@ import json
 import time
 from typing import Any
 
-import grpc
 from redis.exceptions import LockError
 
-from leadflow.v1 import compliance_pb2, decision_pb2, dispatcher_pb2, lead_pb2
+from leadflow.v1 import decision_pb2, dispatcher_pb2, lead_pb2
 from leadflow_core.logs import get_logger
 from leadflow_core.pii import subject_hash
-from leadflow_core.timestamps import to_proto, utcnow
+from leadflow_core.request_context import current_request_id
 from leadflow_enrichment.context import WorkerContext
 from leadflow_enrichment.failures import ErrorClass, ProviderError
 from leadflow_enrichment.handling import Hold, JobInfo
@@ -57,37 +56,52 @@ def lead_view(lead: lead_pb2.Lead) -> LeadView:
 
 
 def _get_lead(ctx: WorkerContext, info: JobInfo) -> dispatcher_pb2.GetLeadResponse:
-    reply: dispatcher_pb2.GetLeadResponse = ctx.dispatcher.GetLead(
-        dispatcher_pb2.GetLeadRequest(tenant=info.tenant, lead_id=info.lead_id)
-    )
-    return reply
+    return ctx.get_lead(info.tenant, info.lead_id)
 
 
 def _record(ctx: WorkerContext, info: JobInfo, kind: str, detail: dict[str, Any], dedupe_key: str) -> None:
-    ctx.dispatcher.RecordEvent(
+    ctx.record_event(
         dispatcher_pb2.RecordEventRequest(
             tenant=info.tenant,
             lead_id=info.lead_id,
             kind=kind,
             detail_json=json.dumps(detail),
             dedupe_key=dedupe_key,
+            request_id=current_request_id(),
         )
     )
 
 
+def _breaker_wait(ctx: WorkerContext, info: JobInfo, provider: str) -> float:
+    """Seconds to hold a job for this tenant's provider (0: go); no Redis read while this
+    process saw the breaker clean a moment ago."""
+    key = f"{info.tenant}\0{provider}"
+    if ctx.clean_breakers.is_clean(key):
+        return 0.0
+    wait, clean = ctx.breaker(info.tenant, provider).check()
+    ctx.clean_breakers.mark(key, clean)
+    return wait
+
+
 def _guard(ctx: WorkerContext, info: JobInfo, provider: str) -> None:
     """Hold the job while this tenant's breaker for this provider is open."""
-    wait = ctx.breaker(info.tenant, provider).wait_seconds()
+    wait = _breaker_wait(ctx, info, provider)
     if wait > 0:
         raise Hold(wait, f"circuit open for {provider}")
 
 
 def _note_result(ctx: WorkerContext, info: JobInfo, provider: str, err: ProviderError | None) -> None:
-    breaker = ctx.breaker(info.tenant, provider)
+    key = f"{info.tenant}\0{provider}"
     if err is None:
-        breaker.record_success()
-    elif err.error_class in _BREAKER_CLASSES and breaker.record_failure():
-        log.warning("circuit_opened", provider=provider, tenant=info.tenant)
+        if not ctx.clean_breakers.is_clean(key):
+            # A success after failures (or the half-open probe) closes the breaker.
+            ctx.breaker(info.tenant, provider).record_success()
+            ctx.clean_breakers.mark(key, True)
+        return
+    if err.error_class in _BREAKER_CLASSES:
+        ctx.clean_breakers.mark(key, False)
+        if ctx.breaker(info.tenant, provider).record_failure():
+            log.warning("circuit_opened", provider=provider, tenant=info.tenant)
 
 
 # ---- enrich ---------------------------------------------------------------------------------
@@ -128,8 +142,7 @@ def _neutral(reason: str, model: str) -> Enrichment:
 
 
 def _score(ctx: WorkerContext, info: JobInfo, scorer: Any, view: LeadView, config: Any) -> Enrichment:
-    breaker = ctx.breaker(info.tenant, scorer.name)
-    if breaker.wait_seconds() > 0:
+    if _breaker_wait(ctx, info, scorer.name) > 0:
         return _neutral(f"{scorer.name} circuit open", scorer.name)
     options = dict(config.config.options) if config is not None else {}
     try:
@@ -229,29 +242,6 @@ def _enrichment_of(lead: dispatcher_pb2.GetLeadResponse) -> Enrichment | None:
 # ---- dial -----------------------------------------------------------------------------------
 
 
-def _final_gate(
-    ctx: WorkerContext, lead: lead_pb2.Lead, attempt_id: str
-) -> tuple[decision_pb2.Decision, str]:
-    """Compliance's reservation (final check + rate, concurrency and budget), or its plain
-    dial-gate evaluation where ReserveCall is not served yet."""
-    try:
-        reply = ctx.compliance.ReserveCall(
-            compliance_pb2.ReserveCallRequest(
-                lead=lead, attempt_id=attempt_id, evaluate_at=to_proto(utcnow())
-            )
-        )
-        return reply.decision, reply.reservation_id
-    except grpc.RpcError as err:
-        if err.code() != grpc.StatusCode.UNIMPLEMENTED:
-            raise
-    evaluated = ctx.compliance.Evaluate(
-        compliance_pb2.EvaluateRequest(
-            lead=lead, purpose=compliance_pb2.EVALUATION_PURPOSE_DIAL_GATE, actor="worker.dial"
-        )
-    )
-    return evaluated.decision, ""
-
-
 def dial(ctx: WorkerContext, info: JobInfo) -> None:
     config = ctx.configs.get(info.tenant, "dialer")
     info.schedule = ctx.schedule(config)
@@ -268,24 +258,27 @@ def dial(ctx: WorkerContext, info: JobInfo) -> None:
 
 
 def _dial_claimed(ctx: WorkerContext, info: JobInfo, dialer: Any, options: dict[str, str]) -> None:
-    claim = ctx.dispatcher.ClaimDialAttempt(
-        dispatcher_pb2.ClaimDialAttemptRequest(tenant=info.tenant, lead_id=info.lead_id, attempt=info.attempt)
+    # One hop claims the attempt (one claim wins, in PostgreSQL) and asks compliance's final
+    # gate to reserve the call; a refused gate is recorded there as a deferral or block. The
+    # claim is this attempt's "dialing" record, committed before the provider is called.
+    start = ctx.start_dial(
+        dispatcher_pb2.ClaimDialAttemptRequest(
+            tenant=info.tenant, lead_id=info.lead_id, attempt=info.attempt, request_id=current_request_id()
+        )
     )
+    claim = start.claim
     if not claim.claimed:
         log.info("dial_not_claimed", lead_id=info.lead_id, attempt=info.attempt, state=claim.state)
         return
     attempt_id = claim.attempt_id
-    decision, reservation_id = _final_gate(ctx, claim.lead, attempt_id)
-    if decision.action != decision_pb2.DIAL_ACTION_DIAL_NOW:
-        ctx.dispatcher.DeferDial(
-            dispatcher_pb2.DeferDialRequest(
-                tenant=info.tenant, lead_id=info.lead_id, attempt_id=attempt_id, decision=decision
-            )
-        )
-        if reservation_id:
-            _release(ctx, info.tenant, reservation_id)
+    decision = start.decision
+    if start.deferred:
         log.info("dial_deferred", lead_id=info.lead_id, action=decision_pb2.DialAction.Name(decision.action))
         return
+    reservation_id = start.reservation_id
+    if decision.action != decision_pb2.DIAL_ACTION_DIAL_NOW or not reservation_id:
+        # The dispatcher never answers so; were it to, no call goes out without a reservation.
+        raise ProviderError("dial start without a reservation", ErrorClass.SYSTEM)
     request = CallRequest(
         attempt_id=attempt_id,
         tenant=info.tenant,
@@ -302,39 +295,29 @@ def _dial_claimed(ctx: WorkerContext, info: JobInfo, dialer: Any, options: dict[
         if isinstance(err, ProviderError):
             _note_result(ctx, info, dialer.name, err)
         # Not placed: free the attempt for the retry and the reservation for others.
-        ctx.dispatcher.CompleteDialAttempt(
+        ctx.complete_dial(
             dispatcher_pb2.CompleteDialAttemptRequest(
                 tenant=info.tenant,
                 attempt_id=attempt_id,
                 provider=dialer.name,
                 reservation_id=reservation_id,
                 error=f"{type(err).__name__}: {err}"[:2000],
+                request_id=current_request_id(),
             )
         )
         raise
     _note_result(ctx, info, dialer.name, None)
-    ctx.dispatcher.CompleteDialAttempt(
+    ctx.complete_dial(
         dispatcher_pb2.CompleteDialAttemptRequest(
             tenant=info.tenant,
             attempt_id=attempt_id,
             provider_call_id=handle.provider_call_id,
             provider=dialer.name,
             reservation_id=reservation_id,
+            request_id=current_request_id(),
         )
     )
     log.info("dialed", lead_id=info.lead_id, attempt=info.attempt, call_id=handle.provider_call_id)
-
-
-def _release(ctx: WorkerContext, tenant: str, reservation_id: str) -> None:
-    try:
-        ctx.compliance.SettleCall(
-            compliance_pb2.SettleCallRequest(
-                tenant=tenant, reservation_id=reservation_id, outcome=compliance_pb2.CALL_OUTCOME_NOT_PLACED
-            )
-        )
-    except grpc.RpcError as err:
-        # The reservation expires on its own; a failed release only holds a slot a little longer.
-        log.warning("release_failed", code=str(err.code()))
 
 
 # ---- call_status (reconcile a call whose final callback never came) -------------------------

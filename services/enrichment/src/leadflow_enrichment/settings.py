@@ -8,10 +8,12 @@ from leadflow_enrichment.providers.settings import ProviderSettings
 
 # Queue groups, each with its own threads, so a backlog in one never delays another:
 # "name=queue,queue:threads".
+# Threads mostly wait on I/O; the more run at once, the more of their reads and reports share
+# one RPC (see batching).
 DEFAULT_GROUPS = (
-    "urgent=dial.emergency,dial.high:4",
-    "dial=dial.medium,dial.low:4",
-    "jobs=enrich,crm_sync,call_status:8",
+    "urgent=dial.emergency,dial.high:8",
+    "dial=dial.medium,dial.low:8",
+    "jobs=enrich,crm_sync,call_status:16",
 )
 
 
@@ -42,6 +44,8 @@ class WorkerSettings(ProviderSettings):
     breaker_failure_threshold: int = 5
     breaker_window_seconds: float = 30.0
     breaker_open_seconds: float = 30.0
+    # A breaker seen closed with no failures is not read again for this long (0: every job).
+    breaker_cache_seconds: float = 1.0
 
     # Per-provider limits (per tenant account), overridable in a tenant's provider options
     # `concurrency` and `rate_per_second`. 0 = unlimited.
@@ -57,6 +61,10 @@ class WorkerSettings(ProviderSettings):
     provider_config_cache_seconds: float = 10.0
     # Polling a call whose final status the provider has not reported yet.
     call_status_poll_seconds: float = 60.0
+    # Worker threads' lead reads and reports share one RPC: up to this many, waiting at most
+    # this long for company (the first caller's extra latency).
+    batch_max_size: int = 64
+    batch_max_wait_seconds: float = 0.002
     # Dramatiq's per-message time limit.
     job_time_limit_seconds: float = 120.0
     # Lease the dispatcher grants a job; retries that wait longer report it to the dispatcher.

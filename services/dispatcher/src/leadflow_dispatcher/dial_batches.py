@@ -1,0 +1,291 @@
+"""Dial attempts in batches: many claims, or many "dialed" reports, in one transaction each.
+
+The same rules as `attempts` (one claim wins per attempt: a new attempt is an insert that skips
+an existing row, a stale or failed one is resumed by compare-and-set; a redelivered report
+changes nothing), with set-based statements: a batch of claims costs a handful of statements
+whatever its size. Claims whose reservation could not be asked for are released ("failed",
+which the job's retry may claim again at once), so no attempt waits for the stale timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from leadflow.v1 import dispatcher_pb2, lead_pb2
+from leadflow_core.clock import now as utcnow
+from leadflow_core.timestamps import as_utc
+from leadflow_dispatcher.attempts import AttemptStore, ClaimResult, lock_calls
+from leadflow_dispatcher.models import CallStatusRow, DialAttemptRow, JobRow, LeadRow
+from leadflow_dispatcher.policies import PolicyView
+from leadflow_dispatcher.repository import NotFound, new_id
+from leadflow_dispatcher.worker_reads import insert_events, insert_ignoring
+
+
+@dataclass(frozen=True)
+class ClaimAsk:
+    tenant: str
+    lead_id: str
+    attempt: int
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Dialed:
+    tenant: str
+    attempt_id: str
+    provider_call_id: str
+    provider: str
+    reservation_id: str
+    request_id: str
+
+
+def _event(
+    tenant: str, lead_id: str, kind: str, detail: dict[str, Any], rid: str, at: Any, key: str
+) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "lead_id": lead_id,
+        "kind": kind,
+        "detail": detail,
+        "request_id": rid,
+        "dedupe_key": key,
+        "at": at,
+    }
+
+
+class DialBatchStore(AttemptStore):
+    def claim_many(self, asks: Sequence[ClaimAsk], stale_seconds: float) -> list[ClaimResult | NotFound]:
+        now = utcnow()
+        out: list[ClaimResult | NotFound] = [NotFound(a.lead_id) for a in asks]
+        ids = sorted({a.lead_id for a in asks if a.lead_id})
+        if not ids:
+            return out
+        with self.sessions.begin() as s:
+            leads = {r.id: r for r in s.scalars(sa.select(LeadRow).where(LeadRow.id.in_(ids)))}
+            keys = sorted({(a.tenant, a.lead_id, a.attempt) for a in asks})
+            jobs = {
+                (t, lid, n): state
+                for t, lid, n, state in s.execute(
+                    sa.select(JobRow.tenant, JobRow.lead_id, JobRow.attempt, JobRow.state).where(
+                        JobRow.kind == "dial",
+                        sa.tuple_(JobRow.tenant, JobRow.lead_id, JobRow.attempt).in_(keys),
+                    )
+                )
+            }
+            current = {
+                (r.tenant, r.lead_id, r.attempt): r
+                for r in s.scalars(
+                    sa.select(DialAttemptRow).where(
+                        sa.tuple_(DialAttemptRow.tenant, DialAttemptRow.lead_id, DialAttemptRow.attempt).in_(
+                            keys
+                        )
+                    )
+                )
+            }
+            fresh: dict[tuple[str, str, int], tuple[int, str]] = {}
+            won: list[tuple[int, str, int]] = []  # (index, attempt id, tries)
+            lead_of: dict[int, lead_pb2.Lead] = {}
+            for i, a in enumerate(asks):
+                row = leads.get(a.lead_id)
+                if row is None or row.tenant != a.tenant:
+                    continue
+                lead = lead_of[i] = lead_pb2.Lead.FromString(row.lead_pb)
+                key = (a.tenant, a.lead_id, a.attempt)
+                job_state = jobs.get(key)
+                if job_state is None or job_state in ("cancelled", "done"):
+                    out[i] = ClaimResult(False, "", job_state or "unknown", lead)
+                    continue
+                attempt = current.get(key)
+                if attempt is None:
+                    if key in fresh:  # the same attempt twice in one batch: one claim
+                        out[i] = ClaimResult(False, "", "claimed", lead)
+                    else:
+                        fresh[key] = (i, new_id())
+                    continue
+                resumable = attempt.state in ("failed", "deferred") or (
+                    attempt.state == "claimed"
+                    and as_utc(attempt.claimed_at) < now - timedelta(seconds=stale_seconds)
+                )
+                if not resumable:
+                    out[i] = ClaimResult(False, attempt.id, attempt.state, lead, tries=attempt.tries)
+                    continue
+                # Compare-and-set on the row's state and claim time: one claimant wins.
+                cas = s.execute(
+                    sa.update(DialAttemptRow)
+                    .where(
+                        DialAttemptRow.id == attempt.id,
+                        DialAttemptRow.state == attempt.state,
+                        DialAttemptRow.claimed_at == attempt.claimed_at,
+                    )
+                    .values(state="claimed", claimed_at=now, tries=attempt.tries + 1, error="")
+                    .execution_options(synchronize_session=False)
+                )
+                if cas.rowcount != 1:  # type: ignore[attr-defined]
+                    out[i] = ClaimResult(False, attempt.id, "claimed", lead, tries=attempt.tries)
+                    continue
+                out[i] = ClaimResult(
+                    True,
+                    attempt.id,
+                    "claimed",
+                    lead,
+                    resumed=attempt.state == "claimed",
+                    tries=attempt.tries + 1,
+                )
+                won.append((i, attempt.id, attempt.tries + 1))
+            if fresh:
+                values = [
+                    {
+                        "id": aid,
+                        "tenant": key[0],
+                        "lead_id": key[1],
+                        "attempt": key[2],
+                        "state": "claimed",
+                        "tries": 1,
+                        "claimed_at": now,
+                    }
+                    for key, (_, aid) in fresh.items()
+                ]
+                statement = insert_ignoring(s, DialAttemptRow, values, ["tenant", "lead_id", "attempt"])
+                inserted = set(s.scalars(statement.returning(DialAttemptRow.id)).all())
+                for i, aid in fresh.values():
+                    if aid in inserted:
+                        out[i] = ClaimResult(True, aid, "claimed", lead_of[i], tries=1)
+                        won.append((i, aid, 1))
+                    else:  # a concurrent claimant inserted it first
+                        out[i] = ClaimResult(False, "", "claimed", lead_of[i])
+            if won:
+                s.execute(
+                    sa.update(LeadRow)
+                    .where(LeadRow.id.in_(sorted({asks[i].lead_id for i, _, _ in won})))
+                    .values(dial_state=dispatcher_pb2.DIAL_STATE_DIALING)
+                    .execution_options(synchronize_session=False)
+                )
+                insert_events(
+                    s,
+                    [
+                        _event(
+                            asks[i].tenant,
+                            asks[i].lead_id,
+                            "dialing",
+                            {"attempt": asks[i].attempt, "attempt_id": aid, "try": tries},
+                            asks[i].request_id,
+                            now,
+                            f"dialing:{aid}:{tries}",
+                        )
+                        for i, aid, tries in won
+                    ],
+                )
+        return out
+
+    def release_claims(self, released: Sequence[tuple[str, str]], error: str) -> None:
+        """Claims whose reservation could not be asked for: (tenant, attempt id) back to
+        "failed" (the job's retry claims it again) and their leads back to scheduled."""
+        if not released:
+            return
+        with self.sessions.begin() as s:
+            rows = s.execute(
+                sa.update(DialAttemptRow)
+                .where(
+                    sa.tuple_(DialAttemptRow.tenant, DialAttemptRow.id).in_(list(released)),
+                    DialAttemptRow.state == "claimed",
+                )
+                .values(state="failed", error=error[:2000])
+                .returning(DialAttemptRow.lead_id)
+                .execution_options(synchronize_session=False)
+            ).all()
+            if rows:
+                s.execute(
+                    sa.update(LeadRow)
+                    .where(LeadRow.id.in_(sorted({r[0] for r in rows})))
+                    .values(dial_state=dispatcher_pb2.DIAL_STATE_SCHEDULED)
+                    .execution_options(synchronize_session=False)
+                )
+
+    def complete_many(
+        self, reports: Sequence[Dialed], policy_for: Callable[[str], PolicyView]
+    ) -> list[NotFound | None]:
+        """Placed calls ("dialed") in one transaction; a redelivered report changes nothing."""
+        now = utcnow()
+        out: list[NotFound | None] = [None] * len(reports)
+        with self.sessions.begin() as s:
+            # Serialised with status callbacks of the same calls (see record_call_status).
+            lock_calls(
+                s, [(r.tenant, r.provider_call_id) for r in reports if r.provider_call_id], self.postgres
+            )
+            ids = sorted({r.attempt_id for r in reports if r.attempt_id})
+            rows = {a.id: a for a in s.scalars(sa.select(DialAttemptRow).where(DialAttemptRow.id.in_(ids)))}
+            placed: list[tuple[Dialed, DialAttemptRow]] = []
+            for i, r in enumerate(reports):
+                row = rows.get(r.attempt_id)
+                if row is None or row.tenant != r.tenant:
+                    out[i] = NotFound(r.attempt_id)
+                    continue
+                if row.state in ("dialed", "ended"):
+                    continue  # a redelivered report
+                row.provider = r.provider
+                if r.reservation_id:
+                    row.reservation_id = r.reservation_id
+                row.state = "dialed"
+                row.provider_call_id = r.provider_call_id
+                row.dialed_at = now
+                row.error = ""
+                placed.append((r, row))
+            if not placed:
+                return out
+            s.flush()
+            s.execute(
+                sa.update(JobRow)
+                .where(
+                    JobRow.kind == "dial",
+                    sa.tuple_(JobRow.tenant, JobRow.lead_id, JobRow.attempt).in_(
+                        [(row.tenant, row.lead_id, row.attempt) for _, row in placed]
+                    ),
+                )
+                .values(state="done", updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            s.execute(
+                sa.update(LeadRow)
+                .where(LeadRow.id.in_(sorted({row.lead_id for _, row in placed})))
+                .values(dial_state=dispatcher_pb2.DIAL_STATE_DIALED)
+                .execution_options(synchronize_session=False)
+            )
+            insert_events(
+                s,
+                [
+                    _event(
+                        row.tenant,
+                        row.lead_id,
+                        "dialed",
+                        {
+                            "attempt": row.attempt,
+                            "attempt_id": row.id,
+                            "provider": r.provider,
+                            "call_id": r.provider_call_id,
+                        },
+                        r.request_id,
+                        now,
+                        f"dialed:{row.id}",
+                    )
+                    for r, row in placed
+                ],
+            )
+            # Callbacks that outran these reports are applied now, in arrival order.
+            by_call = {(row.tenant, row.provider_call_id): (r, row) for r, row in placed}
+            early = s.scalars(
+                sa.select(CallStatusRow)
+                .where(
+                    sa.tuple_(CallStatusRow.tenant, CallStatusRow.provider_call_id).in_(list(by_call)),
+                    CallStatusRow.applied.is_(False),
+                )
+                .order_by(CallStatusRow.id)
+            ).all()
+            for status_row in early:
+                r, row = by_call[(status_row.tenant, status_row.provider_call_id)]
+                self._apply_status(s, row, status_row, policy_for(row.tenant), r.request_id, now)
+        return out

@@ -1,0 +1,208 @@
+"""The workers' batch reads and reports: many leads in a few set-based statements.
+
+`get_leads` answers every lead of a batch in three statements (leads, their finished jobs, the
+leads of the same people); `record_events` writes a batch of worker reports in one transaction
+(one multi-row insert that skips already-recorded keys, one update of the finished jobs).
+Each item answers for itself: an unknown lead, or another tenant's, is NotFound for that item
+only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from leadflow.v1 import decision_pb2, dispatcher_pb2, lead_pb2
+from leadflow_core.clock import now as utcnow
+from leadflow_core.timestamps import as_utc, to_proto
+from leadflow_dispatcher.models import EventRow, JobRow, LeadRow
+from leadflow_dispatcher.repository import (
+    DONE_EVENTS,
+    JOB_DONE_NAMES,
+    LIVE_JOB_STATES,
+    NotFound,
+    Repository,
+)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One worker report (RecordEventRequest, its detail parsed)."""
+
+    tenant: str
+    lead_id: str
+    kind: str
+    detail: dict[str, Any]
+    dedupe_key: str
+    request_id: str
+    next_attempt_at: datetime | None
+
+
+def insert_ignoring(s: Session, table: Any, values: list[dict[str, Any]], unique: list[str]) -> Any:
+    """`INSERT ... ON CONFLICT (unique) DO NOTHING` for PostgreSQL and SQLite alike."""
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
+
+
+def insert_events(s: Session, values: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Insert timeline rows in one statement, skipping keys recorded before; the keys inserted."""
+    if not values:
+        return set()
+    statement = insert_ignoring(s, EventRow, values, ["tenant", "dedupe_key"]).returning(
+        EventRow.tenant, EventRow.dedupe_key
+    )
+    return {(t, k) for t, k in s.execute(statement).all() if k is not None}
+
+
+def _superseded_by(row: LeadRow, people: Sequence[Any]) -> str:
+    """The newest other lead of the same person stamped later than this one, if any."""
+    best: tuple[datetime, str] | None = None
+    for other in people:
+        if other.id == row.id or other.tenant != row.tenant:
+            continue
+        same = (row.person_phone and other.person_phone == row.person_phone) or (
+            row.person_email and other.person_email == row.person_email
+        )
+        if not same or as_utc(other.version_at) <= as_utc(row.version_at):
+            continue
+        if best is None or as_utc(other.version_at) > best[0]:
+            best = (as_utc(other.version_at), other.id)
+    return best[1] if best else ""
+
+
+class WorkerReadStore(Repository):
+    def get_leads(self, refs: Sequence[tuple[str, str]]) -> list[dispatcher_pb2.GetLeadResponse | NotFound]:
+        ids = sorted({lead_id for _, lead_id in refs if lead_id})
+        with self.sessions() as s:
+            rows = {r.id: r for r in s.scalars(sa.select(LeadRow).where(LeadRow.id.in_(ids)))} if ids else {}
+            tenants = sorted({r.tenant for r in rows.values()})
+            done: dict[str, set[str]] = {}
+            people: Sequence[Any] = []
+            if rows:
+                for lead_id, kind in s.execute(
+                    sa.select(JobRow.lead_id, JobRow.kind).where(
+                        JobRow.tenant.in_(tenants), JobRow.lead_id.in_(list(rows)), JobRow.state == "done"
+                    )
+                ):
+                    done.setdefault(lead_id, set()).add(kind)
+                phones = sorted({r.person_phone for r in rows.values() if r.person_phone})
+                emails = sorted({r.person_email for r in rows.values() if r.person_email})
+                if phones or emails:
+                    people = s.execute(
+                        sa.select(
+                            LeadRow.id,
+                            LeadRow.tenant,
+                            LeadRow.person_phone,
+                            LeadRow.person_email,
+                            LeadRow.version_at,
+                        ).where(
+                            LeadRow.tenant.in_(tenants),
+                            sa.or_(LeadRow.person_phone.in_(phones), LeadRow.person_email.in_(emails)),
+                        )
+                    ).all()
+        out: list[dispatcher_pb2.GetLeadResponse | NotFound] = []
+        for tenant, lead_id in refs:
+            row = rows.get(lead_id)
+            if row is None or row.tenant != tenant:
+                out.append(NotFound(lead_id))
+                continue
+            kinds = done.get(lead_id, set())
+            out.append(
+                dispatcher_pb2.GetLeadResponse(
+                    lead=lead_pb2.Lead.FromString(row.lead_pb),
+                    decision=decision_pb2.Decision.FromString(row.decision_pb),
+                    dial_state=row.dial_state,  # type: ignore[arg-type]
+                    dial_at=to_proto(row.dial_at) if row.dial_at else None,
+                    work_done=sorted({JOB_DONE_NAMES[k] for k in kinds if k in JOB_DONE_NAMES}),
+                    enrichment_json=json.dumps(row.enrichment) if row.enrichment else "",
+                    superseded_by=_superseded_by(row, people),
+                    joined_lead_id=row.joined_lead_id or "",
+                    request_id=row.request_id,
+                )
+            )
+        return out
+
+    def record_events(self, reports: Sequence[Report], lease_seconds: float) -> list[bool | NotFound]:
+        """Record a batch of reports in one transaction; per report: recorded (False: its key
+        was recorded before) or NotFound."""
+        now = utcnow()
+        ids = sorted({r.lead_id for r in reports if r.lead_id})
+        out: list[bool | NotFound] = []
+        with self.sessions.begin() as s:
+            owners = (
+                dict(s.execute(sa.select(LeadRow.id, LeadRow.tenant).where(LeadRow.id.in_(ids))).all())
+                if ids
+                else {}
+            )
+            keyed: dict[tuple[str, str], int] = {}
+            values: list[dict[str, Any]] = []
+            for i, r in enumerate(reports):
+                if owners.get(r.lead_id) != r.tenant:
+                    out.append(NotFound(r.lead_id))
+                    continue
+                if r.dedupe_key:
+                    if (r.tenant, r.dedupe_key) in keyed:
+                        out.append(False)  # the same report twice in one batch: once
+                        continue
+                    keyed[(r.tenant, r.dedupe_key)] = i
+                out.append(True)
+                values.append(
+                    {
+                        "tenant": r.tenant,
+                        "lead_id": r.lead_id,
+                        "kind": r.kind,
+                        "detail": r.detail,
+                        "request_id": r.request_id,
+                        "dedupe_key": r.dedupe_key or None,
+                        "at": now,
+                    }
+                )
+            if values:
+                inserted = self._insert_events(s, values)
+                for key, i in keyed.items():
+                    if key not in inserted:
+                        out[i] = False  # recorded before: a redelivered report
+            recorded = [r for r, ok in zip(reports, out, strict=True) if ok is True]
+            finished = [(r.tenant, r.lead_id, DONE_EVENTS[r.kind]) for r in recorded if r.kind in DONE_EVENTS]
+            if finished:
+                s.execute(
+                    sa.update(JobRow)
+                    .where(
+                        sa.tuple_(JobRow.tenant, JobRow.lead_id, JobRow.kind).in_(finished),
+                        JobRow.state.in_((*LIVE_JOB_STATES, "dead")),
+                    )
+                    .values(state="done", updated_at=now)
+                )
+            for r in recorded:
+                if r.kind == "enriched":
+                    s.execute(sa.update(LeadRow).where(LeadRow.id == r.lead_id).values(enrichment=r.detail))
+                if r.next_attempt_at is not None and r.detail.get("job"):
+                    self._extend_lease(s, r, lease_seconds, now)
+        return out
+
+    def _insert_events(self, s: Session, values: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return insert_events(s, values)
+
+    @staticmethod
+    def _extend_lease(s: Session, r: Report, lease_seconds: float, now: datetime) -> None:
+        # The worker still holds the job (retrying, or held by a circuit breaker): the
+        # sweeper must not enqueue a second copy before it is due again.
+        assert r.next_attempt_at is not None
+        s.execute(
+            sa.update(JobRow)
+            .where(
+                JobRow.tenant == r.tenant,
+                JobRow.lead_id == r.lead_id,
+                JobRow.kind == str(r.detail["job"]),
+                JobRow.attempt == int(r.detail.get("attempt", 1)),
+                JobRow.state == "queued",
+            )
+            .values(lease_until=r.next_attempt_at + timedelta(seconds=lease_seconds), updated_at=now)
+        )
