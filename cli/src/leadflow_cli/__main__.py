@@ -8,6 +8,8 @@ import sys
 import grpc
 
 from leadflow_cli.commands import register_all
+from leadflow_core import tls
+from leadflow_core.access_policy import CLI
 from leadflow_core.grpc_errors import field_violations
 
 
@@ -21,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tls.set_component(CLI)
     try:
         code: int = args.func(args)
         return code
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         for field, why in field_violations(err):
             print(f"  {field}: {why}", file=sys.stderr)
         return 2
-    except (ValueError, KeyError, OSError) as err:
+    except (ValueError, KeyError, OSError, tls.TlsNotConfigured) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

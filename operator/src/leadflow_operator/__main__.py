@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import kopf
 
+from leadflow_core import tls
 from leadflow_core.logs import configure
 from leadflow_operator import handlers  # noqa: F401  (registers the handlers)
 from leadflow_operator.settings import OperatorSettings
@@ -12,6 +13,7 @@ from leadflow_operator.settings import OperatorSettings
 def main() -> None:
     settings = OperatorSettings()
     configure("operator", settings.log_level)
+    tls.set_component("operator")
     namespace = settings.operator_namespace
     kopf.run(
         standalone=True,  # one replica: no peering objects to create or watch

@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 # Module names under leadflow_cli.commands, each with `register(subparsers)`.
-GROUPS = ("tenant", "lead", "compliance", "deadletters", "dev")
+GROUPS = ("tenant", "lead", "compliance", "deadletters", "dev", "certs")
 
 
 def register_all(sub: argparse._SubParsersAction[Any]) -> None:

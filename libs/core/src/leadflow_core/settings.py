@@ -24,6 +24,9 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     # Secret used to hash phone numbers and emails in logs and audit records.
     pii_hash_key: str = "leadflow-local-pii-key"
+    # Plaintext gRPC port serving only grpc.health.v1 (kubelet's native gRPC probes cannot
+    # speak mutual TLS); empty: none. Every other RPC is on the mutual-TLS port.
+    health_addr: str = ""
     # Written with the bound port once the server is ready (tests bind port 0).
     port_file: str = ""
     # Seconds in-flight RPCs get to finish on SIGTERM.

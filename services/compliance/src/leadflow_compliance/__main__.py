@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from leadflow_compliance.server import start
 from leadflow_compliance.settings import ComplianceSettings
+from leadflow_core import tls
 from leadflow_core.grpc_server import serve_until_signal, write_port_file
 from leadflow_core.logs import configure
 
@@ -11,6 +12,7 @@ from leadflow_core.logs import configure
 def main() -> None:
     settings = ComplianceSettings()
     configure("compliance", settings.log_level)
+    tls.set_component("compliance")
     service = start(settings)
     write_port_file(settings.port_file, service.running.port)
     serve_until_signal(service.running, settings.shutdown_grace_seconds, on_stop=service.close)

@@ -23,6 +23,7 @@ from leadflow_compliance.repository import Repository
 from leadflow_compliance.revocation_rpcs import RevocationRpcs
 from leadflow_compliance.tenant_service import TenantCache
 from leadflow_core import grpc_errors
+from leadflow_core.grpc_authz import audit_actor
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import tenant_var
 from leadflow_core.timestamps import from_proto, to_proto, utcnow
@@ -144,14 +145,14 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
         now = from_proto(request.evaluate_at) or utcnow()
         purpose = PURPOSES.get(request.purpose, "unspecified")
         outcome = self._decide(
-            context, tenant, lead, now, record_consent=purpose == "ingest", actor=request.actor or "evaluate"
+            context, tenant, lead, now, record_consent=purpose == "ingest", actor=audit_actor(request.actor)
         )
         self._audit_decision(
             "evaluate",
             tenant.name,
             lead,
             outcome,
-            request.actor,
+            audit_actor(request.actor),
             {"purpose": purpose, "evaluate_at": now.isoformat()},
         )
         log.info(
@@ -201,7 +202,7 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
                 return compliance_pb2.ReserveCallResponse(
                     decision=decision, reservation_id=existing.reservation_id
                 )
-            outcome = self._decide(context, tenant, lead, now, record_consent=False, actor="dial")
+            outcome = self._decide(context, tenant, lead, now, record_consent=False, actor=audit_actor())
             decision = outcome.decision
             reservation_id = ""
             if outcome.verdict.action == "dial_now":
@@ -280,7 +281,7 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
         self.repo.audit(
             tenant=tenant.name,
             at=now,
-            actor="dial",
+            actor=audit_actor(),
             action="settle",
             subject=row.subject_hash,
             detail={
@@ -308,7 +309,7 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
         self.repo.audit(
             tenant=tenant.name,
             at=utcnow(),
-            actor="contact",
+            actor=audit_actor(),
             action="contact_attempt",
             subject=subject,
             detail={"channel": request.channel, "at": at.isoformat(), "consent_revoked": revoked},
@@ -334,12 +335,12 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
         evidence = MessageToDict(given, preserving_proto_field_name=True)
         missing = missing_evidence(given)
         consent_id = self.repo.record_consent(
-            tenant.name, subject, at, evidence, request.actor, now, verified=not missing
+            tenant.name, subject, at, evidence, audit_actor(request.actor), now, verified=not missing
         )
         self.repo.audit(
             tenant=tenant.name,
             at=now,
-            actor=request.actor,
+            actor=audit_actor(request.actor),
             action="consent.record",
             subject=subject,
             detail={"consent_id": consent_id, "consented_at": at.isoformat(), "missing": list(missing)},
@@ -354,11 +355,13 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
         tenant = self._tenant(context, request.tenant)
         subject = self._subject(context, tenant, request.phone_e164)
         now = utcnow()
-        self.repo.revoke(tenant.name, subject, now, request.channel or "api", request.note, request.actor)
+        self.repo.revoke(
+            tenant.name, subject, now, request.channel or "api", request.note, audit_actor(request.actor)
+        )
         self.repo.audit(
             tenant=tenant.name,
             at=now,
-            actor=request.actor,
+            actor=audit_actor(request.actor),
             action="consent.revoke",
             subject=subject,
             detail={"channel": request.channel or "api"},
@@ -371,9 +374,9 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
         tenant = self._tenant(context, request.tenant)
         subject = self._subject(context, tenant, request.phone_e164)
         now = utcnow()
-        added = self.repo.add_dnc(tenant.name, subject, request.reason, request.actor, now)
+        added = self.repo.add_dnc(tenant.name, subject, request.reason, audit_actor(request.actor), now)
         self.repo.audit(
-            tenant=tenant.name, at=now, actor=request.actor, action="dnc.add", subject=subject,
+            tenant=tenant.name, at=now, actor=audit_actor(request.actor), action="dnc.add", subject=subject,
             detail={"added": added, "reason": request.reason},
         )  # fmt: skip
         return compliance_pb2.AddDoNotCallResponse(added=added)
@@ -386,9 +389,13 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
         now = utcnow()
         removed = self.repo.remove_dnc(tenant.name, subject)
         self.repo.audit(
-            tenant=tenant.name, at=now, actor=request.actor, action="dnc.remove", subject=subject,
+            tenant=tenant.name,
+            at=now,
+            actor=audit_actor(request.actor),
+            action="dnc.remove",
+            subject=subject,
             detail={"removed": removed},
-        )  # fmt: skip
+        )
         return compliance_pb2.RemoveDoNotCallResponse(removed=removed)
 
     def ImportDncRegistry(
@@ -411,7 +418,7 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
         self.repo.audit(
             tenant="",
             at=utcnow(),
-            actor="dnc-import",
+            actor=audit_actor(),
             action="dnc.registry_import",
             detail={
                 "replace": replace,
@@ -447,11 +454,11 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
             grpc_errors.invalid_argument(context, "reason", "an emergency stop needs a reason")
         now = utcnow()
         until = now + timedelta(seconds=request.duration_seconds)
-        self.repo.set_emergency_stop(request.tenant, until, request.reason, request.actor, now)
+        self.repo.set_emergency_stop(request.tenant, until, request.reason, audit_actor(request.actor), now)
         self.repo.audit(
             tenant=request.tenant,
             at=now,
-            actor=request.actor,
+            actor=audit_actor(request.actor),
             action="emergency_stop.set",
             detail={
                 "until": until.isoformat(),
@@ -472,7 +479,7 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
         self.repo.audit(
             tenant=request.tenant,
             at=utcnow(),
-            actor=request.actor,
+            actor=audit_actor(request.actor),
             action="emergency_stop.clear",
             detail={"scope": request.tenant or "global"},
         )

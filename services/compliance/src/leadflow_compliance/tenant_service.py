@@ -18,6 +18,7 @@ from leadflow_compliance.models import TenantRow
 from leadflow_compliance.repository import Repository
 from leadflow_compliance.tz_database import known_zones
 from leadflow_core import grpc_errors
+from leadflow_core.grpc_authz import audit_actor
 from leadflow_core.logs import get_logger
 from leadflow_core.tenant_spec import NAME_RE
 from leadflow_core.timestamps import as_utc, from_proto, to_proto, utcnow
@@ -163,7 +164,7 @@ class TenantAdminServicer(tenants_pb2_grpc.TenantAdminServiceServicer):
             self.repo.audit(
                 tenant=tenant.name,
                 at=now,
-                actor="tenant-admin",
+                actor=audit_actor(),
                 action="tenant.apply",
                 detail={"created": created, "revision": row.revision},
             )
@@ -194,7 +195,7 @@ class TenantAdminServicer(tenants_pb2_grpc.TenantAdminServiceServicer):
         self.repo.audit(
             tenant=request.name,
             at=now,
-            actor="tenant-admin",
+            actor=audit_actor(),
             action="tenant.pause" if request.paused else "tenant.resume",
             detail={"reason": request.reason},
         )
@@ -208,7 +209,7 @@ class TenantAdminServicer(tenants_pb2_grpc.TenantAdminServiceServicer):
         row = self.repo.update_tenant_flags(request.name, now, active=False)
         self.cache.invalidate(request.name)
         assert row is not None
-        self.repo.audit(tenant=request.name, at=now, actor="tenant-admin", action="tenant.deactivate")
+        self.repo.audit(tenant=request.name, at=now, actor=audit_actor(), action="tenant.deactivate")
         return tenants_pb2.DeactivateTenantResponse(tenant=row_to_tenant(row))
 
     def GetTenantUsage(
@@ -239,7 +240,7 @@ class TenantAdminServicer(tenants_pb2_grpc.TenantAdminServiceServicer):
         self.repo.audit(
             tenant=row.name,
             at=now,
-            actor="tenant-admin",
+            actor=audit_actor(),
             action="api_key.create",
             detail={"key_id": key_id, "revoke_existing": request.revoke_existing},
         )

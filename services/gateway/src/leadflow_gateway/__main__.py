@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 
+from leadflow_core import tls
 from leadflow_core.grpc_server import write_port_file
 from leadflow_core.logs import configure, get_logger
 from leadflow_gateway.app import create_app
@@ -80,6 +81,7 @@ async def serve(settings: GatewaySettings) -> None:
 def main() -> None:
     settings = GatewaySettings()
     configure("gateway", settings.log_level)
+    tls.set_component("gateway")
     asyncio.run(serve(settings))
 
 
