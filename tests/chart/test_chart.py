@@ -434,8 +434,9 @@ def test_generated_pii_key_when_none_given(default_objs: list[Obj]) -> None:
 
 def test_existing_secrets_are_referenced_not_copied() -> None:
     objs = ci_objs("existing-secrets-values.yaml")
-    # Only mTLS certificates (see test_tls.py) are generated.
-    assert [n for n in of_kind(objs, "Secret") if not n.startswith("lf-leadflow-tls-")] == []
+    # Only mTLS certificates and the secrets keyring (see test_tls.py) are generated.
+    generated = ("lf-leadflow-tls-", "lf-leadflow-keyring")
+    assert [n for n in of_kind(objs, "Secret") if not n.startswith(generated)] == []
     env = env_of(of_kind(objs, "Deployment")[name("compliance")])
     assert env["LEADFLOW_DATABASE_URL"] == {"secretKeyRef": {"name": "leadflow-db", "key": "url"}}
     assert env["LEADFLOW_REDIS_URL"] == {"secretKeyRef": {"name": "leadflow-redis", "key": "url"}}

@@ -81,3 +81,20 @@ def test_grpc_probes_use_the_health_only_port() -> None:
         assert container["readinessProbe"]["grpc"]["port"] == 8086
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["LEADFLOW_HEALTH_ADDR"] == "0.0.0.0:8086"
+
+
+def test_compliance_alone_mounts_the_keyring() -> None:
+    objs = objects({})
+    secret = of_kind(objs, "Secret")["lf-leadflow-keyring"]
+    key = base64.b64decode(base64.b64decode(secret["data"]["k1.key"]))
+    assert len(key) == 32
+    for name, d in of_kind(objs, "Deployment").items():
+        volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+        env = {e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+        if name == "lf-leadflow-compliance":
+            assert volumes["keyring"]["secret"]["secretName"] == "lf-leadflow-keyring"
+            assert env["LEADFLOW_KEYRING_DIR"] == "/etc/leadflow/keyring"
+            assert env["LEADFLOW_KEYRING_AUTOCREATE"] == "false"
+        else:
+            assert "keyring" not in volumes
+            assert "LEADFLOW_KEYRING_DIR" not in env

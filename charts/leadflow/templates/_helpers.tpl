@@ -228,6 +228,12 @@ spec:
             {{- include "leadflow.commonEnv" (dict "root" $root "skip" (.bindEnv | default "")) | nindent 12 }}
             {{- end }}
             {{- include "leadflow.tlsEnv" $root | nindent 12 }}
+            {{- if eq .component "compliance" }}
+            - name: LEADFLOW_KEYRING_DIR
+              value: {{ $root.Values.keyring.mountPath | quote }}
+            - name: LEADFLOW_KEYRING_AUTOCREATE
+              value: "false"
+            {{- end }}
             {{- with .env }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -245,6 +251,11 @@ spec:
             - name: tls
               mountPath: {{ $root.Values.tls.mountPath }}
               readOnly: true
+            {{- if eq .component "compliance" }}
+            - name: keyring
+              mountPath: {{ $root.Values.keyring.mountPath }}
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
@@ -253,6 +264,12 @@ spec:
           secret:
             secretName: {{ printf "%s-tls-%s" (include "leadflow.fullname" $root) (.tlsIdentity | default .component) }}
             defaultMode: 0400
+        {{- if eq .component "compliance" }}
+        - name: keyring
+          secret:
+            secretName: {{ $root.Values.keyring.existingSecret | default (printf "%s-keyring" (include "leadflow.fullname" $root)) }}
+            defaultMode: 0400
+        {{- end }}
 {{- end }}
 
 {{/* A PodDisruptionBudget for one component: (dict "root" $ "component" "x" "pdb" .Values.x.podDisruptionBudget). */}}

@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 # Module names under leadflow_cli.commands, each with `register(subparsers)`.
-GROUPS = ("tenant", "lead", "compliance", "deadletters", "dev", "certs")
+GROUPS = ("tenant", "lead", "compliance", "deadletters", "dev", "certs", "secrets")
 
 
 def register_all(sub: argparse._SubParsersAction[Any]) -> None:

@@ -87,8 +87,10 @@ POLICY: Final[Mapping[str, frozenset[str]]] = {
     _T + "GetTenantUsage": _allow(OPERATOR, CLI),
     _T + "CreateApiKey": _allow(CLI),
     _T + "AuthenticateApiKey": _allow(GATEWAY),
-    _T + "GetSourceConfig": _allow(GATEWAY, CLI),
-    _T + "GetProviderConfig": _allow(*_WORKERS, CLI),
+    # Secrets in plaintext: only the components that use them.
+    _T + "GetSourceConfig": _allow(GATEWAY),
+    _T + "GetProviderConfig": _allow(*_WORKERS),
+    _T + "RotateSecrets": _allow(CLI),
 }
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from leadflow_core import dev_ca
 from leadflow_core.access_policy import DEV_CERTIFICATES, IDENTITIES
 from leadflow_core.db import normalise_url
+from leadflow_core.keyring import add_key
 
 T = TypeVar("T")
 
@@ -52,6 +53,10 @@ def pytest_configure(config: pytest.Config) -> None:
     dev_ca.ensure(Path(holder.name), {**DEV_CERTIFICATES, TEST_CERTIFICATE: IDENTITIES})
     os.environ["LEADFLOW_TLS_DIR"] = holder.name
     os.environ["LEADFLOW_TLS_IDENTITY"] = TEST_CERTIFICATE
+    # And one keyring for secrets at rest, shared by every process of the run.
+    keyring_dir = Path(holder.name) / "keyring"
+    add_key(keyring_dir, "k1")
+    os.environ["LEADFLOW_KEYRING_DIR"] = str(keyring_dir)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
