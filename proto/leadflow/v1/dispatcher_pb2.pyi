@@ -85,6 +85,7 @@ class SubmitLeadResponse(_message.Message):
     DIAL_AT_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
     JOINED_LEAD_ID_FIELD_NUMBER: _builtins.int
+    MERGED_FIELD_NUMBER: _builtins.int
     lead_id: _builtins.str
     duplicate: _builtins.bool
     """True when the lead was already stored; nothing new was queued."""
@@ -92,6 +93,11 @@ class SubmitLeadResponse(_message.Message):
     joined_lead_id: _builtins.str
     """Set when this lead joined the pending or recent call of an earlier lead for the same person
     (same tenant and phone or email) instead of starting a second call.
+    """
+    merged: _builtins.bool
+    """True when this submission merged into an earlier lead of the same person and campaign
+    (within the tenant's merge window): lead_id is that lead, newer fields were applied, the
+    earliest consent evidence kept, and no second call is queued. duplicate is true as well.
     """
     @_builtins.property
     def dial_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -106,14 +112,89 @@ class SubmitLeadResponse(_message.Message):
         dial_at: _timestamp_pb2.Timestamp | None = ...,
         reasons: _abc.Iterable[_decision_pb2.Reason] | None = ...,
         joined_lead_id: _builtins.str = ...,
+        merged: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dial_at", b"dial_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dial_at", b"dial_at", "dial_state", b"dial_state", "duplicate", b"duplicate", "joined_lead_id", b"joined_lead_id", "lead_id", b"lead_id", "reasons", b"reasons"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dial_at", b"dial_at", "dial_state", b"dial_state", "duplicate", b"duplicate", "joined_lead_id", b"joined_lead_id", "lead_id", b"lead_id", "merged", b"merged", "reasons", b"reasons"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitLeadResponse: _TypeAlias = SubmitLeadResponse  # noqa: Y015
+
+@_typing.final
+class FindLeadsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    VENDOR_LEAD_IDS_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    source: _lead_pb2.Source.ValueType
+    """"meta", "google", ... as in the webhook path."""
+    @_builtins.property
+    def vendor_lead_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        source: _lead_pb2.Source.ValueType = ...,
+        vendor_lead_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["source", b"source", "tenant", b"tenant", "vendor_lead_ids", b"vendor_lead_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindLeadsRequest: _TypeAlias = FindLeadsRequest  # noqa: Y015
+
+@_typing.final
+class FoundLead(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDOR_LEAD_ID_FIELD_NUMBER: _builtins.int
+    LEAD_FIELD_NUMBER: _builtins.int
+    vendor_lead_id: _builtins.str
+    @_builtins.property
+    def lead(self) -> Global___SubmitLeadResponse:
+        """As SubmitLead would answer a duplicate of it."""
+
+    def __init__(
+        self,
+        *,
+        vendor_lead_id: _builtins.str = ...,
+        lead: Global___SubmitLeadResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lead", b"lead"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lead", b"lead", "vendor_lead_id", b"vendor_lead_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FoundLead: _TypeAlias = FoundLead  # noqa: Y015
+
+@_typing.final
+class FindLeadsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOUND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def found(self) -> _containers.RepeatedCompositeFieldContainer[Global___FoundLead]:
+        """Only the ids already stored (directly or merged into another lead)."""
+
+    def __init__(
+        self,
+        *,
+        found: _abc.Iterable[Global___FoundLead] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["found", b"found"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindLeadsResponse: _TypeAlias = FindLeadsResponse  # noqa: Y015
 
 @_typing.final
 class GetLeadRequest(_message.Message):

@@ -51,6 +51,11 @@ class DispatcherServiceStub:
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.GetTimelineRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.GetTimelineResponse.FromString,
                 _registered_method=True)
+        self.FindLeads = channel.unary_unary(
+                '/leadflow.v1.DispatcherService/FindLeads',
+                request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.FindLeadsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.FindLeadsResponse.FromString,
+                _registered_method=True)
         self.RecordEvent = channel.unary_unary(
                 '/leadflow.v1.DispatcherService/RecordEvent',
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordEventRequest.SerializeToString,
@@ -128,6 +133,14 @@ class DispatcherServiceServicer:
 
     def GetTimeline(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindLeads(self, request, context):
+        """Stored leads by the sender's ids, so a redelivered notification is answered from the store
+        (Meta: no second Graph API fetch).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -221,6 +234,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.GetTimeline,
                     request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.GetTimelineRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.GetTimelineResponse.SerializeToString,
+            ),
+            'FindLeads': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindLeads,
+                    request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.FindLeadsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.FindLeadsResponse.SerializeToString,
             ),
             'RecordEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordEvent,
@@ -361,6 +379,33 @@ class DispatcherService:
             '/leadflow.v1.DispatcherService/GetTimeline',
             leadflow_dot_v1_dot_dispatcher__pb2.GetTimelineRequest.SerializeToString,
             leadflow_dot_v1_dot_dispatcher__pb2.GetTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindLeads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.DispatcherService/FindLeads',
+            leadflow_dot_v1_dot_dispatcher__pb2.FindLeadsRequest.SerializeToString,
+            leadflow_dot_v1_dot_dispatcher__pb2.FindLeadsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,10 @@ class DispatcherServiceStub:
     """Store a lead and its decision idempotently, then enqueue its work."""
     GetLead: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetLeadRequest, _dispatcher_pb2.GetLeadResponse]
     GetTimeline: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetTimelineRequest, _dispatcher_pb2.GetTimelineResponse]
+    FindLeads: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.FindLeadsRequest, _dispatcher_pb2.FindLeadsResponse]
+    """Stored leads by the sender's ids, so a redelivered notification is answered from the store
+    (Meta: no second Graph API fetch).
+    """
     RecordEvent: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordEventRequest, _dispatcher_pb2.RecordEventResponse]
     """Workers report what they did (enriched, synced, ...)."""
     ClaimDialAttempt: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ClaimDialAttemptRequest, _dispatcher_pb2.ClaimDialAttemptResponse]
@@ -68,6 +72,10 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """Store a lead and its decision idempotently, then enqueue its work."""
     GetLead: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetLeadRequest, _dispatcher_pb2.GetLeadResponse]  # type: ignore[assignment]
     GetTimeline: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetTimelineRequest, _dispatcher_pb2.GetTimelineResponse]  # type: ignore[assignment]
+    FindLeads: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.FindLeadsRequest, _dispatcher_pb2.FindLeadsResponse]  # type: ignore[assignment]
+    """Stored leads by the sender's ids, so a redelivered notification is answered from the store
+    (Meta: no second Graph API fetch).
+    """
     RecordEvent: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordEventRequest, _dispatcher_pb2.RecordEventResponse]  # type: ignore[assignment]
     """Workers report what they did (enriched, synced, ...)."""
     ClaimDialAttempt: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ClaimDialAttemptRequest, _dispatcher_pb2.ClaimDialAttemptResponse]  # type: ignore[assignment]
@@ -112,6 +120,16 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _dispatcher_pb2.GetTimelineRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.GetTimelineResponse, _abc.Awaitable[_dispatcher_pb2.GetTimelineResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def FindLeads(
+        self,
+        request: _dispatcher_pb2.FindLeadsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.FindLeadsResponse, _abc.Awaitable[_dispatcher_pb2.FindLeadsResponse]]:
+        """Stored leads by the sender's ids, so a redelivered notification is answered from the store
+        (Meta: no second Graph API fetch).
+        """
 
     @_abc_1.abstractmethod
     def RecordEvent(

@@ -292,6 +292,7 @@ class Lead(_message.Message):
     RECEIVED_AT_FIELD_NUMBER: _builtins.int
     VENDOR_UPDATED_AT_FIELD_NUMBER: _builtins.int
     IS_TEST_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_FIELD_NUMBER: _builtins.int
     lead_id: _builtins.str
     """Assigned by the dispatcher on first storage."""
     tenant: _builtins.str
@@ -305,6 +306,11 @@ class Lead(_message.Message):
     """The lead's own words (message, comments), used for urgency and intent."""
     is_test: _builtins.bool
     """Vendor test leads (Google is_test) are stored but never dialed."""
+    campaign: _builtins.str
+    """The campaign the lead answered (Google campaign_id, Meta form_id, a form's `campaign`).
+    Leads of one person and campaign merge within the tenant's merge window, and their work
+    is processed in arrival order.
+    """
     @_builtins.property
     def contact(self) -> Global___Contact: ...
     @_builtins.property
@@ -335,10 +341,11 @@ class Lead(_message.Message):
         received_at: _timestamp_pb2.Timestamp | None = ...,
         vendor_updated_at: _timestamp_pb2.Timestamp | None = ...,
         is_test: _builtins.bool = ...,
+        campaign: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["consent", b"consent", "contact", b"contact", "received_at", b"received_at", "vendor_updated_at", b"vendor_updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent", b"consent", "contact", b"contact", "custom_fields", b"custom_fields", "idempotency_key", b"idempotency_key", "is_test", b"is_test", "lead_id", b"lead_id", "message", b"message", "received_at", b"received_at", "source", b"source", "tenant", b"tenant", "urgency", b"urgency", "vendor_lead_id", b"vendor_lead_id", "vendor_updated_at", b"vendor_updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign", "consent", b"consent", "contact", b"contact", "custom_fields", b"custom_fields", "idempotency_key", b"idempotency_key", "is_test", b"is_test", "lead_id", b"lead_id", "message", b"message", "received_at", b"received_at", "source", b"source", "tenant", b"tenant", "urgency", b"urgency", "vendor_lead_id", b"vendor_lead_id", "vendor_updated_at", b"vendor_updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

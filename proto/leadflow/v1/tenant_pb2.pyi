@@ -261,6 +261,7 @@ class TenantPolicy(_message.Message):
     RETRY_BACKOFF_SECONDS_FIELD_NUMBER: _builtins.int
     RECORDING_FIELD_NUMBER: _builtins.int
     REVOCATION_SCOPE_FIELD_NUMBER: _builtins.int
+    MERGE_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
     default_region: _builtins.str
     """Region used to parse numbers written without a country code."""
     consent_expiry_days: _builtins.int
@@ -279,6 +280,10 @@ class TenantPolicy(_message.Message):
     """
     revocation_scope: _builtins.str
     """What an opt-out revokes: "all_campaigns" (empty means all) or "campaign" (the one it answers)."""
+    merge_window_seconds: _builtins.int
+    """Leads of one person and campaign arriving within this many seconds merge into the first;
+    unset = the deployment default (24 h); 0 = never merge.
+    """
     @_builtins.property
     def urgency_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___UrgencyRule]: ...
     @_builtins.property
@@ -299,12 +304,15 @@ class TenantPolicy(_message.Message):
         retry_backoff_seconds: _builtins.int = ...,
         recording: _builtins.str = ...,
         revocation_scope: _builtins.str = ...,
+        merge_window_seconds: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "merge_window_seconds", b"merge_window_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_expiry_days", b"consent_expiry_days", "default_region", b"default_region", "dial_delay_seconds", b"dial_delay_seconds", "fallback_timezone", b"fallback_timezone", "max_dial_attempts", b"max_dial_attempts", "recording", b"recording", "retry_backoff_seconds", b"retry_backoff_seconds", "revocation_scope", b"revocation_scope", "urgency_rules", b"urgency_rules", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "consent_expiry_days", b"consent_expiry_days", "default_region", b"default_region", "dial_delay_seconds", b"dial_delay_seconds", "fallback_timezone", b"fallback_timezone", "max_dial_attempts", b"max_dial_attempts", "merge_window_seconds", b"merge_window_seconds", "recording", b"recording", "retry_backoff_seconds", b"retry_backoff_seconds", "revocation_scope", b"revocation_scope", "urgency_rules", b"urgency_rules", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__merge_window_seconds: _TypeAlias = _typing.Literal["merge_window_seconds"]  # noqa: Y015
+    _WhichOneofArgType__merge_window_seconds: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__merge_window_seconds) -> _WhichOneofReturnType__merge_window_seconds | None: ...
 
 Global___TenantPolicy: _TypeAlias = TenantPolicy  # noqa: Y015
 

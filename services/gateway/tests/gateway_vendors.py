@@ -126,14 +126,21 @@ def salesforce_message(notifications: list[tuple[str, str, str]], org_id: str = 
 SF_HEADERS = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
 
 
-def google_body(lead_id: str, phone: str, is_test: bool = False, key: str = GOOGLE_KEY) -> bytes:
+def google_body(
+    lead_id: str,
+    phone: str,
+    is_test: bool = False,
+    key: str = GOOGLE_KEY,
+    email: str = "alan@example.com",
+    campaign_id: int = 7654321,
+) -> bytes:
     """Google Ads lead form webhook, as in Google's documented sample."""
     doc: dict[str, Any] = {
         "lead_id": lead_id,
         "user_column_data": [
             {"column_name": "Full Name", "string_value": "Alan Turing", "column_id": "FULL_NAME"},
             {"column_name": "User Phone", "string_value": phone, "column_id": "PHONE_NUMBER"},
-            {"column_name": "User Email", "string_value": "alan@example.com", "column_id": "EMAIL"},
+            {"column_name": "User Email", "string_value": email, "column_id": "EMAIL"},
             {"column_name": "Postal Code", "string_value": "33101", "column_id": "POSTAL_CODE"},
             {
                 "column_name": "What do you need?",
@@ -143,7 +150,7 @@ def google_body(lead_id: str, phone: str, is_test: bool = False, key: str = GOOG
         ],
         "api_version": "1.0",
         "form_id": 1234567,
-        "campaign_id": 7654321,
+        "campaign_id": campaign_id,
         "google_key": key,
         "is_test": is_test,
         "gcl_id": "EAIaIQobChMI-test",

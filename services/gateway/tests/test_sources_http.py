@@ -198,26 +198,53 @@ def test_salesforce_ack_after_every_lead_is_stored(harness: Harness) -> None:
     assert harness.rows("acme")["dispatcher_leads"] == before + 2
 
 
+def find_lead(h: Harness, tenant: str, source: lead_pb2.Source.ValueType, vendor_id: str) -> str:
+    """The stored lead id for a sender's id (answers such as Google's carry none)."""
+    reply = h.dispatch().FindLeads(
+        dispatcher_pb2.FindLeadsRequest(tenant=tenant, source=source, vendor_lead_ids=[vendor_id])
+    )
+    assert [f.vendor_lead_id for f in reply.found] == [vendor_id]
+    return str(reply.found[0].lead.lead_id)
+
+
 def test_google_test_leads_are_stored_but_never_dialed(harness: Harness) -> None:
     url = f"{harness.url}/v1/webhooks/acme/google"
+    test_id = f"TeSter-{uid()}"
     resp = httpx.post(
         url,
-        content=google_body(f"TeSter-{uid()}", "+12125550140", is_test=True),
+        content=google_body(test_id, "+12125550140", is_test=True, email=f"{uid()}@example.com"),
         headers={"Content-Type": "application/json"},
     )
-    assert resp.status_code == 202, resp.text
-    assert resp.json()["dial"]["state"] == "blocked"
-    stored = get_lead(harness, "acme", resp.json()["lead_id"])
+    assert resp.status_code == 200, resp.text
+    stored = get_lead(harness, "acme", find_lead(harness, "acme", lead_pb2.SOURCE_GOOGLE, test_id))
     assert stored.lead.is_test
     assert stored.dial_state == dispatcher_pb2.DIAL_STATE_BLOCKED
     assert stored.lead.urgency == lead_pb2.URGENCY_EMERGENCY  # "gas smell" in a custom question
+    assert stored.lead.campaign == "7654321"
+    real_id = f"Lead-{uid()}"
     real = httpx.post(
         url,
-        content=google_body(f"Lead-{uid()}", "+12125550141"),
+        content=google_body(real_id, "+12125550141", email=f"{uid()}@example.com"),
         headers={"Content-Type": "application/json"},
     )
-    assert real.status_code == 202
-    assert not get_lead(harness, "acme", real.json()["lead_id"]).lead.is_test
+    assert real.status_code == 200
+    assert not get_lead(
+        harness, "acme", find_lead(harness, "acme", lead_pb2.SOURCE_GOOGLE, real_id)
+    ).lead.is_test
+
+
+def test_google_is_answered_200_with_an_empty_body_new_or_redelivered(harness: Harness) -> None:
+    """Google's lead form webhook contract: HTTP 200, empty body; a redelivery stores nothing new."""
+    url = f"{harness.url}/v1/webhooks/acme/google"
+    lead_id = f"Lead-{uid()}"
+    body = google_body(lead_id, "+12125550142", email=f"{uid()}@example.com")
+    before = harness.rows("acme")["dispatcher_leads"]
+    for _ in range(2):
+        resp = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert (resp.status_code, resp.content) == (200, b"")
+    assert harness.rows("acme")["dispatcher_leads"] == before + 1
+    stored = find_lead(harness, "acme", lead_pb2.SOURCE_GOOGLE, lead_id)
+    assert harness.jobs("acme", stored) >= 2  # enrich and crm_sync, once
 
 
 def test_zapier_and_marketo_with_field_maps(harness: Harness) -> None:

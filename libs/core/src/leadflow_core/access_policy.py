@@ -67,6 +67,7 @@ POLICY: Final[Mapping[str, frozenset[str]]] = {
     _D + "SubmitLead": _allow(GATEWAY),
     _D + "GetLead": _allow(*_WORKERS, CLI),
     _D + "GetTimeline": _allow(GATEWAY, CLI),
+    _D + "FindLeads": _allow(GATEWAY, CLI),
     _D + "RecordEvent": _allow(*_WORKERS),
     _D + "ClaimDialAttempt": _allow(DIAL_WORKER),
     _D + "CompleteDialAttempt": _allow(DIAL_WORKER),

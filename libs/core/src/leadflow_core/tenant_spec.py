@@ -92,6 +92,9 @@ class Policy(_Spec):
     recording: Literal["never", "one_party_states_only", "always_with_announcement"] = "never"
     # What an opt-out revokes: every campaign of the tenant, or only the one it answered.
     revocation_scope: Literal["all_campaigns", "campaign"] = Field("all_campaigns", alias="revocationScope")
+    # Leads of one person and campaign within this window merge; None = the deployment's
+    # default (24 h), 0 = never merge.
+    merge_window_seconds: int | None = Field(None, ge=0, le=30 * 86_400, alias="mergeWindowSeconds")
 
 
 class Plan(_Spec):
@@ -173,6 +176,7 @@ def to_proto(
             retry_backoff_seconds=spec.policy.retry_backoff_seconds,
             recording=spec.policy.recording,
             revocation_scope=spec.policy.revocation_scope,
+            merge_window_seconds=spec.policy.merge_window_seconds,
         ),
         plan=tenant_pb2.TenantPlan(name=spec.plan.name, features=list(spec.plan.features)),
         providers={kind: p.type for kind, p in spec.providers.items()},

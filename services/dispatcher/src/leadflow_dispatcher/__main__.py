@@ -33,6 +33,7 @@ def main() -> None:
         PolicyView(
             max_dial_attempts=settings.default_max_dial_attempts,
             retry_backoff_seconds=settings.default_retry_backoff_seconds,
+            merge_window_seconds=settings.merge_window_seconds,
         ),
         settings.policy_cache_seconds,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,14 +20,18 @@ from leadflow_dispatcher.models import (
     JobRow,
     LeadRow,
 )
-from leadflow_dispatcher.persons import PersonKeys
+from leadflow_dispatcher.person_order import (
+    ORDERED_KINDS,
+    PersonOrderStore,
+    SubmitResult,
+    duplicate_result,
+)
+from leadflow_dispatcher.persons import PersonKeys, campaign_of
 from leadflow_dispatcher.policies import PolicyView
-from leadflow_dispatcher.queueing import JobSpec
 from leadflow_dispatcher.repository import (
     DONE_EVENTS,
     JOB_DONE_NAMES,
     LIVE_JOB_STATES,
-    Repository,
     event_row,
     job_row,
     job_spec,
@@ -37,19 +40,7 @@ from leadflow_dispatcher.repository import (
 )
 
 
-@dataclass
-class SubmitResult:
-    lead_id: str
-    duplicate: bool
-    dial_state: int
-    dial_at: datetime | None
-    reasons: list[decision_pb2.Reason] = field(default_factory=list)
-    joined_lead_id: str = ""
-    # Jobs to enqueue right after the commit, each with its delay in seconds.
-    jobs: list[tuple[JobSpec, float]] = field(default_factory=list)
-
-
-class LeadStore(Repository):
+class LeadStore(PersonOrderStore):
     # ---- leads -------------------------------------------------------------------------
 
     def _find_duplicate(self, s: Session, lead: lead_pb2.Lead, source: str) -> LeadRow | None:
@@ -60,9 +51,10 @@ class LeadStore(Repository):
             clauses.append(LeadRow.idempotency_key == lead.idempotency_key)
         if not clauses:
             return None
-        return s.scalars(
+        row = s.scalars(
             sa.select(LeadRow).where(LeadRow.tenant == lead.tenant, sa.or_(*clauses)).limit(1)
         ).first()
+        return row if row is not None else self._alias_of(s, lead, source)
 
     def _joinable_lead(self, s: Session, tenant: str, keys: PersonKeys, now: datetime, window: float) -> str:
         """An earlier lead of this person with a dial still to come or placed recently."""
@@ -132,8 +124,17 @@ class LeadStore(Repository):
                 if existing is not None:
                     return self._duplicate_result(existing)
                 if self.postgres and keys.any:
-                    # Serialise leads about one person so two of them cannot both start a call.
-                    s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": keys.lock_id()})
+                    # Serialise leads about one person so two of them cannot both start a call,
+                    # merge twice, or take the same place in the person's order.
+                    for lock_id in keys.lock_ids():
+                        s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
+                    # The same lead may have been stored or merged while we waited.
+                    existing = self._find_duplicate(s, lead, source)
+                    if existing is not None:
+                        return self._duplicate_result(existing)
+                target = self._merge_target(s, lead, keys, utcnow(), policy.merge_window_seconds)
+                if target is not None:
+                    return self._merge_into(s, target, lead, keys, source, request_id, utcnow())
                 return self._insert_lead(
                     s,
                     lead,
@@ -155,15 +156,7 @@ class LeadStore(Repository):
                 return self._duplicate_result(existing)
 
     def _duplicate_result(self, row: LeadRow) -> SubmitResult:
-        decision = decision_pb2.Decision.FromString(row.decision_pb)
-        return SubmitResult(
-            lead_id=row.id,
-            duplicate=True,
-            dial_state=row.dial_state,
-            dial_at=row.dial_at,
-            reasons=list(decision.reasons),
-            joined_lead_id=row.joined_lead_id or "",
-        )
+        return duplicate_result(row)
 
     def _insert_lead(
         self,
@@ -207,6 +200,10 @@ class LeadStore(Repository):
                     action=decision_pb2.DIAL_ACTION_NEVER,
                 )
             )
+        campaign = campaign_of(lead)
+        order_key = keys.order_key(campaign)
+        order_seq = self._next_order_seq(s, tenant, order_key) if order_key else None
+        held = self._held_kinds(s, tenant, order_key) if order_key else set()
         s.add(
             LeadRow(
                 id=lead_id,
@@ -228,6 +225,9 @@ class LeadStore(Repository):
                 request_id=request_id,
                 received_at=received_at,
                 created_at=now,
+                campaign=campaign or None,
+                order_key=order_key,
+                order_seq=order_seq,
             )
         )
         action = decision_pb2.DialAction.Name(decision.action)
@@ -263,7 +263,14 @@ class LeadStore(Repository):
             )
         else:
             events.append(event_row(tenant, lead_id, "dial_blocked", {"action": action}, request_id, now))
-        immediate = [j for j in jobs if j.due_at <= now + timedelta(seconds=horizon_seconds)]
+        for job in jobs:
+            if job.kind in ORDERED_KINDS:
+                job.order_key, job.order_seq = order_key, order_seq
+        # A kind an earlier lead of this person and campaign still has pending waits for the
+        # relay, which sends it once that earlier job is finished (arrival order).
+        immediate = [
+            j for j in jobs if j.due_at <= now + timedelta(seconds=horizon_seconds) and j.kind not in held
+        ]
         for job in immediate:
             job.state = "queued"
             job.lease_until = job.due_at + timedelta(seconds=lease_seconds)

@@ -25,6 +25,8 @@ class LeadRow(Base):
         sa.UniqueConstraint("tenant", "idempotency_key", name="uq_dispatcher_leads_idem"),
         sa.Index("ix_dispatcher_leads_phone", "tenant", "person_phone"),
         sa.Index("ix_dispatcher_leads_email", "tenant", "person_email"),
+        # Arrival order per (person, campaign): one number each, never two leads with the same.
+        sa.UniqueConstraint("tenant", "order_key", "order_seq", name="uq_dispatcher_leads_order"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
@@ -50,6 +52,30 @@ class LeadRow(Base):
     request_id: Mapped[str] = mapped_column(sa.String(64), default="")
     received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    # The campaign the lead answered, and (person, campaign) as an opaque key with this lead's
+    # place in its arrival order (1, 2, ...). NULL for leads stored before these existed.
+    campaign: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    order_key: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    order_seq: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+
+
+class LeadAliasRow(Base):
+    """A later submission merged into a stored lead: its sender id and idempotency key keep
+    answering with that lead, as its own lead would have."""
+
+    __tablename__ = "dispatcher_lead_aliases"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant", "source", "vendor_lead_id", name="uq_dispatcher_aliases_vendor"),
+        sa.UniqueConstraint("tenant", "idempotency_key", name="uq_dispatcher_aliases_idem"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(sa.String(63))
+    lead_id: Mapped[str] = mapped_column(sa.String(32))
+    source: Mapped[str] = mapped_column(sa.String(32))
+    vendor_lead_id: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
 class EventRow(Base):
@@ -83,6 +109,7 @@ class JobRow(Base):
         sa.UniqueConstraint("tenant", "lead_id", "kind", "attempt", name="uq_dispatcher_jobs_work"),
         sa.Index("ix_dispatcher_jobs_due", "state", "due_at"),
         sa.Index("ix_dispatcher_jobs_lease", "state", "lease_until"),
+        sa.Index("ix_dispatcher_jobs_order", "tenant", "order_key", "kind", "order_seq"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
@@ -107,6 +134,10 @@ class JobRow(Base):
     request_id: Mapped[str] = mapped_column(sa.String(64), default="")
     last_error: Mapped[str] = mapped_column(sa.Text, default="")
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    # The lead's (person, campaign) order: the relay enqueues this job only once the same kind
+    # of job of every earlier lead in that order is finished (done, dead or cancelled).
+    order_key: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    order_seq: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
 
 
 class DialAttemptRow(Base):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 
 from leadflow_core.clock import now as utcnow
 from leadflow_core.timestamps import as_utc
@@ -18,6 +19,7 @@ from leadflow_dispatcher.models import (
 from leadflow_dispatcher.queueing import JobSpec
 from leadflow_dispatcher.repository import (
     BROKER_KINDS,
+    LIVE_JOB_STATES,
     Repository,
     job_row,
     job_spec,
@@ -51,10 +53,25 @@ class OutboxStore(Repository):
         """Pending jobs due within the horizon, marked queued with a lease; each with its delay."""
         now = utcnow()
         horizon = now + timedelta(seconds=horizon_seconds)
+        # A job waits while the same kind of job of an earlier lead of its (person, campaign) is
+        # unfinished: a person's work runs in arrival order, other people's in parallel.
+        earlier = sa.orm.aliased(JobRow)
+        waiting = sa.exists().where(
+            earlier.tenant == JobRow.tenant,
+            earlier.order_key == JobRow.order_key,
+            earlier.kind == JobRow.kind,
+            earlier.order_seq < JobRow.order_seq,
+            earlier.state.in_(LIVE_JOB_STATES),
+        )
         with self.sessions.begin() as s:
             rows = s.scalars(
                 sa.select(JobRow)
-                .where(JobRow.kind.in_(BROKER_KINDS), JobRow.state == "pending", JobRow.due_at <= horizon)
+                .where(
+                    JobRow.kind.in_(BROKER_KINDS),
+                    JobRow.state == "pending",
+                    JobRow.due_at <= horizon,
+                    ~waiting,
+                )
                 .order_by(JobRow.due_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)

@@ -24,6 +24,7 @@ class PolicyView:
     dial_delay_seconds: dict[str, int] = field(default_factory=dict)
     max_dial_attempts: int = 3
     retry_backoff_seconds: int = 600
+    merge_window_seconds: float = 86_400.0
 
 
 class TenantPolicies:
@@ -61,6 +62,11 @@ class TenantPolicies:
                     policy.retry_backoff_seconds
                     if policy.retry_backoff_seconds
                     else self._defaults.retry_backoff_seconds
+                ),
+                merge_window_seconds=(
+                    float(policy.merge_window_seconds)
+                    if policy.HasField("merge_window_seconds")
+                    else self._defaults.merge_window_seconds
                 ),
             ),
             self._ttl,

@@ -25,6 +25,7 @@ from leadflow_core import grpc_errors
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import bound, current_request_id
 from leadflow_core.timestamps import from_proto, to_proto
+from leadflow_dispatcher import scheduling
 from leadflow_dispatcher.metrics import LEADS_SUBMITTED
 from leadflow_dispatcher.persons import person_keys
 from leadflow_dispatcher.policies import TenantPolicies
@@ -98,7 +99,35 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                 dial_at=to_proto(result.dial_at) if result.dial_at else None,
                 reasons=result.reasons,
                 joined_lead_id=result.joined_lead_id,
+                merged=result.merged,
             )
+
+    def FindLeads(
+        self, request: dispatcher_pb2.FindLeadsRequest, context: grpc.ServicerContext
+    ) -> dispatcher_pb2.FindLeadsResponse:
+        _require(context, tenant=request.tenant)
+        if len(request.vendor_lead_ids) > 1000:
+            grpc_errors.invalid_argument(context, "vendor_lead_ids", "at most 1000 ids")
+        found = self.store.find_leads(
+            request.tenant, scheduling.source_name(request.source), list(request.vendor_lead_ids)
+        )
+        return dispatcher_pb2.FindLeadsResponse(
+            found=[
+                dispatcher_pb2.FoundLead(
+                    vendor_lead_id=vendor_id,
+                    lead=dispatcher_pb2.SubmitLeadResponse(
+                        lead_id=r.lead_id,
+                        duplicate=True,
+                        dial_state=r.dial_state,  # type: ignore[arg-type]
+                        dial_at=to_proto(r.dial_at) if r.dial_at else None,
+                        reasons=r.reasons,
+                        joined_lead_id=r.joined_lead_id,
+                        merged=r.merged,
+                    ),
+                )
+                for vendor_id, r in found
+            ]
+        )
 
     def GetLead(
         self, request: dispatcher_pb2.GetLeadRequest, context: grpc.ServicerContext

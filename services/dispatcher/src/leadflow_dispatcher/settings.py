@@ -34,6 +34,9 @@ class DispatcherSettings(CommonSettings):
     claim_stale_seconds: float = 60.0
     # A repeat lead for a person joins a call placed this recently instead of starting another.
     join_window_seconds: float = 3600.0
+    # Leads of one person and campaign arriving this close to the first merge into it (no new
+    # lead, no second call); a tenant's policy.merge_window_seconds overrides it, 0 = never.
+    merge_window_seconds: float = 86_400.0
     # Fallbacks when the tenant's policy cannot be read from compliance.
     default_max_dial_attempts: int = 3
     default_retry_backoff_seconds: int = 600

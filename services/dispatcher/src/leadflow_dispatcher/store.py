@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from leadflow_dispatcher.attempts import AttemptStore, ClaimResult
 from leadflow_dispatcher.dead_letters import DeadLetterStore
-from leadflow_dispatcher.leads import LeadStore, SubmitResult
+from leadflow_dispatcher.leads import LeadStore
 from leadflow_dispatcher.outbox import ExpiredJob, OutboxStore, SettleWork
+from leadflow_dispatcher.person_order import SubmitResult
 from leadflow_dispatcher.repository import NotFound
 
 

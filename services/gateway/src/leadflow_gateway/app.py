@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 
 from leadflow_core.logs import get_logger
+from leadflow_gateway import webhook_schemas as bodies
 from leadflow_gateway.backends import Backends
 from leadflow_gateway.errors import GatewayError
 from leadflow_gateway.ingest import Gateway
@@ -39,7 +40,18 @@ class DialOut(BaseModel):
 class Accepted(BaseModel):
     lead_id: str
     duplicate: bool
+    # A repeat of the same person and campaign, merged into lead_id: answered 200, duplicate true.
+    merged: bool = False
     dial: DialOut
+
+
+class MetaAnswer(BaseModel):
+    leads: list[Accepted]
+
+
+class CallStatusAnswer(BaseModel):
+    applied: bool
+    lead_id: str
 
 
 class ErrorDetail(BaseModel):
@@ -66,7 +78,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _STORED: dict[int | str, dict[str, Any]] = {
     202: {"model": Accepted, "description": "Stored durably"},
-    200: {"model": Accepted, "description": "Duplicate of a stored lead"},
+    200: {
+        "model": Accepted,
+        "description": "Duplicate of a stored lead, or merged into the same person's lead of the "
+        "same campaign (merged: true); nothing new is queued",
+    },
     **_ERRORS,
 }
 
@@ -176,7 +192,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lead_timeline(lead_id: str, request: Request) -> Response:
         return await api.timeline(gw(request), request, lead_id)
 
-    @app.post("/v1/webhooks/{tenant}/form", status_code=202, responses=_STORED, summary="Website form")
+    @app.post(
+        "/v1/webhooks/{tenant}/form",
+        status_code=202,
+        responses=_STORED,
+        summary="Website form",
+        openapi_extra=bodies.body("WebForm", bodies.JSON, bodies.FORM),
+    )
     async def form_post(tenant: str, request: Request) -> Response:
         return await form.handle(gw(request), request, tenant)
 
@@ -188,33 +210,86 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def meta_get(tenant: str, request: Request) -> Response:
         return await meta.verify_subscription(gw(request), request, tenant)
 
-    @app.post("/v1/webhooks/{tenant}/meta", responses=_ERRORS, summary="Meta Lead Ads")
+    @app.post(
+        "/v1/webhooks/{tenant}/meta",
+        responses={
+            200: {"model": MetaAnswer, "description": "Every lead stored (or already stored)"},
+            **_ERRORS,
+        },
+        summary="Meta Lead Ads",
+        openapi_extra=bodies.body("MetaNotification"),
+    )
     async def meta_post(tenant: str, request: Request) -> Response:
         return await meta.handle(gw(request), request, tenant)
 
-    @app.post("/v1/webhooks/{tenant}/hubspot", status_code=202, responses=_STORED, summary="HubSpot")
+    @app.post(
+        "/v1/webhooks/{tenant}/hubspot",
+        status_code=202,
+        responses=_STORED,
+        summary="HubSpot",
+        openapi_extra=bodies.hubspot_body(),
+    )
     async def hubspot_post(tenant: str, request: Request) -> Response:
         return await hubspot.handle(gw(request), request, tenant)
 
-    @app.post("/v1/webhooks/{tenant}/salesforce", responses=_ERRORS, summary="Salesforce Outbound Message")
+    @app.post(
+        "/v1/webhooks/{tenant}/salesforce",
+        responses={
+            200: {
+                "description": "Every notification stored: the SOAP Ack",
+                "content": {"text/xml": {"schema": {"type": "string"}, "example": salesforce.ACK}},
+            },
+            **_ERRORS,
+        },
+        summary="Salesforce Outbound Message",
+        openapi_extra=bodies.salesforce_body(),
+    )
     async def salesforce_post(tenant: str, request: Request) -> Response:
         return await salesforce.handle(gw(request), request, tenant)
 
-    @app.post("/v1/webhooks/{tenant}/zapier", status_code=202, responses=_STORED, summary="Zapier")
+    @app.post(
+        "/v1/webhooks/{tenant}/zapier",
+        status_code=202,
+        responses=_STORED,
+        summary="Zapier",
+        openapi_extra=bodies.body("MappedFields", bodies.JSON, bodies.FORM),
+    )
     async def zapier_post(tenant: str, request: Request) -> Response:
         return await shared_secret.handle(gw(request), request, tenant, "zapier")
 
-    @app.post("/v1/webhooks/{tenant}/marketo", status_code=202, responses=_STORED, summary="Marketo")
+    @app.post(
+        "/v1/webhooks/{tenant}/marketo",
+        status_code=202,
+        responses=_STORED,
+        summary="Marketo",
+        openapi_extra=bodies.body("MappedFields", bodies.JSON, bodies.FORM),
+    )
     async def marketo_post(tenant: str, request: Request) -> Response:
         return await shared_secret.handle(gw(request), request, tenant, "marketo")
 
     @app.post(
-        "/v1/webhooks/{tenant}/google", status_code=202, responses=_STORED, summary="Google Ads lead form"
+        "/v1/webhooks/{tenant}/google",
+        status_code=200,
+        responses={
+            200: {"description": "Stored (or already stored): an empty body, as Google documents"},
+            **_ERRORS,
+        },
+        summary="Google Ads lead form",
+        response_class=Response,
+        openapi_extra=bodies.body("GoogleLeadForm"),
     )
     async def google_post(tenant: str, request: Request) -> Response:
         return await google.handle(gw(request), request, tenant)
 
-    @app.post("/v1/calls/{tenant}/status", responses=_ERRORS, summary="Twilio call status callback")
+    @app.post(
+        "/v1/calls/{tenant}/status",
+        responses={
+            200: {"model": CallStatusAnswer, "description": "Recorded (or already recorded)"},
+            **_ERRORS,
+        },
+        summary="Twilio call status callback",
+        openapi_extra=bodies.body("TwilioStatusCallback", bodies.FORM),
+    )
     async def call_status(tenant: str, request: Request) -> Response:
         return await calls.handle(gw(request), request, tenant)
 
@@ -320,6 +395,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             schemas.update(lead_schema.pop("$defs", {}))
             schemas["ApiLead"] = lead_schema
             schemas["EmailReply"] = email_replies.EmailReply.model_json_schema(by_alias=True)
+            schemas.update(bodies.component_schemas())
             components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             app.openapi_schema = schema
         return app.openapi_schema

@@ -24,6 +24,7 @@ from leadflow.v1 import (
 from leadflow_core.grpc_clients import aio_channel, request_metadata
 from leadflow_core.grpc_errors import field_violations
 from leadflow_core.logs import get_logger
+from leadflow_gateway.ascii_text import is_digits
 from leadflow_gateway.errors import GatewayError, bad_request, not_found, unauthenticated, unavailable
 from leadflow_gateway.metrics import DEPENDENCY
 
@@ -68,7 +69,7 @@ class SourceContext:
 
     def option_int(self, name: str, default: int) -> int:
         raw = self.option(name)
-        return int(raw) if raw.strip().isdigit() else default
+        return int(raw.strip()) if is_digits(raw.strip()) and len(raw.strip()) <= 12 else default
 
 
 def rpc_error(err: grpc.aio.AioRpcError, what: str, retry_after: int) -> GatewayError:
@@ -227,6 +228,23 @@ class Backends:
                 )
         except grpc.aio.AioRpcError as err:
             raise self._error(err, "dispatcher") from err
+
+    async def find_leads(
+        self, tenant: str, source: lead_pb2.Source.ValueType, vendor_ids: list[str]
+    ) -> dict[str, dispatcher_pb2.SubmitLeadResponse]:
+        """Leads already stored under these sender ids (as a duplicate submit would answer)."""
+        if not vendor_ids:
+            return {}
+        try:
+            with DEPENDENCY.labels(call="find_leads").time():
+                resp = await self._dispatcher.FindLeads(
+                    dispatcher_pb2.FindLeadsRequest(tenant=tenant, source=source, vendor_lead_ids=vendor_ids),
+                    timeout=self.timeout,
+                    metadata=request_metadata(),
+                )
+        except grpc.aio.AioRpcError as err:
+            raise self._error(err, "dispatcher") from err
+        return {f.vendor_lead_id: f.lead for f in resp.found}
 
     async def timeline(self, tenant: str, lead_id: str) -> dispatcher_pb2.GetTimelineResponse:
         try:

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
+from leadflow_gateway.ascii_text import is_digits
 from leadflow_gateway.errors import bad_request, too_large, unsupported_media
 
 JSON = "application/json"
@@ -29,7 +30,7 @@ def require_media(request: Request, *allowed: str) -> str:
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw bytes as received (signatures are over these), refusing more than `limit`."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if is_digits(declared) and (len(declared) > 15 or int(declared) > limit):
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0

@@ -14,6 +14,7 @@ from leadflow_core import timestamps
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import tenant_var
 from leadflow_core.tenant_spec import NAME_RE
+from leadflow_gateway.ascii_text import check_id
 from leadflow_gateway.backends import Backends, SourceContext
 from leadflow_gateway.errors import GatewayError, bad_request, not_found, unauthenticated
 from leadflow_gateway.meta_graph import MetaGraphClient
@@ -57,6 +58,8 @@ class Stored:
         return {
             "lead_id": self.lead_id,
             "duplicate": self.duplicate,
+            # A repeat of the same person and campaign merged into lead_id (no new lead, no call).
+            "merged": self.response.merged,
             "dial": {
                 "state": _DIAL_STATES.get(self.response.dial_state, "unknown"),
                 "at": at.isoformat().replace("+00:00", "Z") if at else None,
@@ -90,7 +93,8 @@ class Gateway:
 
     async def admit(self, tenant: str, source: str) -> SourceContext:
         """Tenant limit, then the source's config: 404 for an unknown tenant or a source not enabled."""
-        if not NAME_RE.match(tenant):
+        check_id("tenant", tenant)
+        if not NAME_RE.fullmatch(tenant):
             raise not_found("unknown tenant or source")
         tenant_var.set(tenant)
         await self.limiter.hit("tenant", tenant, self.settings.rate_limit_tenant_per_minute)

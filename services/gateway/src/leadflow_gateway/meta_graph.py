@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from leadflow_core.logs import get_logger
+from leadflow_gateway.ascii_text import is_digits
 from leadflow_gateway.metrics import DEPENDENCY
 
 log = get_logger("leadflow.gateway.meta_graph")
@@ -36,7 +37,7 @@ class MetaGraphClient:
 
     async def fetch_lead(self, leadgen_id: str, access_token: str) -> dict[str, Any]:
         """`GET /{leadgen_id}?access_token=…` with retries on timeouts, 429 and 5xx."""
-        if not leadgen_id.isdigit():
+        if not is_digits(leadgen_id):
             raise GraphLeadGone("leadgen_id is not numeric")
         delay = 0.1
         for attempt in range(1, self._attempts + 1):

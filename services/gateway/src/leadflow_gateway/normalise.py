@@ -12,12 +12,14 @@ import phonenumbers
 from leadflow.v1 import lead_pb2, tenant_pb2
 from leadflow_core import timestamps
 from leadflow_gateway import urgency
+from leadflow_gateway.ascii_text import check_id, has_control, is_digits
 from leadflow_gateway.errors import GatewayError, bad_request
 from leadflow_gateway.fields import MappedFields
 
 _EMAIL = re.compile(
     r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9\-]{1,63})+$"
 )
+MAX_CAMPAIGN = 255
 _TRUE = {"true", "1", "yes", "y", "on", "checked", "agree", "agreed", "accepted", "x"}
 _FALSE = {"false", "0", "no", "n", "off", "", "unchecked", "declined"}
 
@@ -50,6 +52,10 @@ class Envelope:
     # the id of this stored submission (consent_evidence.py in compliance needs one reference).
     seller: str = ""
     form_submission_id: str = ""
+    # The sender's field names for its id and campaign, so a refusal names what it sent.
+    vendor_lead_id_field: str = "vendor_lead_id"
+    campaign: str = ""
+    campaign_field: str = "campaign"
 
 
 def parse_bool(value: str) -> bool | None:
@@ -66,7 +72,7 @@ def parse_instant(value: str) -> datetime | None:
     v = value.strip()
     if not v:
         return None
-    if v.isdigit() and len(v) <= 14:
+    if is_digits(v) and len(v) <= 14:
         n = int(v)
         seconds = n / 1000 if n > 10**11 else n
         try:
@@ -94,13 +100,17 @@ def split_name(full: str) -> tuple[str, str]:
 
 
 def normalise_email(value: str) -> str | None:
+    """Lower-cased and trimmed; None when it is not an address (or carries control characters)."""
     v = value.strip().lower()
-    return v if len(v) <= 254 and _EMAIL.match(v) else None
+    return v if len(v) <= 254 and not has_control(v) and _EMAIL.fullmatch(v) else None
 
 
 def normalise_phone(raw: str, default_region: str) -> lead_pb2.Phone | None:
     """E.164 with region and line type; None when it cannot be a phone number."""
     region = (default_region or "US").upper()
+    # phonenumbers reads "²" or "٣" as digits; only ASCII ones are (and no control characters).
+    if not raw.isascii() or has_control(raw):
+        return None
     try:
         number = phonenumbers.parse(raw[:64], region)
     except phonenumbers.NumberParseException:
@@ -167,8 +177,9 @@ def build_lead(
     lead = lead_pb2.Lead(
         tenant=env.tenant,
         source=env.source,
-        vendor_lead_id=(mapped.get("vendor_lead_id") or env.vendor_lead_id).strip()[:256],
-        idempotency_key=env.idempotency_key,
+        vendor_lead_id=_vendor_id(mapped, env),
+        idempotency_key=check_id("Idempotency-Key", env.idempotency_key),
+        campaign=_campaign(mapped, env),
         contact=contact,
         message=mapped.get("message"),
         is_test=env.is_test,
@@ -194,6 +205,22 @@ def build_lead(
         words = [lead.message, *mapped.custom.values()]
         lead.urgency = urgency.classify(words, rules if rules is not None else tenant_rules(policy))
     return lead
+
+
+def _vendor_id(mapped: MappedFields, env: Envelope) -> str:
+    if mapped.get("vendor_lead_id"):
+        value, name = mapped.get("vendor_lead_id"), mapped.field_name("vendor_lead_id")
+    else:
+        value, name = env.vendor_lead_id, env.vendor_lead_id_field
+    return check_id(name, value.strip())[:256]
+
+
+def _campaign(mapped: MappedFields, env: Envelope) -> str:
+    if mapped.get("campaign"):
+        value, name = mapped.get("campaign"), mapped.field_name("campaign")
+    else:
+        value, name = env.campaign, env.campaign_field
+    return check_id(name, value.strip())[:MAX_CAMPAIGN]
 
 
 def _consent(

@@ -8,6 +8,8 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 
+from leadflow_gateway.ascii_text import is_digits
+
 # HubSpot v3 signs the URI with these escapes decoded (HubSpot's validation docs).
 _HUBSPOT_DECODE = {
     "%3A": ":",
@@ -64,7 +66,7 @@ def verify_hubspot_v3(
     tolerance_ms: int,
 ) -> bool:
     """v3: base64 HMAC-SHA256 of method + URI + body + timestamp, timestamp in ms within the window."""
-    if not header or not timestamp or not secret or not timestamp.isdigit() or len(timestamp) > 16:
+    if not header or not timestamp or not secret or not is_digits(timestamp) or len(timestamp) > 16:
         return False
     if abs(now_ms - int(timestamp)) > tolerance_ms:
         return False
@@ -133,7 +135,7 @@ def verify_standard_webhook(
     msg_id = headers.get("webhook-id", "")
     timestamp = headers.get("webhook-timestamp", "")
     given = headers.get("webhook-signature", "")
-    if not msg_id or not timestamp.isdigit() or len(timestamp) > 12 or not given:
+    if not msg_id or not is_digits(timestamp) or len(timestamp) > 12 or not given:
         return False
     if abs(now_s - int(timestamp)) > tolerance_s:
         return False

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from leadflow.v1 import dispatcher_pb2, lead_pb2
 from leadflow_core import timestamps
 from leadflow_gateway import signatures
+from leadflow_gateway.ascii_text import check_header_token, check_id, is_digits
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import JSON, parse_json, read_body, require_media
 from leadflow_gateway.errors import bad_request, not_found, unauthenticated
@@ -65,6 +66,9 @@ class ApiLead(_In):
     message: str = ""
     urgency: Literal["emergency", "high", "medium", "low"] | None = None
     vendor_lead_id: str = Field("", max_length=256)
+    campaign: str = Field(
+        "", max_length=255, description="Leads of one person and campaign merge within the tenant's window."
+    )
     address: AddressIn | None = None
     consent: ConsentIn | None = None
     custom_fields: dict[str, str] = Field(default_factory=dict, max_length=100)
@@ -78,7 +82,16 @@ def validation_field(err: ValidationError) -> tuple[str, str]:
 
 def to_mapped(item: ApiLead) -> MappedFields:
     mapped = MappedFields()
-    for name in ("first_name", "last_name", "full_name", "email", "phone", "message", "vendor_lead_id"):
+    for name in (
+        "first_name",
+        "last_name",
+        "full_name",
+        "email",
+        "phone",
+        "message",
+        "vendor_lead_id",
+        "campaign",
+    ):
         mapped.set(name, getattr(item, name), name)
     if item.urgency:
         mapped.set("urgency", item.urgency, "urgency")
@@ -134,6 +147,10 @@ def check_signature(ctx: SourceContext, request: Request, body: bytes, tolerance
     headers = {
         k: request.headers.get(k, "") for k in ("webhook-id", "webhook-timestamp", "webhook-signature")
     }
+    check_id("webhook-id", headers["webhook-id"])
+    check_header_token("webhook-signature", headers["webhook-signature"])
+    if headers["webhook-timestamp"] and not is_digits(headers["webhook-timestamp"].strip()):
+        raise bad_request("webhook-timestamp", "must be Unix seconds in ASCII digits")
     if not signatures.verify_standard_webhook(secrets, headers, body, int(time.time()), tolerance):
         raise unauthenticated("missing or invalid webhook-signature")
     return headers["webhook-id"][:200]
@@ -183,6 +200,7 @@ async def timeline(gw: Gateway, request: Request, lead_id: str) -> JSONResponse:
     tenant = await gw.backends.authenticate(bearer(request))
     if tenant is None:
         raise unauthenticated("unknown API key")
+    check_id("lead_id", lead_id)
     if not lead_id or len(lead_id) > 100:
         raise not_found("unknown lead")
     resp = await gw.backends.timeline(tenant, lead_id)

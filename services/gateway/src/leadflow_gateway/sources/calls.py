@@ -11,6 +11,7 @@ from starlette.requests import Request
 from leadflow.v1 import dispatcher_pb2
 from leadflow_core.pii import scrub
 from leadflow_gateway import signatures
+from leadflow_gateway.ascii_text import check_header_token, check_id, is_alnum, is_digits
 from leadflow_gateway.body import FORM, parse_form, read_body, require_media
 from leadflow_gateway.errors import bad_request, unauthenticated
 from leadflow_gateway.ingest import Gateway
@@ -25,15 +26,15 @@ STATUSES = frozenset(
 
 def to_request(tenant: str, params: list[tuple[str, str]]) -> dispatcher_pb2.RecordCallStatusRequest:
     values = dict(params)
-    call_sid = values.get("CallSid", "").strip()
-    if not call_sid or len(call_sid) > 64:
+    call_sid = check_id("CallSid", values.get("CallSid", "").strip())
+    if not is_alnum(call_sid) or len(call_sid) > 64:
         raise bad_request("CallSid", "missing or malformed")
     status = values.get("CallStatus", "").strip().lower()
     if status not in STATUSES:
         raise bad_request("CallStatus", f"must be one of {sorted(STATUSES)}")
     duration = values.get("CallDuration", "") or values.get("Duration", "")
-    if duration and (not duration.isdigit() or len(duration) > 9):
-        raise bad_request("CallDuration", "must be whole seconds")
+    if duration and (not is_digits(duration) or len(duration) > 9):
+        raise bad_request("CallDuration", "must be whole seconds in ASCII digits")
     price = values.get("Price", "").strip().lstrip("-")
     return dispatcher_pb2.RecordCallStatusRequest(
         tenant=tenant,
@@ -52,6 +53,7 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     body = await read_body(request, gw.body_limit(ctx))
     require_media(request, FORM)
     params = parse_form(body)
+    check_header_token("X-Twilio-Signature", request.headers.get("x-twilio-signature"))
     token = ctx.secret("auth_token")
     url = public_url(request, gw.settings)
     if not signatures.verify_twilio(token, url, params, request.headers.get("x-twilio-signature")):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
+from leadflow_gateway.ascii_text import check_id
 from leadflow_gateway.body import FORM, JSON, media_type, parse_form, parse_json
 from leadflow_gateway.errors import bad_request
 from leadflow_gateway.fields import flatten
@@ -19,7 +20,7 @@ MAX_IDEMPOTENCY_KEY = 200
 
 
 def envelope(request: Request, tenant: str, source: lead_pb2.Source.ValueType) -> Envelope:
-    key = request.headers.get("idempotency-key", "").strip()
+    key = check_id("Idempotency-Key", request.headers.get("idempotency-key", "").strip())
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise bad_request("Idempotency-Key", f"at most {MAX_IDEMPOTENCY_KEY} characters")
     return Envelope(
@@ -48,6 +49,11 @@ def stored_answer(stored: Stored, extra: dict[str, object] | None = None) -> JSO
     body: dict[str, object] = dict(stored.answer())
     body.update(extra or {})
     return JSONResponse(body, status_code=200 if stored.duplicate else 202)
+
+
+def empty_ok() -> Response:
+    """A `200` with an empty body: Google's documented answer to a delivered lead."""
+    return Response(status_code=200)
 
 
 def public_url(request: Request, settings: GatewaySettings) -> str:

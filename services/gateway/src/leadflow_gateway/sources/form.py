@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
 from leadflow_gateway import signatures
+from leadflow_gateway.ascii_text import check_header_token
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import read_body, require_media
 from leadflow_gateway.errors import GatewayError, bad_request, unauthenticated
@@ -47,6 +48,7 @@ def honeypot_field(ctx: SourceContext) -> str:
 
 def check_form(ctx: SourceContext, items: list[tuple[str, str]], header_key: str) -> None:
     expected = ctx.secret("form_key")
+    check_header_token("X-Form-Key", header_key)
     if expected:
         given = header_key or next((v for k, v in items if k == FORM_KEY_FIELD), "")
         if not signatures.shared_secret_matches(expected, given):

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
 from leadflow_gateway import signatures
+from leadflow_gateway.ascii_text import check_id
 from leadflow_gateway.body import JSON, parse_json_object, read_body, require_media
 from leadflow_gateway.errors import bad_request, unauthenticated
 from leadflow_gateway.fields import MappedFields, map_fields
 from leadflow_gateway.ingest import Gateway
 from leadflow_gateway.normalise import Envelope, build_lead
-from leadflow_gateway.sources.common import envelope, stored_answer
+from leadflow_gateway.sources.common import empty_ok, envelope
 
 # Google's column ids (lead form asset field types) -> Lead fields.
 COLUMNS = {
@@ -41,6 +42,7 @@ def parse(doc: dict[str, Any], field_map: dict[str, str]) -> tuple[MappedFields,
     lead_id = doc.get("lead_id")
     if not isinstance(lead_id, str) or not lead_id.strip():
         raise bad_request("lead_id", "lead_id is required")
+    check_id("lead_id", lead_id)
     columns = doc.get("user_column_data", [])
     if not isinstance(columns, list):
         raise bad_request("user_column_data", "must be a list")
@@ -57,11 +59,18 @@ def parse(doc: dict[str, Any], field_map: dict[str, str]) -> tuple[MappedFields,
     mapped = map_fields(items, aliases, field_map)
     for key in KEPT:
         if doc.get(key) not in (None, ""):
-            mapped.add_custom(f"google.{key}", str(doc[key]))
+            mapped.add_custom(f"google.{key}", check_id(key, _id_text(key, doc[key])))
     return mapped, lead_id.strip(), doc.get("is_test") is True
 
 
-async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
+def _id_text(key: str, value: Any) -> str:
+    """Google sends its ids as JSON numbers (or strings); anything else is malformed."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise bad_request(key, "must be a number or a string")
+    return str(value)
+
+
+async def handle(gw: Gateway, request: Request, tenant: str) -> Response:
     await gw.limit_ip(request)
     ctx = await gw.admit(tenant, "google")
     body = await read_body(request, gw.body_limit(ctx))
@@ -74,5 +83,11 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     env: Envelope = envelope(request, tenant, lead_pb2.SOURCE_GOOGLE)
     env.vendor_lead_id = lead_id
     env.is_test = is_test
+    env.vendor_lead_id_field = "lead_id"
+    # The campaign the form ran in: a person's leads from one campaign merge.
+    env.campaign = mapped.custom.get("google.campaign_id", "")
+    env.campaign_field = "campaign_id"
     lead = build_lead(mapped, env, ctx.policy, strict=False)
-    return stored_answer(await gw.store(lead, strict=False))
+    await gw.store(lead, strict=False)
+    # Google's contract: 200 with an empty body (new or redelivered alike).
+    return empty_ok()

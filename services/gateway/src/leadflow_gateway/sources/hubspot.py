@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
 from leadflow_gateway import signatures
+from leadflow_gateway.ascii_text import check_header_token, check_id, is_digits
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import JSON, parse_json, read_body, require_media
 from leadflow_gateway.errors import bad_request, unauthenticated
@@ -44,6 +45,11 @@ def verify(ctx: SourceContext, request: Request, url: str, body: bytes, toleranc
     secret = ctx.secret("client_secret", "app_secret")
     method = request.method
     v3 = request.headers.get("x-hubspot-signature-v3")
+    for name in ("X-HubSpot-Signature-v3", "X-HubSpot-Signature", "X-HubSpot-Signature-Version"):
+        check_header_token(name, request.headers.get(name))
+    timestamp = request.headers.get("x-hubspot-request-timestamp")
+    if timestamp is not None and not is_digits(timestamp.strip()):
+        raise bad_request("X-HubSpot-Request-Timestamp", "must be milliseconds in ASCII digits")
     if v3 is not None:
         ok = signatures.verify_hubspot_v3(
             secret,
@@ -93,7 +99,8 @@ def parse(doc: Any, field_map: dict[str, str]) -> list[tuple[MappedFields, str]]
         items = _property_items(props) if isinstance(props, dict) else []
         items += [(k, v) for k, v in flatten({k: v for k, v in obj.items() if k != "properties"})]
         mapped = map_fields(items, ALIASES, field_map)
-        vendor_id = next((str(obj[k]) for k in _ID_KEYS if obj.get(k) not in (None, "")), "")
+        key = next((k for k in _ID_KEYS if obj.get(k) not in (None, "")), "")
+        vendor_id = check_id(f"{i}.{key}" if len(objects) > 1 else key, str(obj[key])) if key else ""
         out.append((mapped, mapped.get("vendor_lead_id") or vendor_id))
     return out
 

@@ -14,11 +14,12 @@ from starlette.requests import Request
 from leadflow.v1 import lead_pb2
 from leadflow_core.logs import get_logger
 from leadflow_gateway import signatures
+from leadflow_gateway.ascii_text import check_header_token, check_id, is_digits
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import JSON, parse_json_object, read_body, require_media
 from leadflow_gateway.errors import GatewayError, bad_request, unauthenticated, unavailable
 from leadflow_gateway.fields import MappedFields, map_fields
-from leadflow_gateway.ingest import Gateway
+from leadflow_gateway.ingest import Gateway, Stored
 from leadflow_gateway.meta_graph import GraphLeadGone, GraphUnavailable
 from leadflow_gateway.normalise import build_lead, parse_instant
 from leadflow_gateway.sources.common import envelope
@@ -90,16 +91,22 @@ def parse_notification(doc: dict[str, Any]) -> list[LeadgenChange]:
                 continue
             value = change.get("value")
             leadgen_id = _text(value.get("leadgen_id")) if isinstance(value, dict) else ""
-            if not isinstance(value, dict) or not leadgen_id.isdigit():
-                raise bad_request(f"entry.{i}.changes.{j}.value.leadgen_id", "missing or not numeric")
+            at = f"entry.{i}.changes.{j}.value"
+            if not isinstance(value, dict) or not is_digits(leadgen_id) or len(leadgen_id) > 64:
+                raise bad_request(f"{at}.leadgen_id", "missing or not ASCII digits")
+            ids = {
+                "page_id": _text(value.get("page_id") or entry.get("id")),
+                "form_id": _text(value.get("form_id")),
+                "ad_id": _text(value.get("ad_id")),
+                "adgroup_id": _text(value.get("adgroup_id")),
+            }
+            for name, text in ids.items():
+                check_id(f"{at}.{name}", text)
             out.append(
                 LeadgenChange(
                     leadgen_id=leadgen_id,
-                    page_id=_text(value.get("page_id") or entry.get("id")),
-                    form_id=_text(value.get("form_id")),
-                    ad_id=_text(value.get("ad_id")),
-                    adgroup_id=_text(value.get("adgroup_id")),
-                    created_time=_text(value.get("created_time")),
+                    created_time=check_id(f"{at}.created_time", _text(value.get("created_time"))),
+                    **ids,
                 )
             )
     if len(out) > MAX_CHANGES:
@@ -140,10 +147,14 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     await gw.limit_ip(request)
     ctx = await gw.admit(tenant, "meta")
     body = await read_body(request, gw.body_limit(ctx))
+    check_header_token("X-Hub-Signature-256", request.headers.get("x-hub-signature-256"))
     if not signatures.verify_meta(ctx.secret("app_secret"), body, request.headers.get("x-hub-signature-256")):
         raise unauthenticated("missing or invalid X-Hub-Signature-256")
     require_media(request, JSON)
     changes = parse_notification(parse_json_object(body))
+    # A redelivery names leads already stored: answer those from the store, fetch only the rest.
+    known = await gw.backends.find_leads(tenant, lead_pb2.SOURCE_META, [c.leadgen_id for c in changes])
+    fresh = [c for c in changes if c.leadgen_id not in known]
     gate = asyncio.Semaphore(FETCH_CONCURRENCY)
 
     async def fetch(change: LeadgenChange) -> dict[str, Any] | None:
@@ -156,21 +167,29 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
                 return None
 
     try:
-        fetched = await asyncio.gather(*(fetch(c) for c in changes))
+        fetched = await asyncio.gather(*(fetch(c) for c in fresh))
     except GraphUnavailable as err:
         raise unavailable("Graph API unavailable; retry later", gw.settings.retry_after_seconds) from err
     leads: list[lead_pb2.Lead] = []
-    for change, graph in zip(changes, fetched, strict=True):
+    for change, graph in zip(fresh, fetched, strict=True):
         if graph is None:
             continue
         env = envelope(request, tenant, lead_pb2.SOURCE_META)
         env.vendor_lead_id = change.leadgen_id
         env.vendor_updated_at = parse_instant(_text(graph.get("created_time")) or change.created_time)
         env.page_url = ""
+        env.vendor_lead_id_field = "leadgen_id"
+        # Meta names no campaign in the notification; the lead form is the campaign it answers.
+        env.campaign = change.form_id
+        env.campaign_field = "form_id"
         mapped = map_graph_lead(graph, change, dict(ctx.config.field_map))
         try:
             leads.append(build_lead(mapped, env, ctx.policy, strict=False))
         except GatewayError as err:
             log.warning("meta_lead_unusable", leadgen_id=change.leadgen_id, field=err.field)
     stored = await gw.store_all(leads)
-    return JSONResponse({"leads": [s.answer() for s in stored]}, status_code=200)
+    answers = {v: Stored(resp.lead_id, True, resp).answer() for v, resp in known.items()}
+    answers.update({lead.vendor_lead_id: s.answer() for lead, s in zip(leads, stored, strict=True)})
+    # In the notification's order; a lead skipped as gone or unusable has no answer.
+    ordered = [answers[c.leadgen_id] for c in changes if c.leadgen_id in answers]
+    return JSONResponse({"leads": ordered}, status_code=200)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
 from leadflow_core.logs import get_logger
+from leadflow_gateway.ascii_text import is_alnum
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import read_body, require_media
 from leadflow_gateway.errors import GatewayError, bad_request, unauthenticated
@@ -92,7 +93,7 @@ def parse(body: bytes) -> OutboundMessage:
     if notifications_el is None:
         raise bad_request("notifications", "no outbound message notifications")
     org = _child_text(notifications_el, "OrganizationId")
-    if len(org) not in (15, 18) or not org.isalnum():
+    if len(org) not in (15, 18) or not is_alnum(org):
         raise bad_request("OrganizationId", "must be a 15 or 18 character organisation id")
     items = notifications_el.findall(f"{{{OUTBOUND}}}Notification")
     if not items:
@@ -102,7 +103,7 @@ def parse(body: bytes) -> OutboundMessage:
     out: list[Notification] = []
     for i, item in enumerate(items):
         nid = _child_text(item, "Id")
-        if not nid or len(nid) > 18 or not nid.isalnum():
+        if not nid or len(nid) > 18 or not is_alnum(nid):
             raise bad_request(f"Notification.{i}.Id", "missing or malformed")
         sobject = item.find(f"{{{OUTBOUND}}}sObject")
         if sobject is None:
@@ -144,6 +145,7 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> Response:
     for n in message.notifications:
         env = envelope(request, tenant, lead_pb2.SOURCE_SALESFORCE)
         env.vendor_lead_id = n.notification_id
+        env.vendor_lead_id_field = "Notification.Id"
         env.vendor_updated_at = parse_instant(next((v for k, v in n.fields if k == "LastModifiedDate"), ""))
         try:
             leads.append(build_lead(to_mapped(n, dict(ctx.config.field_map)), env, ctx.policy, strict=False))

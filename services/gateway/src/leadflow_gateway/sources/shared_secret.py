@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
 from leadflow_gateway import signatures
+from leadflow_gateway.ascii_text import check_header_token
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import read_body, require_media
 from leadflow_gateway.errors import unauthenticated
@@ -25,6 +26,7 @@ SOURCES: dict[str, lead_pb2.Source.ValueType] = {
 
 def check_secret(ctx: SourceContext, request: Request) -> None:
     header = ctx.option("secret_header", DEFAULT_HEADER)
+    check_header_token(header, request.headers.get(header))
     expected = ctx.secret("shared_secret", "token")
     if not signatures.shared_secret_matches(expected, request.headers.get(header)):
         raise unauthenticated(f"missing or wrong {header}")
