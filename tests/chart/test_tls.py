@@ -98,3 +98,10 @@ def test_compliance_alone_mounts_the_keyring() -> None:
         else:
             assert "keyring" not in volumes
             assert "LEADFLOW_KEYRING_DIR" not in env
+
+
+def test_every_pod_runs_as_production() -> None:
+    # Production refuses test hooks (a shifted clock) and caller-chosen evaluation instants.
+    for d in of_kind(objects({}), "Deployment").values():
+        env = {e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["LEADFLOW_ENVIRONMENT"] == "production"

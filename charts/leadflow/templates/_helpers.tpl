@@ -228,6 +228,8 @@ spec:
             {{- include "leadflow.commonEnv" (dict "root" $root "skip" (.bindEnv | default "")) | nindent 12 }}
             {{- end }}
             {{- include "leadflow.tlsEnv" $root | nindent 12 }}
+            - name: LEADFLOW_ENVIRONMENT
+              value: production
             {{- if eq .component "compliance" }}
             - name: LEADFLOW_KEYRING_DIR
               value: {{ $root.Values.keyring.mountPath | quote }}

@@ -22,7 +22,7 @@ from leadflow_compliance.phone import InvalidPhone, analyse
 from leadflow_compliance.repository import Repository
 from leadflow_compliance.revocation_rpcs import RevocationRpcs
 from leadflow_compliance.tenant_service import TenantCache
-from leadflow_core import grpc_errors
+from leadflow_core import clock, grpc_errors
 from leadflow_core.grpc_authz import audit_actor
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import tenant_var
@@ -142,8 +142,12 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
             grpc_errors.invalid_argument(context, "lead", "a lead is required")
         lead = request.lead
         tenant = self._tenant(context, lead.tenant, "lead.tenant")
-        now = from_proto(request.evaluate_at) or utcnow()
         purpose = PURPOSES.get(request.purpose, "unspecified")
+        requested = from_proto(request.evaluate_at)
+        # A caller-chosen instant is the what-if evaluation's question; anything that records or
+        # gates a dial is decided at our own time (tests may still pick one outside production).
+        honoured = requested is not None and (purpose == "what_if" or not clock.production())
+        now = requested if honoured and requested is not None else utcnow()
         outcome = self._decide(
             context, tenant, lead, now, record_consent=purpose == "ingest", actor=audit_actor(request.actor)
         )
@@ -187,7 +191,8 @@ class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceSe
         except ValueError as err:
             grpc_errors.invalid_argument(context, "estimated_cost_usd", str(err))
         real_now = utcnow()
-        now = from_proto(request.evaluate_at) or real_now
+        # The final gate decides at the server's own time; a caller's instant is a test hook.
+        now = real_now if clock.production() else (from_proto(request.evaluate_at) or real_now)
         try:
             subject = self.decider.subject(
                 analyse(lead_phone(lead), tenant.policy.default_region or "US").e164
