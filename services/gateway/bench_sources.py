@@ -297,7 +297,7 @@ def main() -> None:
             run_source_mix(mesh.gateway_url, api_key, graph, args.leads, args.clients, "run")
         )
         report(stats, elapsed, args.clients)
-        dependency_report(mesh.gateway_url)
+        dependency_report(mesh.metrics_url("gateway"))
         failures = [
             line for line in mesh.processes["gateway"].logs().splitlines() if "dependency_failed" in line
         ]

@@ -26,7 +26,15 @@ from tests.chart.rendering import (
 )
 
 # Kinds served by CRDs the cluster may have; kubernetes-validate has no schema for them.
-CUSTOM_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "Certificate", "Issuer"}
+CUSTOM_KINDS = {
+    "ScaledObject",
+    "TriggerAuthentication",
+    "ServiceMonitor",
+    "PodMonitor",
+    "PrometheusRule",
+    "Certificate",
+    "Issuer",
+}
 WORKER_GROUPS = {
     "dial-urgent": ["dial.emergency", "dial.high"],
     "dial": ["dial.medium", "dial.low"],
@@ -494,9 +502,10 @@ def test_helm_test_pod_checks_grpc_health(default_objs: list[Obj]) -> None:
 def test_service_monitors_are_optional() -> None:
     assert of_kind(objects({}), "ServiceMonitor") == {}
     monitors = of_kind(ci_objs("production-values.yaml"), "ServiceMonitor")
-    assert set(monitors) == {name("gateway"), name("dispatcher")}
+    # The gateway's public Service has no /metrics: its pods are scraped through the PodMonitor.
+    assert set(monitors) == {name("dispatcher")}
     assert monitors[name("dispatcher")]["spec"]["endpoints"][0]["port"] == "metrics"
-    assert monitors[name("gateway")]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitors[name("dispatcher")]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
 def test_digest_pins_the_image() -> None:

@@ -13,7 +13,7 @@ import grpc
 from leadflow.v1 import compliance_pb2_grpc, dispatcher_pb2_grpc, tenants_pb2, tenants_pb2_grpc
 from leadflow_core.grpc_clients import channel
 from leadflow_core.tenant_spec import TenantSpec, to_proto
-from leadflow_core.testing import ServiceProcess, service_env
+from leadflow_core.testing import ServiceProcess, service_env, wait_for
 
 
 @dataclass
@@ -29,6 +29,13 @@ class Mesh:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.processes['gateway'].port}"
+
+    def metrics_url(self, name: str) -> str:
+        """The process's metrics/health port (never its public one)."""
+        path = self.workdir / f"{name}.metrics.port"
+        # Workers are started without waiting for a port: theirs appears once they consume.
+        port = wait_for(lambda: path.exists() and path.read_text(), timeout=60, what=f"{name}'s metrics port")
+        return f"http://127.0.0.1:{port}"
 
     def _channel(self, name: str) -> grpc.Channel:
         ch = channel(self.processes[name].addr, default_timeout=10.0)
@@ -71,7 +78,8 @@ def running_mesh(
     py = sys.executable
 
     def start(name: str, module: str, more: dict[str, str], wait_port: bool = True) -> ServiceProcess:
-        proc = ServiceProcess(name, [py, "-m", module], {**env, **more}, workdir)
+        ports = {"LEADFLOW_METRICS_PORT_FILE": str(workdir / f"{name}.metrics.port")}
+        proc = ServiceProcess(name, [py, "-m", module], {**env, **ports, **more}, workdir)
         mesh.processes[name] = proc
         return proc.start(wait_port=wait_port)
 

@@ -195,6 +195,7 @@ def test_a_lead_at_22_local_is_deferred_to_8_next_morning(mesh: Mesh) -> None:
         consent=lead_pb2.ConsentEvidence(
             granted=True,
             disclosure_text="I agree to autodialed calls",
+            consented_at=to_proto(at - timedelta(days=1)),
             seller=TENANT,
             form_submission_id="sub-night",
         ),

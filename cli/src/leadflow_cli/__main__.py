@@ -1,16 +1,11 @@
-"""`leadflow`: apply tenants, read timelines, and administer compliance and dead letters."""
+"""`leadflow`: status, leads, calls, queues, review, errors, tenants, compliance, dead letters."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-import grpc
-
 from leadflow_cli.commands import register_all
-from leadflow_core import tls
-from leadflow_core.access_policy import CLI
-from leadflow_core.grpc_errors import field_violations
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,20 +18,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Imported after parsing: `--help` stays free of grpc.
+    from leadflow_core import tls
+    from leadflow_core.access_policy import CLI
+
     tls.set_component(CLI)
     try:
         code: int = args.func(args)
         return code
-    except grpc.RpcError as err:
-        detail = err.details() if hasattr(err, "details") else str(err)
-        code_name = err.code().name if hasattr(err, "code") else "UNKNOWN"
-        print(f"error: {code_name}: {detail}", file=sys.stderr)
-        for field, why in field_violations(err):
-            print(f"  {field}: {why}", file=sys.stderr)
-        return 2
-    except (ValueError, KeyError, OSError, tls.TlsNotConfigured) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        # Imported only on failure: the happy path and --help stay light.
+        from leadflow_cli.failures import report
+
+        return report(err)
 
 
 if __name__ == "__main__":

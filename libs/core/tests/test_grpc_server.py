@@ -118,3 +118,26 @@ def test_plaintext_health_port_serves_health_only() -> None:
         ch.close()
     finally:
         running.stop(0)
+
+
+def test_a_refused_request_is_one_log_line_without_a_traceback(
+    served: tuple[RunningServer, _Tenants], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leadflow_core import grpc_interceptors
+
+    logged: list[tuple[str, str]] = []
+
+    class Recorder:
+        def exception(self, event: str, **_: object) -> None:
+            logged.append(("exception", event))
+
+        def info(self, event: str, **_: object) -> None:
+            logged.append(("info", event))
+
+    monkeypatch.setattr(grpc_interceptors, "log", Recorder())
+    running, _ = served
+    stub = tenants_pb2_grpc.TenantAdminServiceStub(channel(f"127.0.0.1:{running.port}"))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetTenant(tenants_pb2.GetTenantRequest(name=""))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert logged == [("info", "rpc_error")]

@@ -20,6 +20,7 @@ from leadflow_core.tenant_spec import TenantSpec
 from leadflow_operator import reconcile
 from leadflow_operator.compliance import TenantAdmin
 from leadflow_operator.kube import KubeAccess, KubeUnavailable
+from leadflow_operator.reconcile_metrics import record_reconcile, serve_metrics_once
 from leadflow_operator.resource import FINALIZER, GROUP, PLURAL, VERSION
 from leadflow_operator.settings import OperatorSettings
 
@@ -44,6 +45,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.networking.request_timeout = 60
     settings.watching.server_timeout = 300
     memo.cfg = cfg
+    serve_metrics_once(cfg.operator_metrics_addr, cfg.metrics_port_file)
     memo.admin = TenantAdmin(cfg.compliance_addr, cfg.rpc_timeout_seconds)
     memo.kube = KubeAccess()
 
@@ -175,6 +177,12 @@ async def reconcile_tenant(
     **_: Any,
 ) -> None:
     outcome = await _attempt(name, namespace, spec, status, _observed(meta, status), memo)
+    reason = (
+        outcome.event[0]
+        if outcome.event and outcome.warning
+        else ("KubeUnavailable" if outcome.retry else "")
+    )
+    record_reconcile(outcome.retry, reason)
     patch.status.update(outcome.status)
     _post(body, outcome)
     if outcome.retry == "temporary":

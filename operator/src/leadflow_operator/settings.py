@@ -6,6 +6,10 @@ from leadflow_core.settings import CommonSettings
 
 
 class OperatorSettings(CommonSettings):
+    # /metrics with reconcile counts (empty: none); port 0 picks a free port. 9102 is the image's
+    # and the chart's metrics port.
+    operator_metrics_addr: str = "127.0.0.1:9106"
+    metrics_port_file: str = ""
     # Namespace whose Tenants (and the Secrets they name) the operator handles; empty = every
     # namespace (development only: the chart's RBAC is namespaced).
     operator_namespace: str = ""

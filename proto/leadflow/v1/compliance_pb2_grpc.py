@@ -75,6 +75,11 @@ class ComplianceServiceStub:
                 request_serializer=leadflow_dot_v1_dot_compliance__pb2.RemoveDoNotCallRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_compliance__pb2.RemoveDoNotCallResponse.FromString,
                 _registered_method=True)
+        self.ListDoNotCall = channel.unary_unary(
+                '/leadflow.v1.ComplianceService/ListDoNotCall',
+                request_serializer=leadflow_dot_v1_dot_compliance__pb2.ListDoNotCallRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_compliance__pb2.ListDoNotCallResponse.FromString,
+                _registered_method=True)
         self.ImportDncRegistry = channel.stream_unary(
                 '/leadflow.v1.ComplianceService/ImportDncRegistry',
                 request_serializer=leadflow_dot_v1_dot_compliance__pb2.ImportDncRegistryChunk.SerializeToString,
@@ -164,6 +169,13 @@ class ComplianceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDoNotCall(self, request, context):
+        """The tenant's own do-not-call entries, newest first (numbers are kept only as keyed hashes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ImportDncRegistry(self, request_iterator, context):
         """Load a National DNC Registry bulk file, streamed in chunks.
         """
@@ -248,6 +260,11 @@ def add_ComplianceServiceServicer_to_server(servicer, server):
                     servicer.RemoveDoNotCall,
                     request_deserializer=leadflow_dot_v1_dot_compliance__pb2.RemoveDoNotCallRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_compliance__pb2.RemoveDoNotCallResponse.SerializeToString,
+            ),
+            'ListDoNotCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDoNotCall,
+                    request_deserializer=leadflow_dot_v1_dot_compliance__pb2.ListDoNotCallRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_compliance__pb2.ListDoNotCallResponse.SerializeToString,
             ),
             'ImportDncRegistry': grpc.stream_unary_rpc_method_handler(
                     servicer.ImportDncRegistry,
@@ -497,6 +514,33 @@ class ComplianceService:
             '/leadflow.v1.ComplianceService/RemoveDoNotCall',
             leadflow_dot_v1_dot_compliance__pb2.RemoveDoNotCallRequest.SerializeToString,
             leadflow_dot_v1_dot_compliance__pb2.RemoveDoNotCallResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDoNotCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.ComplianceService/ListDoNotCall',
+            leadflow_dot_v1_dot_compliance__pb2.ListDoNotCallRequest.SerializeToString,
+            leadflow_dot_v1_dot_compliance__pb2.ListDoNotCallResponse.FromString,
             options,
             channel_credentials,
             insecure,

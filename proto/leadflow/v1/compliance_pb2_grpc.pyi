@@ -47,6 +47,8 @@ class ComplianceServiceStub:
     RevokeConsent: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.RevokeConsentRequest, _compliance_pb2.RevokeConsentResponse]
     AddDoNotCall: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.AddDoNotCallRequest, _compliance_pb2.AddDoNotCallResponse]
     RemoveDoNotCall: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.RemoveDoNotCallRequest, _compliance_pb2.RemoveDoNotCallResponse]
+    ListDoNotCall: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.ListDoNotCallRequest, _compliance_pb2.ListDoNotCallResponse]
+    """The tenant's own do-not-call entries, newest first (numbers are kept only as keyed hashes)."""
     ImportDncRegistry: _grpc.StreamUnaryMultiCallable[_compliance_pb2.ImportDncRegistryChunk, _compliance_pb2.ImportDncRegistryResponse]
     """Load a National DNC Registry bulk file, streamed in chunks."""
     SetEmergencyStop: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.SetEmergencyStopRequest, _compliance_pb2.SetEmergencyStopResponse]
@@ -81,6 +83,8 @@ class ComplianceServiceAsyncStub(ComplianceServiceStub):
     RevokeConsent: _aio.UnaryUnaryMultiCallable[_compliance_pb2.RevokeConsentRequest, _compliance_pb2.RevokeConsentResponse]  # type: ignore[assignment]
     AddDoNotCall: _aio.UnaryUnaryMultiCallable[_compliance_pb2.AddDoNotCallRequest, _compliance_pb2.AddDoNotCallResponse]  # type: ignore[assignment]
     RemoveDoNotCall: _aio.UnaryUnaryMultiCallable[_compliance_pb2.RemoveDoNotCallRequest, _compliance_pb2.RemoveDoNotCallResponse]  # type: ignore[assignment]
+    ListDoNotCall: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ListDoNotCallRequest, _compliance_pb2.ListDoNotCallResponse]  # type: ignore[assignment]
+    """The tenant's own do-not-call entries, newest first (numbers are kept only as keyed hashes)."""
     ImportDncRegistry: _aio.StreamUnaryMultiCallable[_compliance_pb2.ImportDncRegistryChunk, _compliance_pb2.ImportDncRegistryResponse]  # type: ignore[assignment]
     """Load a National DNC Registry bulk file, streamed in chunks."""
     SetEmergencyStop: _aio.UnaryUnaryMultiCallable[_compliance_pb2.SetEmergencyStopRequest, _compliance_pb2.SetEmergencyStopResponse]  # type: ignore[assignment]
@@ -160,6 +164,14 @@ class ComplianceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _compliance_pb2.RemoveDoNotCallRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_compliance_pb2.RemoveDoNotCallResponse, _abc.Awaitable[_compliance_pb2.RemoveDoNotCallResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListDoNotCall(
+        self,
+        request: _compliance_pb2.ListDoNotCallRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ListDoNotCallResponse, _abc.Awaitable[_compliance_pb2.ListDoNotCallResponse]]:
+        """The tenant's own do-not-call entries, newest first (numbers are kept only as keyed hashes)."""
 
     @_abc_1.abstractmethod
     def ImportDncRegistry(

@@ -71,6 +71,11 @@ class TenantAdminServiceStub:
                 request_serializer=leadflow_dot_v1_dot_tenants__pb2.CreateApiKeyRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_tenants__pb2.CreateApiKeyResponse.FromString,
                 _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/leadflow.v1.TenantAdminService/ListApiKeys',
+                request_serializer=leadflow_dot_v1_dot_tenants__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_tenants__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
         self.AuthenticateApiKey = channel.unary_unary(
                 '/leadflow.v1.TenantAdminService/AuthenticateApiKey',
                 request_serializer=leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeyRequest.SerializeToString,
@@ -143,6 +148,13 @@ class TenantAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListApiKeys(self, request, context):
+        """A tenant's API keys (ids and dates only: keys are stored hashed and never shown again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AuthenticateApiKey(self, request, context):
         """Which tenant does this bearer key belong to? NOT_FOUND / UNAUTHENTICATED otherwise.
         """
@@ -209,6 +221,11 @@ def add_TenantAdminServiceServicer_to_server(servicer, server):
                     servicer.CreateApiKey,
                     request_deserializer=leadflow_dot_v1_dot_tenants__pb2.CreateApiKeyRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_tenants__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=leadflow_dot_v1_dot_tenants__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_tenants__pb2.ListApiKeysResponse.SerializeToString,
             ),
             'AuthenticateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.AuthenticateApiKey,
@@ -422,6 +439,33 @@ class TenantAdminService:
             '/leadflow.v1.TenantAdminService/CreateApiKey',
             leadflow_dot_v1_dot_tenants__pb2.CreateApiKeyRequest.SerializeToString,
             leadflow_dot_v1_dot_tenants__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.TenantAdminService/ListApiKeys',
+            leadflow_dot_v1_dot_tenants__pb2.ListApiKeysRequest.SerializeToString,
+            leadflow_dot_v1_dot_tenants__pb2.ListApiKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,8 @@ class TenantAdminServiceStub:
     GetTenantUsage: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.GetTenantUsageRequest, _tenants_pb2.GetTenantUsageResponse]
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.CreateApiKeyRequest, _tenants_pb2.CreateApiKeyResponse]
     """Issue a new API key (the old ones stay valid unless revoke_existing)."""
+    ListApiKeys: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.ListApiKeysRequest, _tenants_pb2.ListApiKeysResponse]
+    """A tenant's API keys (ids and dates only: keys are stored hashed and never shown again)."""
     AuthenticateApiKey: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.AuthenticateApiKeyRequest, _tenants_pb2.AuthenticateApiKeyResponse]
     """Which tenant does this bearer key belong to? NOT_FOUND / UNAUTHENTICATED otherwise."""
     GetSourceConfig: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.GetSourceConfigRequest, _tenants_pb2.GetSourceConfigResponse]
@@ -73,6 +75,8 @@ class TenantAdminServiceAsyncStub(TenantAdminServiceStub):
     GetTenantUsage: _aio.UnaryUnaryMultiCallable[_tenants_pb2.GetTenantUsageRequest, _tenants_pb2.GetTenantUsageResponse]  # type: ignore[assignment]
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_tenants_pb2.CreateApiKeyRequest, _tenants_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
     """Issue a new API key (the old ones stay valid unless revoke_existing)."""
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_tenants_pb2.ListApiKeysRequest, _tenants_pb2.ListApiKeysResponse]  # type: ignore[assignment]
+    """A tenant's API keys (ids and dates only: keys are stored hashed and never shown again)."""
     AuthenticateApiKey: _aio.UnaryUnaryMultiCallable[_tenants_pb2.AuthenticateApiKeyRequest, _tenants_pb2.AuthenticateApiKeyResponse]  # type: ignore[assignment]
     """Which tenant does this bearer key belong to? NOT_FOUND / UNAUTHENTICATED otherwise."""
     GetSourceConfig: _aio.UnaryUnaryMultiCallable[_tenants_pb2.GetSourceConfigRequest, _tenants_pb2.GetSourceConfigResponse]  # type: ignore[assignment]
@@ -140,6 +144,14 @@ class TenantAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tenants_pb2.CreateApiKeyResponse, _abc.Awaitable[_tenants_pb2.CreateApiKeyResponse]]:
         """Issue a new API key (the old ones stay valid unless revoke_existing)."""
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _tenants_pb2.ListApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tenants_pb2.ListApiKeysResponse, _abc.Awaitable[_tenants_pb2.ListApiKeysResponse]]:
+        """A tenant's API keys (ids and dates only: keys are stored hashed and never shown again)."""
 
     @_abc_1.abstractmethod
     def AuthenticateApiKey(

@@ -140,8 +140,8 @@ def test_campaign_scope_revokes_only_that_campaign(
     tenant = make_tenant(admin, policy={"revocationScope": "campaign"}).name
     number = phone()
     spring, autumn = lead(tenant, number), lead(tenant, number)
-    spring.custom_fields["campaign"] = "spring"
-    autumn.custom_fields["campaign"] = "autumn"
+    spring.campaign = "spring"
+    autumn.custom_fields["campaign"] = "autumn"  # an older sender's custom field counts too
     reply = signal(compliance, tenant, "sms", "STOP", phone_e164=number, campaign="spring")
     assert reply.scope == "campaign:spring"
     assert evaluate(compliance, spring).action == decision_pb2.DIAL_ACTION_NEVER
@@ -237,3 +237,44 @@ def test_record_consent_reports_what_is_missing(compliance: Stub, tenant: str) -
         "evidence reference (TrustedForm, Jornaya LeadiD or form submission)",
     ]
     assert "consent.missing" in rule_ids(evaluate(compliance, lead(tenant, number, consent=False)))
+
+
+@pytest.mark.parametrize(
+    ("setting", "caller", "allowed", "announce"),
+    [
+        ("", "+12125550100", False, False),
+        ("one_party_states_only", "+12125550100", True, False),
+        # The caller-id number is in Florida (all-party): off with one_party_states_only.
+        ("one_party_states_only", "+13055550100", False, True),
+        ("always_with_announcement", "+13055550100", True, True),
+    ],
+)
+def test_recording_decision_uses_the_setting_and_the_caller_id_state(
+    compliance: Stub,
+    admin: tenants_pb2_grpc.TenantAdminServiceStub,
+    setting: str,
+    caller: str,
+    allowed: bool,
+    announce: bool,
+) -> None:
+    spec: dict[str, object] = {
+        "providers": {"dialer": {"type": "twilio", "options": {"from_number": caller, "account_sid": "AC1"}}}
+    }
+    if setting:
+        spec["policy"] = {"recording": setting}
+    tenant = make_tenant(admin, **spec).name
+    d = reserve(compliance, lead(tenant, phone())).decision
+    assert d.action == decision_pb2.DIAL_ACTION_DIAL_NOW
+    assert (d.recording_allowed, d.recording_disclosure_required) == (allowed, announce)
+    assert d.recording_reason
+
+
+def test_an_unknown_recording_setting_is_refused(admin: tenants_pb2_grpc.TenantAdminServiceStub) -> None:
+    from leadflow.v1 import tenant_pb2, tenants_pb2
+
+    bad = tenant_pb2.Tenant(
+        name="t-" + uuid.uuid4().hex[:10], policy=tenant_pb2.TenantPolicy(recording="sometimes")
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        admin.ApplyTenant(tenants_pb2.ApplyTenantRequest(tenant=bad))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -181,3 +181,48 @@ def test_zones_come_from_the_pinned_tzdata_package(tmp_path: Path) -> None:
         tz_database.zone.cache_clear()
     with pytest.raises(tz_database.UnknownZone):
         tz_database.zone("../../etc/passwd")
+
+
+# Hand-written: the states each split area code serves, and a zone it must not be given.
+SPLIT_AREA_CODES = {
+    "907": ("AK", "Pacific/Honolulu"), "208": ("ID", "America/Chicago"), "986": ("ID", "America/Chicago"),
+    "541": ("OR", "America/Chicago"), "458": ("OR", "America/Chicago"), "701": ("ND", "America/New_York"),
+    "605": ("SD", "America/New_York"), "308": ("NE", "America/New_York"), "620": ("KS", "America/New_York"),
+    "785": ("KS", "America/New_York"), "432": ("TX", "America/New_York"), "915": ("TX", "America/New_York"),
+    "850": ("FL", "America/Denver"), "448": ("FL", "America/Denver"), "812": ("IN", "America/Denver"),
+    "930": ("IN", "America/Denver"), "219": ("IN", "America/Denver"), "574": ("IN", "America/Denver"),
+    "270": ("KY", "America/Denver"), "364": ("KY", "America/Denver"), "606": ("KY", "America/Denver"),
+    "423": ("TN", "America/Denver"), "931": ("TN", "America/Denver"), "906": ("MI", "America/Denver"),
+    "928": ("AZ", "America/Los_Angeles"), "775": ("NV", "America/Chicago"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("area", sorted(SPLIT_AREA_CODES))
+def test_split_area_code_row(area: str) -> None:
+    state, foreign = SPLIT_AREA_CODES[area]
+    row = OVERRIDES.split_area_codes[area]
+    assert row.state == state
+    assert row.source.strip()
+    assert foreign not in row.zones
+    # A zone from the wrong region (bad library data) gives every candidate.
+    assert OVERRIDES.resolve(f"{area}5550100", (foreign,)) == row.zones
+    # A zone the area code spans is kept as phonenumbers gave it.
+    assert OVERRIDES.resolve(f"{area}5550100", row.zones[:1]) == row.zones[:1]
+
+
+def test_every_split_area_code_row_is_tested() -> None:
+    assert set(OVERRIDES.split_area_codes) == set(SPLIT_AREA_CODES)
+
+
+def test_phonenumbers_data_outside_a_split_area_codes_span_is_overridden() -> None:
+    """Every phonenumbers zone entry in a split area code is in its span, or has a reviewed row."""
+    from phonenumbers.tzdata import TIMEZONE_DATA
+
+    unreviewed = []
+    for prefix, zones in TIMEZONE_DATA.items():
+        split = OVERRIDES.split_area_codes.get(prefix[1:4]) if prefix.startswith("1") else None
+        if split is None or set(zones) <= set(split.zones):
+            continue
+        if OVERRIDES.exchange(prefix[1:].ljust(10, "0")) is None:
+            unreviewed.append((prefix, zones))
+    assert unreviewed == []

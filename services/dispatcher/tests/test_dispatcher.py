@@ -52,7 +52,13 @@ def test_submit_is_idempotent_and_enqueues_once(
     ):
         found = [a for a in queued_leads(rds, redis_prefix, queue) if a[1][:2] == (tenant, first.lead_id)]
         assert found == [(actor, args)], queue
-    assert kinds(stub, tenant, first.lead_id) == ["received", "decided", "dial_scheduled"]
+    # The redelivery shows on the timeline (and in the admin lead statistics), nothing more.
+    assert kinds(stub, tenant, first.lead_id) == [
+        "received",
+        "decided",
+        "dial_scheduled",
+        "duplicate_received",
+    ]
 
 
 def test_idempotency_key_dedupes(stub: Stub, tenant: str) -> None:

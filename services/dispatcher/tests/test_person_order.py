@@ -10,13 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-import grpc
 import pytest
 import redis
 from sqlalchemy import Engine, create_engine, text
 
 from leadflow.v1 import dispatcher_pb2, dispatcher_pb2_grpc, lead_pb2
 from leadflow_core.db import normalise_url
+from leadflow_core.grpc_clients import channel
 from leadflow_core.testing import ServiceProcess, python_module, service_env, wait_for
 from leadflow_core.timestamps import to_proto
 
@@ -180,7 +180,7 @@ def unmerged(
         },
     )
     proc = ServiceProcess("dispatcher-order", python_module("leadflow_dispatcher"), env, workdir).start()
-    ch = grpc.insecure_channel(proc.addr)
+    ch = channel(proc.addr)
     yield dispatcher_pb2_grpc.DispatcherServiceStub(ch)
     ch.close()
     proc.stop()
@@ -188,6 +188,18 @@ def unmerged(
 
 def enrich_queued(rds: redis.Redis, prefix: str, tenant: str) -> set[str]:
     return {str(args[1]) for _, args in queued_leads(rds, prefix, "enrich") if args[0] == tenant}
+
+
+def enrich_states(db: Engine, tenant: str, by_seq: list[str]) -> list[str]:
+    """The enrich jobs' states in arrival order (a failure message, never PII)."""
+    with db.connect() as conn:
+        states: dict[str, str] = dict(
+            conn.execute(
+                text("SELECT lead_id, state FROM dispatcher_jobs WHERE tenant = :t AND kind = 'enrich'"),
+                {"t": tenant},
+            ).all()
+        )
+    return [str(states.get(lead_id)) for lead_id in by_seq]
 
 
 def test_concurrent_submissions_of_one_person_run_in_arrival_order_others_in_parallel(
@@ -225,7 +237,7 @@ def test_concurrent_submissions_of_one_person_run_in_arrival_order_others_in_par
     other_ids = {r.lead_id for r in replies[len(same) :]}
     queued = enrich_queued(rds, redis_prefix, tenant)
     assert other_ids <= queued
-    assert queued & same_ids == {by_seq[0]}
+    assert queued & same_ids == {by_seq[0]}, enrich_states(db, tenant, by_seq)
     # Each finished enrich releases exactly the next lead's, in arrival order.
     for k, lead_id in enumerate(by_seq):
         assert unmerged.RecordEvent(
@@ -239,8 +251,12 @@ def test_concurrent_submissions_of_one_person_run_in_arrival_order_others_in_par
             def sent(n: str = nxt) -> bool:
                 return n in enrich_queued(rds, redis_prefix, tenant)
 
-            wait_for(sent, what="next enrich sent")
-            assert enrich_queued(rds, redis_prefix, tenant) & same_ids == set(by_seq[: k + 2])
+            wait_for(
+                sent, timeout=60, what=f"enrich of lead {k + 2} sent: {enrich_states(db, tenant, by_seq)}"
+            )
+            assert enrich_queued(rds, redis_prefix, tenant) & same_ids == set(by_seq[: k + 2]), enrich_states(
+                db, tenant, by_seq
+            )
     # crm_sync was never finished for the first lead: the others' still wait, in order.
     with db.connect() as conn:
         states: dict[str, str] = dict(

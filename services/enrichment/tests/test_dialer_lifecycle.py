@@ -15,6 +15,7 @@ import pytest
 
 from leadflow.v1 import compliance_pb2, dispatcher_pb2, dispatcher_pb2_grpc, lead_pb2, tenants_pb2
 from leadflow_cli.commands import deadletters
+from leadflow_core import timestamps
 from leadflow_core.testing import wait_for
 from tests.e2e.mesh import Mesh, running_mesh
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env
@@ -108,6 +109,7 @@ def submit(dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, mesh: Mesh, te
             disclosure_text="I agree that ACME may call me with an autodialer.",
             page_url="https://acme.example/quote",
             ip="203.0.113.9",
+            consented_at=timestamps.to_proto(timestamps.utcnow()),
             seller=tenant,
             form_submission_id=f"sub-{uuid.uuid4().hex[:8]}",
         ),

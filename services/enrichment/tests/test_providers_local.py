@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -209,6 +210,22 @@ def test_simulator_calls_once_per_attempt_and_sends_signed_callbacks(
         assert row.ended_at is not None
     status = sim.fetch_status(first.provider_call_id)
     assert (status.status, status.duration_seconds, status.price_usd) == ("completed", 61, "0.0280")
+
+
+def test_simulator_records_only_what_compliance_allowed(engine: Engine, sender: CallbackSender) -> None:
+    tenant = unique("acme")
+    sim = simulator(engine, sender, tenant)
+    plain = sim.place_call(call(tenant, "r0", ""))
+    announced = sim.place_call(replace(call(tenant, "r1", ""), record=True, recording_disclosure=True))
+    one_party = sim.place_call(replace(call(tenant, "r2", ""), record=True))
+    with Session(engine) as session:
+        rows = {
+            r.call_sid: (r.recorded, r.recording_announced)
+            for r in session.scalars(select(SimulatedCall).where(SimulatedCall.tenant == tenant))
+        }
+    assert rows[plain.provider_call_id] == (False, False)
+    assert rows[announced.provider_call_id] == (True, True)
+    assert rows[one_party.provider_call_id] == (True, False)
 
 
 def test_simulator_concurrent_duplicates_make_one_call(engine: Engine, sender: CallbackSender) -> None:

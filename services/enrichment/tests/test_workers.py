@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from leadflow.v1 import dispatcher_pb2, dispatcher_pb2_grpc, lead_pb2, tenants_pb2
+from leadflow_core import timestamps
 from leadflow_core.db import normalise_url
 from leadflow_core.tenant_spec import TenantSpec, to_proto
 from leadflow_core.testing import ServiceProcess, python_module, wait_for
@@ -112,6 +113,7 @@ def submit(
             disclosure_text="I agree that ACME may call me with an autodialer.",
             page_url="https://acme.example/quote",
             ip="203.0.113.9",
+            consented_at=timestamps.to_proto(timestamps.utcnow()),
             seller=tenant,
             form_submission_id=f"sub-{uuid.uuid4().hex[:8]}",
         ),

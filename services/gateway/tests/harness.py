@@ -197,7 +197,11 @@ def running(database_url: str, redis_url: str, redis_prefix: str, workdir: Path)
                 "LEADFLOW_DISPATCHER_METRICS_ADDR": "127.0.0.1:0",
             },
         )
-        env = {**base, **gateway_env(compliance.addr, dispatcher.addr, graph_url)}
+        env = {
+            **base,
+            **gateway_env(compliance.addr, dispatcher.addr, graph_url),
+            "LEADFLOW_METRICS_PORT_FILE": str(workdir / "gateway.metrics.port"),
+        }
         gateway = start("gateway", "leadflow_gateway", env)
         db = create_engine(normalise_url(database_url))
         stack.callback(db.dispose)

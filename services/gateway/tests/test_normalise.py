@@ -8,6 +8,7 @@ import pytest
 
 from leadflow.v1 import lead_pb2, tenant_pb2
 from leadflow_gateway import urgency
+from leadflow_gateway.body import parse_json
 from leadflow_gateway.errors import GatewayError
 from leadflow_gateway.fields import canonical_target, flatten, map_fields
 from leadflow_gateway.normalise import Envelope, build_lead, normalise_phone, parse_instant
@@ -173,3 +174,59 @@ def test_parse_instant() -> None:
     assert parse_instant("2024-03-01T10:00:00Z") == datetime(2024, 3, 1, 10, tzinfo=UTC)
     assert parse_instant("1700000000000") == datetime.fromtimestamp(1700000000, UTC)
     assert parse_instant("yesterday") is None
+
+
+# ---- ASCII-only digits and control-free ids (issue 11) ------------------------------------------
+
+NON_ASCII_DIGITS = ["\u00b2", "\u0663", "\uff11", "\u09ea", "\u07c0"]
+
+
+@pytest.mark.parametrize("digit", NON_ASCII_DIGITS)
+def test_only_ascii_digits_are_digits(digit: str) -> None:
+    assert normalise_phone(f"+1212555017{digit}", "US") is None
+    assert parse_instant(f"170000000{digit}") is None
+    assert parse_instant(f"2024-03-0{digit}T10:00:00+0000") is None
+    with pytest.raises(GatewayError) as err:
+        lead_from({"phone": f"(212) 555-017{digit}"})
+    assert (err.value.status, err.value.field) == (400, "phone")
+    # A vendor's lead keeps the raw value but no dialable number.
+    assert (
+        lead_from({"phone": f"212555017{digit}", "email": "a@example.com"}, strict=False).contact.phone.e164
+        == ""
+    )
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x01", "\x1b", "\x7f", "\x85"])
+def test_control_characters_in_ids_are_refused_naming_the_field(control: str) -> None:
+    for items, kw, field in (
+        ({"phone": "2125550170"}, {"vendor_lead_id": f"v{control}1"}, "vendor_lead_id"),
+        ({"phone": "2125550170", "campaign": f"c{control}"}, {}, "campaign"),
+        ({"phone": "2125550170", "utm_campaign": f"c{control}"}, {}, "utm_campaign"),
+        ({"phone": "2125550170"}, {"idempotency_key": f"k{control}"}, "Idempotency-Key"),
+        (
+            {"phone": "2125550170"},
+            {"vendor_lead_id": f"g{control}", "vendor_lead_id_field": "lead_id"},
+            "lead_id",
+        ),
+    ):
+        with pytest.raises(GatewayError) as err:
+            build_lead(map_fields(items.items(), {}, {}), env(**kw), US, strict=True)
+        assert (err.value.status, err.value.field) == (400, field)
+    assert (
+        lead_from({"phone": "2125550170", "email": f"a{control}@example.com"}, strict=False).contact.email
+        == ""
+    )
+
+
+def test_campaign_from_the_body_or_the_envelope() -> None:
+    assert lead_from({"phone": "2125550170", "campaign_id": " spring "}).campaign == "spring"
+    assert lead_from({"phone": "2125550170"}, campaign="7654321").campaign == "7654321"
+
+
+def test_json_with_an_unpaired_surrogate_escape_is_a_400() -> None:
+    for body in (b'{"phone": "\\ud800"}', b'{"\\udfff": "x"}', b'["a", {"b": "\\udbff"}]'):
+        with pytest.raises(GatewayError) as err:
+            parse_json(body)
+        assert (err.value.status, err.value.field) == (400, "body")
+    # A proper pair is one character, and kept.
+    assert parse_json(b'{"n": "\\ud83d\\ude00"}') == {"n": "\U0001f600"}

@@ -206,3 +206,14 @@ def test_malformed_replies_are_400_naming_the_field(harness: Harness) -> None:
     bad_email = email_post(harness, {"from": "not-an-address", "text": "STOP"})
     assert bad_email.status_code == 400
     assert bad_email.json()["error"]["field"] == "from"
+    for sender in ("pat\u0000@example.com", "p\u00e4t@example.com"):
+        refused = email_post(harness, {"from": sender, "text": "STOP"})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["field"] == "from"
+    body = json.dumps({"from": "pat@example.com", "text": "STOP"}).encode()
+    headers = {"Content-Type": "application/json", **standard_webhook_headers(WEBHOOK_SECRET, "msg_x", body)}
+    headers["webhook-timestamp"] = "\u00b9" + headers["webhook-timestamp"][1:]
+    raw = [(k.encode(), v.encode("latin-1")) for k, v in headers.items()]  # a superscript one
+    odd = httpx.post(f"{harness.url}/v1/replies/acme/email", content=body, headers=raw)
+    assert odd.status_code == 400
+    assert odd.json()["error"]["field"] == "webhook-timestamp"

@@ -327,7 +327,10 @@ def test_probes_and_metrics(harness: Harness) -> None:
         "compliance": True,
         "dispatcher": True,
     }
-    metrics = httpx.get(f"{harness.url}/metrics").text
+    # /metrics is not on the public port, only on the metrics port.
+    assert httpx.get(f"{harness.url}/metrics").status_code == 404
+    metrics_port = (harness.workdir / "gateway.metrics.port").read_text()
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
     assert 'leadflow_gateway_requests_total{source="probe",status="200"}' in metrics
     assert "leadflow_gateway_request_seconds_bucket" in metrics
     labels = " ".join(re.findall(r"\{[^}]*\}", metrics))

@@ -1,4 +1,4 @@
-"""Each module registers one group of subcommands; add new groups to `GROUPS`."""
+"""Each group's handlers; its arguments live in `leadflow_cli.parsers.<group>` (listed in `GROUPS`)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 import importlib
 from typing import Any
 
-# Module names under leadflow_cli.commands, each with `register(subparsers)`.
-GROUPS = ("tenant", "lead", "compliance", "deadletters", "dev", "certs", "secrets")
+# Module names under leadflow_cli.parsers, each with `register(subparsers)`.
+GROUPS = ("ops", "tenant", "lead", "compliance", "deadletters", "dev", "certs", "secrets")
 
 
 def register_all(sub: argparse._SubParsersAction[Any]) -> None:
     for name in GROUPS:
-        module = importlib.import_module(f"leadflow_cli.commands.{name}")
+        module = importlib.import_module(f"leadflow_cli.parsers.{name}")
         module.register(sub)

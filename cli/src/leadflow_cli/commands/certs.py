@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from leadflow_core import dev_ca
 from leadflow_core.access_policy import DEV_CERTIFICATES
@@ -22,11 +21,3 @@ def _create(args: argparse.Namespace) -> int:
         f"{directory}: created {', '.join(created)}" if created else f"{directory}: all certificates present"
     )
     return 0
-
-
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    certs = sub.add_parser("certs", help="development certificates for mutual TLS")
-    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
-    create = certs_sub.add_parser("create", help="create the development CA and component certificates")
-    create.add_argument("--dir", default="var/tls", help="where to write them (default ./var/tls)")
-    create.set_defaults(func=_create)

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import signal
 import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from leadflow.v1 import tenants_pb2
 from leadflow_cli import local_redis
 from leadflow_cli.commands.certs import ensure_dev_certificates
 from leadflow_cli.connections import tenant_admin
 from leadflow_cli.manifests import build_tenant, load_documents, parse_tenants
+from leadflow_cli.parsers.dev import register as register
 from leadflow_cli.supervisor import Child, Supervisor
 from leadflow_core.db import is_sqlite
 from leadflow_core.migrations import SERVICES_WITH_SCHEMA, upgrade
@@ -48,6 +49,15 @@ def _demo_api_key(settings: CommonSettings) -> str:
         return reply.api_key
     # The tenant already existed (keys are only stored hashed): issue a fresh key for this run.
     return stub.CreateApiKey(tenants_pb2.CreateApiKeyRequest(name=tenants[0].name)).api_key
+
+
+def checkout_redis_prefix(configured: str, root: Path | None = None) -> str:
+    """Keys of two checkouts running `make run` against one Redis never meet: without an explicit
+    LEADFLOW_REDIS_PREFIX, the prefix names this checkout (a hash of its absolute path)."""
+    if configured:
+        return configured
+    digest = hashlib.sha256(str((root or Path.cwd()).resolve()).encode()).hexdigest()[:10]
+    return f"dev-{digest}:"
 
 
 def _dev_run(args: argparse.Namespace) -> int:
@@ -83,11 +93,13 @@ def _dev_run(args: argparse.Namespace) -> int:
         print(f"redis: started a private redis-server, data in {var / 'redis'}")
     else:
         print(f"redis: using {settings.redis_url}")
+    print(f"redis keys: prefixed {checkout_redis_prefix(settings.redis_prefix)!r} (this checkout's own)")
 
     gw_host, gw_port = _host_port(settings.gateway_addr)
     public_url = f"http://{gw_host}:{gw_port}"
     common = {
         "LEADFLOW_REDIS_URL": settings.redis_url,
+        "LEADFLOW_REDIS_PREFIX": checkout_redis_prefix(settings.redis_prefix),
         "LEADFLOW_COMPLIANCE_ADDR": settings.compliance_addr,
         "LEADFLOW_DISPATCHER_ADDR": settings.dispatcher_addr,
         "LEADFLOW_GATEWAY_ADDR": settings.gateway_addr,
@@ -126,7 +138,8 @@ def _dev_run(args: argparse.Namespace) -> int:
             '"email":"ada@example.com","consent":{"granted":true,"disclosure_text":'
             '"I agree to be called","seller":"demo","form_submission_id":"demo-1"},'
             '"message":"no heat since last night"}\'\n'
-            "then: uv run leadflow lead timeline demo <lead_id>\n"
+            "then: .venv/bin/leadflow leads timeline demo <lead_id>\n"
+            ".venv/bin/leadflow status shows every component and queue.\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )
@@ -146,13 +159,3 @@ def _dev_run(args: argparse.Namespace) -> int:
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait(15)
-
-
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    migrate = sub.add_parser(
-        "migrate", help="apply every service's Alembic migrations to LEADFLOW_DATABASE_URL"
-    )
-    migrate.set_defaults(func=_migrate)
-    run = sub.add_parser("dev-run", help="migrate and run the whole mesh locally (what `make run` does)")
-    run.add_argument("--var-dir", default="var", help="where local data lives (default ./var)")
-    run.set_defaults(func=_dev_run)

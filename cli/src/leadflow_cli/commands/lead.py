@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
 from leadflow.v1 import dispatcher_pb2
 from leadflow_cli.connections import dispatcher
+from leadflow_cli.parsers.lead import register as register
 from leadflow_core.settings import CommonSettings
 
 
@@ -24,13 +24,3 @@ def _timeline(args: argparse.Namespace) -> int:
         at = ev.at.ToDatetime().isoformat(timespec="milliseconds")
         print(f"{at}Z  {ev.kind:<16} {ev.detail_json}")
     return 0
-
-
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    lead = sub.add_parser("lead", help="read leads")
-    lsub = lead.add_subparsers(dest="lead_command", required=True, metavar="ACTION")
-    tl = lsub.add_parser("timeline", help="a lead's timeline: received, decided, enriched, synced, dialed")
-    tl.add_argument("tenant")
-    tl.add_argument("lead_id")
-    tl.add_argument("--json", action="store_true", help="print the raw JSON")
-    tl.set_defaults(func=_timeline)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from leadflow.v1 import tenants_pb2
 from leadflow_cli.connections import tenant_admin
@@ -34,16 +33,3 @@ def _rotate(args: argparse.Namespace) -> int:
         return 1
     print("older keys are no longer needed: remove them from the keyring")
     return 0
-
-
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    secrets = sub.add_parser("secrets", help="key-encryption keys and rotation of stored tenant secrets")
-    secrets_sub = secrets.add_subparsers(dest="secrets_command", required=True)
-    add = secrets_sub.add_parser("add-key", help="write a new random key into the keyring directory")
-    add.add_argument("--dir", help="keyring directory (default LEADFLOW_KEYRING_DIR or ./var/keyring)")
-    add.add_argument("--id", help="key id (default k<UTC timestamp>)")
-    add.set_defaults(func=_add_key)
-    rotate = secrets_sub.add_parser(
-        "rotate", help="re-encrypt every stored secret under the primary key (compliance does it, online)"
-    )
-    rotate.set_defaults(func=_rotate)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
 from leadflow.v1 import tenants_pb2
 from leadflow_cli.connections import tenant_admin
 from leadflow_cli.manifests import build_tenant, load_documents, parse_tenants
+from leadflow_cli.parsers.tenant import register as register
 from leadflow_core.settings import CommonSettings
 
 
@@ -52,25 +52,3 @@ def _create_key(args: argparse.Namespace) -> int:
     reply = stub.CreateApiKey(tenants_pb2.CreateApiKeyRequest(name=args.name, revoke_existing=args.revoke))
     print(f"api key (shown once): {reply.api_key}")
     return 0
-
-
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    tenant = sub.add_parser("tenant", help="apply Tenant manifests, read tenants, issue API keys")
-    tsub = tenant.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
-
-    apply = tsub.add_parser("apply", help="create or update tenants from YAML (Tenant and Secret docs)")
-    apply.add_argument("-f", "--file", action="append", required=True, help="YAML file (repeatable)")
-    apply.set_defaults(func=_apply)
-
-    get = tsub.add_parser("get", help="show a tenant (secrets are never shown)")
-    get.add_argument("name")
-    get.set_defaults(func=_get)
-
-    lst = tsub.add_parser("list", help="list tenants")
-    lst.add_argument("--all", action="store_true", help="include deactivated tenants")
-    lst.set_defaults(func=_list)
-
-    key = tsub.add_parser("create-key", help="issue a new API key for a tenant")
-    key.add_argument("name")
-    key.add_argument("--revoke", action="store_true", help="revoke the tenant's existing keys")
-    key.set_defaults(func=_create_key)

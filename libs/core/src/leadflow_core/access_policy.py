@@ -47,6 +47,25 @@ def _allow(*identities: str) -> frozenset[str]:
     return frozenset(identities)
 
 
+# Operations (`leadflow ops ...`), served by the dispatcher: people only.
+_ADMIN_METHODS = (
+    "GetQueueStatus",
+    "GetTenantLimits",
+    "GetErrorStats",
+    "GetLeadStats",
+    "GetCallStats",
+    "GetSystemHealth",
+    "ListAdminAudit",
+    "SearchLeads",
+    "PauseQueues",
+    "ResumeQueues",
+    "SetEmergencyMode",
+    "SetTenantCallsPaused",
+    "ResolveError",
+    "ListReviews",
+    "DecideReview",
+)
+
 POLICY: Final[Mapping[str, frozenset[str]]] = {
     # Compliance: decisions, reservations, consent, DNC, audit.
     _C + "Evaluate": _allow(GATEWAY, DIAL_WORKER, CLI),
@@ -58,8 +77,10 @@ POLICY: Final[Mapping[str, frozenset[str]]] = {
     _C + "AddDoNotCall": _allow(CLI),
     _C + "RemoveDoNotCall": _allow(CLI),
     _C + "ImportDncRegistry": _allow(CLI),
-    _C + "SetEmergencyStop": _allow(CLI),
-    _C + "ClearEmergencyStop": _allow(CLI),
+    # The dispatcher's AdminService forwards an operator's emergency mode here.
+    _C + "SetEmergencyStop": _allow(CLI, DISPATCHER),
+    _C + "ClearEmergencyStop": _allow(CLI, DISPATCHER),
+    _C + "ListDoNotCall": _allow(CLI),
     _C + "ExportAuditLog": _allow(CLI),
     _C + "RecordRevocationSignal": _allow(GATEWAY, CLI),
     _C + "ClaimRevocationConfirmation": _allow(GATEWAY),
@@ -82,16 +103,18 @@ POLICY: Final[Mapping[str, frozenset[str]]] = {
     # Tenant administration.
     _T + "ApplyTenant": _allow(OPERATOR, CLI),
     _T + "GetTenant": _allow(OPERATOR, CLI, GATEWAY, DISPATCHER),
-    _T + "ListTenants": _allow(OPERATOR, CLI),
-    _T + "SetPaused": _allow(OPERATOR, CLI),
+    _T + "ListTenants": _allow(OPERATOR, CLI, DISPATCHER),
+    _T + "SetPaused": _allow(OPERATOR, CLI, DISPATCHER),
     _T + "DeactivateTenant": _allow(OPERATOR, CLI),
-    _T + "GetTenantUsage": _allow(OPERATOR, CLI),
+    _T + "GetTenantUsage": _allow(OPERATOR, CLI, DISPATCHER),
     _T + "CreateApiKey": _allow(CLI),
+    _T + "ListApiKeys": _allow(CLI),
     _T + "AuthenticateApiKey": _allow(GATEWAY),
     # Secrets in plaintext: only the components that use them.
     _T + "GetSourceConfig": _allow(GATEWAY),
     _T + "GetProviderConfig": _allow(*_WORKERS),
     _T + "RotateSecrets": _allow(CLI),
+    **{f"/leadflow.v1.AdminService/{method}": _allow(CLI) for method in _ADMIN_METHODS},
 }
 
 

@@ -14,6 +14,30 @@ from leadflow_core.request_context import REQUEST_ID_HEADER, bound, current_requ
 log = get_logger("leadflow.grpc")
 
 
+# Codes a servicer answers on purpose (the caller's mistake or a known state), not crashes.
+_ANSWER_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+
+
+def _answered(context: grpc.ServicerContext) -> bool:
+    code = context.code() if hasattr(context, "code") else None
+    return code in _ANSWER_CODES
+
+
 class RequestContextServerInterceptor(grpc.ServerInterceptor):
     """Binds the caller's `x-request-id` (or a new one) for the handler, and logs errors."""
 
@@ -36,7 +60,11 @@ class RequestContextServerInterceptor(grpc.ServerInterceptor):
                     try:
                         return behavior(request, context)
                     except Exception:
-                        log.exception("rpc_failed", method=method)
+                        # An abort with a status (bad argument, unauthenticated, not found, ...)
+                        # is an answer, logged once below without a traceback; only a crash
+                        # gets one.
+                        if not _answered(context):
+                            log.exception("rpc_failed", method=method)
                         raise
                     finally:
                         code = context.code() if hasattr(context, "code") else None

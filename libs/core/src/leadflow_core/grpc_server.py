@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from leadflow_core import tls
 from leadflow_core.grpc_authz import AsyncAuthorizationServerInterceptor, AuthorizationServerInterceptor
 from leadflow_core.grpc_interceptors import RequestContextServerInterceptor
+from leadflow_core.grpc_metrics import MetricsServerInterceptor
 from leadflow_core.logs import get_logger
 from leadflow_core.settings import CommonSettings
 
@@ -80,6 +81,7 @@ def create_server(
     registrations: Iterable[Registration],
     service_names: Iterable[str],
     max_workers: int = 32,
+    interceptors: Iterable[grpc.ServerInterceptor] = (),
     security: ServerSecurity | None = None,
     health_addr: str | None = None,
 ) -> RunningServer:
@@ -87,7 +89,12 @@ def create_server(
     security = security or server_security()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[RequestContextServerInterceptor(), *security.interceptors],
+        interceptors=[
+            RequestContextServerInterceptor(),
+            MetricsServerInterceptor(),
+            *security.interceptors,
+            *interceptors,
+        ],
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
     )
     for register in registrations:

@@ -238,6 +238,12 @@ def service_env(
         "LEADFLOW_REDIS_URL": redis_url,
         "LEADFLOW_REDIS_PREFIX": redis_prefix,
         "LEADFLOW_LOG_LEVEL": "INFO",
+        # Metrics/health ports: never a fixed port in tests.
+        "LEADFLOW_COMPLIANCE_METRICS_ADDR": "127.0.0.1:0",
+        "LEADFLOW_DISPATCHER_METRICS_ADDR": "127.0.0.1:0",
+        "LEADFLOW_GATEWAY_METRICS_ADDR": "127.0.0.1:0",
+        "LEADFLOW_WORKER_METRICS_ADDR": "127.0.0.1:0",
+        "LEADFLOW_OPERATOR_METRICS_ADDR": "127.0.0.1:0",
     }
     env.update(extra or {})
     return env

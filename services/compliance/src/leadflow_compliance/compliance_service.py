@@ -16,6 +16,7 @@ from leadflow_compliance import dnc_registry, engine
 from leadflow_compliance.accounting import Accounts, Limits, reservation_id_for, to_micros
 from leadflow_compliance.consent_evidence import missing_evidence
 from leadflow_compliance.decisions import Decider, Outcome, defer, lead_phone
+from leadflow_compliance.listings import DncListingRpcs
 from leadflow_compliance.models import ReservationRow
 from leadflow_compliance.opt_out import is_opt_out
 from leadflow_compliance.phone import InvalidPhone, analyse
@@ -63,7 +64,7 @@ def limits_of(tenant: tenant_pb2.Tenant) -> Limits:
     )
 
 
-class ComplianceServicer(RevocationRpcs, compliance_pb2_grpc.ComplianceServiceServicer):
+class ComplianceServicer(RevocationRpcs, DncListingRpcs, compliance_pb2_grpc.ComplianceServiceServicer):
     def __init__(
         self, repo: Repository, decider: Decider, accounts: Accounts, engine_: Engine, cache: TenantCache
     ) -> None:

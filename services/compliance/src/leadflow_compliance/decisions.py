@@ -52,11 +52,14 @@ def lead_phone(lead: lead_pb2.Lead) -> str:
     return phone.e164 or phone.raw
 
 
-# Where a lead names its campaign (the direct API's and forms' custom field, Google's campaign id).
+# Where a lead without `campaign` names one (the direct API's and forms' custom field, Google's id).
 CAMPAIGN_FIELDS = ("campaign", "campaign_id", "google.campaign_id")
 
 
 def lead_campaign(lead: lead_pb2.Lead) -> str:
+    """The lead's campaign (scopes a campaign-only revocation); custom fields for older senders."""
+    if lead.campaign.strip():
+        return lead.campaign.strip()[:200]
     for name in CAMPAIGN_FIELDS:
         value = lead.custom_fields.get(name, "").strip()
         if value:

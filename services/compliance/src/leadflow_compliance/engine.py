@@ -211,9 +211,13 @@ def _label_rule(versions: tuple[R, ...], day: date) -> R | None:
     return in_force(versions, day) or min(versions, key=lambda r: r.effective or date.min, default=None)
 
 
+def _local_dates(t: datetime, zones: tuple[str, ...]) -> set[date]:
+    """The callee's possible local dates at t (one per candidate zone)."""
+    return {t.astimezone(zone(z)).date() for z in zones} or {t.date()}
+
+
 def _local_date(t: datetime, zones: tuple[str, ...]) -> date:
-    # The earliest local date among the zones: a rule effective from a date applies from it everywhere.
-    return min((t.astimezone(zone(z)).date() for z in zones), default=t.date())
+    return min(_local_dates(t, zones))
 
 
 def _state_constraints(facts: Facts, code: str, row: StateRule, zones: tuple[str, ...]) -> list[Constraint]:
@@ -264,10 +268,13 @@ def _state_constraints(facts: Facts, code: str, row: StateRule, zones: tuple[str
         ordered = sorted(facts.attempts)
 
         def cap_earliest(t: datetime) -> datetime:
-            rule = in_force(caps, _local_date(t, zones))
-            if rule is None:
-                return t
-            return _attempt_cap(ordered, rule.max, timedelta(hours=rule.window_hours))(t)
+            # Around an effective date the candidate zones may straddle it: every version that
+            # could be in force must allow the attempt.
+            rules = [in_force(caps, day) for day in _local_dates(t, zones)]
+            return max(
+                (_attempt_cap(ordered, r.max, timedelta(hours=r.window_hours))(t) for r in rules if r),
+                default=t,
+            )
 
         out.append(
             Constraint(

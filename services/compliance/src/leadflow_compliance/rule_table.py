@@ -24,6 +24,7 @@ MOVABLE_HOLIDAYS = frozenset({"good_friday", "election_day"})
 DAY_LABELS: dict[DayKind, str] = {"weekday": "Mon-Fri", "saturday": "Sat", "sunday": "Sun"}
 
 
+@functools.cache
 def parse_hhmm(value: str) -> time:
     hours, minutes = value.split(":")
     # "24:00" ends a window at midnight.

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, tenants_pb2, tenants_pb2_grpc
 from leadflow_compliance.accounting import Accounts
 from leadflow_compliance.compliance_service import ComplianceServicer
+from leadflow_compliance.decision_metrics import DecisionMetricsInterceptor
 from leadflow_compliance.decisions import Decider
 from leadflow_compliance.providers import (
     AllConsentProofs,
@@ -84,5 +85,6 @@ def start(settings: ComplianceSettings) -> Compliance:
             lambda s: tenants_pb2_grpc.add_TenantAdminServiceServicer_to_server(tenants, s),
         ],
         SERVICE_NAMES,
+        interceptors=[DecisionMetricsInterceptor()],
     )
     return Compliance(running, engine, client)

@@ -6,6 +6,10 @@ from leadflow_core.settings import CommonSettings
 
 
 class ComplianceSettings(CommonSettings):
+    # /metrics, /healthz, /readyz (never on the gRPC port); port 0 picks a free one.
+    compliance_metrics_addr: str = "127.0.0.1:9103"
+    # Written with the metrics port once it listens (tests bind port 0).
+    metrics_port_file: str = ""
     # How long a reservation may hold a concurrency slot before it is presumed lost.
     reservation_ttl_seconds: int = 3600
     # How long a paused tenant's or stopped dial is deferred before it is asked about again.

@@ -16,6 +16,7 @@ from leadflow.v1 import lead_pb2, tenant_pb2, tenants_pb2, tenants_pb2_grpc
 from leadflow_compliance import recording, secret_sealing
 from leadflow_compliance.accounting import Accounts, from_micros
 from leadflow_compliance.decisions import plan_features
+from leadflow_compliance.listings import ApiKeyListingRpcs
 from leadflow_compliance.models import TenantRow
 from leadflow_compliance.repository import Repository
 from leadflow_compliance.tz_database import known_zones
@@ -135,7 +136,7 @@ def _is_hhmm(value: str) -> bool:
     return bool(sep) and hours.isdigit() and minutes.isdigit() and int(hours) <= 24 and int(minutes) < 60
 
 
-class TenantAdminServicer(tenants_pb2_grpc.TenantAdminServiceServicer):
+class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminServiceServicer):
     def __init__(
         self, repo: Repository, accounts: Accounts, cache: TenantCache, keys: Callable[[], Keyring]
     ) -> None:

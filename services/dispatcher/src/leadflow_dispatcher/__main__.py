@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from leadflow.v1 import compliance_pb2_grpc, dispatcher_pb2, dispatcher_pb2_grpc
+from leadflow.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    compliance_pb2_grpc,
+    dispatcher_pb2,
+    dispatcher_pb2_grpc,
+    tenants_pb2_grpc,
+)
 from leadflow_core import tls
 from leadflow_core.db import is_sqlite, make_engine, make_sessionmaker
 from leadflow_core.grpc_clients import channel
 from leadflow_core.grpc_server import create_server, serve_until_signal, write_port_file
 from leadflow_core.logs import configure, get_logger
+from leadflow_dispatcher.admin_servicer import AdminServicer
 from leadflow_dispatcher.metrics import serve_metrics
 from leadflow_dispatcher.policies import PolicyView, TenantPolicies
+from leadflow_dispatcher.queue_pauses import QueuePauses
 from leadflow_dispatcher.queueing import make_broker
 from leadflow_dispatcher.relay import Relay
 from leadflow_dispatcher.servicer import DispatcherServicer
@@ -26,8 +35,10 @@ def main() -> None:
     engine = make_engine(settings.database_url, pre_ping=False)
     store = Store(make_sessionmaker(engine), postgres=not is_sqlite(settings.database_url))
     broker = make_broker(settings.redis_url, settings.dramatiq_namespace)
-    compliance = compliance_pb2_grpc.ComplianceServiceStub(channel(settings.compliance_addr))
-    relay = Relay(store, broker, compliance, settings)
+    compliance_channel = channel(settings.compliance_addr)
+    compliance = compliance_pb2_grpc.ComplianceServiceStub(compliance_channel)
+    pauses = QueuePauses(store.sessions, mirror=broker.client, mirror_key=settings.redis_key("paused_queues"))
+    relay = Relay(store, broker, compliance, settings, pauses)
     policies = TenantPolicies(
         settings.compliance_addr,
         PolicyView(
@@ -38,15 +49,36 @@ def main() -> None:
         settings.policy_cache_seconds,
     )
     servicer = DispatcherServicer(store, relay, policies, settings)
+    # AdminService lives here: the dispatcher owns leads, jobs and the queues it reports on.
+    admin = AdminServicer(
+        store,
+        pauses,
+        broker.client,
+        tenants_pb2_grpc.TenantAdminServiceStub(compliance_channel),
+        compliance,
+        settings,
+    )
     metrics_port = serve_metrics(
-        settings.dispatcher_metrics_addr, broker.client, settings.dramatiq_namespace, store
+        settings.dispatcher_metrics_addr,
+        broker.client,
+        settings.dramatiq_namespace,
+        store,
+        pauses,
+        tenants_pb2_grpc.TenantAdminServiceStub(compliance_channel),
+        compliance_addr=settings.compliance_addr,
     )
     write_port_file(settings.metrics_port_file, metrics_port)
     relay.start()
     running = create_server(
         settings.dispatcher_addr,
-        [lambda server: dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server(servicer, server)],
-        [dispatcher_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name],
+        [
+            lambda server: dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server(servicer, server),
+            lambda server: admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server),
+        ],
+        [
+            dispatcher_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name,
+            admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+        ],
     )
     log.info("dispatcher_started", port=running.port, metrics_port=metrics_port)
     write_port_file(settings.port_file, running.port)

@@ -38,6 +38,7 @@ from leadflow_dispatcher.repository import (
     new_id,
     source_of,
 )
+from leadflow_dispatcher.reviews import review_row
 
 
 class LeadStore(PersonOrderStore):
@@ -122,6 +123,12 @@ class LeadStore(PersonOrderStore):
             with self.sessions.begin() as s:
                 existing = self._find_duplicate(s, lead, source)
                 if existing is not None:
+                    # Counted by the admin lead statistics; the timeline shows redeliveries.
+                    s.add(
+                        event_row(
+                            existing.tenant, existing.id, "duplicate_received", {}, request_id, utcnow()
+                        )
+                    )
                     return self._duplicate_result(existing)
                 if self.postgres and keys.any:
                     # Serialise leads about one person so two of them cannot both start a call,
@@ -275,6 +282,8 @@ class LeadStore(PersonOrderStore):
             job.state = "queued"
             job.lease_until = job.due_at + timedelta(seconds=lease_seconds)
             job.enqueue_count = 1
+        if decision.needs_review:
+            s.add(review_row(tenant, lead_id, decision, source_of(lead), now))
         s.add_all(events)
         s.add_all(jobs)
         s.flush()

@@ -27,10 +27,16 @@ class Merged:
     consent: str
 
 
-def has_evidence(consent: lead_pb2.ConsentEvidence) -> bool:
-    return consent.granted or bool(
-        consent.trustedform_cert_url or consent.jornaya_leadid or consent.disclosure_text
-    )
+def evidence_level(consent: lead_pb2.ConsentEvidence) -> int:
+    """2: consent given with a reference that proves it (TrustedForm, LeadiD, the stored form
+    submission); 1: a claim or a disclosure only; 0: nothing."""
+    if consent.granted and (
+        consent.trustedform_cert_url or consent.jornaya_leadid or consent.form_submission_id
+    ):
+        return 2
+    if consent.granted or consent.disclosure_text or consent.disclosure_version:
+        return 1
+    return 0
 
 
 def _consented_at(consent: lead_pb2.ConsentEvidence) -> datetime | None:
@@ -38,12 +44,14 @@ def _consented_at(consent: lead_pb2.ConsentEvidence) -> datetime | None:
 
 
 def newer_consent_wins(stored: lead_pb2.ConsentEvidence, newer: lead_pb2.ConsentEvidence) -> bool:
-    """Whether `newer` holds the earliest evidence; evidence without a time counts as later than
-    any with one, and on a tie the stored evidence stays."""
-    if not has_evidence(newer):
+    """Whether `newer` holds the evidence to keep: better evidence wins (a proof over a bare
+    claim); between equals, the earliest, and evidence without a time counts as later than any
+    with one; on a tie the stored evidence stays."""
+    a_level, b_level = evidence_level(stored), evidence_level(newer)
+    if a_level != b_level:
+        return b_level > a_level
+    if b_level == 0:
         return False
-    if not has_evidence(stored):
-        return True
     a, b = _consented_at(stored), _consented_at(newer)
     return b is not None and (a is None or b < a)
 

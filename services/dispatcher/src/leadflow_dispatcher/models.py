@@ -210,3 +210,48 @@ class DeadLetterRow(Base):
     message_json: Mapped[str] = mapped_column(sa.Text, default="")
     failed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class QueuePauseRow(Base):
+    """A queue an operator paused: the relay hands none of its work to Redis until resumed."""
+
+    __tablename__ = "dispatcher_queue_pauses"
+
+    queue: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(sa.Text, default="")
+    actor: Mapped[str] = mapped_column(sa.String(255), default="")
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class ReviewRow(Base):
+    """A lead compliance asked a person to look at, and what that person decided."""
+
+    __tablename__ = "dispatcher_reviews"
+    __table_args__ = (sa.Index("ix_dispatcher_reviews_state", "tenant", "state", "created_at"),)
+
+    tenant: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    # open, approved, rejected.
+    state: Mapped[str] = mapped_column(sa.String(16), default="open")
+    reasons: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    source: Mapped[str] = mapped_column(sa.String(32), default="")
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    decided_by: Mapped[str] = mapped_column(sa.String(255), default="")
+    note: Mapped[str] = mapped_column(sa.Text, default="")
+    decided_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+
+
+class AdminAuditRow(Base):
+    """One operator action: who (the caller's identity), what, on what, and why. Append-only."""
+
+    __tablename__ = "dispatcher_admin_audit"
+    __table_args__ = (sa.Index("ix_dispatcher_admin_audit_at", "at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    target: Mapped[str] = mapped_column(sa.String(255), default="")
+    tenant: Mapped[str] = mapped_column(sa.String(63), default="")
+    reason: Mapped[str] = mapped_column(sa.Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)

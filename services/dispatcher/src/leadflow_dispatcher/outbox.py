@@ -48,9 +48,14 @@ class OutboxStore(Repository):
     # ---- the relay's queries -----------------------------------------------------------
 
     def claim_due_jobs(
-        self, horizon_seconds: float, lease_seconds: float, limit: int
+        self,
+        horizon_seconds: float,
+        lease_seconds: float,
+        limit: int,
+        paused_queues: Sequence[str] = (),
     ) -> list[tuple[JobSpec, float]]:
-        """Pending jobs due within the horizon, marked queued with a lease; each with its delay."""
+        """Pending jobs due within the horizon, marked queued with a lease; each with its delay.
+        Jobs of paused queues stay pending."""
         now = utcnow()
         horizon = now + timedelta(seconds=horizon_seconds)
         # A job waits while the same kind of job of an earlier lead of its (person, campaign) is
@@ -63,15 +68,13 @@ class OutboxStore(Repository):
             earlier.order_seq < JobRow.order_seq,
             earlier.state.in_(LIVE_JOB_STATES),
         )
+        where = [JobRow.kind.in_(BROKER_KINDS), JobRow.state == "pending", JobRow.due_at <= horizon, ~waiting]
+        if paused_queues:
+            where.append(JobRow.queue.not_in(list(paused_queues)))
         with self.sessions.begin() as s:
             rows = s.scalars(
                 sa.select(JobRow)
-                .where(
-                    JobRow.kind.in_(BROKER_KINDS),
-                    JobRow.state == "pending",
-                    JobRow.due_at <= horizon,
-                    ~waiting,
-                )
+                .where(*where)
                 .order_by(JobRow.due_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)

@@ -24,6 +24,7 @@ from leadflow.v1 import compliance_pb2, compliance_pb2_grpc
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import bound
 from leadflow_dispatcher import queueing, scheduling
+from leadflow_dispatcher.queue_pauses import QueuePauses
 from leadflow_dispatcher.queueing import JobSpec
 from leadflow_dispatcher.settings import DispatcherSettings
 from leadflow_dispatcher.store import Store
@@ -38,8 +39,11 @@ class Relay:
         broker: RedisBroker,
         compliance: compliance_pb2_grpc.ComplianceServiceStub,
         settings: DispatcherSettings,
+        pauses: QueuePauses | None = None,
     ) -> None:
         self.store = store
+        # Paused queues' work stays pending in the outbox (see queue_pauses).
+        self.pauses = pauses
         self.broker = broker
         self.compliance = compliance
         self.settings = settings
@@ -68,7 +72,12 @@ class Relay:
         never noted (a crash) is simply enqueued again, as after a crash before this write."""
         sent: list[tuple[str, str, str]] = []
         failed: list[JobSpec] = []
+        held: list[JobSpec] = []
+        paused = self.pauses.paused() if self.pauses is not None else {}
         for job, delay in jobs:
+            if job.queue in paused:
+                held.append(job)
+                continue
             try:
                 queue, mid = queueing.enqueue(self.broker, job, delay)
                 sent.append((job.job_id, queue, mid))
@@ -77,6 +86,8 @@ class Relay:
                 failed.append(job)
         if failed:
             self.store.release_jobs(failed, "broker unavailable")
+        if held:
+            self.store.release_jobs(held, "queue paused")
         if note_later and self._noter.is_alive():
             for item in sent:
                 self._notes.put(item)
@@ -124,8 +135,9 @@ class Relay:
         self._sweep()
         moved = 0
         while True:
+            paused = self.pauses.paused() if self.pauses is not None else {}
             due = self.store.claim_due_jobs(
-                s.max_broker_delay_seconds, s.job_lease_seconds, s.relay_batch_size
+                s.max_broker_delay_seconds, s.job_lease_seconds, s.relay_batch_size, tuple(paused)
             )
             if not due:
                 break

@@ -6,6 +6,13 @@ Contract (the workers and the gateway rely on it):
   idempotency_key); a duplicate returns the same lead id with duplicate=true and enqueues
   nothing. Then `enrich`, `crm_sync` and (DIAL_NOW) `dial` on `dial.<urgency>` are enqueued
   with the tenant's delay; DEFER waits in the database for the relay; NEVER is blocked.
+- A lead of the same person (email, else phone) and campaign within the tenant's merge window
+  merges into the stored one (person_order.py): same lead id, duplicate=true and merged=true,
+  nothing new queued; its ids keep answering with that lead. Each lead gets the next number in
+  its (person, campaign) order, and the relay releases a job only after the same kind of job of
+  every earlier lead in that order is finished.
+- FindLeads answers, per sender id already stored (merged ones included), what a duplicate
+  SubmitLead would.
 - Reads are scoped by tenant: another tenant's lead is NOT_FOUND.
 - RecordEvent is idempotent by dedupe_key and marks work done ("enriched", "synced").
 - ClaimDialAttempt lets one claim win per attempt; CompleteDialAttempt records the provider call
@@ -89,6 +96,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                 "lead_submitted",
                 lead_id=result.lead_id,
                 duplicate=result.duplicate,
+                merged=result.merged,
                 dial_state=dispatcher_pb2.DialState.Name(result.dial_state),  # type: ignore[arg-type]
                 joined=result.joined_lead_id or None,
             )

@@ -8,8 +8,9 @@ from leadflow_core.settings import CommonSettings
 
 
 class DispatcherSettings(CommonSettings):
-    # Where Prometheus scrapes queue depth and age (port 0 picks a free port).
-    dispatcher_metrics_addr: str = "127.0.0.1:9152"
+    # Where Prometheus scrapes queue depth and age, with /healthz and /readyz (port 0 picks a free
+    # port). 9102 is the image's and the chart's metrics port.
+    dispatcher_metrics_addr: str = "127.0.0.1:9102"
     # Written with the metrics port once it listens (tests bind port 0).
     metrics_port_file: str = ""
     # Deployment-wide dial delays per urgency (seconds), over the defaults of leadflow_core.queues;

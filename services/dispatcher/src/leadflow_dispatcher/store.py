@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from leadflow_dispatcher.admin_stats import AdminStatsStore
 from leadflow_dispatcher.attempts import AttemptStore, ClaimResult
 from leadflow_dispatcher.dead_letters import DeadLetterStore
 from leadflow_dispatcher.leads import LeadStore
 from leadflow_dispatcher.outbox import ExpiredJob, OutboxStore, SettleWork
 from leadflow_dispatcher.person_order import SubmitResult
 from leadflow_dispatcher.repository import NotFound
+from leadflow_dispatcher.reviews import ReviewStore
 
 
-class Store(LeadStore, AttemptStore, DeadLetterStore, OutboxStore):
+class Store(LeadStore, AttemptStore, DeadLetterStore, OutboxStore, ReviewStore, AdminStatsStore):
     """Every repository of the dispatcher over one engine."""
 
 

@@ -20,6 +20,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from leadflow_core import queues, tls
 from leadflow_core.access_policy import DIAL_WORKER, JOBS_WORKER
@@ -132,7 +133,8 @@ def run(groups: list[Group], settings: WorkerSettings) -> None:
         worker.start()
         workers.append(worker)
         log.info("worker_group_started", group=group.name, queues=list(group.queues), threads=group.threads)
-    # Workers serve no port: the port file gets our pid, telling a supervisor we consume now.
+    serve_health(settings, broker, workers)
+    # Workers serve no RPC port: the port file gets our pid, telling a supervisor we consume now.
     write_port_file(settings.port_file, os.getpid())
 
     stop = threading.Event()
@@ -150,6 +152,30 @@ def run(groups: list[Group], settings: WorkerSettings) -> None:
     context.close()
     broker.close()
     log.info("stopped")
+
+
+def serve_health(settings: WorkerSettings, broker: Any, workers: list[Any]) -> None:
+    """The metrics and health port (liveness and readiness probes); a port already taken (a
+    second copy under --processes) leaves this copy without one rather than down."""
+    from leadflow_core.metrics_server import bound_port, start_metrics_server
+
+    log = get_logger("leadflow.worker")
+
+    def ready() -> tuple[bool, str]:
+        try:
+            broker.client.ping()
+        except Exception as err:
+            return False, f"redis: {err}"
+        if not workers:
+            return False, "no worker group running"
+        return True, ""
+
+    try:
+        server = start_metrics_server(settings.worker_metrics_addr, ready)
+    except OSError as err:
+        log.warning("metrics_port_unavailable", addr=settings.worker_metrics_addr, error=str(err))
+        return
+    write_port_file(settings.metrics_port_file, bound_port(server))
 
 
 def main(argv: list[str] | None = None) -> int:

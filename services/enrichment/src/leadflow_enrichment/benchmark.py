@@ -25,6 +25,7 @@ from leadflow.v1 import (
     dispatcher_pb2_grpc,
     lead_pb2,
 )
+from leadflow_core import timestamps
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def make_lead(tenant: str, i: int, tag: str, urgency: int) -> lead_pb2.Lead:
             disclosure_text="I agree that ACME may call me with an autodialer.",
             page_url="https://acme.example/quote",
             ip="203.0.113.9",
+            consented_at=timestamps.to_proto(timestamps.utcnow()),
             seller=tenant,
             form_submission_id=f"sub-{tag}-{i}",
         ),

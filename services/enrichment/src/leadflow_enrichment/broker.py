@@ -11,7 +11,9 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Retries, ShutdownNotifications, TimeLimit
 
 from leadflow_core import queues
+from leadflow_enrichment.job_metrics import JobMetrics
 from leadflow_enrichment.middleware import RequestContext
+from leadflow_enrichment.queue_pause_gate import QueuePauseGate
 from leadflow_enrichment.settings import WorkerSettings
 
 settings = WorkerSettings()
@@ -36,6 +38,8 @@ def build_broker(s: WorkerSettings) -> RedisBroker:
             Retries(retry_when=_retry_only_when_asked, max_backoff=3_600_000),
             CurrentMessage(),
             RequestContext(),
+            JobMetrics(),
+            QueuePauseGate(client, s.redis_key("paused_queues")),
         ],
     )
     for queue in queues.ALL_QUEUES:

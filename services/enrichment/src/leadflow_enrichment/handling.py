@@ -25,6 +25,7 @@ from leadflow_core.logs import get_logger
 from leadflow_core.timestamps import to_proto
 from leadflow_enrichment.context import WorkerContext
 from leadflow_enrichment.failures import ErrorClass, ProviderError
+from leadflow_enrichment.job_metrics import record_failure
 from leadflow_enrichment.retry_policy import Action, RetrySchedule, decide
 
 log = get_logger("leadflow.worker")
@@ -122,6 +123,7 @@ def run_job(ctx: WorkerContext, info: JobInfo, body: Callable[[JobInfo], None]) 
         options["failures"] = failures
         schedule = info.schedule or ctx.default_schedule
         outcome = decide(error_class, failures, schedule, retry_after, random.Random())
+        record_failure(info.kind, str(error_class), provider, str(outcome.action))
         error = f"{type(err).__name__}: {err}"
         log.warning(
             "job_failed",

@@ -19,6 +19,10 @@ class WorkerSettings(ProviderSettings):
     # Queue groups this process runs (see DEFAULT_GROUPS); `--queues` on the command line
     # replaces them with one group.
     worker_groups: list[str] = Field(default_factory=lambda: list(DEFAULT_GROUPS))
+    # /metrics, /healthz (liveness) and /readyz (Redis answers, workers consuming); port 0 picks
+    # a free port. 9102 is the image's and the chart's metrics port.
+    worker_metrics_addr: str = "127.0.0.1:9104"
+    metrics_port_file: str = ""
     # Longest idle poll interval of a worker's consumers (ms); shorter for the urgent dial queues.
     poll_ms: int = 1000
     urgent_poll_ms: int = 100

@@ -13,6 +13,7 @@ import uvicorn
 from leadflow_core import tls
 from leadflow_core.grpc_server import write_port_file
 from leadflow_core.logs import configure, get_logger
+from leadflow_core.metrics_server import bound_port, start_metrics_server
 from leadflow_gateway.app import create_app
 from leadflow_gateway.settings import GatewaySettings
 
@@ -61,6 +62,9 @@ def _started(settings: GatewaySettings, port: int) -> None:
 
 
 async def serve(settings: GatewaySettings) -> None:
+    # /metrics has a port of its own, never the public one (the chart exposes only the public).
+    metrics = start_metrics_server(settings.gateway_metrics_addr)
+    write_port_file(settings.metrics_port_file, bound_port(metrics))
     sock = bind(settings.gateway_addr)
     port = int(sock.getsockname()[1])
     config = uvicorn.Config(

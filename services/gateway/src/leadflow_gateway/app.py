@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -158,7 +157,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiLead"}}},
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ApiLead"},
+                        "example": bodies.API_EXAMPLE,
+                    }
+                },
             },
             "parameters": [
                 {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}},
@@ -206,7 +210,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def form_preflight(tenant: str, request: Request) -> Response:
         return await form.preflight(gw(request), request, tenant)
 
-    @app.get("/v1/webhooks/{tenant}/meta", response_class=PlainTextResponse, summary="Meta handshake")
+    @app.get(
+        "/v1/webhooks/{tenant}/meta",
+        response_class=PlainTextResponse,
+        summary="Meta handshake",
+        openapi_extra={"parameters": bodies.META_HANDSHAKE_PARAMETERS},
+    )
     async def meta_get(tenant: str, request: Request) -> Response:
         return await meta.verify_subscription(gw(request), request, tenant)
 
@@ -379,10 +388,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         deps = await gw(request).backends.ready()
         ok = all(deps.values())
         return JSONResponse({"ready": ok, "dependencies": deps}, status_code=200 if ok else 503)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -44,11 +44,24 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body.decode("utf-8"))
+        doc = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as err:
         raise bad_request("body", "body is not UTF-8") from err
     except (json.JSONDecodeError, RecursionError) as err:
         raise bad_request("body", f"body is not valid JSON ({err.__class__.__name__})") from err
+    # Only a body with a \u escape can hold one (raw UTF-8 cannot encode a surrogate).
+    if b"\\u" in body and not _encodable(doc):
+        raise bad_request("body", "body has an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)")
+    return doc
+
+
+def _encodable(doc: Any) -> bool:
+    """JSON's `\\ud800` escapes decode to lone surrogates, which no UTF-8 text (nor protobuf) can hold."""
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

@@ -70,7 +70,8 @@ def parse_bool(value: str) -> bool | None:
 def parse_instant(value: str) -> datetime | None:
     """ISO 8601 (with or without zone; naive = UTC) or Unix seconds / milliseconds."""
     v = value.strip()
-    if not v:
+    # strptime's %Y and fromisoformat read "٢٠٢٤" as 2024: only ASCII text is an instant here.
+    if not v or not v.isascii() or has_control(v):
         return None
     if is_digits(v) and len(v) <= 14:
         n = int(v)
@@ -212,7 +213,7 @@ def _vendor_id(mapped: MappedFields, env: Envelope) -> str:
         value, name = mapped.get("vendor_lead_id"), mapped.field_name("vendor_lead_id")
     else:
         value, name = env.vendor_lead_id, env.vendor_lead_id_field
-    return check_id(name, value.strip())[:256]
+    return check_id(name, value).strip()[:256]
 
 
 def _campaign(mapped: MappedFields, env: Envelope) -> str:
@@ -220,7 +221,7 @@ def _campaign(mapped: MappedFields, env: Envelope) -> str:
         value, name = mapped.get("campaign"), mapped.field_name("campaign")
     else:
         value, name = env.campaign, env.campaign_field
-    return check_id(name, value.strip())[:MAX_CAMPAIGN]
+    return check_id(name, value).strip()[:MAX_CAMPAIGN]
 
 
 def _consent(

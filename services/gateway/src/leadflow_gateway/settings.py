@@ -6,6 +6,10 @@ from leadflow_core.settings import CommonSettings
 
 
 class GatewaySettings(CommonSettings):
+    # /metrics (with /healthz, /readyz) on its own port, never the public one; port 0 picks one.
+    # 9102 is the image's and the chart's metrics port.
+    gateway_metrics_addr: str = "127.0.0.1:9105"
+    metrics_port_file: str = ""
     # Deadline of each RPC to compliance and dispatcher.
     gateway_rpc_timeout_seconds: float = 5.0
     # Source configs and API keys are cached this long; changes take at most this to apply.

@@ -198,6 +198,37 @@ EXAMPLES: dict[str, Any] = {
     },
 }
 
+API_EXAMPLE: dict[str, Any] = {
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "phone": "+12125550123",
+    "email": "ada@example.com",
+    "campaign": "spring-hvac",
+    "message": "no heat since last night",
+    "consent": {
+        "granted": True,
+        "disclosure_text": "By submitting you agree ACME may call you using an autodialer.",
+        "consented_at": "2026-11-30T10:00:00Z",
+        "trustedform_cert_url": "https://cert.trustedform.com/0123456789abcdef0123456789abcdef01234567",
+    },
+}
+META_HANDSHAKE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "hub.mode",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "enum": ["subscribe"]},
+    },
+    {"name": "hub.verify_token", "in": "query", "required": True, "schema": {"type": "string"}},
+    {
+        "name": "hub.challenge",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "maxLength": 200},
+        "description": "Echoed as the plain-text answer when the verify token matches.",
+    },
+]
+
 SALESFORCE_EXAMPLE = f"""<?xml version="1.0" encoding="UTF-8"?>
 <soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
  <soapenv:Body>

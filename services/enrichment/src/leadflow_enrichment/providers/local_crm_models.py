@@ -71,3 +71,6 @@ class SimulatedCall(Base):
     # When the simulated call is over; past it, fetch_status settles a call whose callbacks were lost.
     due_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    # Recorded only when compliance allowed it, announced first where it said so (Decision).
+    recorded: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    recording_announced: Mapped[bool] = mapped_column(sa.Boolean, default=False)

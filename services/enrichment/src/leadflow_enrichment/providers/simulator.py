@@ -123,6 +123,8 @@ class DialSimulator:
             created_at=now,
             updated_at=now,
             due_at=now + timedelta(seconds=self.config.step_seconds * (len(steps) + 1)),
+            recorded=request.record,
+            recording_announced=request.record and request.recording_disclosure,
         )
         try:
             with self._sessions.begin() as session:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from leadflow.v1 import compliance_pb2
 from leadflow_core import timestamps
 from leadflow_gateway import signatures
+from leadflow_gateway.ascii_text import check_header_token, check_id, is_digits
 from leadflow_gateway.body import JSON, parse_json_object, read_body, require_media
 from leadflow_gateway.errors import bad_request, unauthenticated
 from leadflow_gateway.ingest import Gateway
@@ -56,7 +57,7 @@ def parse(body: bytes) -> EmailReply:
 
 
 def sender_address(sender: str) -> str:
-    _, address = parseaddr(sender)
+    _, address = parseaddr(check_id("from", sender))
     local, at, domain = address.partition("@")
     if not (local and at and "." in domain) or not address.isascii() or any(c.isspace() for c in address):
         raise bad_request("from", "not an email address")
@@ -71,6 +72,11 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     headers = {
         k: request.headers.get(k, "") for k in ("webhook-id", "webhook-timestamp", "webhook-signature")
     }
+    # Same header rules as the direct API: only ASCII is well-formed (a 400 naming the header).
+    check_id("webhook-id", headers["webhook-id"])
+    check_header_token("webhook-signature", headers["webhook-signature"])
+    if headers["webhook-timestamp"] and not is_digits(headers["webhook-timestamp"].strip()):
+        raise bad_request("webhook-timestamp", "must be Unix seconds in ASCII digits")
     secrets = ctx.secrets_with_prefix(WEBHOOK_SECRET_PREFIX)
     tolerance = gw.settings.signature_tolerance_seconds
     if not signatures.verify_standard_webhook(secrets, headers, body, int(time.time()), tolerance):

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from leadflow.v1 import compliance_pb2
 from leadflow_core import timestamps
 from leadflow_gateway import signatures
+from leadflow_gateway.ascii_text import check_header_token
 from leadflow_gateway.body import FORM, parse_form, read_body, require_media
 from leadflow_gateway.errors import bad_request, unauthenticated
 from leadflow_gateway.ingest import Gateway
@@ -70,6 +71,7 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> Response:
     body = await read_body(request, gw.body_limit(ctx))
     require_media(request, FORM)
     params = parse_form(body)
+    check_header_token("X-Twilio-Signature", request.headers.get("x-twilio-signature"))
     url = public_url(request, gw.settings)
     if not signatures.verify_twilio(
         ctx.secret("auth_token"), url, params, request.headers.get("x-twilio-signature")

@@ -20,7 +20,7 @@ MAX_IDEMPOTENCY_KEY = 200
 
 
 def envelope(request: Request, tenant: str, source: lead_pb2.Source.ValueType) -> Envelope:
-    key = check_id("Idempotency-Key", request.headers.get("idempotency-key", "").strip())
+    key = check_id("Idempotency-Key", request.headers.get("idempotency-key", "")).strip()
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise bad_request("Idempotency-Key", f"at most {MAX_IDEMPOTENCY_KEY} characters")
     return Envelope(

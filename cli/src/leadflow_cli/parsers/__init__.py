@@ -1,0 +1,1 @@
+"""argparse definitions of each command group, importing nothing heavy."""

@@ -1,0 +1,1 @@
+"""Operations tooling that lives beside the code: Grafana dashboards generated from code."""

@@ -1,0 +1,79 @@
+"""Read-only listings for operators: a tenant's do-not-call entries and API keys (hashes, ids and
+dates only: neither a number nor a key is ever stored in clear)."""
+
+from __future__ import annotations
+
+import grpc
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from leadflow.v1 import compliance_pb2, tenant_pb2, tenants_pb2
+from leadflow_compliance.models import ApiKeyRow, DncRow, TenantRow
+from leadflow_compliance.repository import Repository
+from leadflow_core.timestamps import to_proto
+
+
+def list_dnc(
+    sessions: sessionmaker[Session], tenant: str, limit: int
+) -> compliance_pb2.ListDoNotCallResponse:
+    with sessions() as s:
+        total = s.scalar(sa.select(sa.func.count()).select_from(DncRow).where(DncRow.tenant == tenant)) or 0
+        rows = s.scalars(
+            sa.select(DncRow)
+            .where(DncRow.tenant == tenant)
+            .order_by(DncRow.added_at.desc())
+            .limit(limit or 100)
+        ).all()
+        entries = []
+        for row in rows:
+            entry = compliance_pb2.DoNotCallEntry(
+                subject_hash=row.subject_hash, reason=row.reason, actor=row.actor
+            )
+            entry.added_at.CopyFrom(to_proto(row.added_at))
+            entries.append(entry)
+    return compliance_pb2.ListDoNotCallResponse(entries=entries, total=int(total))
+
+
+def list_api_keys(sessions: sessionmaker[Session], tenant: str) -> tenants_pb2.ListApiKeysResponse:
+    with sessions() as s:
+        rows = s.scalars(
+            sa.select(ApiKeyRow).where(ApiKeyRow.tenant == tenant).order_by(ApiKeyRow.created_at)
+        ).all()
+        keys = []
+        for row in rows:
+            info = tenants_pb2.ApiKeyInfo(key_id=row.key_id)
+            info.created_at.CopyFrom(to_proto(row.created_at))
+            if row.revoked_at is not None:
+                info.revoked_at.CopyFrom(to_proto(row.revoked_at))
+            keys.append(info)
+    return tenants_pb2.ListApiKeysResponse(keys=keys)
+
+
+class DncListingRpcs:
+    """Mixed into ComplianceServicer, which provides `repo` and `_tenant`."""
+
+    repo: Repository
+
+    def _tenant(self, context: grpc.ServicerContext, name: str, field: str = "tenant") -> tenant_pb2.Tenant:
+        raise NotImplementedError
+
+    def ListDoNotCall(
+        self, request: compliance_pb2.ListDoNotCallRequest, context: grpc.ServicerContext
+    ) -> compliance_pb2.ListDoNotCallResponse:
+        tenant = self._tenant(context, request.tenant)
+        return list_dnc(self.repo.sessions, tenant.name, request.limit)
+
+
+class ApiKeyListingRpcs:
+    """Mixed into TenantAdminServicer, which provides `repo` and `_row`."""
+
+    repo: Repository
+
+    def _row(self, context: grpc.ServicerContext, name: str) -> TenantRow:
+        raise NotImplementedError
+
+    def ListApiKeys(
+        self, request: tenants_pb2.ListApiKeysRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.ListApiKeysResponse:
+        row = self._row(context, request.name)
+        return list_api_keys(self.repo.sessions, row.name)
