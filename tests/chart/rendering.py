@@ -15,7 +15,8 @@ CI_VALUES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))
 CRD_FILE = CHART_DIR / "crds" / "tenants.leadflow.dev.yaml"
 RELEASE = "lf"
 NAMESPACE = "leadflow"
-KUBE_VERSIONS = ("1.31.0", "1.37.0")
+KUBE_VERSIONS = ("1.29.0", "1.31.0", "1.33.0", "1.36.0", "1.37.0")
+EXAMPLE_VALUES = sorted((REPO_ROOT / "examples").glob("values-*.yaml"))
 
 Obj = dict[str, Any]
 

@@ -34,6 +34,7 @@ CUSTOM_KINDS = {
     "PrometheusRule",
     "Certificate",
     "Issuer",
+    "HTTPRoute",
 }
 WORKER_GROUPS = {
     "dial-urgent": ["dial.emergency", "dial.high"],
@@ -396,7 +397,9 @@ def test_network_policies_let_only_the_gateway_take_outside_traffic(default_objs
     assert dispatcher[1]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     # Workers and the operator take no ingress at all.
     covered = {
-        p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component") for p in policies.values()
+        p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
+        for p in policies.values()
+        if "Ingress" in p["spec"]["policyTypes"]
     }
     assert covered.isdisjoint(workers | {"operator"})
 
@@ -465,7 +468,7 @@ def test_operator_rbac_is_least_privilege(default_objs: list[Obj]) -> None:
     assert rules == {
         (("leadflow.dev",), ("tenants",)): {"get", "list", "watch", "patch", "update"},
         (("leadflow.dev",), ("tenants/status",)): {"get", "patch", "update"},
-        (("",), ("secrets",)): {"get"},
+        (("",), ("secrets",)): {"get", "list", "watch", "create"},
         (("", "events.k8s.io"), ("events",)): {"create", "patch"},
     }
     binding = of_kind(default_objs, "RoleBinding")[name("operator")]

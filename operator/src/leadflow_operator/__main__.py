@@ -7,11 +7,15 @@ import kopf
 from leadflow_core import tls
 from leadflow_core.logs import configure
 from leadflow_operator import handlers  # noqa: F401  (registers the handlers)
-from leadflow_operator.settings import OperatorSettings
+from leadflow_operator.settings import OperatorSettings, require_port
 
 
 def main() -> None:
     settings = OperatorSettings()
+    try:
+        require_port(settings.compliance_addr)
+    except ValueError as err:
+        raise SystemExit(f"leadflow-operator: {err}") from None
     configure("operator", settings.log_level)
     tls.set_component("operator")
     namespace = settings.operator_namespace

@@ -54,5 +54,10 @@ class TenantAdmin:
             raise
         return True
 
+    async def create_api_key(self, name: str) -> tenants_pb2.CreateApiKeyResponse:
+        return await self._stub.CreateApiKey(
+            tenants_pb2.CreateApiKeyRequest(name=name), timeout=self._timeout, metadata=request_metadata()
+        )
+
     async def close(self) -> None:
         await self._channel.close()

@@ -1,7 +1,6 @@
-"""Reading the Secrets that Tenants name, with the credentials kopf logged in with.
-
-kopf has no public API client; this is the one read the operator makes outside kopf.
-"""
+"""The few API calls the operator makes outside kopf, with the credentials kopf logged in with:
+reading the Secrets Tenants name, creating a Tenant's API-key Secret, and patching a Tenant's
+status when one of its Secrets changed (kopf has no public API client)."""
 
 from __future__ import annotations
 
@@ -15,6 +14,8 @@ from urllib.parse import quote
 
 import aiohttp
 import kopf
+
+from leadflow_operator.resource import GROUP, PLURAL, VERSION
 
 
 class KubeUnavailable(RuntimeError):
@@ -53,33 +54,80 @@ class KubeAccess:
         path.chmod(0o600)
         return str(path)
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The Secret's `.data` (base64 values), or None when it does not exist."""
+    async def _request(
+        self, method: str, path: str, what: str, body: dict[str, Any] | None = None, content_type: str = ""
+    ) -> tuple[int, dict[str, Any]]:
         info = self.info
         if info is None:
             raise KubeUnavailable("not logged in to the Kubernetes API yet")
         headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
         auth = None
         if info.token:
             headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
         elif info.username and info.password:
             auth = aiohttp.BasicAuth(info.username, info.password)
-        url = f"{info.server.rstrip('/')}/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}"
+        url = f"{info.server.rstrip('/')}{path}"
         timeout = aiohttp.ClientTimeout(total=15)
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout, trust_env=info.trust_env) as session,
-                session.get(url, headers=headers, auth=auth, ssl=self._ssl(info)) as resp,
+                session.request(
+                    method, url, headers=headers, auth=auth, ssl=self._ssl(info), json=body
+                ) as resp,
             ):
-                if resp.status == 404:
-                    return None
-                if resp.status != 200:
-                    raise KubeUnavailable(f"reading Secret {name!r}: HTTP {resp.status}")
-                body: dict[str, Any] = await resp.json()
-        except aiohttp.ClientError as err:
-            raise KubeUnavailable(f"reading Secret {name!r}: {type(err).__name__}") from None
+                answer: dict[str, Any] = await resp.json(content_type=None) if resp.status != 204 else {}
+                return resp.status, answer or {}
+        except (aiohttp.ClientError, ValueError) as err:
+            # Never the body: it may hold secret values.
+            raise KubeUnavailable(f"{what}: {type(err).__name__}") from None
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's `.data` (base64 values), or None when it does not exist."""
+        path = f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}"
+        status, body = await self._request("GET", path, f"reading Secret {name!r}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise KubeUnavailable(f"reading Secret {name!r}: HTTP {status}")
         data = body.get("data") or {}
         return {str(k): str(v) for k, v in data.items()}
+
+    async def create_secret(
+        self, namespace: str, name: str, string_data: dict[str, str], owner: dict[str, Any] | None = None
+    ) -> bool:
+        """Create an Opaque Secret; False when one of that name exists already (kept as it is)."""
+        meta: dict[str, Any] = {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "leadflow-operator"},
+        }
+        if owner is not None:
+            meta["ownerReferences"] = [owner]
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": meta,
+            "type": "Opaque",
+            "stringData": string_data,
+        }
+        path = f"/api/v1/namespaces/{quote(namespace)}/secrets"
+        status, _ = await self._request("POST", path, f"creating Secret {name!r}", body, "application/json")
+        if status == 409:
+            return False
+        if status not in (200, 201):
+            raise KubeUnavailable(f"creating Secret {name!r}: HTTP {status}")
+        return True
+
+    async def patch_tenant_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch a Tenant's status (outside a kopf handler: the Secret watch)."""
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}/status"
+        code, _ = await self._request(
+            "PATCH", path, f"patching Tenant {name!r}", {"status": status}, "application/merge-patch+json"
+        )
+        if code not in (200, 201, 404):
+            raise KubeUnavailable(f"patching Tenant {name!r} status: HTTP {code}")
 
 
 def _text(data: str | bytes) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -247,3 +247,66 @@ def unreachable_status(obs: Observed, message: str) -> dict[str, Any]:
         obs.conditions, "Ready", False, "ComplianceUnavailable", message, obs.generation, obs.now
     )
     return {"phase": "Degraded", "conditions": conds}
+
+
+def referenced_secrets(raw_spec: Mapping[str, Any] | None) -> set[str]:
+    """Names of the Secrets a (possibly invalid) spec refers to: what the Secret watch follows."""
+    names: set[str] = set()
+    spec = raw_spec or {}
+    for section in ("sources", "providers"):
+        for entry in (spec.get(section) or {}).values():
+            ref = entry.get("secretRef") if isinstance(entry, Mapping) else None
+            if isinstance(ref, Mapping) and isinstance(ref.get("name"), str):
+                names.add(ref["name"])
+    return names
+
+
+def name_owner(claims: Iterable[tuple[str, str]]) -> str | None:
+    """Tenant names are one namespace's: of the Tenants sharing a name, the oldest holds it
+    (creationTimestamp, then namespace, so every replica and restart agrees). `claims` are
+    (creationTimestamp, namespace) pairs; the namespace that holds the name is returned."""
+    ordered = sorted(claims)
+    return ordered[0][1] if ordered else None
+
+
+def conflict_message(name: str, owner: str) -> str:
+    return (
+        f"the tenant name {name!r} is already used by the Tenant in namespace {owner!r}; tenant names "
+        "are unique across namespaces (compliance keys tenants by name): rename this Tenant"
+    )
+
+
+def conflict_status(obs: Observed, name: str, owner: str) -> dict[str, Any]:
+    """Status of a Tenant refused because another namespace holds its name."""
+    message = conflict_message(name, owner)
+    conds = set_condition(
+        obs.conditions, "NameConflict", True, "NameConflict", message, obs.generation, obs.now
+    )
+    conds = set_condition(conds, "Reconciled", False, "NameConflict", message, obs.generation, obs.now)
+    return {"phase": "Degraded", "conditions": conds}
+
+
+def without_conflict(obs: Observed) -> Observed:
+    """The conditions with a past NameConflict resolved (this Tenant now holds its name)."""
+    if not any(c.get("type") == "NameConflict" and c.get("status") == "True" for c in obs.conditions):
+        return obs
+    conds = set_condition(
+        obs.conditions,
+        "NameConflict",
+        False,
+        "NameHeld",
+        "this Tenant holds its name",
+        obs.generation,
+        obs.now,
+    )
+    return Observed(obs.generation, conds, obs.now)
+
+
+def deactivated_status(obs: Observed) -> dict[str, Any]:
+    """Compliance holds the tenant deactivated (deliberately, e.g. `leadflow tenant deactivate`):
+    re-applies leave it so; a change of the spec applies (and reactivates) it again."""
+    message = "deactivated in compliance; the operator leaves it so until the spec changes"
+    conds = set_condition(
+        obs.conditions, "Reconciled", False, "DeactivatedInCompliance", message, obs.generation, obs.now
+    )
+    return {"phase": "Deactivated", "conditions": conds}

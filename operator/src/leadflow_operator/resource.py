@@ -10,3 +10,5 @@ PLURAL: Final = "tenants"
 KIND: Final = "Tenant"
 # Holds a deleted Tenant until compliance has deactivated it.
 FINALIZER: Final = "leadflow.dev/deactivate"
+# The Secret holding a Tenant's first API key: "<tenant><suffix>" in the Tenant's namespace.
+API_KEY_SECRET_SUFFIX: Final = "-api-key"  # noqa: S105 (a name, not a secret)

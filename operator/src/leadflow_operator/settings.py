@@ -19,3 +19,17 @@ class OperatorSettings(CommonSettings):
     operator_liveness_endpoint: str = ""
     # Development and tests: talk to this API server URL without credentials.
     operator_kube_server: str = ""
+
+
+def require_port(addr: str) -> str:
+    """A gRPC target with an explicit port. Without one gRPC silently dials 443, so
+    `compliance:50051` is fine and `compliance` is refused at start with a clear message."""
+    if "://" in addr or addr.startswith(("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")):
+        return addr
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or host.endswith(":") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"LEADFLOW_COMPLIANCE_ADDR={addr!r} has no port: give host:port, e.g. compliance:50051 "
+            "(without a port gRPC would dial 443)"
+        )
+    return addr

@@ -94,7 +94,9 @@ class KubeEmulator:
             emulator.resources["v1/namespaces"] = info(
                 kind="Namespace", namespaced=False, verbs={"list", "watch"}
             )
-            emulator.resources["v1/secrets"] = info(kind="Secret", namespaced=True, verbs={"get", "create"})
+            emulator.resources["v1/secrets"] = info(
+                kind="Secret", namespaced=True, verbs={"get", "create", "list", "watch", "patch"}
+            )
             emulator.resources["v1/events"] = info(kind="Event", namespaced=True, verbs={"create", "list"})
             self.url = str(server.url).rstrip("/")
             self._ready.set()

@@ -503,19 +503,25 @@ class ImportDncRegistryChunk(_message.Message):
 
     DATA_FIELD_NUMBER: _builtins.int
     REPLACE_FIELD_NUMBER: _builtins.int
+    LIST_FIELD_NUMBER: _builtins.int
     data: _builtins.bytes
     """Raw bytes of the registry file, in order."""
     replace: _builtins.bool
     """Set on the first chunk: replace the whole registry (full file) or add (change file)."""
+    list: _builtins.str
+    """Set on the first chunk: which list. "" or "federal": the National DNC Registry;
+    "state:TX", "state:FL", ...: that state's own do-not-call list.
+    """
     def __init__(
         self,
         *,
         data: _builtins.bytes = ...,
         replace: _builtins.bool = ...,
+        list: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "replace", b"replace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "list", b"list", "replace", b"replace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -262,6 +262,7 @@ class TenantPolicy(_message.Message):
     RECORDING_FIELD_NUMBER: _builtins.int
     REVOCATION_SCOPE_FIELD_NUMBER: _builtins.int
     MERGE_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    REGISTRATIONS_FIELD_NUMBER: _builtins.int
     default_region: _builtins.str
     """Region used to parse numbers written without a country code."""
     consent_expiry_days: _builtins.int
@@ -290,6 +291,13 @@ class TenantPolicy(_message.Message):
     def dial_delay_seconds(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Dial delays per urgency in seconds, overriding the defaults ("emergency" -> 0)."""
 
+    @_builtins.property
+    def registrations(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateRegistration]:
+        """Where the seller holds the registration or licence a state requires before telemarketing
+        calls (e.g. Fla. Stat. 501.605, Tex. Bus. & Com. Code 302.101). A state whose rules say
+        registration gates calling is not called unless listed here, unexpired on the call's date.
+        """
+
     def __init__(
         self,
         *,
@@ -305,16 +313,45 @@ class TenantPolicy(_message.Message):
         recording: _builtins.str = ...,
         revocation_scope: _builtins.str = ...,
         merge_window_seconds: _builtins.int | None = ...,
+        registrations: _abc.Iterable[Global___StateRegistration] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "merge_window_seconds", b"merge_window_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "consent_expiry_days", b"consent_expiry_days", "default_region", b"default_region", "dial_delay_seconds", b"dial_delay_seconds", "fallback_timezone", b"fallback_timezone", "max_dial_attempts", b"max_dial_attempts", "merge_window_seconds", b"merge_window_seconds", "recording", b"recording", "retry_backoff_seconds", b"retry_backoff_seconds", "revocation_scope", b"revocation_scope", "urgency_rules", b"urgency_rules", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "consent_expiry_days", b"consent_expiry_days", "default_region", b"default_region", "dial_delay_seconds", b"dial_delay_seconds", "fallback_timezone", b"fallback_timezone", "max_dial_attempts", b"max_dial_attempts", "merge_window_seconds", b"merge_window_seconds", "recording", b"recording", "registrations", b"registrations", "retry_backoff_seconds", b"retry_backoff_seconds", "revocation_scope", b"revocation_scope", "urgency_rules", b"urgency_rules", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__merge_window_seconds: _TypeAlias = _typing.Literal["merge_window_seconds"]  # noqa: Y015
     _WhichOneofArgType__merge_window_seconds: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__merge_window_seconds) -> _WhichOneofReturnType__merge_window_seconds | None: ...
 
 Global___TenantPolicy: _TypeAlias = TenantPolicy  # noqa: Y015
+
+@_typing.final
+class StateRegistration(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    """Two-letter state code ("FL")."""
+    id: _builtins.str
+    """The registration or licence number, for the audit trail."""
+    expires: _builtins.str
+    """Last day it is valid, "YYYY-MM-DD" in the callee's local date; empty = no expiry recorded."""
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+        id: _builtins.str = ...,
+        expires: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires", b"expires", "id", b"id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StateRegistration: _TypeAlias = StateRegistration  # noqa: Y015
 
 @_typing.final
 class TenantPlan(_message.Message):

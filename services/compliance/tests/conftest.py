@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from leadflow.v1 import compliance_pb2_grpc, tenant_pb2, tenants_pb2, tenants_pb2_grpc
+from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, tenant_pb2, tenants_pb2, tenants_pb2_grpc
+from leadflow_compliance.rule_table import default_table
 from leadflow_core.grpc_clients import channel
 from leadflow_core.tenant_spec import TenantSpec, to_proto
 from leadflow_core.testing import ServiceProcess, python_module, service_env
@@ -23,6 +24,7 @@ def compliance_server(
         "compliance", python_module("leadflow_compliance"), env, tmp_path_factory.mktemp("compliance")
     )
     proc.start()
+    load_state_lists(proc.addr)
     yield proc
     code = proc.stop()
     assert code == 0, proc.tail()
@@ -45,8 +47,37 @@ def compliance(grpc_channel: grpc.Channel) -> compliance_pb2_grpc.ComplianceServ
     return compliance_pb2_grpc.ComplianceServiceStub(grpc_channel)
 
 
+# The state gates met by default, so other tests see the rule they are about: every state list
+# loaded (holding only a number no test dials) but Wyoming's, which the not-loaded test needs,
+# and tenants registered wherever registration gates calling (unless a test says otherwise).
+UNLOADED_STATE_LIST = "WY"
+UNDIALED_NUMBER = b"999,5550000\n"
+GATED_REGISTRATIONS = [
+    {"state": code}
+    for code, row in default_table().states.items()
+    if any(r.gates_calling for r in row.registration)
+]
+
+
+def load_state_lists(addr: str) -> None:
+    ch = channel(addr, default_timeout=30.0)
+    stub = compliance_pb2_grpc.ComplianceServiceStub(ch)
+    for code, row in default_table().states.items():
+        if row.dnc_list and code != UNLOADED_STATE_LIST:
+            chunk = compliance_pb2.ImportDncRegistryChunk(
+                data=UNDIALED_NUMBER, replace=True, list=f"state:{code}"
+            )
+            stub.ImportDncRegistry(iter([chunk]))
+    ch.close()
+
+
 def make_tenant(admin: tenants_pb2_grpc.TenantAdminServiceStub, **spec: object) -> tenant_pb2.Tenant:
-    """Apply a fresh tenant (unique name) built the way the CLI and operator build them."""
+    """Apply a fresh tenant (unique name) built the way the CLI and operator build them.
+
+    Registered wherever registration gates calling, unless `policy` lists `registrations`."""
     name = f"t-{uuid.uuid4().hex[:10]}"
+    policy = dict(spec.get("policy") or {})  # type: ignore[call-overload]
+    policy.setdefault("registrations", GATED_REGISTRATIONS)
+    spec = {**spec, "policy": policy}
     tenant = to_proto(name, TenantSpec.model_validate(spec))
     return admin.ApplyTenant(tenants_pb2.ApplyTenantRequest(tenant=tenant)).tenant

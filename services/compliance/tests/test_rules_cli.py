@@ -67,3 +67,15 @@ def test_unknown_state_is_a_clear_error() -> None:
     assert out.returncode == 2
     assert "unknown state code 'ZZ'" in out.stderr
     assert out.stdout == ""
+
+
+def test_state_dnc_lists_and_registration_gates_are_listed() -> None:
+    out = leadflow("compliance", "rules", "FL", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["rule"]: r for r in (json.loads(line) for line in out.stdout.splitlines())}
+    assert rows["dnc_list"]["citation"] == "Fla. Stat. 501.059(4)"
+    assert "Florida no sales solicitation calls list" in rows["dnc_list"]["what"]
+    assert "refresh every 92 days" in rows["dnc_list"]["what"]
+    assert rows["dnc_list"]["source"] == "secondary"
+    assert rows["registration"]["citation"] == "Fla. Stat. 501.605(1)"
+    assert rows["registration"]["what"] == "commercial telephone seller license (before any call)"

@@ -91,19 +91,21 @@ def _dnc_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chunks(path: Path, replace: bool) -> Iterator[compliance_pb2.ImportDncRegistryChunk]:
+def _chunks(path: Path, replace: bool, list_id: str = "") -> Iterator[compliance_pb2.ImportDncRegistryChunk]:
     with path.open("rb") as f:
         first = True
         while data := f.read(CHUNK_BYTES):
-            yield compliance_pb2.ImportDncRegistryChunk(data=data, replace=replace and first)
+            yield compliance_pb2.ImportDncRegistryChunk(
+                data=data, replace=replace and first, list=list_id if first else ""
+            )
             first = False
 
 
 def _dnc_import(args: argparse.Namespace) -> int:
     stub = compliance(CommonSettings())
-    reply = stub.ImportDncRegistry(_chunks(Path(args.file), not args.add), timeout=3600)
+    reply = stub.ImportDncRegistry(_chunks(Path(args.file), not args.add, args.list), timeout=3600)
     print(
-        f"registry {reply.registry_version}: {reply.numbers_loaded} numbers, "
+        f"{args.list or 'federal'} list {reply.registry_version}: {reply.numbers_loaded} numbers, "
         f"{reply.lines_rejected} lines rejected"
     )
     return 0

@@ -57,12 +57,16 @@ def dnc_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chunks(path: Path, replace: bool, progress: Progress) -> Iterator[compliance_pb2.ImportDncRegistryChunk]:
+def _chunks(
+    path: Path, replace: bool, progress: Progress, list_id: str = ""
+) -> Iterator[compliance_pb2.ImportDncRegistryChunk]:
     with path.open("rb") as f:
         first = True
         while data := f.read(CHUNK_BYTES):
             progress.advance(len(data))
-            yield compliance_pb2.ImportDncRegistryChunk(data=data, replace=replace and first)
+            yield compliance_pb2.ImportDncRegistryChunk(
+                data=data, replace=replace and first, list=list_id if first else ""
+            )
             first = False
 
 
@@ -70,11 +74,11 @@ def dnc_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     progress = Progress(path.stat().st_size, f"importing {path.name}")
     reply = compliance(CommonSettings()).ImportDncRegistry(
-        _chunks(path, not args.add, progress), timeout=3600
+        _chunks(path, not args.add, progress, args.list), timeout=3600
     )
     progress.finish()
     print(
-        f"registry {reply.registry_version}: {reply.numbers_loaded} numbers, "
+        f"{args.list} list {reply.registry_version}: {reply.numbers_loaded} numbers, "
         f"{reply.lines_rejected} lines rejected"
     )
     return 0

@@ -46,8 +46,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     rem.add_argument("tenant")
     rem.add_argument("phone")
     rem.set_defaults(func=handler("leadflow_cli.commands.compliance:_dnc_remove"))
-    imp = dnc.add_parser("import", help="load a National DNC Registry file (area code, number per line)")
+    imp = dnc.add_parser(
+        "import", help="load a National DNC Registry or state list file (area code, number per line)"
+    )
     imp.add_argument("file")
+    imp.add_argument(
+        "--list",
+        default="federal",
+        help="which list: 'federal' (the National DNC Registry, the default) or a state's own list,"
+        " 'state:TX', 'state:FL', ... (see `leadflow compliance rules STATE`)",
+    )
     imp.add_argument(
         "--add",
         action="store_true",

@@ -148,8 +148,16 @@ def register_lists(sub: argparse._SubParsersAction[Any]) -> None:
     dr.add_argument("tenant")
     dr.add_argument("phone")
     dr.set_defaults(func=handler(f"{LISTS}:dnc_remove"))
-    di = dsub.add_parser("import", help="load a National DNC Registry file, with a progress bar on stderr")
+    di = dsub.add_parser(
+        "import", help="load a National DNC Registry or state list file, with a progress bar on stderr"
+    )
     di.add_argument("file")
+    di.add_argument(
+        "--list",
+        default="federal",
+        help="which list: 'federal' (the National DNC Registry, the default) or a state's own list,"
+        " 'state:TX', 'state:FL', ... (see `leadflow compliance rules STATE`)",
+    )
     di.add_argument("--add", action="store_true", help="a change file (',A' add / ',D' delete per line)")
     di.set_defaults(func=handler(f"{LISTS}:dnc_import"))
 

@@ -7,12 +7,14 @@ that works with `kubectl apply` works with `leadflow tenant apply` too.
 from __future__ import annotations
 
 import re
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadflow.v1 import lead_pb2, tenant_pb2
+from leadflow_core.tenant_vocab import REGIONS, TIMEZONES
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 SOURCE_NAMES = (
@@ -22,6 +24,18 @@ SOURCE_NAMES = (
 )  # fmt: skip
 Feature = Literal["auto_dial", "ai_enrichment", "crm_sync"]
 FEATURES: tuple[Feature, ...] = ("auto_dial", "ai_enrichment", "crm_sync")
+# The CRD's patterns: 00:00-23:59, and 24:00 (midnight) only as a window's end.
+WINDOW_START_PATTERN = r"^$|^([01]\d|2[0-3]):[0-5]\d$"
+WINDOW_END_PATTERN = r"^$|^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
+MAX_DAILY_USD = Decimal(1_000_000)
+# Provider types per kind (the CRD's enums; services/enrichment's registry implements them).
+PROVIDER_TYPES: dict[str, tuple[str, ...]] = {
+    "crm": ("local", "salesforce", "hubspot"),
+    "dialer": ("simulator", "twilio"),
+    "llm": ("rules", "openai"),
+}
+_REGION_SET = frozenset(REGIONS)
+_ZONE_SET = frozenset(TIMEZONES)
 URGENCY_VALUES = {
     "emergency": lead_pb2.URGENCY_EMERGENCY,
     "high": lead_pb2.URGENCY_HIGH,
@@ -45,15 +59,23 @@ class Limits(_Spec):
 class Budget(_Spec):
     daily_usd: str = Field("100.00", alias="dailyUsd")
 
-    @field_validator("daily_usd")
+    @field_validator("daily_usd", mode="before")
     @classmethod
-    def _decimal(cls, v: str) -> str:
+    def _decimal(cls, v: object) -> str:
+        # A whole number is fine (YAML `100` or an unquoted `100.00`, which kubectl sends as 100);
+        # a float with a fraction is refused: it may already have lost cents.
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            raise ValueError('dailyUsd must be written as a quoted decimal string, e.g. "100.00"')
         try:
             d = Decimal(v)
         except InvalidOperation as err:
             raise ValueError("dailyUsd must be a decimal number of dollars, e.g. '100.00'") from err
         if not d.is_finite() or d < 0:  # NaN cannot be compared
             raise ValueError("dailyUsd must not be negative")
+        if d > MAX_DAILY_USD:
+            raise ValueError(f"dailyUsd must be at most {MAX_DAILY_USD}")
+        if d != d.quantize(Decimal("0.01")):
+            raise ValueError("dailyUsd has at most 2 decimals (cents)")
         return f"{d:.2f}"
 
 
@@ -76,12 +98,21 @@ class UrgencyRule(_Spec):
     urgency: Literal["emergency", "high", "medium", "low"]
 
 
+class Registration(_Spec):
+    """A state registration or licence the seller holds (compliance state_gates.py reads it)."""
+
+    state: str = Field(pattern=r"^[A-Z]{2}$")
+    id: str = Field("", max_length=100)
+    # Last valid day; None = no expiry recorded.
+    expires: date | None = None
+
+
 class Policy(_Spec):
     default_region: str = Field("US", alias="defaultRegion", min_length=2, max_length=2)
     consent_expiry_days: int = Field(0, ge=0, le=3650, alias="consentExpiryDays")
-    window_start: str = Field("", alias="windowStart", pattern=r"^$|^([01]\d|2[0-3]):[0-5]\d$")
-    window_end: str = Field("", alias="windowEnd", pattern=r"^$|^([01]\d|2[0-4]):[0-5]\d$")
-    fallback_timezone: str = Field("", alias="fallbackTimezone")
+    window_start: str = Field("", alias="windowStart", pattern=WINDOW_START_PATTERN)
+    window_end: str = Field("", alias="windowEnd", pattern=WINDOW_END_PATTERN)
+    fallback_timezone: str = Field("", alias="fallbackTimezone", max_length=64)
     urgency_rules: list[UrgencyRule] = Field(default_factory=list, alias="urgencyRules")
     dial_delay_seconds: dict[Literal["emergency", "high", "medium", "low"], int] = Field(
         default_factory=dict, alias="dialDelaySeconds"
@@ -95,6 +126,23 @@ class Policy(_Spec):
     # Leads of one person and campaign within this window merge; None = the deployment's
     # default (24 h), 0 = never merge.
     merge_window_seconds: int | None = Field(None, ge=0, le=30 * 86_400, alias="mergeWindowSeconds")
+    # States where the seller is registered; a state whose rules make registration a gate on
+    # calling is not called without an unexpired entry here.
+    registrations: list[Registration] = Field(default_factory=list)
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if v.upper() not in _REGION_SET:
+            raise ValueError("defaultRegion must be an ISO 3166-1 alpha-2 code such as US")
+        return v.upper()
+
+    @field_validator("fallback_timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        if v and v not in _ZONE_SET:
+            raise ValueError("fallbackTimezone must be an IANA time zone name such as America/New_York")
+        return v
 
 
 class Plan(_Spec):
@@ -103,8 +151,8 @@ class Plan(_Spec):
 
 
 class Provider(_Spec):
-    # "local" | "salesforce" | "hubspot" (crm), "simulator" | "twilio" (dialer), "rules" | "openai" (llm).
-    type: str
+    # Which types each kind takes: PROVIDER_TYPES (checked on TenantSpec, which knows the kind).
+    type: Literal["local", "salesforce", "hubspot", "simulator", "twilio", "rules", "openai"]
     secret_ref: SecretRef | None = Field(None, alias="secretRef")
     options: dict[str, str] = Field(default_factory=dict)
 
@@ -126,6 +174,23 @@ class TenantSpec(_Spec):
         if unknown:
             raise ValueError(f"unknown source(s) {unknown}; known: {list(SOURCE_NAMES)}")
         return v
+
+    @model_validator(mode="after")
+    def _provider_types(self) -> TenantSpec:
+        for kind, provider in self.providers.items():
+            if provider.type not in PROVIDER_TYPES[kind]:
+                raise ValueError(
+                    f"providers.{kind}.type {provider.type!r} is not a {kind} provider; "
+                    f"expected one of {list(PROVIDER_TYPES[kind])}"
+                )
+        return self
+
+
+def is_hhmm(value: str, *, end: bool = False) -> bool:
+    """A window time: 00:00-23:59, and 24:00 (midnight) when it ends a window."""
+    return (
+        bool(value) and re.fullmatch(WINDOW_END_PATTERN if end else WINDOW_START_PATTERN, value) is not None
+    )
 
 
 def validate_name(name: str) -> str:
@@ -177,6 +242,12 @@ def to_proto(
             recording=spec.policy.recording,
             revocation_scope=spec.policy.revocation_scope,
             merge_window_seconds=spec.policy.merge_window_seconds,
+            registrations=[
+                tenant_pb2.StateRegistration(
+                    state=r.state, id=r.id, expires=r.expires.isoformat() if r.expires else ""
+                )
+                for r in spec.policy.registrations
+            ],
         ),
         plan=tenant_pb2.TenantPlan(name=spec.plan.name, features=list(spec.plan.features)),
         providers={kind: p.type for kind, p in spec.providers.items()},

@@ -12,7 +12,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from sqlalchemy import Engine
 
 from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, decision_pb2, lead_pb2, tenant_pb2
-from leadflow_compliance import dnc_registry, engine
+from leadflow_compliance import dnc_registry, engine, state_dnc_lists
 from leadflow_compliance.accounting import Accounts, Limits, reservation_id_for, to_micros
 from leadflow_compliance.consent_evidence import missing_evidence
 from leadflow_compliance.decisions import Decider, Outcome, defer, lead_phone
@@ -412,6 +412,10 @@ class ComplianceServicer(RevocationRpcs, DncListingRpcs, compliance_pb2_grpc.Com
         if first is None:
             grpc_errors.invalid_argument(context, "data", "the registry file is empty")
         replace = first.replace
+        try:
+            state = state_dnc_lists.parse_list_id(first.list)
+        except ValueError as err:
+            grpc_errors.invalid_argument(context, "list", str(err))
 
         def chunks() -> Iterator[bytes]:
             yield first.data
@@ -419,14 +423,18 @@ class ComplianceServicer(RevocationRpcs, DncListingRpcs, compliance_pb2_grpc.Com
                 yield chunk.data
 
         now = utcnow()
-        result = dnc_registry.load(self.engine, chunks(), replace, now)
-        self.repo.forget_registry_slot()
+        if state is None:
+            result = dnc_registry.load(self.engine, chunks(), replace, now)
+            self.repo.forget_registry_slot()
+        else:
+            result = state_dnc_lists.load(self.engine, state, chunks(), replace, now)
         self.repo.audit(
             tenant="",
             at=utcnow(),
             actor=audit_actor(),
-            action="dnc.registry_import",
+            action="dnc.registry_import" if state is None else "dnc.list_import",
             detail={
+                "list": state_dnc_lists.FEDERAL if state is None else state_dnc_lists.list_id(state),
                 "replace": replace,
                 "numbers_loaded": result.numbers_loaded,
                 "lines_rejected": result.lines_rejected,
@@ -436,6 +444,7 @@ class ComplianceServicer(RevocationRpcs, DncListingRpcs, compliance_pb2_grpc.Com
         )
         log.info(
             "dnc_registry_imported",
+            list=first.list or state_dnc_lists.FEDERAL,
             numbers=result.numbers_loaded,
             removed=result.numbers_removed,
             rejected=result.lines_rejected,

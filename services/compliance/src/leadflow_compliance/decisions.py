@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -16,6 +16,7 @@ from leadflow_compliance.phone import STATE_CODES, InvalidPhone, PhoneFacts, ana
 from leadflow_compliance.providers import ConsentProof, ReassignedNumbers
 from leadflow_compliance.repository import PendingConsent, Repository
 from leadflow_compliance.rule_table import RuleTable, parse_hhmm
+from leadflow_compliance.state_gates import GateFacts
 from leadflow_core.pii import subject_hash
 from leadflow_core.timestamps import from_proto, to_proto
 
@@ -82,6 +83,25 @@ def caller_state(tenant: tenant_pb2.Tenant) -> str | None:
         return analyse(number, "US").state
     except InvalidPhone:
         return None
+
+
+def registrations(tenant: tenant_pb2.Tenant) -> dict[str, date | None]:
+    """State -> the tenant's registration expiry there (None: no expiry recorded).
+
+    An expiry that does not parse counts as expired long ago: the gate stays shut, not open."""
+    out: dict[str, date | None] = {}
+    for reg in tenant.policy.registrations:
+        code = reg.state.strip().upper()
+        try:
+            expires = date.fromisoformat(reg.expires) if reg.expires else None
+        except ValueError:
+            expires = date.min
+        if code in out:
+            # Several rows for one state: the latest expiry wins (none recorded beats any date).
+            known = out[code]
+            expires = None if known is None or expires is None else max(known, expires)
+        out[code] = expires
+    return out
 
 
 @dataclass(frozen=True)
@@ -162,6 +182,15 @@ class Decider:
             reassigned = self.reassigned.check(phone.e164, consent_at.date())
         address = lead.contact.address
         address_state = address.state.strip().upper() if address.country.upper() in ("", "US", "USA") else ""
+        if address_state not in STATE_CODES:
+            address_state = ""
+        # Only states whose rules keep a list are read (one small query, none for most leads).
+        list_states = sorted(
+            code for code in {phone.state, address_state} if code and code in self.table.states
+            and self.table.states[code].dnc_list
+        )  # fmt: skip
+        on_lists, loaded = self.repo.state_dnc(list_states, phone.national_number)
+        gates = GateFacts(on_lists=on_lists, lists_loaded=loaded, registrations=registrations(tenant))
         facts = engine.Facts(
             now=now,
             phone=phone,
@@ -169,7 +198,7 @@ class Decider:
             plan_features=plan_features(tenant),
             tenant_active=tenant.active,
             is_test=lead.is_test,
-            address_state=address_state if address_state in STATE_CODES else None,
+            address_state=address_state or None,
             consent_at=consent_at,
             consent_other_seller=other_seller,
             consent_proof_failure=proof_failure,
@@ -186,6 +215,7 @@ class Decider:
             consent_unverified=missing,
             recording_setting=tenant.policy.recording,
             caller_state=caller_state(tenant),
+            gates=gates,
         )
         verdict = engine.evaluate(facts, self.table)
         return Outcome(verdict, to_decision(verdict, now), phone, subject, pending)

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 
-from leadflow_compliance import recording
+from leadflow_compliance import recording, state_gates
 from leadflow_compliance.hours import day_kind, is_state_holiday, next_open, zone
 from leadflow_compliance.phone import PhoneFacts
-from leadflow_compliance.rule_table import R, Rule, RuleTable, StateRule, in_force
+from leadflow_compliance.rule_table import DncList, R, Rule, RuleTable, StateRule, in_force
+from leadflow_compliance.state_gates import GateFacts
 
 Action = Literal["dial_now", "defer", "never"]
 ReassignedAnswer = Literal["yes", "no", "no_data"]
@@ -70,6 +71,9 @@ class Facts:
     # The tenant's recording setting (recording.py) and the state of its caller-id number.
     recording_setting: str = "never"
     caller_state: str | None = None
+    # State DNC lists and registrations (state_gates.py). None: not gathered (pure tests of other
+    # rules); the Decider always gathers them, so production never skips these gates.
+    gates: GateFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class Finding:
     not_before: datetime | None = None
     # The rule behind this finding rests on a secondary source (the message says so too).
     secondary_source: bool = False
+    # A person must look (a state list that cannot be checked, a missing registration).
+    review: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,47 @@ def _bars(facts: Facts, table: RuleTable, states: tuple[str, ...], zones: tuple[
             fed.unknown_location.statute,
         )
     return bars
+
+
+def _gates(facts: Facts, table: RuleTable, states: tuple[str, ...], zones: tuple[str, ...]) -> list[Finding]:
+    if facts.gates is None:
+        return []
+
+    def exempt(rule: DncList) -> str:
+        if "prior_express_consent" in rule.exemptions and _consented(facts):
+            return "exempt by prior express consent"
+        days = table.federal.ebr.inquiry_days
+        if "business_relationship" in rule.exemptions and _recent_inquiry(facts, days):
+            return f"exempt by an inquiry within {days} days"
+        return ""
+
+    # The latest candidate local date: a duty taking effect binds as soon as it is in force anywhere.
+    day = max(_local_dates(facts.now, zones))
+    gates = state_gates.evaluate(table, states, day, facts.now, facts.gates, exempt)
+    return [
+        Finding(
+            g.rule_id,
+            g.message,
+            g.statute,
+            "never" if g.action == "never" else "dial_now",
+            secondary_source=g.secondary_source,
+            review=g.review,
+        )
+        for g in gates
+    ]
+
+
+def _consented(facts: Facts) -> bool:
+    return facts.consent_at is not None and (facts.revoked_at is None or facts.consent_at > facts.revoked_at)
+
+
+def _recent_inquiry(facts: Facts, days: int) -> bool:
+    # A do-not-call request to the seller ends the relationship.
+    return (
+        facts.inquiry_at is not None
+        and not facts.internal_dnc
+        and facts.now - facts.inquiry_at <= timedelta(days=days)
+    )
 
 
 def _consent_status(facts: Facts) -> str:
@@ -428,15 +475,17 @@ def evaluate(facts: Facts, table: RuleTable) -> Verdict:
         states=states,
         zones=zones,
     )
-    bars = _bars(facts, table, states, zones)
+    gates = _gates(facts, table, states, zones)
+    bars = _bars(facts, table, states, zones) + [g for g in gates if g.action == "never"]
     if bars:
-        review = any(b.rule_id == "location.unknown" for b in bars)
+        review = any(b.rule_id == "location.unknown" or b.review for b in bars)
         return replace(base, reasons=tuple(bars), needs_review=review)
     rules = constraints(facts, table, states, zones)
     at, findings = schedule(facts.now, rules)
     if at is None:
         return replace(base, reasons=tuple(findings), needs_review=True)
     notes = secondary_notes(facts, table, states, rules, {f.rule_id for f in findings})
+    notes.extend(g for g in gates if g.action != "never")
     if facts.registry_dnc:
         notes.append(
             Finding(

@@ -179,3 +179,26 @@ class AuditRow(Base):
     decision: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     rules_version: Mapped[str] = mapped_column(String(64), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DncListEntry(Base):
+    """A state's own do-not-call list ("state:TX", ...), public data kept as 10-digit integers.
+
+    The National DNC Registry keeps its two slot tables above; state lists are smaller and are
+    replaced in one transaction (readers see the previous copy until it commits)."""
+
+    __tablename__ = "compliance_dnc_list_entries"
+
+    list_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class DncListLoad(Base):
+    """When each state list was last loaded: a list with no row here was never loaded."""
+
+    __tablename__ = "compliance_dnc_list_loads"
+
+    list_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), default="")
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    numbers: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -21,6 +21,8 @@ from leadflow_compliance.models import (
     AuditRow,
     ConsentRow,
     ContactAttemptRow,
+    DncListEntry,
+    DncListLoad,
     DncRegistryA,
     DncRegistryB,
     DncRegistryState,
@@ -282,6 +284,25 @@ class Repository:
             emergency_stop_reason=stop_reason or "",
             consent_on_file=bool(has_it),
         )
+
+    def state_dnc(
+        self, codes: Sequence[str], national_number: int | None
+    ) -> tuple[frozenset[str], dict[str, datetime]]:
+        """For state lists `codes`: those carrying the number, and when each was last loaded."""
+        if not codes:
+            return frozenset(), {}
+        ids = {"state:" + code: code for code in codes}
+        number = -1 if national_number is None else national_number
+        with self.sessions() as s:
+            on = s.scalars(
+                select(DncListEntry.list_id).where(
+                    DncListEntry.list_id.in_(ids), DncListEntry.number == number
+                )
+            ).all()
+            loads = s.execute(
+                select(DncListLoad.list_id, DncListLoad.loaded_at).where(DncListLoad.list_id.in_(ids))
+            ).all()
+        return frozenset(ids[i] for i in on), {ids[i]: as_utc(at) for i, at in loads}
 
     # --- consent -----------------------------------------------------------------------------
 

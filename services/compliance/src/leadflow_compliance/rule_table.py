@@ -27,8 +27,10 @@ DAY_LABELS: dict[DayKind, str] = {"weekday": "Mon-Fri", "saturday": "Sat", "sund
 @functools.cache
 def parse_hhmm(value: str) -> time:
     hours, minutes = value.split(":")
-    # "24:00" ends a window at midnight.
+    # "24:00" ends a window at midnight; 24:01 and later are not times.
     if hours == "24":
+        if int(minutes) != 0:
+            raise ValueError(f"{value!r} is not a time (24:00 is the only 24:MM)")
         return time(23, 59, 59, 999999)
     return time(int(hours), int(minutes))
 
@@ -142,11 +144,25 @@ class Recording(Rule):
         return f"{what} (contested)" if self.contested else what
 
 
+# Calls a state DNC statute exempts; the engine honours only what the row lists (read the text).
+DncExemption = Literal["prior_express_consent", "business_relationship"]
+
+
 class DncList(Rule):
     list_name: str
+    # A loaded copy older than this many days is stale (0: the row records no period).
+    refresh_days: int = Field(default=0, ge=0)
+    # Exemptions the statute gives; none listed means the list binds every call, consented or not.
+    exemptions: tuple[DncExemption, ...] = ()
 
     def describe(self) -> str:
-        return f"state do-not-call list: {self.list_name}"
+        parts = [f"state do-not-call list: {self.list_name}"]
+        if self.refresh_days:
+            parts.append(f"refresh every {self.refresh_days} days")
+        parts.append(
+            f"exempt: {', '.join(self.exemptions)}" if self.exemptions else "binds consented calls too"
+        )
+        return "; ".join(parts)
 
 
 class Registration(Rule):

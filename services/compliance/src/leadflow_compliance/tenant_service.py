@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
@@ -18,13 +19,14 @@ from leadflow_compliance.accounting import Accounts, from_micros
 from leadflow_compliance.decisions import plan_features
 from leadflow_compliance.listings import ApiKeyListingRpcs
 from leadflow_compliance.models import TenantRow
+from leadflow_compliance.phone import STATE_CODES
 from leadflow_compliance.repository import Repository
 from leadflow_compliance.tz_database import known_zones
 from leadflow_core import grpc_errors
 from leadflow_core.grpc_authz import audit_actor
 from leadflow_core.keyring import Keyring, KeyringError
 from leadflow_core.logs import get_logger
-from leadflow_core.tenant_spec import NAME_RE
+from leadflow_core.tenant_spec import NAME_RE, is_hhmm
 from leadflow_core.timestamps import as_utc, from_proto, to_proto, utcnow
 
 log = get_logger("leadflow.compliance.tenants")
@@ -124,16 +126,35 @@ def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
         )
     for field in ("window_start", "window_end"):
         value = getattr(tenant.policy, field)
-        if value and not _is_hhmm(value):
-            grpc_errors.invalid_argument(context, f"tenant.policy.{field}", "must be HH:MM")
+        end = field == "window_end"
+        if value and not is_hhmm(value, end=end):
+            grpc_errors.invalid_argument(
+                context,
+                f"tenant.policy.{field}",
+                "must be HH:MM from 00:00 to 23:59" + (" or 24:00" if end else ""),
+            )
+    for i, reg in enumerate(tenant.policy.registrations):
+        if reg.state not in STATE_CODES:
+            grpc_errors.invalid_argument(
+                context, f"tenant.policy.registrations[{i}].state", "must be a two-letter US state code"
+            )
+        if reg.expires and not _is_iso_date(reg.expires):
+            grpc_errors.invalid_argument(
+                context, f"tenant.policy.registrations[{i}].expires", "must be YYYY-MM-DD"
+            )
     unknown = set(tenant.sources) - set(SOURCES) - {"calls", "sms", "email"}
     if unknown:
         grpc_errors.invalid_argument(context, "tenant.sources", f"unknown source(s) {sorted(unknown)}")
 
 
-def _is_hhmm(value: str) -> bool:
-    hours, sep, minutes = value.partition(":")
-    return bool(sep) and hours.isdigit() and minutes.isdigit() and int(hours) <= 24 and int(minutes) < 60
+def _is_iso_date(value: str) -> bool:
+    if len(value) != 10 or not value.isascii():
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminServiceServicer):
