@@ -32,6 +32,8 @@ CUSTOM_KINDS = {
     "ServiceMonitor",
     "PodMonitor",
     "PrometheusRule",
+    "Certificate",
+    "Issuer",
     "HTTPRoute",
 }
 WORKER_GROUPS = {
@@ -310,9 +312,11 @@ def container(objs: list[Obj], component_name: str) -> Obj:
 def test_grpc_servers_use_native_grpc_probes(default_objs: list[Obj]) -> None:
     for comp, port in (("compliance", 50051), ("dispatcher", 50052)):
         c = container(default_objs, comp)
+        # Probes use the plaintext health-only port: kubelet cannot present a client certificate.
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-            assert c[probe]["grpc"] == {"port": port}, (comp, probe)
+            assert c[probe]["grpc"] == {"port": 8086}, (comp, probe)
         assert {"name": "grpc", "containerPort": port, "protocol": "TCP"} in c["ports"]
+        assert {"name": "health", "containerPort": 8086, "protocol": "TCP"} in c["ports"]
 
 
 def test_gateway_uses_http_probes(default_objs: list[Obj]) -> None:
@@ -441,7 +445,9 @@ def test_generated_pii_key_when_none_given(default_objs: list[Obj]) -> None:
 
 def test_existing_secrets_are_referenced_not_copied() -> None:
     objs = ci_objs("existing-secrets-values.yaml")
-    assert of_kind(objs, "Secret") == {}
+    # Only mTLS certificates and the secrets keyring (see test_tls.py) are generated.
+    generated = ("lf-leadflow-tls-", "lf-leadflow-keyring")
+    assert [n for n in of_kind(objs, "Secret") if not n.startswith(generated)] == []
     env = env_of(of_kind(objs, "Deployment")[name("compliance")])
     assert env["LEADFLOW_DATABASE_URL"] == {"secretKeyRef": {"name": "leadflow-db", "key": "url"}}
     assert env["LEADFLOW_REDIS_URL"] == {"secretKeyRef": {"name": "leadflow-redis", "key": "url"}}

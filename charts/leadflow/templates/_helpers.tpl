@@ -151,7 +151,8 @@ affinity:
 The one Deployment of the chart, driven by a spec rather than copied per component:
 (dict "root" $ "component" "gateway" "cfg" .Values.gateway "module" "leadflow_gateway"
       "autoscaled" false "env" (list ...) "ports" (list ...) "probes" (dict ...)
-      "serviceAccountName" "..." "strategy" (dict ...) "automountToken" false)
+      "serviceAccountName" "..." "strategy" (dict ...) "automountToken" false
+      "tlsIdentity" "dial-worker")   (mTLS identity; default: the component)
 */}}
 {{- define "leadflow.deployment" -}}
 {{- $root := .root }}
@@ -226,6 +227,15 @@ spec:
             {{- else }}
             {{- include "leadflow.commonEnv" (dict "root" $root "skip" (.bindEnv | default "")) | nindent 12 }}
             {{- end }}
+            {{- include "leadflow.tlsEnv" $root | nindent 12 }}
+            - name: LEADFLOW_ENVIRONMENT
+              value: production
+            {{- if eq .component "compliance" }}
+            - name: LEADFLOW_KEYRING_DIR
+              value: {{ $root.Values.keyring.mountPath | quote }}
+            - name: LEADFLOW_KEYRING_AUTOCREATE
+              value: "false"
+            {{- end }}
             {{- with .env }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -240,10 +250,28 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            - name: tls
+              mountPath: {{ $root.Values.tls.mountPath }}
+              readOnly: true
+            {{- if eq .component "compliance" }}
+            - name: keyring
+              mountPath: {{ $root.Values.keyring.mountPath }}
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        - name: tls
+          secret:
+            secretName: {{ printf "%s-tls-%s" (include "leadflow.fullname" $root) (.tlsIdentity | default .component) }}
+            defaultMode: 0400
+        {{- if eq .component "compliance" }}
+        - name: keyring
+          secret:
+            secretName: {{ $root.Values.keyring.existingSecret | default (printf "%s-keyring" (include "leadflow.fullname" $root)) }}
+            defaultMode: 0400
+        {{- end }}
 {{- end }}
 
 {{/* A PodDisruptionBudget for one component: (dict "root" $ "component" "x" "pdb" .Values.x.podDisruptionBudget). */}}
@@ -275,4 +303,45 @@ spec:
 {{/* The list name Dramatiq keeps a queue's waiting message ids in. */}}
 {{- define "leadflow.dramatiqList" -}}
 {{- printf "%sdramatiq:%s" .root.Values.externalRedis.prefix .queue }}
+{{- end }}
+
+{{/* mTLS: the identity a worker group calls with, from its queues (see leadflow_core.access_policy). */}}
+{{- define "leadflow.workerIdentity" -}}
+{{- $dial := 0 }}
+{{- range .queues }}{{ if hasPrefix "dial." . }}{{ $dial = add1 $dial }}{{ end }}{{ end }}
+{{- if eq $dial (len .queues) }}dial-worker{{ else if eq $dial 0 }}jobs-worker{{ else }}worker{{ end }}
+{{- end }}
+
+{{/* mTLS: every identity the chart issues a certificate for, space-separated. */}}
+{{- define "leadflow.tlsIdentities" -}}
+{{- $ids := list "gateway" "compliance" "dispatcher" "operator" "cli" }}
+{{- range $group, $g := .Values.workers.groups }}
+{{- if $g.enabled }}{{ $ids = append $ids (include "leadflow.workerIdentity" $g) }}{{ end }}
+{{- end }}
+{{- uniq $ids | join " " }}
+{{- end }}
+
+{{/* mTLS: the SPIFFE IDs one certificate carries (a mixed worker group holds both worker identities). */}}
+{{- define "leadflow.tlsUris" -}}
+{{- if eq . "worker" }}spiffe://leadflow.local/dial-worker spiffe://leadflow.local/jobs-worker
+{{- else }}{{ printf "spiffe://leadflow.local/%s" . }}{{ end }}
+{{- end }}
+
+{{/* mTLS: the DNS names a gRPC server's certificate answers to (clients dial the Service name). */}}
+{{- define "leadflow.tlsDnsNames" -}}
+{{- if has .identity (list "compliance" "dispatcher") }}
+{{- $svc := include "leadflow.componentName" (dict "root" .root "component" .identity) }}
+{{- $ns := .root.Release.Namespace }}
+{{- printf "%s %s.%s %s.%s.svc %s.%s.svc.cluster.local" $svc $svc $ns $svc $ns $svc $ns }}
+{{- end }}
+{{- end }}
+
+{{/* mTLS: env pointing a container at its mounted certificate. */}}
+{{- define "leadflow.tlsEnv" -}}
+- name: LEADFLOW_TLS_CA_FILE
+  value: {{ printf "%s/ca.crt" .Values.tls.mountPath | quote }}
+- name: LEADFLOW_TLS_CERT_FILE
+  value: {{ printf "%s/tls.crt" .Values.tls.mountPath | quote }}
+- name: LEADFLOW_TLS_KEY_FILE
+  value: {{ printf "%s/tls.key" .Values.tls.mountPath | quote }}
 {{- end }}

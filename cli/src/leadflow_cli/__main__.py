@@ -18,6 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Imported after parsing: `--help` stays free of grpc.
+    from leadflow_core import tls
+    from leadflow_core.access_policy import CLI
+
+    tls.set_component(CLI)
     try:
         code: int = args.func(args)
         return code

@@ -97,6 +97,29 @@ def test_graceful_stop_finishes_in_flight_calls_and_reports_not_serving(
     assert not stopper.is_alive()
 
 
+def test_plaintext_health_port_serves_health_only() -> None:
+    impl = _Tenants()  # type: ignore[abstract]
+    running = create_server(
+        "127.0.0.1:0",
+        [lambda s: tenants_pb2_grpc.add_TenantAdminServiceServicer_to_server(impl, s)],
+        [SERVICE],
+        health_addr="127.0.0.1:0",
+    )
+    try:
+        ch = grpc.insecure_channel(f"127.0.0.1:{running.health_port}")
+        health: Any = health_pb2_grpc.HealthStub(ch)
+        status = health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=10).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+        tenants: Any = tenants_pb2_grpc.TenantAdminServiceStub(ch)
+        with pytest.raises(grpc.RpcError) as err:
+            tenants.GetTenant(tenants_pb2.GetTenantRequest(name="a"), timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert impl.seen_request_ids == []
+        ch.close()
+    finally:
+        running.stop(0)
+
+
 def test_a_refused_request_is_one_log_line_without_a_traceback(
     served: tuple[RunningServer, _Tenants], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import kopf
 
+from leadflow_core import tls
 from leadflow_core.logs import configure
 from leadflow_operator import handlers  # noqa: F401  (registers the handlers)
 from leadflow_operator.settings import OperatorSettings, require_port
@@ -16,6 +17,7 @@ def main() -> None:
     except ValueError as err:
         raise SystemExit(f"leadflow-operator: {err}") from None
     configure("operator", settings.log_level)
+    tls.set_component("operator")
     namespace = settings.operator_namespace
     kopf.run(
         standalone=True,  # one replica: no peering objects to create or watch

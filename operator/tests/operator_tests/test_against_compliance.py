@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
 import grpc.aio
@@ -121,14 +123,19 @@ async def test_compliance_down_is_temporary() -> None:
         await admin.close()
 
 
-def test_the_charts_helm_test_pod_passes_against_compliance(compliance_process: ServiceProcess) -> None:
+def test_the_charts_helm_test_pod_passes_against_compliance(
+    compliance_process: ServiceProcess, tls_dir: Path, tmp_path: Path
+) -> None:
     """The `helm test` pod's script, run as the pod would run it, against a real compliance."""
     from tests.chart.rendering import objects, of_kind
 
     pod = of_kind(objects({}), "Pod")["lf-leadflow-test-grpc-health"]
     container = pod["spec"]["containers"][0]
     assert container["command"][:2] == ["python", "-c"]
-    env = {"TARGET": compliance_process.addr, "PATH": os.environ["PATH"]}
+    # The `cli` certificate, laid out as the mounted Secret is.
+    for source, target in (("ca.crt", "ca.crt"), ("cli.crt", "tls.crt"), ("cli.key", "tls.key")):
+        shutil.copy(tls_dir / source, tmp_path / target)
+    env = {"TARGET": compliance_process.addr, "PATH": os.environ["PATH"], "TLS_DIR": str(tmp_path)}
     ok = subprocess.run(
         [sys.executable, "-c", container["command"][2]], env=env, capture_output=True, timeout=60
     )

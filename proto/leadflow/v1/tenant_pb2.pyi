@@ -138,10 +138,31 @@ class SourceConfig(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class SecretFingerprintsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SECRETS_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
     FIELD_MAP_FIELD_NUMBER: _builtins.int
     SECRET_NAMES_FIELD_NUMBER: _builtins.int
+    SECRET_FINGERPRINTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def secrets(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Secret values by name (app_secret, verify_token, client_secret, shared_secret, ...)."""
@@ -158,6 +179,12 @@ class SourceConfig(_message.Message):
     def secret_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Names of the secrets that are set (filled on reads instead of `secrets`)."""
 
+    @_builtins.property
+    def secret_fingerprints(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Secret name -> keyed fingerprint of its value (reads): tells whether a value changed
+        without showing it.
+        """
+
     def __init__(
         self,
         *,
@@ -165,10 +192,11 @@ class SourceConfig(_message.Message):
         options: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         field_map: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         secret_names: _abc.Iterable[_builtins.str] | None = ...,
+        secret_fingerprints: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["field_map", b"field_map", "options", b"options", "secret_names", b"secret_names", "secrets", b"secrets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field_map", b"field_map", "options", b"options", "secret_fingerprints", b"secret_fingerprints", "secret_names", b"secret_names", "secrets", b"secrets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

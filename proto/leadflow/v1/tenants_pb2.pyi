@@ -485,6 +485,53 @@ class GetProviderConfigResponse(_message.Message):
 Global___GetProviderConfigResponse: _TypeAlias = GetProviderConfigResponse  # noqa: Y015
 
 @_typing.final
+class RotateSecretsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateSecretsRequest: _TypeAlias = RotateSecretsRequest  # noqa: Y015
+
+@_typing.final
+class RotateSecretsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANTS_FIELD_NUMBER: _builtins.int
+    VALUES_RESEALED_FIELD_NUMBER: _builtins.int
+    PRIMARY_KEY_ID_FIELD_NUMBER: _builtins.int
+    KEY_IDS_IN_USE_FIELD_NUMBER: _builtins.int
+    tenants: _builtins.int
+    values_resealed: _builtins.int
+    """Values sealed again (under an older key, or stored before encryption at rest)."""
+    primary_key_id: _builtins.str
+    @_builtins.property
+    def key_ids_in_use(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Key ids stored values depend on after the rotation (only the primary when it finished)."""
+
+    def __init__(
+        self,
+        *,
+        tenants: _builtins.int = ...,
+        values_resealed: _builtins.int = ...,
+        primary_key_id: _builtins.str = ...,
+        key_ids_in_use: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ids_in_use", b"key_ids_in_use", "primary_key_id", b"primary_key_id", "tenants", b"tenants", "values_resealed", b"values_resealed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateSecretsResponse: _TypeAlias = RotateSecretsResponse  # noqa: Y015
+
+@_typing.final
 class ListApiKeysRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

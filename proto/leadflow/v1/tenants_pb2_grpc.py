@@ -91,6 +91,11 @@ class TenantAdminServiceStub:
                 request_serializer=leadflow_dot_v1_dot_tenants__pb2.GetProviderConfigRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_tenants__pb2.GetProviderConfigResponse.FromString,
                 _registered_method=True)
+        self.RotateSecrets = channel.unary_unary(
+                '/leadflow.v1.TenantAdminService/RotateSecrets',
+                request_serializer=leadflow_dot_v1_dot_tenants__pb2.RotateSecretsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_tenants__pb2.RotateSecretsResponse.FromString,
+                _registered_method=True)
 
 
 class TenantAdminServiceServicer:
@@ -171,6 +176,14 @@ class TenantAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateSecrets(self, request, context):
+        """Re-encrypt every stored tenant secret under the keyring's primary key (`leadflow secrets
+        rotate`). Afterwards the old keys are no longer needed and can be removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TenantAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +241,11 @@ def add_TenantAdminServiceServicer_to_server(servicer, server):
                     servicer.GetProviderConfig,
                     request_deserializer=leadflow_dot_v1_dot_tenants__pb2.GetProviderConfigRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_tenants__pb2.GetProviderConfigResponse.SerializeToString,
+            ),
+            'RotateSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSecrets,
+                    request_deserializer=leadflow_dot_v1_dot_tenants__pb2.RotateSecretsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_tenants__pb2.RotateSecretsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -529,6 +547,33 @@ class TenantAdminService:
             '/leadflow.v1.TenantAdminService/GetProviderConfig',
             leadflow_dot_v1_dot_tenants__pb2.GetProviderConfigRequest.SerializeToString,
             leadflow_dot_v1_dot_tenants__pb2.GetProviderConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.TenantAdminService/RotateSecrets',
+            leadflow_dot_v1_dot_tenants__pb2.RotateSecretsRequest.SerializeToString,
+            leadflow_dot_v1_dot_tenants__pb2.RotateSecretsResponse.FromString,
             options,
             channel_credentials,
             insecure,

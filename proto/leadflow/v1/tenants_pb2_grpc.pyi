@@ -53,6 +53,10 @@ class TenantAdminServiceStub:
     """Internal: a source's full configuration, secrets included, for the gateway's checks."""
     GetProviderConfig: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.GetProviderConfigRequest, _tenants_pb2.GetProviderConfigResponse]
     """Internal: which provider a tenant uses for "crm", "dialer" or "llm", with its credentials."""
+    RotateSecrets: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.RotateSecretsRequest, _tenants_pb2.RotateSecretsResponse]
+    """Re-encrypt every stored tenant secret under the keyring's primary key (`leadflow secrets
+    rotate`). Afterwards the old keys are no longer needed and can be removed.
+    """
 
 @_typing.type_check_only
 class TenantAdminServiceAsyncStub(TenantAdminServiceStub):
@@ -79,6 +83,10 @@ class TenantAdminServiceAsyncStub(TenantAdminServiceStub):
     """Internal: a source's full configuration, secrets included, for the gateway's checks."""
     GetProviderConfig: _aio.UnaryUnaryMultiCallable[_tenants_pb2.GetProviderConfigRequest, _tenants_pb2.GetProviderConfigResponse]  # type: ignore[assignment]
     """Internal: which provider a tenant uses for "crm", "dialer" or "llm", with its credentials."""
+    RotateSecrets: _aio.UnaryUnaryMultiCallable[_tenants_pb2.RotateSecretsRequest, _tenants_pb2.RotateSecretsResponse]  # type: ignore[assignment]
+    """Re-encrypt every stored tenant secret under the keyring's primary key (`leadflow secrets
+    rotate`). Afterwards the old keys are no longer needed and can be removed.
+    """
 
 class TenantAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Tenant administration, served by compliance (the one source of truth for tenants).
@@ -168,5 +176,15 @@ class TenantAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tenants_pb2.GetProviderConfigResponse, _abc.Awaitable[_tenants_pb2.GetProviderConfigResponse]]:
         """Internal: which provider a tenant uses for "crm", "dialer" or "llm", with its credentials."""
+
+    @_abc_1.abstractmethod
+    def RotateSecrets(
+        self,
+        request: _tenants_pb2.RotateSecretsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tenants_pb2.RotateSecretsResponse, _abc.Awaitable[_tenants_pb2.RotateSecretsResponse]]:
+        """Re-encrypt every stored tenant secret under the keyring's primary key (`leadflow secrets
+        rotate`). Afterwards the old keys are no longer needed and can be removed.
+        """
 
 def add_TenantAdminServiceServicer_to_server(servicer: TenantAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

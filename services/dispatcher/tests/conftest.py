@@ -11,11 +11,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 import redis
 
 from leadflow.v1 import decision_pb2, dispatcher_pb2_grpc, lead_pb2
+from leadflow_core.grpc_clients import channel
 from leadflow_core.testing import ServiceProcess, python_module, service_env
 
 
@@ -47,7 +47,7 @@ def dispatcher_proc(
 
 @pytest.fixture(scope="module")
 def stub(dispatcher_proc: ServiceProcess) -> Iterator[dispatcher_pb2_grpc.DispatcherServiceStub]:
-    ch = grpc.insecure_channel(dispatcher_proc.addr)
+    ch = channel(dispatcher_proc.addr)
     yield dispatcher_pb2_grpc.DispatcherServiceStub(ch)
     ch.close()
 

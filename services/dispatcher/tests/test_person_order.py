@@ -10,13 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-import grpc
 import pytest
 import redis
 from sqlalchemy import Engine, create_engine, text
 
 from leadflow.v1 import dispatcher_pb2, dispatcher_pb2_grpc, lead_pb2
 from leadflow_core.db import normalise_url
+from leadflow_core.grpc_clients import channel
 from leadflow_core.testing import ServiceProcess, python_module, service_env, wait_for
 from leadflow_core.timestamps import to_proto
 
@@ -180,7 +180,7 @@ def unmerged(
         },
     )
     proc = ServiceProcess("dispatcher-order", python_module("leadflow_dispatcher"), env, workdir).start()
-    ch = grpc.insecure_channel(proc.addr)
+    ch = channel(proc.addr)
     yield dispatcher_pb2_grpc.DispatcherServiceStub(ch)
     ch.close()
     proc.stop()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,7 +21,15 @@ from leadflow_core.settings import CommonSettings
 from leadflow_core.timestamps import to_proto
 
 CHUNK_BYTES = 1 << 20
-ACTOR = "cli"
+
+
+def _actor() -> str:
+    """The name a person gives (LEADFLOW_ACTOR, else their login); compliance records it as
+    claimed beside the verified `cli` certificate identity."""
+    try:
+        return os.environ.get("LEADFLOW_ACTOR") or getpass.getuser()
+    except (KeyError, OSError):
+        return ""
 
 
 def _instant(value: str) -> datetime:
@@ -44,7 +54,7 @@ def _consent_record(args: argparse.Namespace) -> int:
         evidence.consented_at.CopyFrom(to_proto(_instant(args.at)))
     reply = compliance(CommonSettings()).RecordConsent(
         compliance_pb2.RecordConsentRequest(
-            tenant=args.tenant, phone_e164=args.phone, evidence=evidence, actor=ACTOR
+            tenant=args.tenant, phone_e164=args.phone, evidence=evidence, actor=_actor()
         )
     )
     print(f"consent recorded: {reply.consent_id}")
@@ -56,7 +66,7 @@ def _consent_record(args: argparse.Namespace) -> int:
 def _consent_revoke(args: argparse.Namespace) -> int:
     reply = compliance(CommonSettings()).RevokeConsent(
         compliance_pb2.RevokeConsentRequest(
-            tenant=args.tenant, phone_e164=args.phone, channel="cli", note=args.note, actor=ACTOR
+            tenant=args.tenant, phone_e164=args.phone, channel="cli", note=args.note, actor=_actor()
         )
     )
     print(f"consent revoked at {reply.revoked_at.ToJsonString()}")
@@ -66,7 +76,7 @@ def _consent_revoke(args: argparse.Namespace) -> int:
 def _dnc_add(args: argparse.Namespace) -> int:
     reply = compliance(CommonSettings()).AddDoNotCall(
         compliance_pb2.AddDoNotCallRequest(
-            tenant=args.tenant, phone_e164=args.phone, reason=args.reason, actor=ACTOR
+            tenant=args.tenant, phone_e164=args.phone, reason=args.reason, actor=_actor()
         )
     )
     print("added" if reply.added else "already listed")
@@ -75,7 +85,7 @@ def _dnc_add(args: argparse.Namespace) -> int:
 
 def _dnc_remove(args: argparse.Namespace) -> int:
     reply = compliance(CommonSettings()).RemoveDoNotCall(
-        compliance_pb2.RemoveDoNotCallRequest(tenant=args.tenant, phone_e164=args.phone, actor=ACTOR)
+        compliance_pb2.RemoveDoNotCallRequest(tenant=args.tenant, phone_e164=args.phone, actor=_actor())
     )
     print("removed" if reply.removed else "not listed")
     return 0
@@ -120,7 +130,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _estop_set(args: argparse.Namespace) -> int:
     reply = compliance(CommonSettings()).SetEmergencyStop(
         compliance_pb2.SetEmergencyStopRequest(
-            tenant=args.tenant, duration_seconds=args.duration, reason=args.reason, actor=ACTOR
+            tenant=args.tenant, duration_seconds=args.duration, reason=args.reason, actor=_actor()
         )
     )
     print(f"emergency stop ({args.tenant or 'all tenants'}) until {reply.until.ToJsonString()}")
@@ -129,7 +139,7 @@ def _estop_set(args: argparse.Namespace) -> int:
 
 def _estop_clear(args: argparse.Namespace) -> int:
     compliance(CommonSettings()).ClearEmergencyStop(
-        compliance_pb2.ClearEmergencyStopRequest(tenant=args.tenant, actor=ACTOR)
+        compliance_pb2.ClearEmergencyStopRequest(tenant=args.tenant, actor=_actor())
     )
     print(f"emergency stop cleared ({args.tenant or 'all tenants'})")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import signal
 import sys
 import time
@@ -12,6 +13,7 @@ from types import FrameType
 
 from leadflow.v1 import tenants_pb2
 from leadflow_cli import local_redis
+from leadflow_cli.commands.certs import ensure_dev_certificates
 from leadflow_cli.connections import tenant_admin
 from leadflow_cli.manifests import build_tenant, load_documents, parse_tenants
 from leadflow_cli.parsers.dev import register as register
@@ -66,6 +68,11 @@ def _dev_run(args: argparse.Namespace) -> int:
     kind = "SQLite" if is_sqlite(settings.database_url) else "PostgreSQL"
     print(f"database: {kind}")
     _migrate(args)
+    tls_dir = (var / "tls").resolve()
+    created = ensure_dev_certificates(tls_dir)
+    if created:
+        print(f"tls: created a development CA and certificates in {tls_dir}")
+    os.environ["LEADFLOW_TLS_DIR"] = str(tls_dir)
 
     sup = Supervisor(base_env={"LEADFLOW_DATABASE_URL": settings.database_url})
     redis_proc = None
@@ -97,6 +104,7 @@ def _dev_run(args: argparse.Namespace) -> int:
         "LEADFLOW_DISPATCHER_ADDR": settings.dispatcher_addr,
         "LEADFLOW_GATEWAY_ADDR": settings.gateway_addr,
         "LEADFLOW_PUBLIC_BASE_URL": public_url,
+        "LEADFLOW_TLS_DIR": str(tls_dir),
     }
     py = sys.executable
 

@@ -19,3 +19,17 @@ def offset() -> timedelta:
 
 def now() -> datetime:
     return datetime.now(UTC) + offset()
+
+
+def production() -> bool:
+    """`LEADFLOW_ENVIRONMENT=production` (the chart sets it): test hooks are refused."""
+    return os.environ.get("LEADFLOW_ENVIRONMENT", "development").strip().lower() == "production"
+
+
+def refuse_test_clock() -> None:
+    """A production process must not run on a shifted clock: calling hours depend on it."""
+    if production() and offset():
+        raise SystemExit(
+            "LEADFLOW_CLOCK_OFFSET_SECONDS is a test hook and LEADFLOW_ENVIRONMENT is production: "
+            "refusing to start"
+        )

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from leadflow_core import cost_counters
+from leadflow_core import cost_counters, tls
 from leadflow_core.grpc_interceptors import RequestContextClientInterceptor
 from leadflow_core.request_context import REQUEST_ID_HEADER, current_request_id
 
@@ -39,17 +39,23 @@ _OPTIONS = [
 ]
 
 
-def channel(addr: str, default_timeout: float = 5.0) -> grpc.Channel:
-    """A blocking channel (workers, CLI, operator)."""
-    base = grpc.insecure_channel(addr, options=_OPTIONS)
+def channel(addr: str, default_timeout: float = 5.0, identity: str | None = None) -> grpc.Channel:
+    """A blocking mutual-TLS channel (workers, CLI, operator) with this process's certificate,
+    or a named identity's from the TLS directory (tests, tools)."""
+    base = grpc.secure_channel(addr, tls.channel_credentials(identity), options=_OPTIONS)
     if cost_counters.enabled():
         base = grpc.intercept_channel(base, cost_counters.CountingClientInterceptor())
     return grpc.intercept_channel(base, RequestContextClientInterceptor(default_timeout))
 
 
-def aio_channel(addr: str, extra_options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
-    """An asyncio channel (gateway); pass `metadata=request_metadata()` and a timeout per call."""
-    return grpc.aio.insecure_channel(addr, options=[*_OPTIONS, *extra_options])
+def aio_channel(
+    addr: str, extra_options: Sequence[tuple[str, Any]] = (), identity: str | None = None
+) -> grpc.aio.Channel:
+    """An asyncio mutual-TLS channel (gateway); pass `metadata=request_metadata()` and a timeout
+    per call."""
+    return grpc.aio.secure_channel(
+        addr, tls.channel_credentials(identity), options=[*_OPTIONS, *extra_options]
+    )
 
 
 def request_metadata() -> tuple[tuple[str, str], ...]:

@@ -75,6 +75,7 @@ def configure(service: str, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     structlog.contextvars.bind_contextvars(service=service)
+    clock.refuse_test_clock()
     if clock.offset():
         get_logger("leadflow.clock").warning(
             "clock_shifted", offset_seconds=clock.offset().total_seconds(), now=clock.now().isoformat()

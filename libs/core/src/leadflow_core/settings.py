@@ -22,8 +22,14 @@ class CommonSettings(BaseSettings):
     dispatcher_addr: str = "127.0.0.1:50052"
     gateway_addr: str = "127.0.0.1:8080"
     log_level: str = "INFO"
+    # "production" refuses test hooks: a shifted clock, caller-chosen evaluation instants
+    # outside the what-if evaluation (see leadflow_core.clock).
+    environment: str = "development"
     # Secret used to hash phone numbers and emails in logs and audit records.
     pii_hash_key: str = "leadflow-local-pii-key"
+    # Plaintext gRPC port serving only grpc.health.v1 (kubelet's native gRPC probes cannot
+    # speak mutual TLS); empty: none. Every other RPC is on the mutual-TLS port.
+    health_addr: str = ""
     # Written with the bound port once the server is ready (tests bind port 0).
     port_file: str = ""
     # Seconds in-flight RPCs get to finish on SIGTERM.

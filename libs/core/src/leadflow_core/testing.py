@@ -1,7 +1,12 @@
 """Pytest plugin: a private PostgreSQL database and Redis prefix per run, and real processes.
 
 Loaded with `-p leadflow_core.testing`. Fixtures skip when a server is missing locally but
-fail when `CI` is set, so CI never passes by skipping.
+fail when `CI` is set, so CI never passes by skipping. Each run makes its own development CA and
+component certificates and points `LEADFLOW_TLS_DIR` at them, so every server and channel the
+tests start (in this process or a child) speaks mutual TLS exactly as in production. Each child
+service calls with its own component certificate; the test process itself plays every caller, so
+it holds a certificate naming all identities (`TEST_CERTIFICATE`, minted by this per-run CA only)
+unless a channel names one identity (the authorization tests do).
 """
 
 from __future__ import annotations
@@ -23,13 +28,46 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from leadflow_core import dev_ca
+from leadflow_core.access_policy import DEV_CERTIFICATES, IDENTITIES
 from leadflow_core.db import normalise_url
+from leadflow_core.keyring import add_key
 
 T = TypeVar("T")
 
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://root@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REPO_ROOT = Path(__file__).resolve().parents[4]
+
+
+TEST_CERTIFICATE = "tests"
+_TLS_TEMP: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One development CA per run, before any fixture starts a server or a channel."""
+    if os.environ.get("LEADFLOW_TLS_CERT_FILE"):
+        return
+    holder = tempfile.TemporaryDirectory(prefix="leadflow-tls-")
+    _TLS_TEMP.append(holder)
+    dev_ca.ensure(Path(holder.name), {**DEV_CERTIFICATES, TEST_CERTIFICATE: IDENTITIES})
+    os.environ["LEADFLOW_TLS_DIR"] = holder.name
+    os.environ["LEADFLOW_TLS_IDENTITY"] = TEST_CERTIFICATE
+    # And one keyring for secrets at rest, shared by every process of the run.
+    keyring_dir = Path(holder.name) / "keyring"
+    add_key(keyring_dir, "k1")
+    os.environ["LEADFLOW_KEYRING_DIR"] = str(keyring_dir)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _TLS_TEMP:
+        _TLS_TEMP.pop().cleanup()
+
+
+@pytest.fixture(scope="session")
+def tls_dir() -> Path:
+    """This run's development CA and component certificates."""
+    return Path(os.environ["LEADFLOW_TLS_DIR"])
 
 
 def _unavailable(what: str, err: Exception) -> None:

@@ -25,7 +25,8 @@ from leadflow_compliance.repository import Repository
 from leadflow_compliance.reserve_batch import ReserveBatchServicer
 from leadflow_compliance.revocation_rpcs import RevocationRpcs
 from leadflow_compliance.tenant_service import TenantCache
-from leadflow_core import grpc_errors
+from leadflow_core import clock, grpc_errors
+from leadflow_core.grpc_authz import audit_actor
 from leadflow_core.grpc_batch import abort_item
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import tenant_var
@@ -186,10 +187,14 @@ class ComplianceServicer(
             grpc_errors.invalid_argument(context, "lead", "a lead is required")
         lead = request.lead
         tenant = self._tenant(context, lead.tenant, "lead.tenant")
-        now = from_proto(request.evaluate_at) or utcnow()
         purpose = PURPOSES.get(request.purpose, "unspecified")
+        requested = from_proto(request.evaluate_at)
+        # A caller-chosen instant is the what-if evaluation's question; anything that records or
+        # gates a dial is decided at our own time (tests may still pick one outside production).
+        honoured = requested is not None and (purpose == "what_if" or not clock.production())
+        now = requested if honoured and requested is not None else utcnow()
         outcome = self._decide(
-            context, tenant, lead, now, record_consent=purpose == "ingest", actor=request.actor or "evaluate"
+            context, tenant, lead, now, record_consent=purpose == "ingest", actor=audit_actor(request.actor)
         )
         audits.append(
             audit_fields(
@@ -197,7 +202,7 @@ class ComplianceServicer(
                 tenant.name,
                 lead,
                 outcome,
-                request.actor,
+                audit_actor(request.actor),
                 {"purpose": purpose, "evaluate_at": now.isoformat()},
             )
         )
@@ -233,7 +238,8 @@ class ComplianceServicer(
         except ValueError as err:
             grpc_errors.invalid_argument(context, "estimated_cost_usd", str(err))
         real_now = utcnow()
-        now = from_proto(request.evaluate_at) or real_now
+        # The final gate decides at the server's own time; a caller's instant is a test hook.
+        now = real_now if clock.production() else (from_proto(request.evaluate_at) or real_now)
         try:
             subject = self.decider.subject(
                 analyse(lead_phone(lead), tenant.policy.default_region or "US").e164
@@ -248,7 +254,7 @@ class ComplianceServicer(
                 return compliance_pb2.ReserveCallResponse(
                     decision=decision, reservation_id=existing.reservation_id
                 )
-            outcome = self._decide(context, tenant, lead, now, record_consent=False, actor="dial")
+            outcome = self._decide(context, tenant, lead, now, record_consent=False, actor=audit_actor())
             decision = outcome.decision
             reservation_id = ""
             if outcome.verdict.action == "dial_now":
@@ -327,7 +333,7 @@ class ComplianceServicer(
         self.repo.audit(
             tenant=tenant.name,
             at=now,
-            actor="dial",
+            actor=audit_actor(),
             action="settle",
             subject=row.subject_hash,
             detail={
@@ -355,7 +361,7 @@ class ComplianceServicer(
         self.repo.audit(
             tenant=tenant.name,
             at=utcnow(),
-            actor="contact",
+            actor=audit_actor(),
             action="contact_attempt",
             subject=subject,
             detail={"channel": request.channel, "at": at.isoformat(), "consent_revoked": revoked},
@@ -381,12 +387,12 @@ class ComplianceServicer(
         evidence = MessageToDict(given, preserving_proto_field_name=True)
         missing = missing_evidence(given)
         consent_id = self.repo.record_consent(
-            tenant.name, subject, at, evidence, request.actor, now, verified=not missing
+            tenant.name, subject, at, evidence, audit_actor(request.actor), now, verified=not missing
         )
         self.repo.audit(
             tenant=tenant.name,
             at=now,
-            actor=request.actor,
+            actor=audit_actor(request.actor),
             action="consent.record",
             subject=subject,
             detail={"consent_id": consent_id, "consented_at": at.isoformat(), "missing": list(missing)},
@@ -401,11 +407,13 @@ class ComplianceServicer(
         tenant = self._tenant(context, request.tenant)
         subject = self._subject(context, tenant, request.phone_e164)
         now = utcnow()
-        self.repo.revoke(tenant.name, subject, now, request.channel or "api", request.note, request.actor)
+        self.repo.revoke(
+            tenant.name, subject, now, request.channel or "api", request.note, audit_actor(request.actor)
+        )
         self.repo.audit(
             tenant=tenant.name,
             at=now,
-            actor=request.actor,
+            actor=audit_actor(request.actor),
             action="consent.revoke",
             subject=subject,
             detail={"channel": request.channel or "api"},
@@ -418,9 +426,9 @@ class ComplianceServicer(
         tenant = self._tenant(context, request.tenant)
         subject = self._subject(context, tenant, request.phone_e164)
         now = utcnow()
-        added = self.repo.add_dnc(tenant.name, subject, request.reason, request.actor, now)
+        added = self.repo.add_dnc(tenant.name, subject, request.reason, audit_actor(request.actor), now)
         self.repo.audit(
-            tenant=tenant.name, at=now, actor=request.actor, action="dnc.add", subject=subject,
+            tenant=tenant.name, at=now, actor=audit_actor(request.actor), action="dnc.add", subject=subject,
             detail={"added": added, "reason": request.reason},
         )  # fmt: skip
         return compliance_pb2.AddDoNotCallResponse(added=added)
@@ -433,9 +441,13 @@ class ComplianceServicer(
         now = utcnow()
         removed = self.repo.remove_dnc(tenant.name, subject)
         self.repo.audit(
-            tenant=tenant.name, at=now, actor=request.actor, action="dnc.remove", subject=subject,
+            tenant=tenant.name,
+            at=now,
+            actor=audit_actor(request.actor),
+            action="dnc.remove",
+            subject=subject,
             detail={"removed": removed},
-        )  # fmt: skip
+        )
         return compliance_pb2.RemoveDoNotCallResponse(removed=removed)
 
     def ImportDncRegistry(
@@ -465,7 +477,7 @@ class ComplianceServicer(
         self.repo.audit(
             tenant="",
             at=utcnow(),
-            actor="dnc-import",
+            actor=audit_actor(),
             action="dnc.registry_import" if state is None else "dnc.list_import",
             detail={
                 "list": state_dnc_lists.FEDERAL if state is None else state_dnc_lists.list_id(state),
@@ -503,11 +515,11 @@ class ComplianceServicer(
             grpc_errors.invalid_argument(context, "reason", "an emergency stop needs a reason")
         now = utcnow()
         until = now + timedelta(seconds=request.duration_seconds)
-        self.repo.set_emergency_stop(request.tenant, until, request.reason, request.actor, now)
+        self.repo.set_emergency_stop(request.tenant, until, request.reason, audit_actor(request.actor), now)
         self.repo.audit(
             tenant=request.tenant,
             at=now,
-            actor=request.actor,
+            actor=audit_actor(request.actor),
             action="emergency_stop.set",
             detail={
                 "until": until.isoformat(),
@@ -528,7 +540,7 @@ class ComplianceServicer(
         self.repo.audit(
             tenant=request.tenant,
             at=utcnow(),
-            actor=request.actor,
+            actor=audit_actor(request.actor),
             action="emergency_stop.clear",
             detail={"scope": request.tenant or "global"},
         )

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -111,6 +111,18 @@ class Repository:
             if not include_inactive:
                 q = q.where(TenantRow.active.is_(True))
             return list(s.scalars(q))
+
+    def rewrite_spec(self, name: str, rewrite: Callable[[dict[str, Any]], tuple[dict[str, Any], int]]) -> int:
+        """Rewrite a tenant's stored spec under a row lock (secret rotation); the desired state
+        is unchanged, so the revision is kept. Returns what `rewrite` counted."""
+        with self.sessions.begin() as s:
+            row = s.get(TenantRow, name, with_for_update=True)
+            if row is None:
+                return 0
+            spec, count = rewrite(row.spec)
+            if count:
+                row.spec = spec
+            return count
 
     def upsert_tenant(self, name: str, spec: dict[str, Any], now: datetime) -> tuple[TenantRow, bool, bool]:
         """Store the desired state; returns (row, created, changed). Revision bumps on change only."""

@@ -32,6 +32,7 @@ from leadflow_compliance.models import AuditRow, ContactAttemptRow, ReservationR
 from leadflow_compliance.phone import InvalidPhone, analyse
 from leadflow_compliance.repository import Repository, new_id
 from leadflow_compliance.tenant_service import TenantCache
+from leadflow_core import clock
 from leadflow_core.timestamps import from_proto, utcnow
 
 MAX_BATCH = 500
@@ -186,7 +187,8 @@ class ReserveBatchServicer:
                         ParseDict(found.decision, decision_pb2.Decision()), found.reservation_id
                     )
                     continue
-                now = from_proto(r.evaluate_at) or real_now
+                # The gate decides at our own time in production (a caller's instant is a test hook).
+                now = real_now if clock.production() else (from_proto(r.evaluate_at) or real_now)
                 try:
                     outcome = self.decider.decide(
                         call.tenant, r.lead, now, record_consent=False, actor="dial"

@@ -18,6 +18,7 @@ from leadflow_compliance.opt_out import Match, match_disposition, match_reply
 from leadflow_compliance.phone import InvalidPhone, analyse
 from leadflow_compliance.repository import Repository, StoredRevocation
 from leadflow_core import grpc_errors
+from leadflow_core.grpc_authz import audit_actor
 from leadflow_core.logs import get_logger
 from leadflow_core.pii import scrub
 from leadflow_core.timestamps import from_proto, to_proto, utcnow
@@ -87,7 +88,7 @@ class RevocationRpcs:
         received = from_proto(request.received_at) or now
         campaign = scope_of(tenant, request.campaign.strip())
         scope = f"campaign:{campaign}" if campaign else "all_campaigns"
-        actor = request.actor or request.channel
+        actor = audit_actor(request.actor or request.channel)
         evidence = {
             "channel": request.channel,
             "message_id": request.message_id,
@@ -153,7 +154,7 @@ class RevocationRpcs:
         self.repo.audit(
             tenant=tenant.name,
             at=now,
-            actor=request.actor or "confirmation",
+            actor=audit_actor(request.actor),
             action="consent.confirmation",
             detail={"revocation_id": request.revocation_id, "allowed": allowed, "reason": reason},
         )

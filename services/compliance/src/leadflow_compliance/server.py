@@ -27,6 +27,7 @@ from leadflow_compliance.rule_table import default_table
 from leadflow_compliance.settings import ComplianceSettings
 from leadflow_compliance.tenant_changes import TenantChangeListener, announce
 from leadflow_compliance.tenant_service import TenantAdminServicer, TenantCache
+from leadflow_core import keyring
 from leadflow_core.db import make_engine, make_sessionmaker
 from leadflow_core.grpc_server import RunningServer, create_server
 
@@ -90,7 +91,7 @@ def start(settings: ComplianceSettings) -> Compliance:
     if listener is not None:
         listener.start()
     compliance = ComplianceServicer(repo, decider, accounts, engine, cache)
-    tenants = TenantAdminServicer(repo, accounts, cache)
+    tenants = TenantAdminServicer(repo, accounts, cache, lambda: keyring.load(settings.pii_hash_key))
     running = create_server(
         settings.compliance_addr,
         [

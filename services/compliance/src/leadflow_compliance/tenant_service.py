@@ -7,13 +7,14 @@ import time
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from leadflow.v1 import lead_pb2, tenant_pb2, tenants_pb2, tenants_pb2_grpc
-from leadflow_compliance import recording
+from leadflow_compliance import recording, secret_sealing
 from leadflow_compliance.accounting import Accounts, from_micros
 from leadflow_compliance.decisions import plan_features
 from leadflow_compliance.listings import ApiKeyListingRpcs
@@ -22,6 +23,8 @@ from leadflow_compliance.phone import STATE_CODES
 from leadflow_compliance.repository import Repository
 from leadflow_compliance.tz_database import known_zones
 from leadflow_core import grpc_errors
+from leadflow_core.grpc_authz import audit_actor
+from leadflow_core.keyring import Keyring, KeyringError
 from leadflow_core.logs import get_logger
 from leadflow_core.tenant_spec import NAME_RE, is_hhmm
 from leadflow_core.timestamps import as_utc, from_proto, to_proto, utcnow
@@ -50,7 +53,8 @@ def desired_spec(tenant: tenant_pb2.Tenant) -> dict[str, Any]:
     return spec
 
 
-def row_to_tenant(row: TenantRow, *, with_secrets: bool = False) -> tenant_pb2.Tenant:
+def row_to_tenant(row: TenantRow, *, ring: Keyring | None = None) -> tenant_pb2.Tenant:
+    """The stored tenant; secrets opened with `ring` (internal config RPCs) or else redacted."""
     tenant = tenant_pb2.Tenant()
     ParseDict(row.spec, tenant, ignore_unknown_fields=True)
     tenant.name = row.name
@@ -59,19 +63,13 @@ def row_to_tenant(row: TenantRow, *, with_secrets: bool = False) -> tenant_pb2.T
     tenant.revision = row.revision
     tenant.created_at.CopyFrom(to_proto(as_utc(row.created_at)))
     tenant.updated_at.CopyFrom(to_proto(as_utc(row.updated_at)))
-    if not with_secrets:
-        for configs in (tenant.sources, tenant.provider_configs):
-            for cfg in configs.values():
-                redact(cfg)
+    for section, configs in (("sources", tenant.sources), ("provider_configs", tenant.provider_configs)):
+        for config_name, cfg in configs.items():
+            if ring is None:
+                secret_sealing.redact(cfg)
+            else:
+                secret_sealing.open_config(row.name, section, config_name, cfg, ring)
     return tenant
-
-
-def redact(cfg: tenant_pb2.SourceConfig) -> None:
-    """Secrets are write-only: reads name them but never show them."""
-    names = sorted(set(cfg.secrets) | set(cfg.secret_names))
-    cfg.secrets.clear()
-    del cfg.secret_names[:]
-    cfg.secret_names.extend(names)
 
 
 class TenantCache:
@@ -184,10 +182,23 @@ def _is_iso_date(value: str) -> bool:
 
 
 class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminServiceServicer):
-    def __init__(self, repo: Repository, accounts: Accounts, cache: TenantCache) -> None:
+    def __init__(
+        self, repo: Repository, accounts: Accounts, cache: TenantCache, keys: Callable[[], Keyring]
+    ) -> None:
         self.repo = repo
         self.accounts = accounts
         self.cache = cache
+        # The keyring as it is now (re-read when key files change: rotation needs no restart).
+        self.keys = keys
+
+    def _open(self, context: grpc.ServicerContext, row: TenantRow) -> tenant_pb2.Tenant:
+        try:
+            return row_to_tenant(row, ring=self.keys())
+        except KeyringError as err:
+            log.error("tenant_secret_unreadable", tenant=row.name, error=str(err))
+            grpc_errors.failed_precondition(
+                context, "SECRET_UNREADABLE", "a stored secret does not open with the current keyring"
+            )
 
     def _row(self, context: grpc.ServicerContext, name: str) -> TenantRow:
         row = self.repo.get_tenant(name) if name else None
@@ -200,8 +211,14 @@ class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminService
     ) -> tenants_pb2.ApplyTenantResponse:
         tenant = request.tenant
         validate(context, tenant)
+        spec = desired_spec(tenant)
+        sealed_field = secret_sealing.sealed_input(spec)
+        if sealed_field:
+            grpc_errors.invalid_argument(context, sealed_field, "give the secret's value, not a sealed value")
+        stored = self.repo.get_tenant(tenant.name)
+        spec = secret_sealing.seal_spec(tenant.name, spec, stored.spec if stored else None, self.keys())
         now = utcnow()
-        row, created, changed = self.repo.upsert_tenant(tenant.name, desired_spec(tenant), now)
+        row, created, changed = self.repo.upsert_tenant(tenant.name, spec, now)
         self.cache.invalidate(tenant.name)
         api_key = ""
         if created and request.issue_api_key:
@@ -210,7 +227,7 @@ class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminService
             self.repo.audit(
                 tenant=tenant.name,
                 at=now,
-                actor="tenant-admin",
+                actor=audit_actor(),
                 action="tenant.apply",
                 detail={"created": created, "revision": row.revision},
             )
@@ -241,7 +258,7 @@ class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminService
         self.repo.audit(
             tenant=request.name,
             at=now,
-            actor="tenant-admin",
+            actor=audit_actor(),
             action="tenant.pause" if request.paused else "tenant.resume",
             detail={"reason": request.reason},
         )
@@ -255,7 +272,7 @@ class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminService
         row = self.repo.update_tenant_flags(request.name, now, active=False)
         self.cache.invalidate(request.name)
         assert row is not None
-        self.repo.audit(tenant=request.name, at=now, actor="tenant-admin", action="tenant.deactivate")
+        self.repo.audit(tenant=request.name, at=now, actor=audit_actor(), action="tenant.deactivate")
         return tenants_pb2.DeactivateTenantResponse(tenant=row_to_tenant(row))
 
     def GetTenantUsage(
@@ -286,7 +303,7 @@ class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminService
         self.repo.audit(
             tenant=row.name,
             at=now,
-            actor="tenant-admin",
+            actor=audit_actor(),
             action="api_key.create",
             detail={"key_id": key_id, "revoke_existing": request.revoke_existing},
         )
@@ -307,7 +324,7 @@ class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminService
         row = self.repo.get_tenant(request.tenant) if request.tenant else None
         if row is None or not row.active:
             grpc_errors.not_found(context, "tenant", request.tenant)
-        tenant = row_to_tenant(row, with_secrets=True)
+        tenant = self._open(context, row)
         if request.source in tenant.sources:
             config = tenant.sources[request.source]
         elif request.source in ALWAYS_ENABLED:
@@ -326,7 +343,7 @@ class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminService
         self, request: tenants_pb2.GetProviderConfigRequest, context: grpc.ServicerContext
     ) -> tenants_pb2.GetProviderConfigResponse:
         row = self._row(context, request.tenant)
-        tenant = row_to_tenant(row, with_secrets=True)
+        tenant = self._open(context, row)
         config = tenant.provider_configs.get(request.kind, tenant_pb2.SourceConfig())
         config.secret_names[:] = sorted(config.secrets)
         return tenants_pb2.GetProviderConfigResponse(
@@ -336,4 +353,37 @@ class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminService
             tenant_active=tenant.active,
             paused=tenant.paused,
             plan_features=sorted(plan_features(tenant)),
+        )
+
+    def RotateSecrets(
+        self, request: tenants_pb2.RotateSecretsRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.RotateSecretsResponse:
+        ring = self.keys()
+        moved = 0
+        in_use: set[str] = set()
+        rows = self.repo.list_tenants(True)
+        try:
+            for row in rows:
+                # One short transaction per tenant: reads and applies carry on meanwhile.
+                moved += self.repo.rewrite_spec(
+                    row.name, partial(secret_sealing.reseal_spec, row.name, ring=ring)
+                )
+                stored = self.repo.get_tenant(row.name)
+                in_use |= secret_sealing.key_ids(stored.spec if stored else {})
+        except KeyringError as err:
+            log.error("secret_rotation_failed", error=str(err))
+            grpc_errors.failed_precondition(context, "SECRET_UNREADABLE", str(err))
+        self.repo.audit(
+            tenant="",
+            at=utcnow(),
+            actor=audit_actor(),
+            action="secrets.rotate",
+            detail={"primary": ring.primary, "resealed": moved},
+        )
+        log.info("secrets_rotated", primary=ring.primary, resealed=moved, tenants=len(rows))
+        return tenants_pb2.RotateSecretsResponse(
+            tenants=len(rows),
+            values_resealed=moved,
+            primary_key_id=ring.primary,
+            key_ids_in_use=sorted(in_use),
         )

@@ -10,6 +10,7 @@ from leadflow.v1 import (
     dispatcher_pb2_grpc,
     tenants_pb2_grpc,
 )
+from leadflow_core import tls
 from leadflow_core.db import is_sqlite, make_engine, make_sessionmaker
 from leadflow_core.grpc_clients import channel
 from leadflow_core.grpc_server import create_server, serve_until_signal, write_port_file
@@ -28,6 +29,7 @@ from leadflow_dispatcher.store import Store
 def main() -> None:
     settings = DispatcherSettings()
     configure("dispatcher", settings.log_level)
+    tls.set_component("dispatcher")
     log = get_logger("leadflow.dispatcher")
     # Hot RPC path: no ping round trip per checkout (see make_engine).
     engine = make_engine(settings.database_url, pre_ping=False)

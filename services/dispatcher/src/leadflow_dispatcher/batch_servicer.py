@@ -31,9 +31,7 @@ log = get_logger("leadflow.dispatcher.batches")
 
 
 def _not_found(what: str, key: str) -> batch_pb2.ItemError:
-    return batch_pb2.ItemError(
-        code=grpc.StatusCode.NOT_FOUND.value[0], message=f"{what} {key} not found"
-    )
+    return batch_pb2.ItemError(code=grpc.StatusCode.NOT_FOUND.value[0], message=f"{what} {key} not found")
 
 
 def _invalid(field: str, why: str) -> batch_pb2.ItemError:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from leadflow.v1 import admin_pb2
+from leadflow_core import tls
 from leadflow_dispatcher import broker_state
 from leadflow_dispatcher.settings import DispatcherSettings
 
@@ -44,7 +45,8 @@ def _check(name: str, address: str, probe: Callable[[], tuple[str, str]]) -> adm
 
 
 def _grpc_health(addr: str) -> tuple[str, str]:
-    with grpc.insecure_channel(addr) as ch:
+    # Our peers speak only mutual TLS: ask with this process's own certificate.
+    with grpc.secure_channel(addr, tls.channel_credentials()) as ch:
         stub: Any = health_pb2_grpc.HealthStub(ch)  # grpcio-health ships no type stubs
         reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT_SECONDS)
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

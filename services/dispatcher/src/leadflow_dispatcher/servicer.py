@@ -34,8 +34,8 @@ from leadflow_core.logs import get_logger
 from leadflow_core.request_context import bound, current_request_id
 from leadflow_core.timestamps import from_proto, to_proto
 from leadflow_dispatcher import scheduling
-from leadflow_dispatcher.batch_submit import ItemFailed, Limits, Submission, submit_many
 from leadflow_dispatcher.batch_servicer import WorkerBatchServicer
+from leadflow_dispatcher.batch_submit import ItemFailed, Limits, Submission, submit_many
 from leadflow_dispatcher.metrics import LEADS_SUBMITTED
 from leadflow_dispatcher.persons import person_keys
 from leadflow_dispatcher.policies import TenantPolicies

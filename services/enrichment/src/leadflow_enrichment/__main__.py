@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from leadflow_core import queues
+from leadflow_core import queues, tls
+from leadflow_core.access_policy import DIAL_WORKER, JOBS_WORKER
 from leadflow_core.grpc_server import write_port_file
 from leadflow_core.logs import configure, get_logger
 from leadflow_enrichment.settings import WorkerSettings
@@ -46,6 +47,17 @@ def parse_group(spec: str, default_threads: int = 8) -> Group:
     if unknown or not chosen:
         raise SystemExit(f"unknown queue(s) {unknown or spec!r}; known: {', '.join(queues.ALL_QUEUES)}")
     return Group(name or chosen[0], chosen, int(threads) if threads else default_threads)
+
+
+def worker_identity(groups: list[Group]) -> str:
+    """The certificate a worker process calls with: its kind, from the queues it consumes."""
+    consumed = {q for g in groups for q in g.queues}
+    dial = {q for q in consumed if q in queues.DIAL_QUEUES}
+    if dial == consumed:
+        return DIAL_WORKER
+    if not dial:
+        return JOBS_WORKER
+    return "worker"  # both kinds in one process (`make run`): a certificate naming both
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         groups = [parse_group(f"{args.queues}:{args.threads}")]
     else:
         groups = [parse_group(g) for g in (args.group or settings.worker_groups)]
+    tls.set_component(worker_identity(groups))
     run(groups, settings)
     return 0
 

@@ -17,6 +17,7 @@ from types import FrameType
 
 import uvicorn
 
+from leadflow_core import tls
 from leadflow_core.grpc_server import write_port_file
 from leadflow_core.logs import configure, get_logger
 from leadflow_core.metrics_server import bound_port, start_metrics_server
@@ -145,6 +146,7 @@ def _supervise(settings: GatewaySettings, sock: socket.socket, processes: int) -
 def main() -> None:
     settings = GatewaySettings()
     configure("gateway", settings.log_level)
+    tls.set_component("gateway")
     sock = bind(settings.gateway_addr)
     processes = settings.gateway_processes or os.cpu_count() or 1
     if processes <= 1:
