@@ -10,7 +10,7 @@ Stages (all by default; `--only STAGE` repeats):
   sources     signed Meta, HubSpot, form and API mix (Python client)
   compliance  compliance Evaluate over gRPC
   workers     end to end through every worker, emergencies under load, backlog drain
-  worker-path the worker path's per-lead costs (when bench/worker_path.py exists)
+  worker-path the worker path: per-lead costs, end to end, backlog drain, emergency latency
 
 Results go to stdout as a table and to `--json` (default var/bench/results.json). Needs `wrk`
 (Debian: `apt-get install -y wrk`, or `make bench-setup`)."""
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import subprocess
@@ -304,13 +303,26 @@ def _start(proc: ServiceProcess) -> None:
 
 
 def stage_worker_path(run: Run) -> None:
-    """Optional: `bench/worker_path.py` with `run(run) -> dict` adds the worker path's costs."""
-    try:
-        module = importlib.import_module("bench.worker_path")
-    except ModuleNotFoundError:
-        print("\n== worker path: bench/worker_path.py not present, skipped")
-        return
-    run.results["worker_path"] = module.run(run)
+    """The worker path on its own mesh and private Redis: per-lead costs stored -> dialed, then
+    end-to-end leads/s, a backlog drain and emergency latency at half load."""
+    from bench import worker_path
+
+    for sub in ("worker-path-costs", "worker-path"):
+        (run.workdir / sub).mkdir(parents=True, exist_ok=True)
+    costs = worker_path.measure_costs(run.db_url, run.workdir / "worker-path-costs")
+    figures = worker_path.run(
+        run.db_url,
+        run.workdir / "worker-path",
+        load=run.args.load,
+        backlog=run.args.backlog,
+        emergencies=run.args.emergencies,
+    )
+    run.results["worker_path"] = {"per_lead": costs.per_lead(), **figures.as_dict()}
+    print("\n== worker path (stored -> dialed)")
+    for name, value in run.results["worker_path"]["per_lead"].items():
+        print(f"  {name:>24}: {value:.2f} per lead")
+    for name, value in figures.as_dict().items():
+        print(f"  {name:>24}: {value:.1f}")
 
 
 RUNNERS: dict[str, Callable[[Run], None]] = {
