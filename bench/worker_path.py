@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import Engine, bindparam, create_engine, text
+from sqlalchemy import create_engine
 
+from bench.workers import lead_to_dial_ms, pct, wait_dialed
 from leadflow.v1 import (
     compliance_pb2,
     compliance_pb2_grpc,
@@ -261,45 +262,6 @@ class Submitter:
     def close(self) -> None:
         for ch in self._channels:
             ch.close()
-
-
-def _count_dialed(engine: Engine, tenant: str, ids: Sequence[str]) -> int:
-    query = text(
-        "SELECT count(DISTINCT lead_id) FROM dispatcher_events "
-        "WHERE tenant = :t AND kind = 'dialed' AND lead_id IN :ids"
-    ).bindparams(bindparam("ids", expanding=True))
-    with engine.connect() as conn:
-        return int(conn.execute(query, {"t": tenant, "ids": list(ids)}).scalar() or 0)
-
-
-def wait_dialed(engine: Engine, tenant: str, ids: Sequence[str], timeout: float) -> float:
-    """Seconds until every lead has its "dialed" event."""
-    start = time.monotonic()
-    chunks = [ids[i : i + 1000] for i in range(0, len(ids), 1000)]
-    while True:
-        if sum(_count_dialed(engine, tenant, c) for c in chunks) >= len(ids):
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise TimeoutError(f"leads not dialed within {timeout}s")
-        time.sleep(0.1)
-
-
-def lead_to_dial_ms(engine: Engine, tenant: str, ids: Sequence[str]) -> list[float]:
-    query = text(
-        "SELECT r.at, d.at FROM dispatcher_events r JOIN dispatcher_events d "
-        "ON d.tenant = r.tenant AND d.lead_id = r.lead_id AND d.kind = 'dialed' "
-        "WHERE r.tenant = :t AND r.kind = 'received' AND r.lead_id IN :ids"
-    ).bindparams(bindparam("ids", expanding=True))
-    with engine.connect() as conn:
-        rows = conn.execute(query, {"t": tenant, "ids": list(ids)}).all()
-    return [(dialed - received).total_seconds() * 1000 for received, dialed in rows]
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))]
 
 
 # ---- costs ----------------------------------------------------------------------------------
