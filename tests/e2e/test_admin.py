@@ -397,7 +397,7 @@ def test_every_component_serves_metrics_and_probes_on_its_own_port(mesh: Mesh) -
             "leadflow_queue_in_flight",
             "leadflow_queue_dead_letters_open",
             f'leadflow_tenant_budget_used_ratio{{tenant="{ACME}"}}',
-            'leadflow_grpc_server_handled_total{code="OK",method="SubmitLead",service="DispatcherService"}',
+            'leadflow_grpc_server_handled_total{code="OK",method="SubmitLeads",service="DispatcherService"}',
         ],
         "workers": ['leadflow_worker_jobs_total{actor="enrich",outcome="ok",queue="enrich"}'],
     }

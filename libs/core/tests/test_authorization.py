@@ -180,7 +180,7 @@ def test_matrix_every_identity_by_every_method(
 def test_the_table_says_what_each_component_needs() -> None:
     # The few decisions that matter most, spelled out so a careless edit shows up here.
     assert POLICY["/leadflow.v1.ComplianceService/ReserveCall"] == {DIAL_WORKER}
-    assert POLICY["/leadflow.v1.TenantAdminService/CreateApiKey"] == {CLI}
+    assert POLICY["/leadflow.v1.TenantAdminService/CreateApiKey"] == {CLI, OPERATOR}
     assert POLICY["/leadflow.v1.TenantAdminService/AuthenticateApiKey"] == {GATEWAY}
     assert POLICY["/leadflow.v1.DispatcherService/SubmitLead"] == {GATEWAY}
     assert not is_allowed("/leadflow.v1.DispatcherService/GetLead", [GATEWAY])

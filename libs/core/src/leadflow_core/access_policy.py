@@ -115,7 +115,8 @@ POLICY: Final[Mapping[str, frozenset[str]]] = {
     _T + "SetPaused": _allow(OPERATOR, CLI, DISPATCHER),
     _T + "DeactivateTenant": _allow(OPERATOR, CLI),
     _T + "GetTenantUsage": _allow(OPERATOR, CLI, DISPATCHER),
-    _T + "CreateApiKey": _allow(CLI),
+    # The operator makes each Tenant's first key into a Secret.
+    _T + "CreateApiKey": _allow(OPERATOR, CLI),
     _T + "ListApiKeys": _allow(CLI),
     _T + "AuthenticateApiKey": _allow(GATEWAY),
     # Secrets in plaintext: only the components that use them.

@@ -28,7 +28,7 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from leadflow_core import dev_ca
+from leadflow_core import dev_ca, tls
 from leadflow_core.access_policy import DEV_CERTIFICATES, IDENTITIES
 from leadflow_core.db import normalise_url
 from leadflow_core.keyring import add_key
@@ -62,6 +62,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     while _TLS_TEMP:
         _TLS_TEMP.pop().cleanup()
+
+
+@pytest.fixture(autouse=True)
+def _test_process_identity() -> Iterator[None]:
+    """A test that runs a `main()` in this process (the CLI's, say) names its component; the
+    name must not outlive the test, or every later channel would call as that component."""
+    yield
+    tls.set_component(None)
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,7 @@ def spiffe_id(identity: str) -> str:
     return SPIFFE_PREFIX + identity
 
 
-def set_component(identity: str) -> None:
+def set_component(identity: str | None) -> None:
     """Name this process's component (its certificate in `LEADFLOW_TLS_DIR`); call once in main."""
     global _component
     _component = identity

@@ -34,11 +34,13 @@ def _action(decision: decision_pb2.Decision) -> str:
 
 
 def _decisions(request: Any, response: Any) -> Iterable[tuple[str, decision_pb2.Decision]]:
-    if hasattr(response, "decisions"):  # a batch: requests and answers pair up by position
+    if hasattr(response, "results"):  # EvaluateBatch: requests and results pair up by position
         leads = [getattr(r, "lead", None) for r in getattr(request, "requests", [])]
-        for i, decision in enumerate(response.decisions):
+        for i, result in enumerate(response.results):
+            if not result.HasField("response"):  # this item failed: no decision to count
+                continue
             lead = leads[i] if i < len(leads) else None
-            yield (lead.tenant if lead is not None else ""), decision
+            yield (lead.tenant if lead is not None else ""), result.response.decision
     elif hasattr(response, "decision"):
         lead = getattr(request, "lead", None)
         yield (lead.tenant if lead is not None else ""), response.decision

@@ -26,6 +26,7 @@ from leadflow_dispatcher.leads import LeadStore
 from leadflow_dispatcher.person_order import SubmitResult
 from leadflow_dispatcher.persons import PersonKeys
 from leadflow_dispatcher.policies import PolicyView
+from leadflow_dispatcher.repository import event_row
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,17 @@ def _store_one(store: LeadStore, s: Session, item: Submission, limits: Limits) -
     source = scheduling.source_name(item.lead.source)
     existing = store._find_duplicate(s, item.lead, source)
     if existing is not None:
+        # Counted by the admin lead statistics; the timeline shows redeliveries.
+        s.add(
+            event_row(
+                existing.tenant,
+                existing.id,
+                "duplicate_received",
+                {},
+                item.request_id or limits.request_id,
+                utcnow(),
+            )
+        )
         return store._duplicate_result(existing)
     target = store._merge_target(s, item.lead, item.keys, utcnow(), item.policy.merge_window_seconds)
     if target is not None:
