@@ -272,7 +272,7 @@ def test_same_name_in_two_namespaces(
     eventually(lambda: "NameConflict" in reasons(apiserver, second, name), "the NameConflict event")
     # Several timer ticks later compliance still holds the first namespace's tenant, untouched.
     wait_for(
-        lambda: False if (t := compliance.tenant(name)) is None else t.display_name == "First", timeout=10
+        lambda: False if (t := compliance.tenant(name)) is None else t.display_name == "First", timeout=60
     )
     held = compliance.tenant(name)
     assert held is not None
