@@ -187,7 +187,11 @@ def running(database_url: str, redis_url: str, redis_prefix: str, workdir: Path)
             procs.append(proc)
             return proc.start()
 
-        compliance = start("compliance", "leadflow_compliance", {"LEADFLOW_COMPLIANCE_ADDR": "127.0.0.1:0"})
+        compliance = start(
+            "compliance",
+            "leadflow_compliance",
+            {"LEADFLOW_COMPLIANCE_ADDR": "127.0.0.1:0", "LEADFLOW_COMPLIANCE_METRICS_ADDR": "127.0.0.1:0"},
+        )
         dispatcher = start(
             "dispatcher",
             "leadflow_dispatcher",
@@ -200,6 +204,8 @@ def running(database_url: str, redis_url: str, redis_prefix: str, workdir: Path)
         env = {
             **base,
             **gateway_env(compliance.addr, dispatcher.addr, graph_url),
+            # Free ports: another run's gateway may hold the default metrics port.
+            "LEADFLOW_GATEWAY_METRICS_ADDR": "127.0.0.1:0",
             "LEADFLOW_METRICS_PORT_FILE": str(workdir / "gateway.metrics.port"),
         }
         gateway = start("gateway", "leadflow_gateway", env)
