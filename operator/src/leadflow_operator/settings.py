@@ -27,7 +27,9 @@ def require_port(addr: str) -> str:
     if "://" in addr or addr.startswith(("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")):
         return addr
     host, sep, port = addr.rpartition(":")
-    if not sep or not host or host.endswith(":") or not port.isdigit() or not 0 < int(port) < 65536:
+    # Only ASCII digits are a port ("²" is a digit to str.isdigit()).
+    digits = port.isascii() and port.isdigit()
+    if not sep or not host or host.endswith(":") or not digits or not 0 < int(port) < 65536:
         raise ValueError(
             f"LEADFLOW_COMPLIANCE_ADDR={addr!r} has no port: give host:port, e.g. compliance:50051 "
             "(without a port gRPC would dial 443)"

@@ -25,8 +25,8 @@ SOURCE_NAMES = (
 Feature = Literal["auto_dial", "ai_enrichment", "crm_sync"]
 FEATURES: tuple[Feature, ...] = ("auto_dial", "ai_enrichment", "crm_sync")
 # The CRD's patterns: 00:00-23:59, and 24:00 (midnight) only as a window's end.
-WINDOW_START_PATTERN = r"^$|^([01]\d|2[0-3]):[0-5]\d$"
-WINDOW_END_PATTERN = r"^$|^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
+WINDOW_START_PATTERN = r"^$|^([01][0-9]|2[0-3]):[0-5][0-9]$"
+WINDOW_END_PATTERN = r"^$|^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
 MAX_DAILY_USD = Decimal(1_000_000)
 # Provider types per kind (the CRD's enums; services/enrichment's registry implements them).
 PROVIDER_TYPES: dict[str, tuple[str, ...]] = {

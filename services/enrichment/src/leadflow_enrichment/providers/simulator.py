@@ -22,7 +22,7 @@ from leadflow_enrichment.providers.local_crm_models import SimulatedCall
 from leadflow_enrichment.providers.status_callbacks import CallbackSender
 
 FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 SEQUENCE_PREFIX = "seq:"
