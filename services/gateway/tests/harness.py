@@ -153,8 +153,10 @@ class Harness:
         assert self.queued_messages(tenant) == 0
 
     def start_gateway(self, name: str, extra: dict[str, str]) -> ServiceProcess:
+        # Its own metrics-port file: the shared gateway's must keep naming the shared gateway.
+        own = {"LEADFLOW_METRICS_PORT_FILE": str(self.workdir / f"{name}.metrics.port")}
         proc = ServiceProcess(
-            name, [sys.executable, "-m", "leadflow_gateway"], {**self.env, **extra}, self.workdir
+            name, [sys.executable, "-m", "leadflow_gateway"], {**self.env, **own, **extra}, self.workdir
         )
         return proc.start()
 

@@ -201,23 +201,26 @@ class OutboxStore(Repository):
         now = utcnow()
         cutoff = now - timedelta(seconds=timeout_seconds)
         created = 0
+        # Calls that already have a status job are left out in SQL, not after the limit: else a
+        # page of long-running calls would hide every newer call from reconciliation for good.
+        has_job = (
+            sa.select(JobRow.id)
+            .where(
+                JobRow.tenant == DialAttemptRow.tenant,
+                JobRow.lead_id == DialAttemptRow.lead_id,
+                JobRow.kind == "call_status",
+                JobRow.attempt == DialAttemptRow.attempt,
+            )
+            .exists()
+        )
         with self.sessions.begin() as s:
             rows = s.scalars(
                 sa.select(DialAttemptRow)
-                .where(DialAttemptRow.state == "dialed", DialAttemptRow.dialed_at < cutoff)
+                .where(DialAttemptRow.state == "dialed", DialAttemptRow.dialed_at < cutoff, ~has_job)
+                .order_by(DialAttemptRow.dialed_at)
                 .limit(limit)
             ).all()
             for row in rows:
-                exists = s.scalars(
-                    sa.select(JobRow.id).where(
-                        JobRow.tenant == row.tenant,
-                        JobRow.lead_id == row.lead_id,
-                        JobRow.kind == "call_status",
-                        JobRow.attempt == row.attempt,
-                    )
-                ).first()
-                if exists:
-                    continue
                 s.add(
                     job_row(
                         row.tenant,
