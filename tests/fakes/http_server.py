@@ -11,7 +11,9 @@ context manager:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +43,8 @@ class Reply:
     status: int
     body: Any = b""  # bytes as-is; anything else is sent as JSON
     headers: dict[str, str] = field(default_factory=dict)
+    # Close the connection without any answer (a proxy or the vendor dropping it mid-request).
+    drop: bool = False
 
     def encoded(self) -> tuple[bytes, dict[str, str]]:
         headers = dict(self.headers)
@@ -194,6 +198,11 @@ def _make_handler(handle: Callable[[RecordedRequest], Reply]) -> type[BaseHTTPRe
                 reply = handle(request)
             except Exception as err:  # a bug in a fake must show up as a 500, not a hang
                 reply = Reply(500, {"fake_error": repr(err)})
+            if reply.drop:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
             payload, headers = reply.encoded()
             try:
                 self.send_response(reply.status)

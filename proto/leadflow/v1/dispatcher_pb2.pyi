@@ -452,17 +452,29 @@ class ClaimDialAttemptResponse(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     RESUMED_FIELD_NUMBER: _builtins.int
     TRIES_FIELD_NUMBER: _builtins.int
+    RECONCILE_FIELD_NUMBER: _builtins.int
+    DIALING_AT_FIELD_NUMBER: _builtins.int
+    RESERVATION_ID_FIELD_NUMBER: _builtins.int
     claimed: _builtins.bool
     """False when another worker already claimed or finished this attempt."""
     attempt_id: _builtins.str
     state: _builtins.str
     resumed: _builtins.bool
     """True when an earlier claim of this attempt went stale (its worker died) and this one
-    resumes it with the same attempt id; the provider call is idempotent on that id.
+    resumes it with the same attempt id.
     """
     tries: _builtins.int
+    reconcile: _builtins.bool
+    """The attempt may already have reached the provider (its worker died after "dialing", or
+    the provider's answer was ambiguous): look the call up there before anything else, from
+    `dialing_at` on; no gate was asked and no new reservation made. `reservation_id` is the
+    one the attempt holds.
+    """
+    reservation_id: _builtins.str
     @_builtins.property
     def lead(self) -> _lead_pb2.Lead: ...
+    @_builtins.property
+    def dialing_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -472,10 +484,13 @@ class ClaimDialAttemptResponse(_message.Message):
         state: _builtins.str = ...,
         resumed: _builtins.bool = ...,
         tries: _builtins.int = ...,
+        reconcile: _builtins.bool = ...,
+        dialing_at: _timestamp_pb2.Timestamp | None = ...,
+        reservation_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["lead", b"lead"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dialing_at", b"dialing_at", "lead", b"lead"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "claimed", b"claimed", "lead", b"lead", "resumed", b"resumed", "state", b"state", "tries", b"tries"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "claimed", b"claimed", "dialing_at", b"dialing_at", "lead", b"lead", "reconcile", b"reconcile", "reservation_id", b"reservation_id", "resumed", b"resumed", "state", b"state", "tries", b"tries"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -492,6 +507,8 @@ class CompleteDialAttemptRequest(_message.Message):
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    AMBIGUOUS_FIELD_NUMBER: _builtins.int
+    REVIEW_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     attempt_id: _builtins.str
     provider_call_id: _builtins.str
@@ -501,6 +518,14 @@ class CompleteDialAttemptRequest(_message.Message):
     error: _builtins.str
     request_id: _builtins.str
     """The job's request id, when the report travels in a batch (else the call's own)."""
+    ambiguous: _builtins.bool
+    """With `error`: the request may have reached the provider (5xx, timeout, dropped answer).
+    The attempt keeps its reservation and is reconciled before any further dial.
+    """
+    review: _builtins.bool
+    """With `error`: reconciliation could not prove whether a call exists; a person decides
+    (the lead goes to the review queue), never a second dial.
+    """
     def __init__(
         self,
         *,
@@ -511,10 +536,12 @@ class CompleteDialAttemptRequest(_message.Message):
         reservation_id: _builtins.str = ...,
         error: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        ambiguous: _builtins.bool = ...,
+        review: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "error", b"error", "provider", b"provider", "provider_call_id", b"provider_call_id", "request_id", b"request_id", "reservation_id", b"reservation_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ambiguous", b"ambiguous", "attempt_id", b"attempt_id", "error", b"error", "provider", b"provider", "provider_call_id", b"provider_call_id", "request_id", b"request_id", "reservation_id", b"reservation_id", "review", b"review", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -617,12 +644,17 @@ class RecordCallStatusRequest(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     PRICE_USD_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     provider_call_id: _builtins.str
     status: _builtins.str
     """queued, ringing, in-progress, completed, busy, no-answer, failed, canceled."""
     duration_seconds: _builtins.int
     price_usd: _builtins.str
+    attempt_id: _builtins.str
+    """Our marker from the status callback URL: matches a call the attempt never learnt the id
+    of (its create answered 500, timed out or dropped) to that attempt.
+    """
     @_builtins.property
     def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Every parameter the dialer sent, for audit (phone numbers masked before storage)."""
@@ -636,10 +668,11 @@ class RecordCallStatusRequest(_message.Message):
         duration_seconds: _builtins.int = ...,
         price_usd: _builtins.str = ...,
         params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        attempt_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "params", b"params", "price_usd", b"price_usd", "provider_call_id", b"provider_call_id", "status", b"status", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "duration_seconds", b"duration_seconds", "params", b"params", "price_usd", b"price_usd", "provider_call_id", b"provider_call_id", "status", b"status", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

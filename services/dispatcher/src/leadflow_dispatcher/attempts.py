@@ -19,6 +19,7 @@ from leadflow_dispatcher.models import (
     DialAttemptRow,
     JobRow,
     LeadRow,
+    ReviewRow,
 )
 from leadflow_dispatcher.policies import PolicyView
 from leadflow_dispatcher.repository import (
@@ -27,6 +28,11 @@ from leadflow_dispatcher.repository import (
     job_row,
     new_id,
 )
+
+# Attempts that may have reached the provider: never gated and dialed again before a lookup.
+MAYBE_PLACED = ("dialing", "unsure", "reconciling", "review")
+# Attempts a person's next lead waits for (a call may be under way).
+IN_FLIGHT = ("claimed", *MAYBE_PLACED)
 
 
 @dataclass
@@ -37,6 +43,10 @@ class ClaimResult:
     lead: lead_pb2.Lead
     resumed: bool = False
     tries: int = 0
+    # Won to look the call up at the provider (see ClaimDialAttemptResponse.reconcile).
+    reconcile: bool = False
+    dialing_at: datetime | None = None
+    reservation_id: str = ""
 
 
 def lock_calls(s: Session, calls: list[tuple[str, str]], postgres: bool) -> None:
@@ -99,6 +109,8 @@ class AttemptStore(Repository):
             except IntegrityError:
                 return ClaimResult(False, "", "claimed", lead)
             return ClaimResult(True, attempt_id, "claimed", lead, tries=1)
+        # An attempt that may have reached the provider is not resumed here: only StartDials
+        # hands it out, for a lookup at the provider first.
         resumable = current.state in ("failed", "deferred") or (
             current.state == "claimed" and as_utc(current.claimed_at) < now - timedelta(seconds=stale_seconds)
         )
@@ -301,6 +313,7 @@ class AttemptStore(Repository):
         params: dict[str, str],
         request_id: str,
         policy_for: Any,
+        attempt_id: str = "",
     ) -> tuple[bool, str]:
         now = utcnow()
         try:
@@ -326,6 +339,13 @@ class AttemptStore(Repository):
                         DialAttemptRow.tenant == tenant, DialAttemptRow.provider_call_id == provider_call_id
                     )
                 ).first()
+                if attempt is None and attempt_id:
+                    attempt, extra = self._adopt(
+                        s, tenant, attempt_id, provider_call_id, status, request_id, now
+                    )
+                    if attempt is not None and extra:
+                        status_row.applied = True  # on the timeline as an extra call; never aside
+                        return True, attempt.lead_id
                 if attempt is None:
                     # The callback outran CompleteDialAttempt; it is applied when that arrives.
                     return True, ""
@@ -339,6 +359,89 @@ class AttemptStore(Repository):
                     )
                 ).first()
             return False, lead_id or ""
+
+    def _adopt(
+        self,
+        s: Session,
+        tenant: str,
+        attempt_id: str,
+        provider_call_id: str,
+        status: str,
+        request_id: str,
+        now: datetime,
+    ) -> tuple[DialAttemptRow | None, bool]:
+        """A callback for a call we hold no record of, carrying our marker (the attempt id in its
+        URL, covered by the provider's signature): the call of an attempt whose create went
+        unanswered. It becomes that attempt's call, as if the create had answered. A call
+        beside the one the attempt already has is still applied, as an extra call, never dropped."""
+        attempt = s.scalars(
+            sa.select(DialAttemptRow)
+            .where(DialAttemptRow.tenant == tenant, DialAttemptRow.id == attempt_id)
+            .with_for_update()
+        ).first()
+        if attempt is None:
+            return None, False
+        if attempt.provider_call_id and attempt.provider_call_id != provider_call_id:
+            s.add(
+                event_row(
+                    tenant,
+                    attempt.lead_id,
+                    "extra_call",
+                    {
+                        "attempt": attempt.attempt,
+                        "attempt_id": attempt.id,
+                        "call_id": provider_call_id,
+                        "status": status,
+                    },
+                    request_id,
+                    now,
+                )
+            )
+            return attempt, True
+        if attempt.state == "review":
+            # The provider's own callback proves the call: nothing is left for a person to decide.
+            review = s.get(ReviewRow, (tenant, attempt.lead_id), with_for_update=True)
+            if review is not None and review.state == "open":
+                review.state, review.decided_by, review.decided_at = "resolved", "callback", now
+                review.note = "the provider's status callback proved the call"
+        attempt.state = "dialed"
+        attempt.provider_call_id = provider_call_id
+        attempt.dialed_at = now
+        attempt.error = ""
+        s.execute(
+            sa.update(JobRow)
+            .where(
+                JobRow.tenant == tenant,
+                JobRow.lead_id == attempt.lead_id,
+                JobRow.kind == "dial",
+                JobRow.attempt == attempt.attempt,
+            )
+            .values(state="done", updated_at=now)
+        )
+        s.execute(
+            sa.update(LeadRow)
+            .where(LeadRow.tenant == tenant, LeadRow.id == attempt.lead_id)
+            .values(dial_state=dispatcher_pb2.DIAL_STATE_DIALED)
+        )
+        s.add(
+            event_row(
+                tenant,
+                attempt.lead_id,
+                "dialed",
+                {
+                    "attempt": attempt.attempt,
+                    "attempt_id": attempt.id,
+                    "provider": attempt.provider,
+                    "call_id": provider_call_id,
+                    "by": "callback",
+                },
+                request_id,
+                now,
+                f"dialed:{attempt.id}",
+            )
+        )
+        s.flush()
+        return attempt, False
 
     def _apply_status(
         self,

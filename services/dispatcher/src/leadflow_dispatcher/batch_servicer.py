@@ -54,14 +54,19 @@ def _error(code: grpc.StatusCode | int, message: str) -> batch_pb2.ItemError:
 
 
 def _claim_reply(c: ClaimResult) -> dispatcher_pb2.ClaimDialAttemptResponse:
-    return dispatcher_pb2.ClaimDialAttemptResponse(
+    reply = dispatcher_pb2.ClaimDialAttemptResponse(
         claimed=c.claimed,
         attempt_id=c.attempt_id,
         lead=c.lead,
         state=c.state,
         resumed=c.resumed,
         tries=c.tries,
+        reconcile=c.reconcile,
+        reservation_id=c.reservation_id,
     )
+    if c.dialing_at is not None:
+        reply.dialing_at.CopyFrom(to_proto(c.dialing_at))
+    return reply
 
 
 class WorkerBatchServicer:
@@ -143,7 +148,8 @@ class WorkerBatchServicer:
                 items[i].error.CopyFrom(_not_found("lead", ask.lead_id))
                 continue
             items[i].claim.CopyFrom(_claim_reply(claim))
-            if claim.claimed:
+            # A reconciling claim asks no gate: its worker looks the call up first.
+            if claim.claimed and not claim.reconcile:
                 claimed.append((i, claim))
         if claimed:
             self._gate(asks, claimed, items)
@@ -182,6 +188,7 @@ class WorkerBatchServicer:
                 items[i].error.CopyFrom(_error(code, f"compliance could not reserve: {code}"))
             return
         released: list[tuple[str, str]] = []
+        reserved: list[tuple[int, str, str, str]] = []  # (index, tenant, attempt id, reservation id)
         for (i, claim), answer in zip(claimed, answers, strict=True):
             ask = asks[i]
             if answer.error_code:
@@ -192,7 +199,7 @@ class WorkerBatchServicer:
             items[i].decision.CopyFrom(decision)
             if decision.action == decision_pb2.DIAL_ACTION_DIAL_NOW:
                 if answer.reply.reservation_id:
-                    items[i].reservation_id = answer.reply.reservation_id
+                    reserved.append((i, ask.tenant, claim.attempt_id, answer.reply.reservation_id))
                 else:  # never place a call without a reservation
                     released.append((ask.tenant, claim.attempt_id))
                     items[i].error.CopyFrom(
@@ -206,7 +213,28 @@ class WorkerBatchServicer:
                 log.warning("defer_failed", lead_id=ask.lead_id, error=type(err).__name__)
                 released.append((ask.tenant, claim.attempt_id))
                 items[i].error.CopyFrom(_error(grpc.StatusCode.UNAVAILABLE, "the deferral was not recorded"))
+        self._mark_dialing(reserved, items, released)
         self.store.release_claims(released, "the gate was not answered")
+
+    def _mark_dialing(
+        self,
+        reserved: list[tuple[int, str, str, str]],
+        items: list[dispatcher_pb2.StartDialsResponse.Item],
+        released: list[tuple[str, str]],
+    ) -> None:
+        """ "dialing" is committed before the worker may call the provider: from here on the
+        attempt is never dialed again before a lookup at the provider."""
+        try:
+            marked = self.store.mark_dialing([(t, a, r) for _, t, a, r in reserved])
+        except Exception as err:
+            log.warning("dialing_not_recorded", error=type(err).__name__)
+            marked = set()
+        for i, tenant, attempt_id, reservation_id in reserved:
+            if attempt_id in marked:
+                items[i].reservation_id = reservation_id
+            else:
+                released.append((tenant, attempt_id))
+                items[i].error.CopyFrom(_error(grpc.StatusCode.UNAVAILABLE, "dialing was not recorded"))
 
     def CompleteDials(
         self, request: dispatcher_pb2.CompleteDialsRequest, context: grpc.ServicerContext
@@ -225,6 +253,14 @@ class WorkerBatchServicer:
                 )
             elif not a.error:
                 items[i].error.CopyFrom(_invalid("provider_call_id", "required unless error is set"))
+            elif a.ambiguous or a.review:
+                try:
+                    if a.review:
+                        self.store.send_to_review(a.tenant, a.attempt_id, a.provider, a.error, rid)
+                    else:
+                        self.store.mark_unsure(a.tenant, a.attempt_id, a.provider, a.error, rid)
+                except NotFound:
+                    items[i].error.CopyFrom(_not_found("dial attempt", a.attempt_id))
             else:
                 # Not placed (rare): the one-attempt path frees the attempt and the reservation.
                 try:

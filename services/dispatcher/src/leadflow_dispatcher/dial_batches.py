@@ -5,6 +5,11 @@ an existing row, a stale or failed one is resumed by compare-and-set; a redelive
 changes nothing), with set-based statements: a batch of claims costs a handful of statements
 whatever its size. Claims whose reservation could not be asked for are released ("failed",
 which the job's retry may claim again at once), so no attempt waits for the stale timeout.
+
+An attempt that may have reached the provider ("dialing" gone stale, "unsure" after an
+ambiguous answer) is never gated and dialed again: its claim is a "reconciling" one, and the
+worker looks the call up at the provider. Found: it is reported as placed. Proven absent: the
+attempt is failed (and may be claimed for a dial). Unprovable: the lead goes to review.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ from leadflow.v1 import dispatcher_pb2, lead_pb2
 from leadflow_core.clock import now as utcnow
 from leadflow_core.timestamps import as_utc
 from leadflow_dispatcher.attempts import AttemptStore, ClaimResult, lock_calls
-from leadflow_dispatcher.models import CallStatusRow, DialAttemptRow, JobRow, LeadRow
+from leadflow_dispatcher.models import CallStatusRow, DialAttemptRow, JobRow, LeadRow, ReviewRow
 from leadflow_dispatcher.policies import PolicyView
-from leadflow_dispatcher.repository import NotFound, new_id
+from leadflow_dispatcher.repository import NotFound, event_row, new_id
 from leadflow_dispatcher.worker_reads import insert_events, insert_ignoring
+
+# The review reason when the provider could not say whether an ambiguous dial placed a call.
+UNPROVEN_CALL = "dial.call_unproven"
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class DialBatchStore(AttemptStore):
             }
             fresh: dict[tuple[str, str, int], tuple[int, str]] = {}
             won: list[tuple[int, str, int]] = []  # (index, attempt id, tries)
+            reconciling: list[tuple[int, str, int]] = []
             lead_of: dict[int, lead_pb2.Lead] = {}
             for i, a in enumerate(asks):
                 row = leads.get(a.lead_id)
@@ -107,9 +116,15 @@ class DialBatchStore(AttemptStore):
                     else:
                         fresh[key] = (i, new_id())
                     continue
-                resumable = attempt.state in ("failed", "deferred") or (
-                    attempt.state == "claimed"
-                    and as_utc(attempt.claimed_at) < now - timedelta(seconds=stale_seconds)
+                stale = as_utc(attempt.claimed_at) < now - timedelta(seconds=stale_seconds)
+                # Its worker died after "dialing", or the provider's answer was ambiguous.
+                reconcile = attempt.state == "unsure" or (
+                    attempt.state in ("dialing", "reconciling") and stale
+                )
+                resumable = (
+                    reconcile
+                    or attempt.state in ("failed", "deferred")
+                    or (attempt.state == "claimed" and stale)
                 )
                 if not resumable:
                     out[i] = ClaimResult(False, attempt.id, attempt.state, lead, tries=attempt.tries)
@@ -122,7 +137,12 @@ class DialBatchStore(AttemptStore):
                         DialAttemptRow.state == attempt.state,
                         DialAttemptRow.claimed_at == attempt.claimed_at,
                     )
-                    .values(state="claimed", claimed_at=now, tries=attempt.tries + 1, error="")
+                    .values(
+                        state="reconciling" if reconcile else "claimed",
+                        claimed_at=now,
+                        tries=attempt.tries + 1,
+                        error="",
+                    )
                     .execution_options(synchronize_session=False)
                 )
                 if cas.rowcount != 1:  # type: ignore[attr-defined]
@@ -131,12 +151,15 @@ class DialBatchStore(AttemptStore):
                 out[i] = ClaimResult(
                     True,
                     attempt.id,
-                    "claimed",
+                    "reconciling" if reconcile else "claimed",
                     lead,
-                    resumed=attempt.state == "claimed",
+                    resumed=attempt.state in ("claimed", "dialing", "reconciling"),
                     tries=attempt.tries + 1,
+                    reconcile=reconcile,
+                    dialing_at=as_utc(attempt.dialing_at) if attempt.dialing_at else None,
+                    reservation_id=attempt.reservation_id,
                 )
-                won.append((i, attempt.id, attempt.tries + 1))
+                (reconciling if reconcile else won).append((i, attempt.id, attempt.tries + 1))
             if fresh:
                 values = [
                     {
@@ -180,7 +203,113 @@ class DialBatchStore(AttemptStore):
                         for i, aid, tries in won
                     ],
                 )
+            if reconciling:
+                insert_events(
+                    s,
+                    [
+                        _event(
+                            asks[i].tenant,
+                            asks[i].lead_id,
+                            "dial_reconciling",
+                            {"attempt": asks[i].attempt, "attempt_id": aid, "try": tries},
+                            asks[i].request_id,
+                            now,
+                            f"dial_reconciling:{aid}:{tries}",
+                        )
+                        for i, aid, tries in reconciling
+                    ],
+                )
         return out
+
+    def mark_dialing(self, reserved: Sequence[tuple[str, str, str]]) -> set[str]:
+        """(tenant, attempt id, reservation id) of claims the gate let through: "dialing", in
+        their own commit before any provider request. Returns the attempt ids so marked."""
+        if not reserved:
+            return set()
+        now = utcnow()
+        marked: set[str] = set()
+        with self.sessions.begin() as s:
+            for tenant, attempt_id, reservation_id in reserved:
+                row = s.execute(
+                    sa.update(DialAttemptRow)
+                    .where(
+                        DialAttemptRow.tenant == tenant,
+                        DialAttemptRow.id == attempt_id,
+                        DialAttemptRow.state == "claimed",
+                    )
+                    .values(state="dialing", reservation_id=reservation_id, dialing_at=now, claimed_at=now)
+                    .returning(DialAttemptRow.id)
+                    .execution_options(synchronize_session=False)
+                ).first()
+                if row is not None:
+                    marked.add(attempt_id)
+        return marked
+
+    def mark_unsure(self, tenant: str, attempt_id: str, provider: str, error: str, request_id: str) -> None:
+        """The provider's answer was ambiguous: the call may exist. The attempt keeps its
+        reservation and dialing instant; its next claim reconciles instead of dialing."""
+        now = utcnow()
+        with self.sessions.begin() as s:
+            row = self._attempt(s, tenant, attempt_id)
+            if row.state not in ("dialing", "reconciling"):
+                return  # placed meanwhile (a callback carried the marker), or a redelivered report
+            row.state, row.provider, row.error = "unsure", provider, error[:2000]
+            s.add(
+                event_row(
+                    tenant,
+                    row.lead_id,
+                    "dial_unsure",
+                    {"attempt": row.attempt, "try": row.tries, "provider": provider, "error": error[:500]},
+                    request_id,
+                    now,
+                    f"dial_unsure:{attempt_id}:{row.tries}",
+                )
+            )
+
+    def send_to_review(
+        self, tenant: str, attempt_id: str, provider: str, error: str, request_id: str
+    ) -> None:
+        """Whether the attempt's call exists cannot be proven: a person decides (the review
+        queue), never a second dial. The reservation stays, for the call's callbacks to settle."""
+        now = utcnow()
+        with self.sessions.begin() as s:
+            row = self._attempt(s, tenant, attempt_id)
+            if row.state not in ("dialing", "unsure", "reconciling"):
+                return
+            row.state, row.provider, row.error = "review", provider, error[:2000]
+            s.execute(
+                sa.update(JobRow)
+                .where(
+                    JobRow.tenant == tenant,
+                    JobRow.lead_id == row.lead_id,
+                    JobRow.kind == "dial",
+                    JobRow.attempt == row.attempt,
+                )
+                .values(state="done", updated_at=now)
+            )
+            s.execute(
+                sa.update(LeadRow)
+                .where(LeadRow.tenant == tenant, LeadRow.id == row.lead_id)
+                .values(dial_state=dispatcher_pb2.DIAL_STATE_BLOCKED, dial_at=None)
+            )
+            review = s.get(ReviewRow, (tenant, row.lead_id), with_for_update=True)
+            if review is None:
+                review = ReviewRow(tenant=tenant, lead_id=row.lead_id)
+                s.add(review)
+            # One review per lead: an earlier, decided one is opened again for this question.
+            review.state, review.reasons, review.source = "open", [UNPROVEN_CALL], "dial"
+            review.created_at, review.decided_by, review.note, review.decided_at = now, "", "", None
+            s.add(
+                event_row(
+                    tenant,
+                    row.lead_id,
+                    "dial_review",
+                    {"attempt": row.attempt, "attempt_id": attempt_id, "reason": UNPROVEN_CALL},
+                    request_id,
+                    now,
+                    f"dial_review:{attempt_id}",
+                )
+            )
 
     def release_claims(self, released: Sequence[tuple[str, str]], error: str) -> None:
         """Claims whose reservation could not be asked for: (tenant, attempt id) back to

@@ -14,6 +14,7 @@ from leadflow.v1 import decision_pb2, dispatcher_pb2, lead_pb2
 from leadflow_core.clock import now as utcnow
 from leadflow_core.timestamps import from_proto, to_proto
 from leadflow_dispatcher import scheduling
+from leadflow_dispatcher.attempts import IN_FLIGHT
 from leadflow_dispatcher.models import (
     DialAttemptRow,
     EventRow,
@@ -98,7 +99,7 @@ class LeadStore(PersonOrderStore):
                 DialAttemptRow.tenant == tenant,
                 DialAttemptRow.lead_id.in_(person_leads),
                 sa.or_(
-                    DialAttemptRow.state == "claimed",
+                    DialAttemptRow.state.in_(IN_FLIGHT),
                     DialAttemptRow.dialed_at >= now - timedelta(seconds=window),
                 ),
             )

@@ -154,7 +154,10 @@ class DialAttemptRow(Base):
     tenant: Mapped[str] = mapped_column(sa.String(63))
     lead_id: Mapped[str] = mapped_column(sa.String(32))
     attempt: Mapped[int] = mapped_column(sa.Integer)
-    # claimed, failed (provider refused; may be claimed again), deferred, dialed, ended.
+    # claimed (gate not yet passed), dialing (reserved; the provider request may go out),
+    # unsure (the provider's answer was ambiguous), reconciling (a worker looks the call up),
+    # review (whether a call exists is unproven: a person decides), failed (proven not placed;
+    # may be claimed again), deferred, dialed, ended.
     state: Mapped[str] = mapped_column(sa.String(16))
     tries: Mapped[int] = mapped_column(sa.Integer, default=1)
     provider: Mapped[str] = mapped_column(sa.String(32), default="")
@@ -165,6 +168,9 @@ class DialAttemptRow(Base):
     price_usd: Mapped[str] = mapped_column(sa.String(16), default="")
     error: Mapped[str] = mapped_column(sa.Text, default="")
     claimed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    # When this attempt may first have reached the provider since it was last proven not placed:
+    # the lower bound of the provider lookup that must precede any further dial.
+    dialing_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
     dialed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
 

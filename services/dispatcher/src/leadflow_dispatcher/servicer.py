@@ -303,6 +303,7 @@ class DispatcherServicer(WorkerBatchServicer, dispatcher_pb2_grpc.DispatcherServ
             dict(request.params),
             current_request_id(),
             self.policies.get,
+            request.attempt_id,
         )
         return dispatcher_pb2.RecordCallStatusResponse(applied=applied, lead_id=lead_id)
 

@@ -33,8 +33,12 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         provider: str = "",
         status: int | None = None,
+        ambiguous: bool = False,
     ) -> None:
         super().__init__(message)
+        # The request may have reached the provider and taken effect (a 5xx, a timeout or a
+        # dropped connection after it was sent): for a call, "not placed" is then unproven.
+        self.ambiguous = ambiguous
         self.error_class = error_class
         self.retry_after = retry_after
         self.provider = provider

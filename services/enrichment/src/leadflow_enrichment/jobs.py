@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 from redis.exceptions import LockError
 
 from leadflow.v1 import decision_pb2, dispatcher_pb2, lead_pb2
+from leadflow_core import clock, timestamps
 from leadflow_core.logs import get_logger
 from leadflow_core.pii import subject_hash
 from leadflow_core.request_context import current_request_id
@@ -22,6 +24,7 @@ from leadflow_enrichment.failures import ErrorClass, ProviderError
 from leadflow_enrichment.handling import Hold, JobInfo
 from leadflow_enrichment.limits import LimitBusy
 from leadflow_enrichment.providers.base import CallRequest, Enrichment, LeadView
+from leadflow_enrichment.providers.twilio import with_attempt
 
 log = get_logger("leadflow.worker.jobs")
 
@@ -259,17 +262,22 @@ def dial(ctx: WorkerContext, info: JobInfo) -> None:
 
 def _dial_claimed(ctx: WorkerContext, info: JobInfo, dialer: Any, options: dict[str, str]) -> None:
     # One hop claims the attempt (one claim wins, in PostgreSQL) and asks compliance's final
-    # gate to reserve the call; a refused gate is recorded there as a deferral or block. The
-    # claim is this attempt's "dialing" record, committed before the provider is called.
-    start = ctx.start_dial(
-        dispatcher_pb2.ClaimDialAttemptRequest(
-            tenant=info.tenant, lead_id=info.lead_id, attempt=info.attempt, request_id=current_request_id()
-        )
-    )
+    # gate to reserve the call; a refused gate is recorded there as a deferral or block. A call
+    # let through is recorded "dialing" there, in its own commit, before the provider is called.
+    start = _start(ctx, info)
     claim = start.claim
     if not claim.claimed:
         log.info("dial_not_claimed", lead_id=info.lead_id, attempt=info.attempt, state=claim.state)
         return
+    if claim.reconcile:
+        # This attempt may already have reached the provider: look before any dial.
+        if _reconcile(ctx, info, dialer, claim, options):
+            return
+        start = _start(ctx, info)  # proven not placed (the attempt is failed): claim it to dial
+        claim = start.claim
+        if not claim.claimed or claim.reconcile:
+            log.info("dial_not_claimed", lead_id=info.lead_id, attempt=info.attempt, state=claim.state)
+            return
     attempt_id = claim.attempt_id
     decision = start.decision
     if start.deferred:
@@ -285,7 +293,8 @@ def _dial_claimed(ctx: WorkerContext, info: JobInfo, dialer: Any, options: dict[
         lead_id=info.lead_id,
         to_e164=claim.lead.contact.phone.e164,
         from_number=options.get("from_number", ""),
-        status_callback_url=ctx.callback_url(info.tenant),
+        # The marker in the callback URL matches a call whose create went unanswered to its attempt.
+        status_callback_url=with_attempt(ctx.callback_url(info.tenant), attempt_id),
         record=decision.recording_allowed,
         recording_disclosure=decision.recording_disclosure_required,
     )
@@ -294,30 +303,121 @@ def _dial_claimed(ctx: WorkerContext, info: JobInfo, dialer: Any, options: dict[
     except Exception as err:
         if isinstance(err, ProviderError):
             _note_result(ctx, info, dialer.name, err)
-        # Not placed: free the attempt for the retry and the reservation for others.
-        ctx.complete_dial(
-            dispatcher_pb2.CompleteDialAttemptRequest(
-                tenant=info.tenant,
-                attempt_id=attempt_id,
-                provider=dialer.name,
-                reservation_id=reservation_id,
-                error=f"{type(err).__name__}: {err}"[:2000],
-                request_id=current_request_id(),
-            )
+        # A refusal proves no call: the attempt is freed for the retry and the reservation for
+        # others. Anything else (5xx, timeout, dropped answer, a crash of ours) may have placed
+        # one: the attempt stays "unsure", holding its reservation, and is reconciled first.
+        ambiguous = not isinstance(err, ProviderError) or err.ambiguous
+        _complete(
+            ctx,
+            info,
+            attempt_id,
+            dialer.name,
+            reservation_id,
+            error=f"{type(err).__name__}: {err}"[:2000],
+            ambiguous=ambiguous,
         )
         raise
     _note_result(ctx, info, dialer.name, None)
+    _complete(ctx, info, attempt_id, dialer.name, reservation_id, call_id=handle.provider_call_id)
+    log.info("dialed", lead_id=info.lead_id, attempt=info.attempt, call_id=handle.provider_call_id)
+
+
+def _start(ctx: WorkerContext, info: JobInfo) -> dispatcher_pb2.StartDialsResponse.Item:
+    return ctx.start_dial(
+        dispatcher_pb2.ClaimDialAttemptRequest(
+            tenant=info.tenant, lead_id=info.lead_id, attempt=info.attempt, request_id=current_request_id()
+        )
+    )
+
+
+def _complete(
+    ctx: WorkerContext,
+    info: JobInfo,
+    attempt_id: str,
+    provider: str,
+    reservation_id: str,
+    *,
+    call_id: str = "",
+    error: str = "",
+    ambiguous: bool = False,
+    review: bool = False,
+) -> None:
     ctx.complete_dial(
         dispatcher_pb2.CompleteDialAttemptRequest(
             tenant=info.tenant,
             attempt_id=attempt_id,
-            provider_call_id=handle.provider_call_id,
-            provider=dialer.name,
+            provider_call_id=call_id,
+            provider=provider,
             reservation_id=reservation_id,
+            error=error,
+            ambiguous=ambiguous,
+            review=review,
             request_id=current_request_id(),
         )
     )
-    log.info("dialed", lead_id=info.lead_id, attempt=info.attempt, call_id=handle.provider_call_id)
+
+
+def _reconcile(
+    ctx: WorkerContext,
+    info: JobInfo,
+    dialer: Any,
+    claim: dispatcher_pb2.ClaimDialAttemptResponse,
+    options: dict[str, str],
+) -> bool:
+    """Whether a call exists for an attempt that may have reached the provider. True: settled
+    here (the call found and reported as placed, or the lead sent to review because the
+    provider could not tell); False: the provider proves no call, the attempt is failed."""
+    settings = ctx.settings
+    stamped = timestamps.from_proto(claim.dialing_at) if claim.HasField("dialing_at") else None
+    # The dispatcher stamps on the service clock (shifted in drills); the provider's is real.
+    dialing_at = stamped - clock.offset() if stamped is not None else None
+    if dialing_at is None:
+        # No record of when it may have gone out: nothing can bound a lookup.
+        _complete(
+            ctx,
+            info,
+            claim.attempt_id,
+            dialer.name,
+            claim.reservation_id,
+            error="no dialing instant",
+            review=True,
+        )
+        return True
+    # A create may still be in flight at the provider, or not yet in its list.
+    wait = settings.dial_reconcile_grace_seconds - (timestamps.utcnow() - dialing_at).total_seconds()
+    if wait > 0:
+        time.sleep(wait)
+    since = dialing_at - timedelta(seconds=settings.dial_reconcile_skew_seconds)
+    try:
+        found = dialer.find_calls(claim.lead.contact.phone.e164, options.get("from_number", ""), since)
+    except Exception as err:
+        log.warning("dial_unproven", lead_id=info.lead_id, attempt=info.attempt, error=type(err).__name__)
+        _complete(
+            ctx,
+            info,
+            claim.attempt_id,
+            dialer.name,
+            claim.reservation_id,
+            error=f"lookup failed: {type(err).__name__}: {err}"[:2000],
+            review=True,
+        )
+        return True
+    if found:
+        if len(found) > 1:
+            log.warning("dial_calls_found", lead_id=info.lead_id, attempt=info.attempt, count=len(found))
+        call_id = found[0].provider_call_id
+        _complete(ctx, info, claim.attempt_id, dialer.name, claim.reservation_id, call_id=call_id)
+        log.info("dial_reconciled", lead_id=info.lead_id, attempt=info.attempt, call_id=call_id)
+        return True
+    _complete(
+        ctx,
+        info,
+        claim.attempt_id,
+        dialer.name,
+        claim.reservation_id,
+        error="reconciled: the provider lists no call",
+    )
+    return False
 
 
 # ---- call_status (reconcile a call whose final callback never came) -------------------------

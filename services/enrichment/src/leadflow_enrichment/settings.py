@@ -61,6 +61,11 @@ class WorkerSettings(ProviderSettings):
     provider_config_cache_seconds: float = 10.0
     # Polling a call whose final status the provider has not reported yet.
     call_status_poll_seconds: float = 60.0
+    # Before a provider lookup may prove "no call": how long after the attempt's "dialing" (a
+    # create still in flight at the provider, or not yet in its list), and how far before it
+    # the lookup reaches (clock skew between us and the provider).
+    dial_reconcile_grace_seconds: float = 5.0
+    dial_reconcile_skew_seconds: float = 2.0
     # Worker threads' lead reads and reports share one RPC: up to this many, waiting at most
     # this long for company (the first caller's extra latency).
     batch_max_size: int = 64

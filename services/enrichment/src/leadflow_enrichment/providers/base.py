@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -42,7 +43,9 @@ class CrmResult:
 
 @dataclass(frozen=True)
 class CallRequest:
-    attempt_id: str  # idempotency: the provider call carries it
+    # Our marker: the provider carries it back in the status callback URL (it is no idempotency
+    # key: Twilio documents none, and every request places a new call).
+    attempt_id: str
     tenant: str
     lead_id: str
     to_e164: str
@@ -84,3 +87,9 @@ class Dialer(Protocol):
     def place_call(self, request: CallRequest) -> CallHandle: ...
 
     def fetch_status(self, provider_call_id: str) -> CallStatus: ...
+
+    def find_calls(self, to_e164: str, from_number: str, since: datetime) -> list[CallStatus]:
+        """Every call to `to_e164` from `from_number` (empty: the configured number) created at or
+        after `since`, as the provider itself lists them. Raises ProviderError when it cannot
+        answer: an empty list is a proof that no such call exists."""
+        ...

@@ -60,21 +60,40 @@ def error_for_response(response: httpx.Response, provider: str, detail: str = ""
     if status == 503 and retry_after is not None:
         error_class = ErrorClass.RATE_LIMITED
     message = f"{provider} answered HTTP {status}" + (f": {detail}" if detail else "")
-    return ProviderError(message, error_class, retry_after=retry_after, provider=provider, status=status)
+    # A 5xx says the server failed, not that it did nothing: the effect may have happened.
+    return ProviderError(
+        message,
+        error_class,
+        retry_after=retry_after,
+        provider=provider,
+        status=status,
+        ambiguous=status >= 500,
+    )
+
+
+# Failures before the request left this process: the provider cannot have acted on it.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
 @contextmanager
 def transport_errors(provider: str) -> Iterator[None]:
-    """Timeouts and connection failures are temporary: the request may not have been received."""
+    """Timeouts and connection failures are temporary. Only a failure to connect proves the
+    request was never received; any later one (a read timeout, a dropped connection) is ambiguous."""
     try:
         yield
     except httpx.TimeoutException as err:
         raise ProviderError(
-            f"{provider} timed out ({type(err).__name__})", ErrorClass.TEMPORARY, provider=provider
+            f"{provider} timed out ({type(err).__name__})",
+            ErrorClass.TEMPORARY,
+            provider=provider,
+            ambiguous=not isinstance(err, _NOT_SENT),
         ) from err
     except httpx.TransportError as err:
         raise ProviderError(
-            f"{provider} unreachable ({type(err).__name__})", ErrorClass.TEMPORARY, provider=provider
+            f"{provider} unreachable ({type(err).__name__})",
+            ErrorClass.TEMPORARY,
+            provider=provider,
+            ambiguous=not isinstance(err, _NOT_SENT),
         ) from err
 
 

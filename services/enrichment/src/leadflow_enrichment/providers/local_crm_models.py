@@ -43,12 +43,13 @@ class LocalCrmContact(Base):
 
 
 class SimulatedCall(Base):
-    """One call placed by the dial simulator; the attempt id makes placing it idempotent."""
+    """One call placed by the dial simulator: one row per request, like a carrier (the attempt id
+    is a marker carried back, never a key that folds two requests into one call)."""
 
     __tablename__ = "enrichment_simulated_calls"
     __table_args__ = (
-        sa.UniqueConstraint("tenant", "attempt_id", name="uq_enrichment_simulated_calls_tenant_attempt"),
         sa.Index("ix_enrichment_simulated_calls_tenant_lead", "tenant", "lead_id"),
+        sa.Index("ix_enrichment_simulated_calls_tenant_to", "tenant", "to_hash", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)

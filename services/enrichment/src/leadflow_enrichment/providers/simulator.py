@@ -1,17 +1,19 @@
-"""The dial simulator: records each call once per attempt and plays a Twilio-like lifecycle."""
+"""The dial simulator: places a new call for every request (as Twilio does: no idempotency key)
+and plays a Twilio-like lifecycle; `find_calls` lists a number's calls as Twilio's Calls list does."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 import re
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
 
 from sqlalchemy import Engine, func, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from leadflow_core.pii import mask_phone, subject_hash
@@ -91,10 +93,6 @@ class DialSimulator:
         self.config = config
         self._sender = sender
 
-    @staticmethod
-    def call_sid_for(tenant: str, attempt_id: str) -> str:
-        return "CA" + hashlib.sha256(f"{tenant}\x00{attempt_id}".encode()).hexdigest()[:32]
-
     def place_call(self, request: CallRequest) -> CallHandle:
         if request.tenant != self.tenant:
             raise ProviderError("call request for another tenant", ErrorClass.SYSTEM, provider=self.name)
@@ -108,7 +106,7 @@ class DialSimulator:
         steps = lifecycle(final)
         now = utcnow()
         call = SimulatedCall(
-            call_sid=self.call_sid_for(request.tenant, request.attempt_id),
+            call_sid="CA" + uuid.uuid4().hex,
             tenant=request.tenant,
             attempt_id=request.attempt_id,
             lead_id=request.lead_id,
@@ -129,14 +127,6 @@ class DialSimulator:
         try:
             with self._sessions.begin() as session:
                 session.add(call)
-        except IntegrityError:
-            # The same attempt again (redelivered job, crashed worker): the call already exists.
-            existing = self._load(call.call_sid)
-            if existing is None:
-                raise ProviderError(
-                    "simulated call conflicted", ErrorClass.TEMPORARY, provider=self.name
-                ) from None
-            return CallHandle(provider_call_id=existing.call_sid, status=existing.status)
         except OperationalError as err:
             raise ProviderError(
                 "simulator database unavailable", ErrorClass.TEMPORARY, provider=self.name
@@ -152,11 +142,7 @@ class DialSimulator:
             earlier = session.scalar(
                 select(func.count())
                 .select_from(SimulatedCall)
-                .where(
-                    SimulatedCall.tenant == self.tenant,
-                    SimulatedCall.lead_id == request.lead_id,
-                    SimulatedCall.attempt_id != request.attempt_id,
-                )
+                .where(SimulatedCall.tenant == self.tenant, SimulatedCall.lead_id == request.lead_id)
             )
         return self.config.outcomes[min(earlier or 0, len(self.config.outcomes) - 1)][0]
 
@@ -176,6 +162,25 @@ class DialSimulator:
             duration_seconds=call.duration_seconds if call.status == "completed" else 0,
             price_usd=self._price(call.duration_seconds) if call.status == "completed" else "",
         )
+
+    def find_calls(self, to_e164: str, from_number: str, since: datetime) -> list[CallStatus]:
+        try:
+            with self._sessions() as session:
+                rows = session.scalars(
+                    select(SimulatedCall)
+                    .where(
+                        SimulatedCall.tenant == self.tenant,
+                        SimulatedCall.to_hash == subject_hash(to_e164, self.config.pii_hash_key),
+                        SimulatedCall.from_number == (from_number or self.config.from_number),
+                        SimulatedCall.created_at >= since,
+                    )
+                    .order_by(SimulatedCall.created_at)
+                ).all()
+        except OperationalError as err:
+            raise ProviderError(
+                "simulator database unavailable", ErrorClass.TEMPORARY, provider=self.name
+            ) from err
+        return [CallStatus(provider_call_id=r.call_sid, status=r.status) for r in rows]
 
     def _price(self, duration_seconds: int) -> str:
         minutes = math.ceil(duration_seconds / 60) if duration_seconds > 0 else 0

@@ -1,10 +1,16 @@
-"""Twilio Voice REST: create a call with a status callback, and read a call for reconciliation."""
+"""Twilio Voice REST: create a call with a status callback, read a call, and list calls.
+
+Twilio's Calls API has no idempotency key: a repeated create is a second call. So no header
+pretends otherwise; whether an ambiguous create took effect is learnt from the Calls list.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -29,6 +35,9 @@ API_VERSION = "2010-04-01"
 STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 DEFAULT_TWIML = "<Response><Say>Thanks for your request. Connecting you now.</Say></Response>"
 RECORDING_NOTICE = "This call may be recorded."
+# The Calls list is read newest first; a lookup never needs more than a few pages of one number.
+LIST_PAGE_SIZE = 100
+MAX_LIST_PAGES = 20
 _CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 # Twilio error codes that mean our request was wrong (bad number, bad URL...), not a passing fault.
 _VALIDATION_CODES = frozenset(
@@ -109,17 +118,12 @@ class TwilioDialer:
         if self.machine_detection:
             form.append(("MachineDetection", self.machine_detection))
         with transport_errors(self.name):
-            response = self._client.post(
-                self._url("Calls.json"),
-                data=dict_of_lists(form),
-                auth=self._auth,
-                headers={"Idempotency-Key": request.attempt_id},
-            )
-        body = self._check(response)
+            response = self._client.post(self._url("Calls.json"), data=dict_of_lists(form), auth=self._auth)
+        body = self._check(response, created=True)
         sid = str(body.get("sid", ""))
         if not sid:
             raise ProviderError(
-                "twilio answered without a call sid", ErrorClass.TEMPORARY, provider=self.name
+                "twilio answered without a call sid", ErrorClass.TEMPORARY, provider=self.name, ambiguous=True
             )
         log.info(
             "twilio call created", call_sid=sid, to=mask_phone(request.to_e164), attempt_id=request.attempt_id
@@ -145,24 +149,68 @@ class TwilioDialer:
         with transport_errors(self.name):
             response = self._client.get(self._url(f"Calls/{provider_call_id}.json"), auth=self._auth)
         body = self._check(response)
-        return CallStatus(
-            provider_call_id=str(body.get("sid") or provider_call_id),
-            status=str(body.get("status") or ""),
-            duration_seconds=_int(body.get("duration")),
-            price_usd=_price(body.get("price")),
-        )
+        return _call_status(body, provider_call_id)
 
-    def _check(self, response: httpx.Response) -> dict[str, Any]:
+    def find_calls(self, to_e164: str, from_number: str, since: datetime) -> list[CallStatus]:
+        """Two reads of the Calls list, filtered by To and From: calls still queued (they have no
+        start time, so no StartTime filter sees them), then calls started since `since`'s day
+        (Twilio filters StartTime by date). Queued first: a call that starts between the reads
+        is in the second. Only calls created at or after `since` are kept."""
+        found: dict[str, tuple[datetime, CallStatus]] = {}
+        day = since.astimezone(UTC).date().isoformat()
+        for extra in (("Status", "queued"), ("StartTime>", day)):
+            params = [
+                ("To", to_e164),
+                ("From", from_number or self.from_number),
+                extra,
+                ("PageSize", str(LIST_PAGE_SIZE)),
+            ]
+            for call in self._list_calls(params, since):
+                created = _rfc2822(call.get("date_created"))
+                if created is not None and created >= since:
+                    sid = str(call.get("sid") or "")
+                    found[sid] = (created, _call_status(call, sid))
+        return [status for _, status in sorted(found.values(), key=lambda item: item[0])]
+
+    def _list_calls(self, params: list[tuple[str, str]], since: datetime) -> list[dict[str, Any]]:
+        url: str | None = self._url("Calls.json")
+        query: str | None = urlencode(params)
+        out: list[dict[str, Any]] = []
+        for _ in range(MAX_LIST_PAGES):
+            if url is None:
+                return out
+            with transport_errors(self.name):
+                response = self._client.get(url, params=query, auth=self._auth)
+            body = self._check(response)
+            calls = body.get("calls")
+            if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+                raise ProviderError("twilio listed calls in an unexpected shape", ErrorClass.TEMPORARY)
+            out.extend(calls)
+            oldest = _rfc2822(calls[-1].get("date_created")) if calls else None
+            next_page = body.get("next_page_uri")
+            # Newest first: once a page reaches back before `since`, later pages cannot matter.
+            if not next_page or (oldest is not None and oldest < since):
+                return out
+            url, query = f"{self.base_url}{next_page}", None
+        raise ProviderError("twilio call list too long to prove anything", ErrorClass.TEMPORARY)
+
+    def _check(self, response: httpx.Response, *, created: bool = False) -> dict[str, Any]:
         if response.is_success:
             try:
                 body = response.json()
             except ValueError as err:
                 raise ProviderError(
-                    "twilio answered with invalid JSON", ErrorClass.TEMPORARY, provider=self.name
+                    "twilio answered with invalid JSON",
+                    ErrorClass.TEMPORARY,
+                    provider=self.name,
+                    ambiguous=created,
                 ) from err
             if not isinstance(body, dict):
                 raise ProviderError(
-                    "twilio answered with unexpected JSON", ErrorClass.TEMPORARY, provider=self.name
+                    "twilio answered with unexpected JSON",
+                    ErrorClass.TEMPORARY,
+                    provider=self.name,
+                    ambiguous=created,
                 )
             return body
         code, detail = _twilio_error(response)
@@ -200,6 +248,25 @@ def _twilio_error(response: httpx.Response) -> tuple[int | None, str]:
     code = body.get("code")
     # Only the numeric code is reported: Twilio's messages quote the phone number.
     return (code if isinstance(code, int) else None), (f"twilio error {code}" if code else "")
+
+
+def _call_status(body: Mapping[str, Any], sid: str) -> CallStatus:
+    return CallStatus(
+        provider_call_id=str(body.get("sid") or sid),
+        status=str(body.get("status") or ""),
+        duration_seconds=_int(body.get("duration")),
+        price_usd=_price(body.get("price")),
+    )
+
+
+def _rfc2822(value: object) -> datetime | None:
+    """Twilio's resource dates: "Tue, 31 Aug 2010 20:36:28 +0000"."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).astimezone(UTC)
+    except (TypeError, ValueError):
+        return None
 
 
 def _int(value: object) -> int:

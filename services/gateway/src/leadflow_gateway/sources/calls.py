@@ -24,8 +24,13 @@ STATUSES = frozenset(
 )
 
 
-def to_request(tenant: str, params: list[tuple[str, str]]) -> dispatcher_pb2.RecordCallStatusRequest:
+def to_request(
+    tenant: str, params: list[tuple[str, str]], attempt_id: str = ""
+) -> dispatcher_pb2.RecordCallStatusRequest:
+    """`attempt_id` is our marker from the callback URL (signed with it by the dialer)."""
     values = dict(params)
+    if attempt_id and (not is_alnum(attempt_id) or len(attempt_id) > 64):
+        raise bad_request("attempt_id", "malformed")
     call_sid = check_id("CallSid", values.get("CallSid", "").strip())
     if not is_alnum(call_sid) or len(call_sid) > 64:
         raise bad_request("CallSid", "missing or malformed")
@@ -44,6 +49,7 @@ def to_request(tenant: str, params: list[tuple[str, str]]) -> dispatcher_pb2.Rec
         price_usd=price[:32],
         # Numbers are masked here already: the dispatcher keeps these for audit only.
         params={k[:100]: scrub(v)[:500] for k, v in list(values.items())[:100]},
+        attempt_id=attempt_id,
     )
 
 
@@ -59,11 +65,12 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     if not signatures.verify_twilio(token, url, params, request.headers.get("x-twilio-signature")):
         raise unauthenticated("missing or invalid X-Twilio-Signature")
     has_status = any(k == "CallStatus" for k, _ in params)
+    marker = request.query_params.get("attempt_id", "")
     if not dispositions.has_disposition(params):
-        resp = await gw.backends.record_call_status(to_request(tenant, params))
+        resp = await gw.backends.record_call_status(to_request(tenant, params, marker))
         return JSONResponse({"applied": resp.applied, "lead_id": resp.lead_id}, status_code=200)
     # Checked whole before anything changes: a malformed status must not leave a revocation behind.
-    status = to_request(tenant, params) if has_status else None
+    status = to_request(tenant, params, marker) if has_status else None
     campaign = ascii_token(request.query_params.get("campaign", ""), "campaign")
     revocation = await dispositions.apply(gw, tenant, params, campaign)
     if status is None:
