@@ -61,6 +61,7 @@ class Fault:
     reply: Reply | None
     delay_seconds: float = 0.0
     path_contains: str = ""
+    method: str = ""  # only requests of this method ("" any)
 
 
 class FakeHttpServer:
@@ -93,12 +94,13 @@ class FakeHttpServer:
         headers: dict[str, str] | None = None,
         body: Any = None,
         path_contains: str = "",
+        method: str = "",
     ) -> None:
         """The next `times` matching requests get `status` (with the vendor's error body by default)."""
         reply = self.error_reply(status) if body is None else Reply(status, body)
         reply.headers.update(headers or {})
         with self._lock:
-            self._faults.extend(Fault(reply, 0.0, path_contains) for _ in range(times))
+            self._faults.extend(Fault(reply, 0.0, path_contains, method) for _ in range(times))
 
     def stall(self, times: int = 1, seconds: float = 5.0, *, path_contains: str = "") -> None:
         """The next `times` matching requests are answered normally, but only after `seconds`."""
@@ -163,7 +165,7 @@ class FakeHttpServer:
     def _take_fault(self, request: RecordedRequest) -> Fault | None:
         with self._lock:
             for i, fault in enumerate(self._faults):
-                if fault.path_contains in request.path:
+                if fault.path_contains in request.path and fault.method in ("", request.method):
                     return self._faults.pop(i)
         return None
 

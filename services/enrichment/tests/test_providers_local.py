@@ -175,15 +175,13 @@ def call(tenant: str, attempt: str, callback: str) -> CallRequest:
     )
 
 
-def test_simulator_calls_once_per_attempt_and_sends_signed_callbacks(
+def test_simulator_sends_signed_callbacks(
     engine: Engine, sender: CallbackSender, receiver: RecordingServer
 ) -> None:
     tenant = unique("acme")
     sim = simulator(engine, sender, tenant)
     callback = f"{receiver.url}/v1/calls/{tenant}/status?attempt_id=a1"
     first = sim.place_call(call(tenant, "a1", callback))
-    again = sim.place_call(call(tenant, "a1", callback))
-    assert first.provider_call_id == again.provider_call_id
     assert first.provider_call_id.startswith("CA")
     assert len(first.provider_call_id) == 34
 
@@ -228,9 +226,12 @@ def test_simulator_records_only_what_compliance_allowed(engine: Engine, sender: 
     assert rows[one_party.provider_call_id] == (True, False)
 
 
-def test_simulator_concurrent_duplicates_make_one_call(engine: Engine, sender: CallbackSender) -> None:
+def test_simulator_places_a_call_for_every_request(engine: Engine, sender: CallbackSender) -> None:
+    """Like Twilio, no deduplication on the attempt id: five requests are five calls (only our
+    reconciliation before a re-dial may prevent the second one), and the lookup sees them all."""
     tenant = unique("acme")
     sim = simulator(engine, sender, tenant)
+    since = utcnow() - timedelta(seconds=1)
     sids: list[str] = []
     threads = [
         threading.Thread(target=lambda: sids.append(sim.place_call(call(tenant, "dup", "")).provider_call_id))
@@ -240,15 +241,18 @@ def test_simulator_concurrent_duplicates_make_one_call(engine: Engine, sender: C
         t.start()
     for t in threads:
         t.join()
-    assert len(sids) == 5
-    assert len(set(sids)) == 1
+    assert len(set(sids)) == 5
     with Session(engine) as session:
         assert (
             session.scalar(
                 select(func.count()).select_from(SimulatedCall).where(SimulatedCall.tenant == tenant)
             )
-            == 1
+            == 5
         )
+    found = sim.find_calls("+13055550123", "", since)
+    assert sorted(c.provider_call_id for c in found) == sorted(sids)
+    assert sim.find_calls("+13055550999", "", since) == []
+    assert sim.find_calls("+13055550123", "", utcnow() + timedelta(seconds=5)) == []
 
 
 def test_simulator_outcomes_are_configurable_and_deterministic(

@@ -165,5 +165,6 @@ def test_simulator_outcome_sequence_per_lead(registry: ProviderRegistry) -> None
         "completed",
         "completed",
     ]
-    assert final_status("a1", "lead-seq") == "busy"  # the same attempt again: the same call
+    # The same attempt again is a new call (no dedupe, as at Twilio): the lead's fifth.
+    assert final_status("a1", "lead-seq") == "completed"
     assert final_status("b1", "other-lead") == "busy"

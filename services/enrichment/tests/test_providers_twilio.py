@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -72,7 +74,8 @@ def test_place_call_speaks_twilios_format(twilio: TwilioFake, receiver: Recordin
 
     (sent,) = twilio.requests_to("/Calls.json", "POST")
     assert sent.path == f"/2010-04-01/Accounts/{ACCOUNT}/Calls.json"
-    assert sent.headers["idempotency-key"] == "att-1"
+    # Twilio documents no idempotency key for Calls: none is sent, none would help.
+    assert "idempotency-key" not in sent.headers
     form = sent.form()
     assert form["To"] == ["+13055550123"]
     assert form["From"] == ["+15005550006"]
@@ -83,12 +86,92 @@ def test_place_call_speaks_twilios_format(twilio: TwilioFake, receiver: Recordin
     client.close()
 
 
-def test_same_attempt_does_not_create_a_second_call(twilio: TwilioFake) -> None:
+def test_every_create_is_a_new_call_as_at_twilio(twilio: TwilioFake) -> None:
+    """The fake is honest: a repeated create for one attempt rings the person twice. Only our
+    own records (reconciliation before a re-dial) may prevent that, never the provider."""
     client = dialer(twilio)
     first = client.place_call(request(""))
     again = client.place_call(request(""))
-    assert first.provider_call_id == again.provider_call_id
-    assert len(twilio.calls) == 1
+    assert first.provider_call_id != again.provider_call_id
+    assert len(twilio.calls_to("+13055550123")) == 2
+    client.close()
+
+
+@pytest.mark.parametrize("mode", ["500", "timeout", "drop"])
+def test_faults_after_create_are_ambiguous_and_the_call_exists(twilio: TwilioFake, mode: str) -> None:
+    twilio.fail_after_create(mode)
+    client = dialer(twilio, timeout=0.5)
+    with pytest.raises(ProviderError) as err:
+        client.place_call(request(""))
+    assert err.value.ambiguous
+    assert err.value.error_class is ErrorClass.TEMPORARY
+    (call,) = twilio.calls_to("+13055550123")
+    # The lookup finds it: To, From and a lower bound on its creation.
+    found = client.find_calls("+13055550123", "", call.date_created - timedelta(seconds=1))
+    assert [c.provider_call_id for c in found] == [call.sid]
+    client.close()
+
+
+def test_refusals_are_not_ambiguous(twilio: TwilioFake) -> None:
+    twilio.fail(times=1, status=429)
+    client = dialer(twilio)
+    with pytest.raises(ProviderError) as err:
+        client.place_call(request(""))
+    assert not err.value.ambiguous
+    with pytest.raises(ProviderError) as err:
+        client.place_call(request("", to="+1"))
+    assert not err.value.ambiguous
+    assert twilio.calls_to("+13055550123") == []
+    client.close()
+
+
+def test_find_calls_reads_the_calls_list_as_twilio_documents(twilio: TwilioFake) -> None:
+    client = dialer(twilio)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    sids = [client.place_call(request("", attempt=f"a{i}")).provider_call_id for i in range(3)]
+    client.place_call(request("", to="+13055550999"))  # another number: never listed
+    twilio.progress(sids[0], "ringing")  # started: found by StartTime>; the others are queued
+    found = client.find_calls("+13055550123", "", before)
+    assert sorted(c.provider_call_id for c in found) == sorted(sids)
+    lists = twilio.requests_to("/Calls.json", "GET")
+    queries = [{k: v[0] for k, v in r.query.items()} for r in lists]
+    assert {q.get("Status") for q in queries} == {"queued", None}
+    started = next(q for q in queries if "StartTime>" in q)
+    assert started["StartTime>"] == before.date().isoformat()
+    assert started["To"] == "+13055550123" and started["From"] == "+15005550006"
+    # Calls created before the bound are not this attempt's.
+    assert client.find_calls("+13055550123", "", datetime.now(UTC) + timedelta(seconds=5)) == []
+    client.close()
+
+
+def test_find_calls_follows_next_page_uri(twilio: TwilioFake) -> None:
+    client = dialer(twilio)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    sids = {client.place_call(request("", attempt=f"p{i}")).provider_call_id for i in range(5)}
+    # Page size 2: the client must follow Twilio's next_page_uri to see every call.
+    with mock.patch("leadflow_enrichment.providers.twilio.LIST_PAGE_SIZE", 2):
+        found = client.find_calls("+13055550123", "", before)
+    assert {c.provider_call_id for c in found} == sids
+    pages = [r.query.get("Page", ["0"])[0] for r in twilio.requests_to("/Calls.json", "GET")]
+    assert "2" in pages
+    client.close()
+
+
+def test_find_calls_fails_loudly_when_the_list_fails(twilio: TwilioFake) -> None:
+    client = dialer(twilio)
+    twilio.fail(times=1, status=500, method="GET")
+    with pytest.raises(ProviderError):
+        client.find_calls("+13055550123", "", datetime.now(UTC))
+    client.close()
+
+
+def test_the_fake_keeps_twilios_status_order(twilio: TwilioFake) -> None:
+    client = dialer(twilio)
+    sid = client.place_call(request("")).provider_call_id
+    twilio.play(sid, "busy")
+    assert twilio.calls[sid].status == "busy"
+    with pytest.raises(ValueError):
+        twilio.progress(sid, "ringing")  # an ended call does not ring again
     client.close()
 
 

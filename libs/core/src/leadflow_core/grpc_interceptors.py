@@ -10,6 +10,7 @@ import grpc
 
 from leadflow_core import work_counters
 from leadflow_core.logs import get_logger
+from leadflow_core.outages import is_outage
 from leadflow_core.request_context import REQUEST_ID_HEADER, bound, current_request_id
 
 log = get_logger("leadflow.grpc")
@@ -62,11 +63,20 @@ class RequestContextServerInterceptor(grpc.ServerInterceptor):
                     start = time.perf_counter()
                     try:
                         return behavior(request, context)
-                    except Exception:
+                    except Exception as err:
                         # An abort with a status (bad argument, unauthenticated, not found, ...)
                         # is an answer, logged once below without a traceback; only a crash
-                        # gets one.
+                        # gets one. A dependency outage is UNAVAILABLE: the caller retries,
+                        # and never reads it as an answer of ours.
                         if not _answered(context):
+                            if is_outage(err):
+                                log.warning(
+                                    "rpc_dependency_unavailable", method=method, error=type(err).__name__
+                                )
+                                context.abort(
+                                    grpc.StatusCode.UNAVAILABLE,
+                                    f"a dependency is unavailable ({type(err).__name__})",
+                                )
                             log.exception("rpc_failed", method=method)
                         raise
                     finally:

@@ -29,8 +29,9 @@ from leadflow_enrichment.settings import WorkerSettings
 
 @dataclass
 class ProviderConfigs:
-    """Tenants' provider configs from compliance, cached briefly; None when it cannot answer
-    (the deployment's default provider is used then)."""
+    """Tenants' provider configs from compliance, cached briefly; None when the tenant has none
+    (the deployment's default provider is used then). Compliance failing to answer is an error
+    the job retries: it never silently switches a tenant to another provider."""
 
     stub: tenants_pb2_grpc.TenantAdminServiceStub
     ttl: float
@@ -52,7 +53,7 @@ class ProviderConfigs:
             )
             ttl = self.ttl
         except grpc.RpcError as err:
-            if err.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
+            if err.code() != grpc.StatusCode.NOT_FOUND:
                 raise
             config, ttl = None, min(self.ttl, 5.0)
         with self._lock:

@@ -30,12 +30,15 @@ from leadflow_enrichment.retry_policy import Action, RetrySchedule, decide
 
 log = get_logger("leadflow.worker")
 
-# gRPC codes of our own services that heal by themselves.
+# gRPC codes of our own services that heal by themselves. A failure of compliance or the
+# dispatcher is never an answer: UNIMPLEMENTED is a peer mid-upgrade (an older version), retried
+# like any other outage, never a reason to take another path (no dial without a reservation).
 _TRANSIENT_CODES = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.ABORTED,
+    grpc.StatusCode.UNIMPLEMENTED,
 }
 
 
