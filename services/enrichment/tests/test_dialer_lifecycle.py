@@ -1,11 +1,17 @@
 """The dial path against the Twilio fake, in the real mesh (compliance, dispatcher, gateway and
 workers as processes, real PostgreSQL and Redis): a failing dialer is retried, then dead-lettered
 and replayed; a call whose callbacks are lost is reconciled by asking Twilio; busy / no-answer
-callbacks schedule another attempt within the tenant's max_dial_attempts."""
+callbacks schedule another attempt within the tenant's max_dial_attempts.
+
+The fake is as unforgiving as Twilio (every create is a new call), so "exactly one call" is
+counted on the provider's side: a create that Twilio carried out but answered with a 500, too
+late, or not at all is found in the Calls list before any second dial; when the list cannot be
+read the lead goes to review; the call's own callbacks find their attempt by our marker."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -13,7 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from leadflow.v1 import compliance_pb2, dispatcher_pb2, dispatcher_pb2_grpc, lead_pb2, tenants_pb2
+from leadflow.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    compliance_pb2,
+    dispatcher_pb2,
+    dispatcher_pb2_grpc,
+    lead_pb2,
+    tenants_pb2,
+)
 from leadflow_cli.commands import deadletters
 from leadflow_core import timestamps
 from leadflow_core.testing import wait_for
@@ -42,6 +56,9 @@ FAST = {
     # A call without a final callback for 2 s is reconciled; a call still going is asked again soon.
     "LEADFLOW_CALL_STATUS_TIMEOUT_SECONDS": "2",
     "LEADFLOW_CALL_STATUS_POLL_SECONDS": "0.5",
+    # An ambiguous create is looked up 1 s after "dialing"; Twilio's answer is awaited 2 s.
+    "LEADFLOW_DIAL_RECONCILE_GRACE_SECONDS": "1",
+    "LEADFLOW_PROVIDER_TIMEOUT_SECONDS": "2",
 }
 
 
@@ -129,7 +146,7 @@ def kinds(dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, tenant: str, le
 
 
 def calls_to(twilio: TwilioFake, phone: str) -> list[FakeCall]:
-    return [c for c in list(twilio.calls.values()) if c.to == phone]
+    return twilio.calls_to(phone)
 
 
 def active_calls(mesh: Mesh, tenant: str) -> int:
@@ -150,14 +167,19 @@ def test_twilio_429_and_500_are_retried_then_the_lead_is_dialed_once(
     mesh: Mesh, dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, twilio: TwilioFake
 ) -> None:
     tenant = new_tenant(mesh, twilio)
-    twilio.fail(times=1, status=429, headers={"Retry-After": "1"}, path_contains="/Calls.json")
-    twilio.fail(times=2, status=500, path_contains="/Calls.json")
+    twilio.fail(times=1, status=429, headers={"Retry-After": "1"}, path_contains="/Calls.json", method="POST")
+    twilio.fail(times=2, status=500, path_contains="/Calls.json", method="POST")
     phone = "+12125551001"
     lead_id = submit(dispatcher, mesh, tenant, phone)
     wait_for(lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=60, what="the dial")
     assert dial_posts(twilio) == 4  # 429, 500, 500, then the call
     assert len(calls_to(twilio, phone)) == 1
     seen = kinds(dispatcher, tenant, lead_id)
+    # A 429 is a refusal; each 500 may have placed a call, so the next try first looked it up
+    # in Twilio's Calls list, found none, and only then dialed again.
+    assert seen.count("dial_unsure") == 2, seen
+    assert seen.count("dial_reconciling") == 2, seen
+    assert len(twilio.requests_to("/Calls.json", "GET")) >= 4  # two list reads per lookup
     assert seen.count("dial_failed") == 3, seen
     assert seen.count("dialed") == 1, seen
     assert "dead_lettered" not in seen
@@ -186,7 +208,7 @@ def test_twilio_down_dead_letters_then_cli_replay_dials_once(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     tenant = new_tenant(mesh, twilio)
-    twilio.fail(times=1000, status=503, path_contains="/Calls.json")
+    twilio.fail(times=1000, status=503, path_contains="/Calls.json", method="POST")
     phone = "+12125551002"
     lead_id = submit(dispatcher, mesh, tenant, phone)
 
@@ -205,8 +227,10 @@ def test_twilio_down_dead_letters_then_cli_replay_dials_once(
     seen = kinds(dispatcher, tenant, lead_id)
     assert "dead_lettered" in seen, seen
     assert "dialed" not in seen
-    # Every failed try released its reservation.
-    wait_for(lambda: active_calls(mesh, tenant) == 0, timeout=30, what="no slot held")
+    # Each 503 may have placed a call: every earlier try was looked up (none found) and released
+    # its reservation; the last one's is held until its own lookup, which the replay runs.
+    assert seen.count("dial_unsure") == 4, seen
+    wait_for(lambda: active_calls(mesh, tenant) == 1, timeout=30, what="the unproven try's slot held")
 
     # Twilio is back; replay through the CLI.
     twilio.clear_faults()
@@ -266,7 +290,7 @@ def test_busy_then_no_answer_retries_within_max_dial_attempts(
     second = wait_for(
         lambda: [c for c in calls_to(twilio, phone) if c.sid != first.sid], timeout=60, what="a second call"
     )[0]
-    assert second.idempotency_key != first.idempotency_key  # a new attempt, not a repeat of the first
+    assert second.marker != first.marker  # a new attempt, not a repeat of the first
     assert accepted(twilio.progress(second.sid, "no-answer"))
     wait_for(lambda: active_calls(mesh, tenant) == 0, timeout=30, what="both slots freed")
     wait_for(
@@ -279,3 +303,84 @@ def test_busy_then_no_answer_retries_within_max_dial_attempts(
     # busy scheduled attempt 2; no-answer on attempt 2 is the tenant's last.
     assert seen.count("dial_retry_scheduled") == 1, seen
     assert len(calls_to(twilio, phone)) == 2
+
+
+def dialed_call_ids(
+    dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, tenant: str, lead_id: str
+) -> list[str]:
+    events = dispatcher.GetTimeline(dispatcher_pb2.GetTimelineRequest(tenant=tenant, lead_id=lead_id)).events
+    return [json.loads(e.detail_json)["call_id"] for e in events if e.kind == "dialed"]
+
+
+def statuses_applied(
+    dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, tenant: str, lead_id: str
+) -> list[str]:
+    events = dispatcher.GetTimeline(dispatcher_pb2.GetTimelineRequest(tenant=tenant, lead_id=lead_id)).events
+    return [json.loads(e.detail_json)["status"] for e in events if e.kind == "call_status"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "phone"), [("500", "+12125551011"), ("timeout", "+12125551012"), ("drop", "+12125551013")]
+)
+def test_a_call_created_behind_a_failed_answer_is_found_never_placed_twice(
+    mesh: Mesh,
+    dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub,
+    twilio: TwilioFake,
+    mode: str,
+    phone: str,
+) -> None:
+    tenant = new_tenant(mesh, twilio)
+    twilio.fail_after_create(mode)  # Twilio creates the call, then the answer is lost
+    lead_id = submit(dispatcher, mesh, tenant, phone)
+    wait_for(lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=90, what="the reconciled dial")
+    (call,) = calls_to(twilio, phone)
+    assert dialed_call_ids(dispatcher, tenant, lead_id) == [call.sid]  # the first call's sid
+    seen = kinds(dispatcher, tenant, lead_id)
+    assert "dial_unsure" in seen, seen
+    assert "dial_reconciling" in seen, seen
+    # The call's callbacks are its attempt's: applied, the slot and the reservation settled.
+    assert all(accepted(a) for a in twilio.play(call.sid, "completed", duration=30))
+    wait_for(
+        lambda: "completed" in statuses_applied(dispatcher, tenant, lead_id), timeout=30, what="the callbacks"
+    )
+    wait_for(lambda: active_calls(mesh, tenant) == 0, timeout=30, what="the slot freed")
+    assert dial_posts(twilio) == 1
+    assert len(calls_to(twilio, phone)) == 1
+
+
+def test_unprovable_call_goes_to_review_and_its_marked_callbacks_are_applied(
+    mesh: Mesh, dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, twilio: TwilioFake
+) -> None:
+    tenant = new_tenant(mesh, twilio)
+    phone = "+12125551014"
+    twilio.fail_after_create("drop")
+    twilio.fail(times=1000, status=500, path_contains="/Calls.json", method="GET")  # no lookup possible
+    lead_id = submit(dispatcher, mesh, tenant, phone)
+    wait_for(lambda: "dial_review" in kinds(dispatcher, tenant, lead_id), timeout=90, what="the review")
+    admin = admin_pb2_grpc.AdminServiceStub(mesh._channel("dispatcher"))
+    (review,) = admin.ListReviews(admin_pb2.ListReviewsRequest(tenant=tenant)).items
+    assert review.lead_id == lead_id
+    assert list(review.reasons) == ["dial.call_unproven"]
+    lead = dispatcher.GetLead(dispatcher_pb2.GetLeadRequest(tenant=tenant, lead_id=lead_id))
+    assert lead.dial_state == dispatcher_pb2.DIAL_STATE_BLOCKED
+    (call,) = calls_to(twilio, phone)
+    assert dial_posts(twilio) == 1  # never a second dial
+    assert "dialed" not in kinds(dispatcher, tenant, lead_id)
+
+    # The call goes on at Twilio; its callbacks carry our marker: the product learns the sid,
+    # applies every status, settles the call and closes the question.
+    assert all(accepted(a) for a in twilio.play(call.sid, "completed", duration=20))
+    wait_for(
+        lambda: "completed" in statuses_applied(dispatcher, tenant, lead_id), timeout=30, what="the callbacks"
+    )
+    assert dialed_call_ids(dispatcher, tenant, lead_id) == [call.sid]
+    assert statuses_applied(dispatcher, tenant, lead_id) == [
+        "initiated",
+        "ringing",
+        "in-progress",
+        "completed",
+    ]
+    wait_for(lambda: active_calls(mesh, tenant) == 0, timeout=30, what="the slot freed")
+    assert admin.ListReviews(admin_pb2.ListReviewsRequest(tenant=tenant)).items == []
+    assert dial_posts(twilio) == 1
+    assert len(calls_to(twilio, phone)) == 1
