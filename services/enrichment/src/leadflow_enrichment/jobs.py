@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.exceptions import LockError
@@ -384,7 +384,7 @@ def _reconcile(
         )
         return True
     # A create may still be in flight at the provider, or not yet in its list.
-    wait = settings.dial_reconcile_grace_seconds - (timestamps.utcnow() - dialing_at).total_seconds()
+    wait = settings.dial_reconcile_grace_seconds - (datetime.now(UTC) - dialing_at).total_seconds()
     if wait > 0:
         time.sleep(wait)
     since = dialing_at - timedelta(seconds=settings.dial_reconcile_skew_seconds)

@@ -90,6 +90,6 @@ class Dialer(Protocol):
 
     def find_calls(self, to_e164: str, from_number: str, since: datetime) -> list[CallStatus]:
         """Every call to `to_e164` from `from_number` (empty: the configured number) created at or
-        after `since`, as the provider itself lists them. Raises ProviderError when it cannot
-        answer: an empty list is a proof that no such call exists."""
+        after `since` (real UTC time, as the provider's clock reads), as the provider lists them.
+        Raises ProviderError when it cannot answer: an empty list proves no such call exists."""
         ...

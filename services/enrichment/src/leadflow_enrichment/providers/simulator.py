@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
+from leadflow_core import clock
 from leadflow_core.pii import mask_phone, subject_hash
 from leadflow_core.timestamps import as_utc, utcnow
 from leadflow_enrichment.failures import ErrorClass, ProviderError
@@ -172,7 +173,8 @@ class DialSimulator:
                         SimulatedCall.tenant == self.tenant,
                         SimulatedCall.to_hash == subject_hash(to_e164, self.config.pii_hash_key),
                         SimulatedCall.from_number == (from_number or self.config.from_number),
-                        SimulatedCall.created_at >= since,
+                        # `since` is real time, like a carrier's; our rows are on the service clock.
+                        SimulatedCall.created_at >= since + clock.offset(),
                     )
                     .order_by(SimulatedCall.created_at)
                 ).all()
