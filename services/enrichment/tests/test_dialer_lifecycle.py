@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from leadflow.v1 import (
 )
 from leadflow_cli.commands import deadletters
 from leadflow_core import timestamps
-from leadflow_core.testing import wait_for
+from leadflow_core.testing import ServiceProcess, python_module, wait_for
 from tests.e2e.mesh import Mesh, running_mesh
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env
 from tests.fakes.twilio import FakeCall, TwilioFake
@@ -382,5 +383,32 @@ def test_unprovable_call_goes_to_review_and_its_marked_callbacks_are_applied(
     ]
     wait_for(lambda: active_calls(mesh, tenant) == 0, timeout=30, what="the slot freed")
     assert admin.ListReviews(admin_pb2.ListReviewsRequest(tenant=tenant)).items == []
+    assert dial_posts(twilio) == 1
+    assert len(calls_to(twilio, phone)) == 1
+
+
+def test_worker_killed_right_after_the_create_never_dials_twice(
+    mesh: Mesh, dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, twilio: TwilioFake
+) -> None:
+    """Last in this module: it replaces the mesh's workers. Twilio creates the call and holds
+    its answer; the worker waiting for it is killed. The attempt was recorded "dialing" before
+    the request, so whoever picks the job up again looks the call up instead of dialing."""
+    tenant = new_tenant(mesh, twilio)
+    phone = "+12125551015"
+    twilio.fail_after_create("timeout")
+    lead_id = submit(dispatcher, mesh, tenant, phone)
+    (call,) = wait_for(lambda: calls_to(twilio, phone), timeout=60, what="the create")
+    workers = mesh.processes["workers"]
+    workers.kill(signal.SIGKILL)
+    replacement = ServiceProcess(
+        "workers2", python_module("leadflow_enrichment"), dict(workers.env), workers.workdir
+    )
+    mesh.processes["workers2"] = replacement.start(wait_port=False)
+    # The job comes back when the dispatcher's sweeper finds it stuck; the claim is stale by then.
+    wait_for(lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=240, what="the reconciled dial")
+    assert dialed_call_ids(dispatcher, tenant, lead_id) == [call.sid]
+    assert "dial_reconciling" in kinds(dispatcher, tenant, lead_id)
+    assert all(accepted(a) for a in twilio.play(call.sid, "completed", duration=10))
+    wait_for(lambda: active_calls(mesh, tenant) == 0, timeout=30, what="the slot freed")
     assert dial_posts(twilio) == 1
     assert len(calls_to(twilio, phone)) == 1
