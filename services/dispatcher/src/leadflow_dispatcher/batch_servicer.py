@@ -69,6 +69,14 @@ def _claim_reply(c: ClaimResult) -> dispatcher_pb2.ClaimDialAttemptResponse:
     return reply
 
 
+def reservation_key(c: ClaimResult) -> str:
+    """One reservation per try of an attempt. A try proven not placed has its reservation
+    released by a settle job that may run after the next try is gated: were both tries one
+    reservation, that release would leave the next call without one. A redelivered claim of
+    the same try still finds its own reservation."""
+    return f"{c.attempt_id}/{c.tries}"
+
+
 class WorkerBatchServicer:
     store: Store
     settings: DispatcherSettings
@@ -169,7 +177,7 @@ class WorkerBatchServicer:
                 compliance_pb2.ReserveCallsRequest(
                     calls=[
                         compliance_pb2.ReserveCallRequest(
-                            lead=c.lead, attempt_id=c.attempt_id, evaluate_at=at
+                            lead=c.lead, attempt_id=reservation_key(c), evaluate_at=at
                         )
                         for _, c in claimed
                     ]
