@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+import redis.exceptions
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -32,6 +33,10 @@ class _Tenants(tenants_pb2_grpc.TenantAdminServiceServicer):
         self.seen_request_ids.append(current_request_id())
         if request.name == "slow":
             self.release.wait(10)
+        if request.name == "redis-down":
+            raise redis.exceptions.ConnectionError("Connection refused")
+        if request.name == "bug":
+            raise RuntimeError("a bug of ours")
         if not request.name:
             grpc_errors.invalid_argument(context, "name", "must not be empty")
         return tenants_pb2.GetTenantResponse(tenant=tenant_pb2.Tenant(name=request.name))
@@ -75,6 +80,19 @@ def test_request_id_travels_and_errors_carry_field_details(served: tuple[Running
         stub.GetTenant(tenants_pb2.GetTenantRequest(name=""))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert grpc_errors.field_violations(err.value) == [("name", "must not be empty")]
+
+
+def test_a_dependency_outage_is_unavailable_and_a_bug_is_not(served: tuple[RunningServer, _Tenants]) -> None:
+    """Redis or PostgreSQL down is UNAVAILABLE, which callers retry; never UNKNOWN, which a
+    caller must read as a crash of ours (and a worker would dead-letter sooner)."""
+    running, _ = served
+    stub = tenants_pb2_grpc.TenantAdminServiceStub(channel(f"127.0.0.1:{running.port}"))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetTenant(tenants_pb2.GetTenantRequest(name="redis-down"))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetTenant(tenants_pb2.GetTenantRequest(name="bug"))
+    assert err.value.code() == grpc.StatusCode.UNKNOWN
 
 
 def test_graceful_stop_finishes_in_flight_calls_and_reports_not_serving(

@@ -5,11 +5,15 @@ from __future__ import annotations
 import random
 import uuid
 
+import grpc
 import pytest
 import redis
 
+from leadflow.v1 import batch_pb2
 from leadflow_enrichment.breaker import BreakerConfig, CircuitBreaker
+from leadflow_enrichment.context import ItemRpcError
 from leadflow_enrichment.failures import ErrorClass
+from leadflow_enrichment.handling import classify
 from leadflow_enrichment.limits import LimitBusy, Limiters, ProviderLimits
 from leadflow_enrichment.retry_policy import Action, RetrySchedule, backoff_seconds, decide
 
@@ -103,3 +107,14 @@ def test_provider_limits_hold_a_burst(redis_url: str, redis_prefix: str) -> None
 def test_tenant_options_override_provider_limits() -> None:
     limits = ProviderLimits.resolve("twilio", {"concurrency": "3"}, {"twilio": 10}, {"twilio": 1})
     assert limits == ProviderLimits(concurrency=3, rate_per_second=1)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNIMPLEMENTED],
+)
+def test_a_failure_of_our_own_services_is_retried_never_an_answer(code: grpc.StatusCode) -> None:
+    """Compliance or the dispatcher failing (down, slow, an older version mid-upgrade) is a
+    temporary error the job retries; it never becomes a decision or another path."""
+    error_class, _, _ = classify(ItemRpcError(batch_pb2.ItemError(code=code.value[0], message="x")))
+    assert error_class is ErrorClass.TEMPORARY
