@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +47,8 @@ SOURCES = {
 # Sources every active tenant has: the direct API is guarded by API keys, not by a source entry.
 ALWAYS_ENABLED = frozenset({"api"})
 _VOLATILE = ("created_at", "updated_at", "revision")
+# A source's path token is part of a URL and the only thing a sender without signatures proves.
+PATH_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32,128}")
 
 
 def desired_spec(tenant: tenant_pb2.Tenant) -> dict[str, Any]:
@@ -166,6 +170,21 @@ def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
         if reg.expires and not _is_iso_date(reg.expires):
             grpc_errors.invalid_argument(
                 context, f"tenant.policy.registrations[{i}].expires", "must be YYYY-MM-DD"
+            )
+    for source_name, config in tenant.sources.items():
+        for net in config.allowed_source_ranges:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                grpc_errors.invalid_argument(
+                    context, f"tenant.sources.{source_name}.allowed_source_ranges", "must be CIDR networks"
+                )
+        token = config.secrets.get("path_token", "")
+        if token and not PATH_TOKEN_RE.fullmatch(token):
+            grpc_errors.invalid_argument(
+                context,
+                f"tenant.sources.{source_name}.path_token",
+                "must be 32 to 128 URL-safe characters (e.g. `openssl rand -hex 32`)",
             )
     unknown = set(tenant.sources) - set(SOURCES) - {"calls", "sms", "email"}
     if unknown:

@@ -21,6 +21,7 @@ from leadflow_gateway.meta_graph import MetaGraphClient
 from leadflow_gateway.metrics import LEADS
 from leadflow_gateway.ratelimit import RateLimiter
 from leadflow_gateway.settings import GatewaySettings
+from leadflow_gateway.source_ranges import check_sender
 
 log = get_logger("leadflow.gateway.ingest")
 
@@ -91,8 +92,9 @@ class Gateway:
         ip = request.client.host if request.client else "unknown"
         await self.limiter.hit("ip", ip, self.settings.rate_limit_ip_per_minute)
 
-    async def admit(self, tenant: str, source: str) -> SourceContext:
-        """Tenant limit, then the source's config: 404 for an unknown tenant or a source not enabled."""
+    async def admit(self, tenant: str, source: str, request: Request) -> SourceContext:
+        """Tenant limit, then the source's config: 404 for an unknown tenant or a source not enabled,
+        403 for a sender outside the source's `allowedSourceRanges`."""
         check_id("tenant", tenant)
         if not NAME_RE.fullmatch(tenant):
             raise not_found("unknown tenant or source")
@@ -101,12 +103,13 @@ class Gateway:
         ctx = await self.backends.source(tenant, source)
         if ctx is None:
             raise not_found("unknown tenant or source")
+        check_sender(ctx, request)
         per_source = ctx.option_int("rate_limit_per_minute", 0)
         if per_source:
             await self.limiter.hit(f"source:{source}", tenant, per_source)
         return ctx
 
-    async def admit_api(self, tenant: str) -> SourceContext:
+    async def admit_api(self, tenant: str, request: Request) -> SourceContext:
         """The direct API's context: the tenant's `api` source if it has one, else just its policy."""
         tenant_var.set(tenant)
         await self.limiter.hit("tenant", tenant, self.settings.rate_limit_tenant_per_minute)
@@ -115,6 +118,7 @@ class Gateway:
             ctx = await self.backends.tenant_defaults(tenant, "api")
         if ctx is None:
             raise unauthenticated("the API key's tenant is not active")
+        check_sender(ctx, request)
         return ctx
 
     def body_limit(self, ctx: SourceContext, default: int | None = None) -> int:

@@ -170,7 +170,7 @@ async def handle(gw: Gateway, request: Request) -> JSONResponse:
     await gw.limit_ip(request)
     tenant = await authorised_tenant(gw, request, "ingest")
     # The key names the tenant; an `api` source entry only adds settings (signatures, limits).
-    ctx = await gw.admit_api(tenant)
+    ctx = await gw.admit_api(tenant, request)
     body = await read_body(request, gw.body_limit(ctx))
     require_media(request, JSON)
     webhook_id = check_signature(ctx, request, body, gw.settings.signature_tolerance_seconds)

@@ -139,13 +139,13 @@ def page_token(ctx: SourceContext, page_id: str) -> str:
 
 async def verify_subscription(gw: Gateway, request: Request, tenant: str) -> PlainTextResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "meta")
+    ctx = await gw.admit(tenant, "meta", request)
     return PlainTextResponse(handshake(ctx, dict(request.query_params)))
 
 
 async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "meta")
+    ctx = await gw.admit(tenant, "meta", request)
     body = await read_body(request, gw.body_limit(ctx))
     check_header_token("X-Hub-Signature-256", request.headers.get("x-hub-signature-256"))
     if not signatures.verify_meta(ctx.secret("app_secret"), body, request.headers.get("x-hub-signature-256")):
