@@ -182,8 +182,8 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
         # Meta names no campaign in the notification; the lead form is the campaign it answers.
         env.campaign = change.form_id
         env.campaign_field = "form_id"
-        mapped = map_graph_lead(graph, change, dict(ctx.config.field_map))
         try:
+            mapped = map_graph_lead(graph, change, dict(ctx.config.field_map))
             leads.append(build_lead(mapped, env, ctx.policy, strict=False))
         except GatewayError as err:
             log.warning("meta_lead_unusable", leadgen_id=change.leadgen_id, field=err.field)
