@@ -47,6 +47,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._refused = False
         self._head_bytes = 0
+        self._header_bytes = 0
         self._header_count = 0
         self._in_head = False
         self._head_timer: asyncio.TimerHandle | None = None
@@ -83,6 +84,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
+        self._header_bytes = 0
         self._header_count = 0
 
     def on_url(self, url: bytes) -> None:
@@ -93,8 +95,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
+        # A head that arrived in one read was never counted by data_received: count it here.
+        self._header_bytes += len(name) + len(value) + 4
         if self._header_count > self.limits.max_headers:
             self._refuse(431, "headers_too_large", f"more than {self.limits.max_headers} header fields")
+            raise _Refused
+        if len(self.url) + self._header_bytes > self.limits.max_head_bytes:
+            self._refuse(431, "headers_too_large", f"headers exceed {self.limits.max_head_bytes} bytes")
             raise _Refused
         super().on_header(name, value)
 
