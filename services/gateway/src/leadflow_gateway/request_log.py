@@ -1,0 +1,254 @@
+"""The inbound request log: every lead-intake request (webhooks and `POST /v1/leads`) is kept by
+the dispatcher — headers without secrets, body without secret fields, the answer's status, the
+leads it stored — so operators can list and replay it.
+
+Recording never costs a commit per request: finished requests are sent in batches
+(`DispatcherService.RecordRequests`, one transaction each) off the request path, after the
+answer went out. A request is logged only once its tenant and source are known (an unknown
+tenant or a bad API key names nobody to keep it for).
+
+Handlers tell the log what they learnt through `current()`: the tenant, that the sender passed
+its check (`verified`), the leads stored. A replay (`replaying()`) is a stored request run again
+on an operator's authenticated request: handlers skip the sender check — it was verified at
+intake — and the replay is logged with `replay_of`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode
+
+import grpc.aio
+
+from leadflow.v1 import dispatcher_pb2, dispatcher_pb2_grpc, inbound_pb2
+from leadflow_core.batcher import MicroBatcher
+from leadflow_core.grpc_clients import request_metadata
+from leadflow_core.logs import get_logger
+from leadflow_core.timestamps import to_proto
+
+log = get_logger("leadflow.gateway.request_log")
+
+REDACTED = "[redacted]"
+# Never kept, whatever the source: credentials, signatures, shared secrets, cookies.
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-hub-signature",
+        "x-hub-signature-256",
+        "x-hubspot-signature",
+        "x-hubspot-signature-v3",
+        "x-twilio-signature",
+        "webhook-signature",
+        "x-leadflow-secret",
+        "x-form-key",
+        "x-leadflow-replay-grant",
+    }
+)
+# Header or parameter names that look like a credential are dropped too.
+_SECRET_NAME = re.compile(r"secret|signature|token|password|api[-_]?key|auth|cookie|form[-_]key", re.I)
+# Body fields that carry a credential (Google's lead form key, our web form's key).
+SECRET_FIELDS = frozenset({"google_key", "form_key"})
+MAX_KEPT_BODY = 1024 * 1024
+_LOGGED_PATH = re.compile(r"^/v1/(?:webhooks/[^/]+/[^/]+|leads)$")
+
+
+@dataclass
+class RequestNote:
+    """What the handler learnt about the request, for its log record."""
+
+    tenant: str = ""
+    source: str = ""
+    verified: bool = False
+    lead_ids: list[str] = field(default_factory=list)
+    # A source's own secret header (Zapier's `secret_header` option).
+    secret_headers: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Replay:
+    """A logged request being run again: who it was for, and what the replay stored."""
+
+    request_log_id: str
+    tenant: str
+    lead_ids: list[str] = field(default_factory=list)
+
+
+_note: ContextVar[RequestNote | None] = ContextVar("leadflow_request_note", default=None)
+_replay: ContextVar[Replay | None] = ContextVar("leadflow_replay", default=None)
+
+
+def current() -> RequestNote:
+    """The note of the request being handled (a throwaway one outside the logged routes)."""
+    note = _note.get()
+    return note if note is not None else RequestNote()
+
+
+def replaying() -> Replay | None:
+    return _replay.get()
+
+
+def identified(tenant: str, source: str) -> None:
+    note = _note.get()
+    if note is not None:
+        note.tenant, note.source = tenant, source
+
+
+def verified() -> None:
+    """The sender passed its check (or this is a replay of one that did at intake)."""
+    note = _note.get()
+    if note is not None:
+        note.verified = True
+
+
+def stored(lead_id: str) -> None:
+    note = _note.get()
+    if note is not None and lead_id and lead_id not in note.lead_ids:
+        note.lead_ids.append(lead_id)
+
+
+def is_logged(method: str, path: str) -> bool:
+    return method == "POST" and _LOGGED_PATH.match(path) is not None
+
+
+def kept_headers(raw: Sequence[tuple[bytes, bytes]], extra_secrets: set[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    secrets = SECRET_HEADERS | {h.lower() for h in extra_secrets}
+    for name_b, value_b in raw:
+        name = name_b.decode("latin-1").lower()
+        if name in secrets or _SECRET_NAME.search(name):
+            continue
+        value = value_b.decode("latin-1")
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+def kept_query(query: str) -> str:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode([(k, REDACTED if _SECRET_NAME.search(k) else v) for k, v in pairs])
+
+
+def kept_body(content_type: str, body: bytes) -> bytes:
+    """The body with secret fields' values replaced (JSON objects and form posts)."""
+    media = content_type.split(";")[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            return body
+        if not any(k in SECRET_FIELDS for k, _ in pairs):
+            return body
+        return urlencode([(k, REDACTED if k in SECRET_FIELDS else v) for k, v in pairs]).encode()
+    if media.endswith("json"):
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return body
+        if isinstance(doc, dict) and SECRET_FIELDS & doc.keys():
+            return json.dumps({k: REDACTED if k in SECRET_FIELDS else v for k, v in doc.items()}).encode()
+    return body
+
+
+class RequestRecorder:
+    """Finished requests leave in batches: one RecordRequests call (one commit) per batch."""
+
+    def __init__(
+        self,
+        dispatcher: dispatcher_pb2_grpc.DispatcherServiceAsyncStub,
+        timeout: float,
+        max_size: int = 256,
+        max_delay_seconds: float = 0.05,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._timeout = timeout
+        self._batcher: MicroBatcher[inbound_pb2.InboundRequest, None] = MicroBatcher(
+            self._flush, max_size, max_delay_seconds, max_in_flight=2
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def record(self, request: inbound_pb2.InboundRequest) -> None:
+        """Never waits: the answer has gone out already."""
+        task = asyncio.get_running_loop().create_task(self._submit(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _submit(self, request: inbound_pb2.InboundRequest) -> None:
+        try:
+            await self._batcher.submit(request)
+        except Exception as err:  # a lost log record must never fail intake
+            log.warning("request_log_failed", error=type(err).__name__)
+
+    async def _flush(self, items: list[inbound_pb2.InboundRequest]) -> Sequence[None]:
+        try:
+            await self._dispatcher.RecordRequests(
+                dispatcher_pb2.RecordRequestsRequest(requests=items),
+                timeout=self._timeout,
+                metadata=request_metadata(),
+            )
+        except grpc.aio.AioRpcError as err:
+            log.warning("request_log_dropped", count=len(items), code=str(err.code()))
+        return [None] * len(items)
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._batcher.close()
+
+
+def record_of(
+    note: RequestNote,
+    method: str,
+    path: str,
+    query: str,
+    headers: Sequence[tuple[bytes, bytes]],
+    body: bytes,
+    status: int,
+    error_code: str,
+    request_id: str,
+    received_at: datetime,
+    replay: Replay | None,
+) -> inbound_pb2.InboundRequest:
+    content_type = next((v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), "")
+    return inbound_pb2.InboundRequest(
+        tenant=note.tenant,
+        source=note.source,
+        method=method,
+        path=path,
+        query=kept_query(query),
+        headers=kept_headers(headers, note.secret_headers),
+        body=kept_body(content_type, body[:MAX_KEPT_BODY]),
+        status=status,
+        lead_ids=note.lead_ids,
+        received_at=to_proto(received_at.astimezone(UTC)),
+        verified=note.verified or replay is not None,
+        replay_of=replay.request_log_id if replay else "",
+        request_id=request_id,
+        error_code=error_code[:64],
+    )
+
+
+def begin() -> RequestNote:
+    note = RequestNote()
+    _note.set(note)
+    return note
+
+
+def begin_replay(replay: Replay) -> None:
+    _replay.set(replay)
+
+
+def check_sender(check: Callable[[], object]) -> None:
+    """Run the source's sender check (signature, shared secret, allow-list) and note that it
+    passed; a replay skips it: the stored request passed it at intake, and a secret rotated since
+    could not verify it again."""
+    if _replay.get() is None:
+        check()
+    verified()
