@@ -84,13 +84,12 @@ def list_requests(args: argparse.Namespace) -> int:
 
 def show_request(args: argparse.Namespace) -> int:
     reply = admin(CommonSettings()).ListRequests(
-        admin_pb2.ListRequestsRequest(tenant=args.tenant, limit=1000)
+        admin_pb2.ListRequestsRequest(tenant=args.tenant, request_log_id=args.request_log_id)
     )
-    found = [r for r in reply.requests if r.request_log_id == args.request_log_id]
-    if not found:
-        print(f"request {args.request_log_id} not found among the tenant's latest 1000")
+    if not reply.requests:
+        print(f"request {args.request_log_id} not found (or past the tenant's retention)")
         return 1
-    r = found[0]
+    r = reply.requests[0]
     if args.json:
         print_json(r)
         return 0
