@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from leadflow.v1 import inbound_pb2
 from leadflow_core.clock import now as utcnow
@@ -73,7 +75,7 @@ class RequestLogStore(Repository):
         now = utcnow()
         rows = [
             {
-                "id": new_id(),
+                "id": r.request_log_id[:32] or new_id(),
                 "tenant": r.tenant,
                 "source": r.source[:32],
                 "method": r.method[:16],
@@ -91,8 +93,10 @@ class RequestLogStore(Repository):
             }
             for r in requests
         ]
+        # A batch the gateway sent again (its call timed out after our commit) is not a failure.
+        insert = (pg_insert if self.postgres else sqlite_insert)(InboundRequestRow).on_conflict_do_nothing()
         with self.sessions.begin() as s:
-            s.execute(sa.insert(InboundRequestRow), rows)
+            s.execute(insert, rows)
         return len(rows)
 
     def _where(self, f: RequestFilter) -> list[sa.ColumnElement[bool]]:

@@ -30,7 +30,11 @@ async def replay_logged_request(gw: Gateway, request: Request) -> ORJSONResponse
     logged = await gw.backends.claim_replay(grant)
     if logged is None:
         raise unauthenticated("unknown, spent or lapsed replay grant")
-    replay = request_log.Replay(request_log_id=logged.request_log_id, tenant=logged.tenant)
+    replay = request_log.Replay(
+        request_log_id=logged.request_log_id,
+        tenant=logged.tenant,
+        original_id=logged.replay_of or logged.request_log_id,
+    )
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in logged.headers.items()]
     # The replay's own request id, so its logs and timeline entries follow it.
     headers = [h for h in headers if h[0] != b"x-request-id"] + [

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -65,6 +66,9 @@ _LOGGED_PATH = re.compile(r"^/v1/(?:webhooks/[^/]+/[^/]+|leads)$")
 class RequestNote:
     """What the handler learnt about the request, for its log record."""
 
+    # Named here, not by the dispatcher: a single-lead request's lead carries it (see
+    # `implicit_idempotency_key`), so a replay finds that lead again.
+    request_log_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     tenant: str = ""
     source: str = ""
     verified: bool = False
@@ -79,6 +83,8 @@ class Replay:
 
     request_log_id: str
     tenant: str
+    # The request first received (a replay of a replay still names it).
+    original_id: str = ""
     lead_ids: list[str] = field(default_factory=list)
 
 
@@ -113,6 +119,17 @@ def stored(lead_id: str) -> None:
     note = _note.get()
     if note is not None and lead_id and lead_id not in note.lead_ids:
         note.lead_ids.append(lead_id)
+
+
+def implicit_idempotency_key() -> str:
+    """The idempotency key of a single-lead request that brought none (no Idempotency-Key, no
+    sender id): its log id, so replaying it finds the lead it stored instead of storing another.
+    A fresh request has a fresh id, so this changes nothing for new deliveries."""
+    replay = _replay.get()
+    if replay is not None:
+        return "req:" + (replay.original_id or replay.request_log_id)
+    note = _note.get()
+    return "req:" + note.request_log_id if note is not None else ""
 
 
 def is_logged(method: str, path: str) -> bool:
@@ -218,6 +235,7 @@ def record_of(
 ) -> inbound_pb2.InboundRequest:
     content_type = next((v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), "")
     return inbound_pb2.InboundRequest(
+        request_log_id=note.request_log_id,
         tenant=note.tenant,
         source=note.source,
         method=method,

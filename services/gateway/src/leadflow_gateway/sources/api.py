@@ -174,7 +174,7 @@ async def handle(gw: Gateway, request: Request) -> JSONResponse:
     request_log.verified()
     item = parse(body)
     env = envelope(request, tenant, lead_pb2.SOURCE_API)
-    env.idempotency_key = env.idempotency_key or webhook_id
+    env.idempotency_key = env.idempotency_key or webhook_id or request_log.implicit_idempotency_key()
     lead = build_lead(to_mapped(item), env, ctx.policy, strict=True)
     return stored_answer(await gw.store(lead))
 

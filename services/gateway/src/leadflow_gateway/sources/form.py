@@ -92,6 +92,7 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
         request_log.check_sender(sender_check)
         mapped = map_fields(items, {}, ctx.config.field_map, skip=(FORM_KEY_FIELD, honeypot_field(ctx)))
         env = envelope(request, tenant, lead_pb2.SOURCE_FORM)
+        env.idempotency_key = env.idempotency_key or request_log.implicit_idempotency_key()
         env.disclosure_text = ctx.option("disclosure_text")
         # The tenant's own form: it names the tenant unless configured otherwise, and this
         # submission, stored with the lead, is the consent's evidence reference.

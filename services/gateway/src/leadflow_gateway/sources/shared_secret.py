@@ -40,6 +40,8 @@ async def handle(gw: Gateway, request: Request, tenant: str, source: str) -> JSO
     request_log.check_sender(lambda: check_secret(ctx, request))
     require_media(request, *ACCEPTED_BODIES)
     mapped = map_fields(flat_items(request, body), {}, ctx.config.field_map)
-    lead = build_lead(mapped, envelope(request, tenant, SOURCES[source]), ctx.policy, strict=True)
+    env = envelope(request, tenant, SOURCES[source])
+    env.idempotency_key = env.idempotency_key or request_log.implicit_idempotency_key()
+    lead = build_lead(mapped, env, ctx.policy, strict=True)
     # Marketo treats an empty 2xx body as a failure: our answer always has one.
     return stored_answer(await gw.store(lead))
