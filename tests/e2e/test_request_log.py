@@ -63,7 +63,6 @@ def mesh(database_url: str, redis_url: str, redis_prefix: str) -> Iterator[Mesh]
             {
                 **clock_env(),
                 "LEADFLOW_GATEWAY_ADDR": f"127.0.0.1:{gateway_port}",
-                "LEADFLOW_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
             },
         ) as m,
     ):

@@ -92,8 +92,11 @@ class RequestLogAdmin:
         return admin_pb2.ReplayRequestsResponse(outcomes=outcomes)
 
     def _replay(self, request_log_id: str, grant: str) -> admin_pb2.ReplayOutcome:
-        url = self.settings.gateway_url.rstrip("/") + "/v1/replays"
-        # The URL is a setting validated as http(s) (DispatcherSettings.gateway_url).
+        # LEADFLOW_GATEWAY_ADDR: host:port, or an http(s) URL (the chart gives the Service's).
+        addr = self.settings.gateway_addr
+        url = (addr if addr.startswith(("http://", "https://")) else f"http://{addr}").rstrip(
+            "/"
+        ) + "/v1/replays"
         ask = urllib.request.Request(url, data=b"", method="POST", headers={REPLAY_GRANT_HEADER: grant})  # noqa: S310
         try:
             with urllib.request.urlopen(ask, timeout=30) as resp:  # noqa: S310

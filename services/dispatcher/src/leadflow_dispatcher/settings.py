@@ -45,8 +45,6 @@ class DispatcherSettings(CommonSettings):
     policy_cache_seconds: float = 30.0
     # Rows the relay handles per pass.
     relay_batch_size: int = 500
-    # The gateway's internal base URL: AdminService.ReplayRequests hands it replay grants there.
-    gateway_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://")
     # A replay grant lapses this many seconds after an operator asked for the replay.
     replay_grant_seconds: float = 60.0
     # How often old inbound requests are deleted; the retention is each tenant's
