@@ -258,3 +258,59 @@ def test_a_grant_is_single_use_and_the_replay_route_refuses_without_one(mesh: Me
         f"{mesh.gateway_url}/v1/replays", headers={"X-Leadflow-Replay-Grant": "guessed-grant"}, timeout=30
     )
     assert resp.status_code == 401
+
+
+def test_cli_lists_and_replays_what_the_service_answers(
+    mesh: Mesh,
+    admin: admin_pb2_grpc.AdminServiceStub,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from google.protobuf.json_format import MessageToDict
+
+    from leadflow_cli.__main__ import main
+
+    monkeypatch.setenv("LEADFLOW_DISPATCHER_ADDR", mesh.processes["dispatcher"].addr)
+    monkeypatch.setenv("LEADFLOW_ACTOR", "cli-bob")
+    rid = f"rlog-{uuid.uuid4().hex[:12]}"
+    resp = httpx.post(
+        f"{mesh.gateway_url}/v1/leads",
+        json=lead_body(30, tag="cli"),
+        headers={"Authorization": f"Bearer {mesh.api_keys[TENANT]}", "X-Request-Id": rid},
+        timeout=30,
+    )
+    assert resp.status_code == 202, resp.text
+    lead_id = resp.json()["lead_id"]
+    record = logged(admin, rid)
+
+    capsys.readouterr()
+    assert main(["requests", "list", TENANT, "--source", "api", "--since", "1h", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["requests"]
+    want = MessageToDict(
+        admin.ListRequests(
+            admin_pb2.ListRequestsRequest(tenant=TENANT, source="api", limit=50, without_body=True)
+        ),
+        always_print_fields_with_no_presence=True,
+    )["requests"]
+    assert [r["requestLogId"] for r in listed if r["requestId"] == rid] == [record.request_log_id]
+    assert {r["requestLogId"] for r in listed} <= {r["requestLogId"] for r in want}
+
+    assert main(["requests", "list", TENANT, "--source", "api"]) == 0
+    row = next(
+        line.split()
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith(record.request_log_id)
+    )
+    assert row[2:4] == ["api", "202"]
+    assert row[-1] == lead_id
+
+    # No Idempotency-Key and no sender id: the replay still finds the lead the request stored.
+    assert main(["requests", "replay", TENANT, record.request_log_id, "--reason", "cli check"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert next(line.split() for line in lines if line.startswith(record.request_log_id)) == [
+        record.request_log_id,
+        "200",
+        lead_id,
+    ]
