@@ -3,9 +3,9 @@ the dispatcher — headers without secrets, body without secret fields, the answ
 leads it stored — so operators can list and replay it.
 
 Recording never costs a commit per request: finished requests are sent in batches
-(`DispatcherService.RecordRequests`, one transaction each) off the request path, after the
-answer went out. A request is logged only once its tenant and source are known (an unknown
-tenant or a bad API key names nobody to keep it for).
+(`DispatcherService.RecordRequests`, one transaction each, at most two a second per gateway
+process) off the request path, after the answer went out. A request is logged only once its
+tenant and source are known (an unknown tenant or a bad API key names nobody to keep it for).
 
 Handlers tell the log what they learnt through `current()`: the tenant, that the sender passed
 its check (`verified`), the leads stored. A replay (`replaying()`) is a stored request run again
@@ -16,6 +16,7 @@ intake — and the replay is logged with `replay_of`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -28,7 +29,6 @@ from urllib.parse import parse_qsl, urlencode
 import grpc.aio
 
 from leadflow.v1 import dispatcher_pb2, dispatcher_pb2_grpc, inbound_pb2
-from leadflow_core.batcher import MicroBatcher
 from leadflow_core.grpc_clients import request_metadata
 from leadflow_core.logs import get_logger
 from leadflow_core.timestamps import to_proto
@@ -175,49 +175,84 @@ def kept_body(content_type: str, body: bytes) -> bytes:
 
 
 class RequestRecorder:
-    """Finished requests leave in batches: one RecordRequests call (one commit) per batch."""
+    """Finished requests wait here and leave together, at most every `max_delay_seconds` (or
+    sooner when `max_bytes` are waiting): one RecordRequests call — one commit — per flush, so
+    the log's commits are bounded by time, not by the request rate. Byte-bounded chunks stay
+    well under the dispatcher's 16 MiB message limit."""
 
     def __init__(
         self,
         dispatcher: dispatcher_pb2_grpc.DispatcherServiceAsyncStub,
         timeout: float,
-        max_size: int = 256,
-        max_delay_seconds: float = 0.05,
+        max_delay_seconds: float = 0.5,
+        max_bytes: int = 4 * 1024 * 1024,
+        max_count: int = 1000,
     ) -> None:
         self._dispatcher = dispatcher
         self._timeout = timeout
-        self._batcher: MicroBatcher[inbound_pb2.InboundRequest, None] = MicroBatcher(
-            self._flush, max_size, max_delay_seconds, max_in_flight=2
-        )
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._max_delay = max_delay_seconds
+        self._max_bytes = max_bytes
+        self._max_count = max_count
+        self._pending: list[inbound_pb2.InboundRequest] = []
+        self._bytes = 0
+        self._kick: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def record(self, request: inbound_pb2.InboundRequest) -> None:
         """Never waits: the answer has gone out already."""
-        task = asyncio.get_running_loop().create_task(self._submit(request))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if self._closing:
+            return
+        self._pending.append(request)
+        self._bytes += request.ByteSize()
+        if self._task is None:
+            self._kick = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        full = self._bytes >= self._max_bytes or len(self._pending) >= self._max_count
+        if full and self._kick is not None:
+            self._kick.set()
 
-    async def _submit(self, request: inbound_pb2.InboundRequest) -> None:
-        try:
-            await self._batcher.submit(request)
-        except Exception as err:  # a lost log record must never fail intake
-            log.warning("request_log_failed", error=type(err).__name__)
+    async def _run(self) -> None:
+        assert self._kick is not None
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self._max_delay)
+            self._kick.clear()
+            await self._flush()
 
-    async def _flush(self, items: list[inbound_pb2.InboundRequest]) -> Sequence[None]:
-        try:
-            await self._dispatcher.RecordRequests(
-                dispatcher_pb2.RecordRequestsRequest(requests=items),
-                timeout=self._timeout,
-                metadata=request_metadata(),
-            )
-        except grpc.aio.AioRpcError as err:
-            log.warning("request_log_dropped", count=len(items), code=str(err.code()))
-        return [None] * len(items)
+    def _chunks(self) -> list[list[inbound_pb2.InboundRequest]]:
+        """What waits now, in byte- and count-bounded chunks; later records wait for the next
+        flush, so a steady load still means one flush per interval."""
+        pending, self._pending, self._bytes = self._pending, [], 0
+        chunks: list[list[inbound_pb2.InboundRequest]] = [[]]
+        size = 0
+        for r in pending:
+            over = size + r.ByteSize() > self._max_bytes or len(chunks[-1]) >= self._max_count
+            if chunks[-1] and over:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(r)
+            size += r.ByteSize()
+        return [c for c in chunks if c]
+
+    async def _flush(self) -> None:
+        for batch in self._chunks():
+            try:
+                await self._dispatcher.RecordRequests(
+                    dispatcher_pb2.RecordRequestsRequest(requests=batch),
+                    timeout=self._timeout,
+                    metadata=request_metadata(),
+                )
+            except grpc.aio.AioRpcError as err:
+                # A lost log record must never fail intake; the leads themselves are stored.
+                log.warning("request_log_dropped", count=len(batch), code=str(err.code()))
 
     async def close(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        await self._batcher.close()
+        self._closing = True
+        if self._task is not None and self._kick is not None:
+            self._kick.set()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._flush()
 
 
 def record_of(
