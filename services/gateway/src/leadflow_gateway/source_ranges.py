@@ -37,7 +37,7 @@ def sender_allowed(ranges: tuple[str, ...], host: str) -> bool:
     return any(address in net for net in _networks(ranges))
 
 
-def check_sender(ctx: SourceContext, request: Request) -> None:
+def check_network(ctx: SourceContext, request: Request) -> None:
     """The client address is the peer's, or X-Forwarded-For's when uvicorn trusts the proxy
     (FORWARDED_ALLOW_IPS)."""
     host = request.client.host if request.client else ""

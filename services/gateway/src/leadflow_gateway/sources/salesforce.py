@@ -21,6 +21,7 @@ from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
 from leadflow_core.logs import get_logger
+from leadflow_gateway import request_log
 from leadflow_gateway.ascii_text import is_alnum
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import read_body, require_media
@@ -141,6 +142,11 @@ def to_mapped(n: Notification, field_map: dict[str, str]) -> MappedFields:
     return mapped
 
 
+def check_org(ctx: SourceContext, organization_id: str) -> None:
+    if not org_allowed(ctx, organization_id):
+        raise unauthenticated("organisation id not allowed for this tenant")
+
+
 def path_token_matches(ctx: SourceContext, given: str) -> bool:
     """The path's token is the source's `path_token` (none set: the path must carry none)."""
     expected = ctx.config.secrets.get(PATH_TOKEN, "")
@@ -150,13 +156,13 @@ def path_token_matches(ctx: SourceContext, given: str) -> bool:
 async def handle(gw: Gateway, request: Request, tenant: str, path_token: str = "") -> Response:
     await gw.limit_ip(request)
     ctx = await gw.admit(tenant, "salesforce", request)
-    if not path_token_matches(ctx, path_token):
+    # A replay runs the logged path, kept without its token (request_log.logged_path).
+    if request_log.replaying() is None and not path_token_matches(ctx, path_token):
         raise not_found("unknown tenant or source")
     body = await read_body(request, gw.body_limit(ctx, gw.settings.salesforce_max_body_bytes))
     require_media(request, "text/xml", "application/soap+xml", "application/xml")
     message = parse(body)
-    if not org_allowed(ctx, message.organization_id):
-        raise unauthenticated("organisation id not allowed for this tenant")
+    request_log.check_sender(lambda: check_org(ctx, message.organization_id))
     leads = []
     for n in message.notifications:
         env = envelope(request, tenant, lead_pb2.SOURCE_SALESFORCE)
