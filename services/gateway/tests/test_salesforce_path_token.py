@@ -9,8 +9,10 @@ import uuid
 import grpc
 import httpx
 import pytest
+from sqlalchemy import text
 
 from leadflow_core.tenant_spec import TenantSpec
+from leadflow_core.testing import wait_for
 from leadflow_gateway.sources.salesforce import ACK
 from services.gateway.tests.gateway_vendors import SF_HEADERS, SF_ORG_ID, salesforce_message
 from services.gateway.tests.harness import Harness
@@ -51,6 +53,18 @@ def test_only_the_path_ending_in_the_token_takes_messages(harness: Harness) -> N
     assert ok.status_code == 200, ok.text
     assert ok.text == ACK
     assert harness.rows(tenant)["dispatcher_leads"] == 1
+
+    # The request log keeps the request (for replay) under the path without its token.
+    def logged() -> list[tuple[str, int]]:
+        with harness.db.connect() as conn:
+            rows = conn.execute(
+                text("SELECT path, status FROM dispatcher_inbound_requests WHERE tenant = :t"), {"t": tenant}
+            ).all()
+        return [(r[0], r[1]) for r in rows]
+
+    kept = wait_for(lambda: [r for r in logged() if r[1] == 200], timeout=30, what="the logged request")
+    assert kept == [(f"/v1/webhooks/{tenant}/salesforce", 200)]
+    assert all(token not in path for path, _ in logged())
 
 
 def test_a_sender_outside_the_allowed_ranges_is_refused(harness: Harness) -> None:
