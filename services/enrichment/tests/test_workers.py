@@ -3,9 +3,11 @@ PostgreSQL and Redis, with vendor fakes for HubSpot, OpenAI and Twilio."""
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +45,9 @@ FAST = {
     "LEADFLOW_OPENAI_TIMEOUT_SECONDS": "1",
     "LEADFLOW_PROVIDER_CONFIG_CACHE_SECONDS": "0.2",
     "LEADFLOW_SIMULATOR_STEP_SECONDS": "0.01",
+    # A paused tenant's dials are asked about again only after an hour: a resume must release
+    # them itself (see test_resume_releases_deferred_dials_at_once).
+    "LEADFLOW_PAUSE_RETRY_SECONDS": "3600",
 }
 
 
@@ -359,6 +364,41 @@ def test_crm_refusing_dead_letters_at_once_and_replay_works(
         assert replayed.replayed == 1
         wait_for(lambda: "synced" in kinds(dispatcher, tenant, lead_id), timeout=60, what="the replayed sync")
         assert dead() == []
+
+
+def test_resume_releases_deferred_dials_at_once(
+    mesh: Mesh, dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub
+) -> None:
+    """Leads deferred while their tenant is paused are dialed right after the resume, long
+    before their recheck (an hour away here): by event order, not by timing."""
+    tenant = new_tenant(mesh)
+    admin = mesh.tenant_admin()
+    admin.SetPaused(tenants_pb2.SetPausedRequest(name=tenant, paused=True, reason="test: paused"))
+    ids = [submit(dispatcher, mesh, tenant, i, "paused") for i in range(3)]
+
+    def deferral(lead_id: str) -> float | None:
+        """When the lead's deferred dial is due (its recheck), once it is deferred."""
+        reply = dispatcher.GetLead(dispatcher_pb2.GetLeadRequest(tenant=tenant, lead_id=lead_id))
+        if reply.dial_state != dispatcher_pb2.DIAL_STATE_DEFERRED or not reply.HasField("dial_at"):
+            return None
+        return float(reply.dial_at.ToNanoseconds() / 1e9)
+
+    rechecks: dict[str, float] = {}
+    for lead_id in ids:
+        rechecks[lead_id] = wait_for(
+            functools.partial(deferral, lead_id), timeout=60, what="the lead deferred by the pause"
+        )
+    assert not any("dialing" in kinds(dispatcher, tenant, i) for i in ids)
+    admin.SetPaused(tenants_pb2.SetPausedRequest(name=tenant, paused=False, reason="test: resumed"))
+    resumed_at = time.time()
+    wait_for(
+        lambda: all_done(dispatcher, tenant, ids, "dialed"), timeout=60, what="the dials after the resume"
+    )
+    for lead_id in ids:
+        dialed = next(e for e in timeline(dispatcher, tenant, lead_id) if e.kind == "dialed")
+        # The recheck was an hour away; the dial came after the resume, long before it.
+        assert rechecks[lead_id] > resumed_at + 3000, (rechecks[lead_id], resumed_at)
+        assert dialed.at.ToNanoseconds() / 1e9 < rechecks[lead_id]
 
 
 def test_llm_timeout_falls_back_to_neutral_fit_and_never_blocks(

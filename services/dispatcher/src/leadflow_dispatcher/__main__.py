@@ -15,6 +15,7 @@ from leadflow_core.db import is_sqlite, make_engine, make_sessionmaker
 from leadflow_core.grpc_clients import channel
 from leadflow_core.grpc_server import create_server, serve_until_signal, write_port_file
 from leadflow_core.logs import configure, get_logger
+from leadflow_core.tenant_changes import TenantChangeListener
 from leadflow_dispatcher.admin_servicer import AdminServicer
 from leadflow_dispatcher.metrics import serve_metrics
 from leadflow_dispatcher.policies import PolicyView, TenantPolicies
@@ -24,6 +25,28 @@ from leadflow_dispatcher.relay import Relay
 from leadflow_dispatcher.servicer import DispatcherServicer
 from leadflow_dispatcher.settings import DispatcherSettings
 from leadflow_dispatcher.store import Store
+
+
+def tenant_change_listener(settings: DispatcherSettings, store: Store) -> TenantChangeListener | None:
+    """Release a tenant's deferred dials as soon as compliance announces a change to it."""
+    if not TenantChangeListener.supported(settings.database_url):
+        return None  # SQLite (local runs): deferred dials wait for their recheck
+    log = get_logger("leadflow.dispatcher.release")
+
+    def on_change(tenant: str | None) -> None:
+        if tenant is None:
+            return  # (re)connected: what changed meanwhile is picked up by each dial's recheck
+        try:
+            released = store.release_deferred(tenant, settings.release_after_seconds)
+        except Exception:
+            log.exception("release_deferred_failed", tenant=tenant)
+            return
+        if released:
+            log.info("deferred_dials_released", tenant=tenant, count=released)
+
+    listener = TenantChangeListener(settings.database_url, on_change)
+    listener.start()
+    return listener
 
 
 def main() -> None:
@@ -69,6 +92,7 @@ def main() -> None:
     )
     write_port_file(settings.metrics_port_file, metrics_port)
     relay.start()
+    changes = tenant_change_listener(settings, store)
     running = create_server(
         settings.dispatcher_addr,
         [
@@ -84,6 +108,8 @@ def main() -> None:
     write_port_file(settings.port_file, running.port)
 
     def on_stop() -> None:
+        if changes is not None:
+            changes.stop()
         relay.stop()
         engine.dispose()
 

@@ -43,5 +43,8 @@ class DispatcherSettings(CommonSettings):
     default_retry_backoff_seconds: int = 600
     # Seconds a tenant policy read from compliance is reused.
     policy_cache_seconds: float = 30.0
+    # A tenant change (resume, higher limits) releases the tenant's deferred dials this long
+    # after it is announced: the moment every compliance process has heard of it too.
+    release_after_seconds: float = 0.5
     # Rows the relay handles per pass.
     relay_batch_size: int = 500
