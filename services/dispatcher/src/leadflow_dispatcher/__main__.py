@@ -57,7 +57,9 @@ def main() -> None:
     # Hot RPC path: no ping round trip per checkout (see make_engine).
     engine = make_engine(settings.database_url, pre_ping=False)
     store = Store(make_sessionmaker(engine), postgres=not is_sqlite(settings.database_url))
-    broker = make_broker(settings.redis_url, settings.dramatiq_namespace)
+    broker = make_broker(
+        settings.redis_url, settings.dramatiq_namespace, settings.worker_heartbeat_timeout_ms
+    )
     compliance_channel = channel(settings.compliance_addr)
     compliance = compliance_pb2_grpc.ComplianceServiceStub(compliance_channel)
     pauses = QueuePauses(store.sessions, mirror=broker.client, mirror_key=settings.redis_key("paused_queues"))

@@ -270,6 +270,10 @@ def _enrichment_of(lead: dispatcher_pb2.GetLeadResponse) -> Enrichment | None:
 # ---- dial -----------------------------------------------------------------------------------
 
 
+# Claim states in which another worker may still be dialing the attempt.
+CLAIM_HELD_STATES = frozenset({"claimed", "dialing"})
+
+
 def dial(ctx: WorkerContext, info: JobInfo) -> None:
     config = ctx.configs.get(info.tenant, "dialer")
     info.schedule = ctx.schedule(config)
@@ -297,6 +301,11 @@ def _dial_claimed(ctx: WorkerContext, info: JobInfo, dialer: Any, options: dict[
     claim = start.claim
     if not claim.claimed:
         log.info("dial_not_claimed", lead_id=info.lead_id, attempt=info.attempt, state=claim.state)
+        if claim.state in CLAIM_HELD_STATES:
+            # Another worker holds the attempt: this copy of the job (Dramatiq redelivered it
+            # after that worker's death, or the outbox resent it) waits and asks again, so the
+            # dial goes on as soon as a dead holder's claim turns stale, not a lease later.
+            raise Hold(ctx.settings.claim_poll_seconds, "attempt claimed by another worker")
         return
     attempt_id = claim.attempt_id
     decision = start.decision
