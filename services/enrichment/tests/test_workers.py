@@ -232,12 +232,15 @@ def test_crm_429_and_500_are_retried_then_synced(
             {"crm": {"type": "hubspot", "options": {"base_url": hubspot.url}}},
             {"provider:crm": {"access_token": "hs-ok"}},
         )
-        hubspot.fail(times=2, status=429, headers={"Retry-After": "1"})
-        hubspot.fail(times=2, status=500)
+        upsert = "/crm/v3/objects/contacts/batch/upsert"
+        hubspot.fail(times=2, status=429, headers={"Retry-After": "1"}, path_contains=upsert)
+        hubspot.fail(times=2, status=500, path_contains=upsert)
         lead_id = submit(dispatcher, mesh, tenant, 1, "flaky")
         wait_for(lambda: "synced" in kinds(dispatcher, tenant, lead_id), timeout=60, what="the sync")
-        upserts = hubspot.requests_to("/crm/v3/objects/contacts/batch/upsert")
+        upserts = hubspot.requests_to(upsert)
         assert len(upserts) >= 5  # 2 x 429, 2 x 500, then the one that worked
+        # Each retry looked for the contact first (none was written) and wrote one.
+        assert hubspot.contacts_with("leadflow_lead_id", lead_id) == 1
         assert "dialed" in kinds(dispatcher, tenant, lead_id) or wait_for(
             lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=30
         )
