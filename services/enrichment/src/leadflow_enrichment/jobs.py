@@ -21,7 +21,7 @@ from leadflow_enrichment.context import WorkerContext
 from leadflow_enrichment.failures import ErrorClass, ProviderError
 from leadflow_enrichment.handling import Hold, JobInfo
 from leadflow_enrichment.limits import LimitBusy
-from leadflow_enrichment.providers.base import CallRequest, CrmResult, Enrichment, LeadView
+from leadflow_enrichment.providers.base import CallRequest, Crm, CrmResult, Enrichment, LeadView
 
 log = get_logger("leadflow.worker.jobs")
 
@@ -235,7 +235,7 @@ CRM_WRITE_MARK_SECONDS = 2 * 86_400
 
 
 def _write_once(
-    ctx: WorkerContext, info: JobInfo, crm: Any, view: LeadView, enrichment: Enrichment | None
+    ctx: WorkerContext, info: JobInfo, crm: Crm, view: LeadView, enrichment: Enrichment | None
 ) -> tuple[CrmResult, bool]:
     """Write the lead to the CRM unless an earlier try already did: (result, found earlier).
 
@@ -246,12 +246,11 @@ def _write_once(
     mark = ctx.settings.redis_key("crm_write", info.tenant, info.lead_id)
     first = bool(ctx.redis.set(mark, "1", nx=True, ex=CRM_WRITE_MARK_SECONDS))
     if not first:
-        earlier: CrmResult | None = crm.find_lead(view)
+        earlier = crm.find_lead(view)
         if earlier is not None:
             log.info("crm_write_found", lead_id=info.lead_id, provider=crm.name)
             return earlier, True
-    written: CrmResult = crm.upsert_lead(view, enrichment)
-    return written, False
+    return crm.upsert_lead(view, enrichment), False
 
 
 def _enrichment_of(lead: dispatcher_pb2.GetLeadResponse) -> Enrichment | None:
