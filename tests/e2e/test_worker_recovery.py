@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import redis
 
 from leadflow.v1 import compliance_pb2, dispatcher_pb2, dispatcher_pb2_grpc, lead_pb2
 from leadflow_core import timestamps
@@ -109,3 +110,37 @@ def test_sigkilled_worker_work_is_back_in_flight_within_a_minute(mesh: Mesh) -> 
         if took > 60:
             late[lead_id] = round(took, 1)
     assert not late, f"leads that waited more than 60 s after the kill: {late}"
+
+
+def test_work_redis_lost_is_back_in_flight_within_the_lease(mesh: Mesh, redis_url: str) -> None:
+    """Redis loses every message (a restart without persistence): with the default 30 s lease the
+    relay finds them gone and enqueues them again; each lead's work starts within the lease
+    (plus a new worker's start-up) of the loss."""
+    tenant = f"rlost-{uuid.uuid4().hex[:8]}"
+    spec = {**BENCH_TENANT_SPEC, "sources": {"api": {}, "calls": {"secretRef": {"name": "calls"}}}}
+    mesh.apply_tenant(tenant, spec, {"calls": {"auth_token": SIMULATOR_TOKEN}})
+    stub = mesh.dispatcher()
+    for name, proc in list(mesh.processes.items()):
+        if name.startswith("workers"):
+            proc.stop()
+    ids = [submit(mesh, tenant, 100 + i) for i in range(10)]
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{mesh.redis_prefix}dramatiq:*"):
+        client.delete(key)
+    lost_at = time.time()
+    first = mesh.processes["workers"]
+    mesh.processes["workers3"] = ServiceProcess(
+        "workers3", python_module("leadflow_enrichment"), dict(first.env), first.workdir
+    ).start(wait_port=False)
+    wait_for(
+        lambda: all({"synced", "dialed"} <= set(events(stub, tenant, i)) for i in ids),
+        timeout=240,
+        what="every lead synced and dialed",
+    )
+    # The lease (30 s) plus a generous allowance for the new worker to start on a busy machine.
+    late = {
+        i: round(events(stub, tenant, i)["enriched"] - lost_at, 1)
+        for i in ids
+        if events(stub, tenant, i)["enriched"] - lost_at > 30 + 15
+    }
+    assert not late, f"work that came back later than the lease allows: {late}"
