@@ -262,6 +262,7 @@ class TenantPolicy(_message.Message):
     RECORDING_FIELD_NUMBER: _builtins.int
     REVOCATION_SCOPE_FIELD_NUMBER: _builtins.int
     MERGE_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    REQUEST_LOG_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     REGISTRATIONS_FIELD_NUMBER: _builtins.int
     default_region: _builtins.str
     """Region used to parse numbers written without a country code."""
@@ -285,6 +286,8 @@ class TenantPolicy(_message.Message):
     """Leads of one person and campaign arriving within this many seconds merge into the first;
     unset = the deployment default (24 h); 0 = never merge.
     """
+    request_log_retention_days: _builtins.int
+    """Days the gateway's inbound request log keeps this tenant's requests; unset = 7."""
     @_builtins.property
     def urgency_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___UrgencyRule]: ...
     @_builtins.property
@@ -313,15 +316,21 @@ class TenantPolicy(_message.Message):
         recording: _builtins.str = ...,
         revocation_scope: _builtins.str = ...,
         merge_window_seconds: _builtins.int | None = ...,
+        request_log_retention_days: _builtins.int | None = ...,
         registrations: _abc.Iterable[Global___StateRegistration] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "merge_window_seconds", b"merge_window_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "_request_log_retention_days", b"_request_log_retention_days", "merge_window_seconds", b"merge_window_seconds", "request_log_retention_days", b"request_log_retention_days"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "consent_expiry_days", b"consent_expiry_days", "default_region", b"default_region", "dial_delay_seconds", b"dial_delay_seconds", "fallback_timezone", b"fallback_timezone", "max_dial_attempts", b"max_dial_attempts", "merge_window_seconds", b"merge_window_seconds", "recording", b"recording", "registrations", b"registrations", "retry_backoff_seconds", b"retry_backoff_seconds", "revocation_scope", b"revocation_scope", "urgency_rules", b"urgency_rules", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "_request_log_retention_days", b"_request_log_retention_days", "consent_expiry_days", b"consent_expiry_days", "default_region", b"default_region", "dial_delay_seconds", b"dial_delay_seconds", "fallback_timezone", b"fallback_timezone", "max_dial_attempts", b"max_dial_attempts", "merge_window_seconds", b"merge_window_seconds", "recording", b"recording", "registrations", b"registrations", "request_log_retention_days", b"request_log_retention_days", "retry_backoff_seconds", b"retry_backoff_seconds", "revocation_scope", b"revocation_scope", "urgency_rules", b"urgency_rules", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__merge_window_seconds: _TypeAlias = _typing.Literal["merge_window_seconds"]  # noqa: Y015
     _WhichOneofArgType__merge_window_seconds: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__request_log_retention_days: _TypeAlias = _typing.Literal["request_log_retention_days"]  # noqa: Y015
+    _WhichOneofArgType__request_log_retention_days: _TypeAlias = _typing.Literal["_request_log_retention_days", b"_request_log_retention_days"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__merge_window_seconds) -> _WhichOneofReturnType__merge_window_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__request_log_retention_days) -> _WhichOneofReturnType__request_log_retention_days | None: ...
 
 Global___TenantPolicy: _TypeAlias = TenantPolicy  # noqa: Y015
 

@@ -126,6 +126,9 @@ class Policy(_Spec):
     # Leads of one person and campaign within this window merge; None = the deployment's
     # default (24 h), 0 = never merge.
     merge_window_seconds: int | None = Field(None, ge=0, le=30 * 86_400, alias="mergeWindowSeconds")
+    # Days the inbound request log keeps this tenant's webhook requests (the dispatcher's sweeper
+    # deletes older ones); replay reaches back only this far.
+    request_log_retention_days: int = Field(7, ge=1, le=90, alias="requestLogRetentionDays")
     # States where the seller is registered; a state whose rules make registration a gate on
     # calling is not called without an unexpired entry here.
     registrations: list[Registration] = Field(default_factory=list)
@@ -242,6 +245,7 @@ def to_proto(
             recording=spec.policy.recording,
             revocation_scope=spec.policy.revocation_scope,
             merge_window_seconds=spec.policy.merge_window_seconds,
+            request_log_retention_days=spec.policy.request_log_retention_days,
             registrations=[
                 tenant_pb2.StateRegistration(
                     state=r.state, id=r.id, expires=r.expires.isoformat() if r.expires else ""

@@ -11,6 +11,7 @@ from leadflow_dispatcher.leads import LeadStore
 from leadflow_dispatcher.outbox import ExpiredJob, OutboxStore, SettleWork
 from leadflow_dispatcher.person_order import SubmitResult
 from leadflow_dispatcher.repository import NotFound
+from leadflow_dispatcher.request_log import RequestLogStore
 from leadflow_dispatcher.reviews import ReviewStore
 from leadflow_dispatcher.worker_reads import WorkerReadStore
 
@@ -25,6 +26,7 @@ class Store(
     AdminStatsStore,
     WorkerReadStore,
     DeferredReleaseStore,
+    RequestLogStore,
 ):
     """Every repository of the dispatcher over one engine."""
 

@@ -22,6 +22,7 @@ from leadflow_gateway.errors import GatewayError
 from leadflow_gateway.ingest import Gateway
 from leadflow_gateway.meta_graph import MetaGraphClient
 from leadflow_gateway.ratelimit import RateLimiter
+from leadflow_gateway.replay import replay_logged_request
 from leadflow_gateway.replies import email as email_replies
 from leadflow_gateway.replies import sms as sms_replies
 from leadflow_gateway.settings import GatewaySettings
@@ -381,6 +382,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     async def email_reply(tenant: str, request: Request) -> Response:
         return await email_replies.handle(gw(request), request, tenant)
+
+    @app.post("/v1/replays", include_in_schema=False)
+    async def replay(request: Request) -> Response:
+        # The dispatcher's AdminService.ReplayRequests, for an operator: see leadflow_gateway.replay.
+        return await replay_logged_request(gw(request), request)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -16,6 +16,7 @@ from leadflow.v1 import (
     decision_pb2,
     dispatcher_pb2,
     dispatcher_pb2_grpc,
+    inbound_pb2,
     lead_pb2,
     tenant_pb2,
     tenants_pb2,
@@ -139,6 +140,23 @@ class Backends:
             batch_delay_seconds,
             batch_max_in_flight,
         )
+
+    @property
+    def dispatcher(self) -> dispatcher_pb2_grpc.DispatcherServiceAsyncStub:
+        return self._dispatcher
+
+    async def claim_replay(self, grant: str) -> inbound_pb2.InboundRequest | None:
+        """The logged request an operator's replay grant names; None when unknown, spent or lapsed."""
+        try:
+            return await self._dispatcher.ClaimReplay(
+                dispatcher_pb2.ClaimReplayRequest(grant=grant),
+                timeout=self.timeout,
+                metadata=request_metadata(),
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return None
+            raise self._error(err, "dispatcher") from err
 
     async def close(self) -> None:
         await self._hops.close()

@@ -14,6 +14,7 @@ from leadflow_core import timestamps
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import tenant_var
 from leadflow_core.tenant_spec import NAME_RE
+from leadflow_gateway import request_log
 from leadflow_gateway.ascii_text import check_id
 from leadflow_gateway.backends import Backends, SourceContext
 from leadflow_gateway.errors import GatewayError, bad_request, not_found, unauthenticated
@@ -81,8 +82,10 @@ class Gateway:
         self.backends = backends
         self.limiter = limiter
         self.graph = graph
+        self.recorder = request_log.RequestRecorder(backends.dispatcher, settings.gateway_rpc_timeout_seconds)
 
     async def close(self) -> None:
+        await self.recorder.close()
         await self.backends.close()
         await self.limiter.close()
         await self.graph.close()
@@ -101,6 +104,7 @@ class Gateway:
         ctx = await self.backends.source(tenant, source)
         if ctx is None:
             raise not_found("unknown tenant or source")
+        request_log.identified(tenant, source)
         per_source = ctx.option_int("rate_limit_per_minute", 0)
         if per_source:
             await self.limiter.hit(f"source:{source}", tenant, per_source)
@@ -115,6 +119,7 @@ class Gateway:
             ctx = await self.backends.tenant_defaults(tenant, "api")
         if ctx is None:
             raise unauthenticated("the API key's tenant is not active")
+        request_log.identified(tenant, "api")
         return ctx
 
     def body_limit(self, ctx: SourceContext, default: int | None = None) -> int:
@@ -141,6 +146,7 @@ class Gateway:
         if lead.is_test:
             decision = _never_dial_tests(decision)
         resp = await self.backends.submit(lead, decision)
+        request_log.stored(resp.lead_id)
         source = _SOURCE_NAMES.get(lead.source, "unknown")
         LEADS.labels(source=source, outcome="duplicate" if resp.duplicate else "accepted").inc()
         log.info(

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
-from leadflow_gateway import signatures
+from leadflow_gateway import request_log, signatures
 from leadflow_gateway.ascii_text import check_header_token
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import read_body, require_media
@@ -82,11 +82,17 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     try:
         body = await read_body(request, gw.body_limit(ctx))
         require_media(request, *ACCEPTED_BODIES)
-        check_origin(ctx, origin)
         items = flat_items(request, body)
-        check_form(ctx, items, request.headers.get(FORM_KEY_HEADER, ""))
+        form_key = request.headers.get(FORM_KEY_HEADER, "")
+
+        def sender_check() -> None:
+            check_origin(ctx, origin)
+            check_form(ctx, items, form_key)
+
+        request_log.check_sender(sender_check)
         mapped = map_fields(items, {}, ctx.config.field_map, skip=(FORM_KEY_FIELD, honeypot_field(ctx)))
         env = envelope(request, tenant, lead_pb2.SOURCE_FORM)
+        env.idempotency_key = env.idempotency_key or request_log.implicit_idempotency_key()
         env.disclosure_text = ctx.option("disclosure_text")
         # The tenant's own form: it names the tenant unless configured otherwise, and this
         # submission, stored with the lead, is the consent's evidence reference.

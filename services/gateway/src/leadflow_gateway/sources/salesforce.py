@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
 from leadflow_core.logs import get_logger
+from leadflow_gateway import request_log
 from leadflow_gateway.ascii_text import is_alnum
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import read_body, require_media
@@ -133,14 +134,18 @@ def to_mapped(n: Notification, field_map: dict[str, str]) -> MappedFields:
     return mapped
 
 
+def check_org(ctx: SourceContext, organization_id: str) -> None:
+    if not org_allowed(ctx, organization_id):
+        raise unauthenticated("organisation id not allowed for this tenant")
+
+
 async def handle(gw: Gateway, request: Request, tenant: str) -> Response:
     await gw.limit_ip(request)
     ctx = await gw.admit(tenant, "salesforce")
     body = await read_body(request, gw.body_limit(ctx, gw.settings.salesforce_max_body_bytes))
     require_media(request, "text/xml", "application/soap+xml", "application/xml")
     message = parse(body)
-    if not org_allowed(ctx, message.organization_id):
-        raise unauthenticated("organisation id not allowed for this tenant")
+    request_log.check_sender(lambda: check_org(ctx, message.organization_id))
     leads = []
     for n in message.notifications:
         env = envelope(request, tenant, lead_pb2.SOURCE_SALESFORCE)
