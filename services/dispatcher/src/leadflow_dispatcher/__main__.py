@@ -37,6 +37,8 @@ def tenant_change_listener(settings: DispatcherSettings, store: Store) -> Tenant
     def on_change(tenant: str | None) -> None:
         if tenant is None:
             return  # (re)connected: what changed meanwhile is picked up by each dial's recheck
+        if ":" in tenant:
+            return  # other notes on the channel ("api-key:<id>"); tenant names have no colon
         try:
             released = store.release_deferred(tenant, settings.release_after_seconds)
         except Exception:
