@@ -7,7 +7,18 @@ import importlib
 from typing import Any
 
 # Module names under leadflow_cli.parsers, each with `register(subparsers)`.
-GROUPS = ("ops", "tenant", "lead", "compliance", "deadletters", "requests", "dev", "certs", "secrets")
+GROUPS = (
+    "ops",
+    "tenant",
+    "lead",
+    "compliance",
+    "deadletters",
+    "requests",
+    "events",
+    "dev",
+    "certs",
+    "secrets",
+)
 
 
 def register_all(sub: argparse._SubParsersAction[Any]) -> None:

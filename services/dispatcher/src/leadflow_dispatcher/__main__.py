@@ -16,6 +16,7 @@ from leadflow_core.grpc_clients import channel
 from leadflow_core.grpc_server import create_server, serve_until_signal, write_port_file
 from leadflow_core.logs import configure, get_logger
 from leadflow_dispatcher.admin_servicer import AdminServicer
+from leadflow_dispatcher.event_delivery import EventDeliverer
 from leadflow_dispatcher.metrics import serve_metrics
 from leadflow_dispatcher.policies import PolicyView, TenantPolicies
 from leadflow_dispatcher.queue_pauses import QueuePauses
@@ -73,6 +74,8 @@ def main() -> None:
     relay.start()
     sweeper = RequestLogSweeper(store, policies, settings.request_log_sweep_seconds)
     sweeper.start()
+    deliverer = EventDeliverer(store, tenants_pb2_grpc.TenantAdminServiceStub(compliance_channel), settings)
+    deliverer.start()
     running = create_server(
         settings.dispatcher_addr,
         [
@@ -90,6 +93,7 @@ def main() -> None:
     def on_stop() -> None:
         relay.stop()
         sweeper.stop()
+        deliverer.stop()
         engine.dispose()
 
     serve_until_signal(running, settings.shutdown_grace_seconds, on_stop)
