@@ -164,7 +164,8 @@ def test_events_reach_the_endpoint_signed_and_retried_with_their_delivery_log(
     for d in log:
         # The delivery log: first attempt refused with 500, the retry delivered.
         assert (d.state, d.attempts, d.last_status, d.last_error) == ("delivered", 2, 204, "")
-        assert d.HasField("delivered_at") and not d.HasField("next_at")
+        assert d.HasField("delivered_at")
+        assert not d.HasField("next_at")
         tries = received[d.id]
         assert len(tries) == 2, "one message id for both attempts, so a receiver can drop repeats"
         for headers, body in tries:
