@@ -1,5 +1,5 @@
 """Events out against the whole mesh: a tenant's endpoint receives lead.stored, lead.refused,
-call.completed and lead.dead_lettered, each signed per Standard Webhooks with the tenant's own
+call.placed, call.completed and lead.dead_lettered, each signed per Standard Webhooks with the tenant's own
 secret. The receiver answers 500 to every event's first attempt, so each is retried with the
 same webhook-id and the delivery log shows two attempts. A tenant without endpoints gets none."""
 
@@ -94,7 +94,13 @@ def mesh(database_url: str, redis_url: str, redis_prefix: str, receiver: Receive
             eventEndpoints={
                 "ops": {
                     "url": receiver.url,
-                    "events": ["lead.stored", "lead.refused", "call.completed", "lead.dead_lettered"],
+                    "events": [
+                        "lead.stored",
+                        "lead.refused",
+                        "call.placed",
+                        "call.completed",
+                        "lead.dead_lettered",
+                    ],
                     "secretRef": {"name": "hooks", "key": "signing"},
                 }
             }
@@ -140,6 +146,7 @@ def test_events_reach_the_endpoint_signed_and_retried_with_their_delivery_log(
         ("lead.stored", refused),
         ("lead.refused", refused),
         ("lead.dead_lettered", refused),
+        ("call.placed", dialed),
         ("call.completed", dialed),
     }
 
@@ -177,7 +184,11 @@ def test_events_reach_the_endpoint_signed_and_retried_with_their_delivery_log(
             assert event["data"]["tenant"] == TENANT
             assert event["data"]["lead_id"] == d.lead_id
             assert json.loads(d.payload_json) == event
+    placed = next(d for d in log if d.event_type == "call.placed")
     completed = next(d for d in log if d.event_type == "call.completed")
+    call_id = json.loads(placed.payload_json)["data"]["call_id"]
+    assert call_id
+    assert json.loads(completed.payload_json)["data"]["call_id"] == call_id
     assert json.loads(completed.payload_json)["data"]["status"] in {
         "completed",
         "busy",

@@ -14,7 +14,7 @@ from leadflow.v1 import decision_pb2, dispatcher_pb2, lead_pb2
 from leadflow_core.clock import now as utcnow
 from leadflow_core.timestamps import as_utc, from_proto
 from leadflow_dispatcher import scheduling
-from leadflow_dispatcher.events import add_event
+from leadflow_dispatcher.events import add_call_placed, add_event
 from leadflow_dispatcher.models import (
     CallStatusRow,
     DialAttemptRow,
@@ -232,6 +232,7 @@ class AttemptStore(Repository):
                     f"dialed:{attempt_id}",
                 )
             )
+            add_call_placed(s, policy, row, provider, provider_call_id, now)
             s.flush()
             # Callbacks that outran this report are applied now, in arrival order.
             early = s.scalars(

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadflow_core.clock import now as utcnow
-from leadflow_dispatcher.models import EventDeliveryRow
+from leadflow_dispatcher.models import DialAttemptRow, EventDeliveryRow
 from leadflow_dispatcher.policies import PolicyView
 from leadflow_dispatcher.repository import Repository
 
@@ -52,6 +52,13 @@ def add_event(
                 delivered_at=None,
             )
         )
+
+
+def add_call_placed(
+    s: Session, policy: PolicyView, attempt: DialAttemptRow, provider: str, call_id: str, now: datetime
+) -> None:
+    data = {"lead_id": attempt.lead_id, "attempt": attempt.attempt, "provider": provider, "call_id": call_id}
+    add_event(s, policy, attempt.tenant, "call.placed", attempt.lead_id, data, now)
 
 
 @dataclass(frozen=True)
