@@ -33,6 +33,16 @@ from leadflow_dispatcher.store import Store
 log = get_logger("leadflow.dispatcher.events")
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a new address to post the event to (it fails the attempt)."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     try:
         key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
@@ -136,9 +146,7 @@ class EventDeliverer:
             },
         )
         try:
-            with urllib.request.urlopen(  # noqa: S310 (http(s) only, checked above)
-                request, timeout=self.settings.event_delivery_timeout_seconds
-            ) as resp:
+            with _OPENER.open(request, timeout=self.settings.event_delivery_timeout_seconds) as resp:
                 return int(resp.status), ""
         except urllib.error.HTTPError as err:
             return int(err.code), f"HTTP {err.code}"
