@@ -163,6 +163,7 @@ class SourceConfig(_message.Message):
     FIELD_MAP_FIELD_NUMBER: _builtins.int
     SECRET_NAMES_FIELD_NUMBER: _builtins.int
     SECRET_FINGERPRINTS_FIELD_NUMBER: _builtins.int
+    ALLOWED_SOURCE_RANGES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def secrets(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Secret values by name (app_secret, verify_token, client_secret, shared_secret, ...)."""
@@ -185,6 +186,12 @@ class SourceConfig(_message.Message):
         without showing it.
         """
 
+    @_builtins.property
+    def allowed_source_ranges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Networks (CIDR, IPv4 or IPv6) the source's senders post from; empty = anywhere. For senders
+        that sign nothing, such as Salesforce Outbound Messages.
+        """
+
     def __init__(
         self,
         *,
@@ -193,10 +200,11 @@ class SourceConfig(_message.Message):
         field_map: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         secret_names: _abc.Iterable[_builtins.str] | None = ...,
         secret_fingerprints: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        allowed_source_ranges: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["field_map", b"field_map", "options", b"options", "secret_fingerprints", b"secret_fingerprints", "secret_names", b"secret_names", "secrets", b"secrets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_source_ranges", b"allowed_source_ranges", "field_map", b"field_map", "options", b"options", "secret_fingerprints", b"secret_fingerprints", "secret_names", b"secret_names", "secrets", b"secrets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

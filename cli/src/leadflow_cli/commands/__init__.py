@@ -18,6 +18,7 @@ GROUPS = (
     "dev",
     "certs",
     "secrets",
+    "keys",
 )
 
 

@@ -123,7 +123,9 @@ POLICY: Final[Mapping[str, frozenset[str]]] = {
     _T + "GetTenantUsage": _allow(OPERATOR, CLI, DISPATCHER),
     # The operator makes each Tenant's first key into a Secret.
     _T + "CreateApiKey": _allow(OPERATOR, CLI),
+    # People manage keys (`leadflow keys`); the operator only issues the first one.
     _T + "ListApiKeys": _allow(CLI),
+    _T + "RevokeApiKey": _allow(CLI),
     _T + "AuthenticateApiKey": _allow(GATEWAY),
     # Secrets in plaintext: only the components that use them.
     _T + "GetSourceConfig": _allow(GATEWAY),

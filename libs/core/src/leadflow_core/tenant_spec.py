@@ -6,6 +6,7 @@ that works with `kubectl apply` works with `leadflow tenant apply` too.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -91,6 +92,20 @@ class Source(_Spec):
     # Non-secret settings (allowed org ids, allowed origins, header names ...).
     options: dict[str, str] = Field(default_factory=dict)
     field_map: dict[str, str] = Field(default_factory=dict, alias="fieldMap")
+    # CIDR networks the sender posts from (Salesforce publishes its ranges); empty = anywhere.
+    allowed_source_ranges: list[str] = Field(
+        default_factory=list, alias="allowedSourceRanges", max_length=100
+    )
+
+    @field_validator("allowed_source_ranges")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as err:
+                raise ValueError(f"allowedSourceRanges: {item!r} is not a CIDR network") from err
+        return v
 
 
 class UrgencyRule(_Spec):
@@ -303,6 +318,7 @@ def to_proto(
         cfg = tenant.sources[source_name]
         cfg.options.update(source.options)
         cfg.field_map.update(source.field_map)
+        cfg.allowed_source_ranges.extend(source.allowed_source_ranges)
         cfg.secrets.update({snake(k): v for k, v in secrets.get(source_name, {}).items()})
     return tenant
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from leadflow_dispatcher.admin_stats import AdminStatsStore
 from leadflow_dispatcher.attempts import AttemptStore, ClaimResult
 from leadflow_dispatcher.dead_letters import DeadLetterStore
+from leadflow_dispatcher.deferred_release import DeferredReleaseStore
 from leadflow_dispatcher.dial_batches import DialBatchStore
 from leadflow_dispatcher.events import EventDeliveryStore
 from leadflow_dispatcher.leads import LeadStore
@@ -25,6 +26,7 @@ class Store(
     ReviewStore,
     AdminStatsStore,
     WorkerReadStore,
+    DeferredReleaseStore,
     RequestLogStore,
     EventDeliveryStore,
 ):

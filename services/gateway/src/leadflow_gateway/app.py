@@ -261,6 +261,21 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return await salesforce.handle(gw(request), request, tenant)
 
     @app.post(
+        "/v1/webhooks/{tenant}/salesforce/{path_token}",
+        responses={
+            200: {
+                "description": "Every notification stored: the SOAP Ack",
+                "content": {"text/xml": {"schema": {"type": "string"}, "example": salesforce.ACK}},
+            },
+            **_ERRORS,
+        },
+        summary="Salesforce Outbound Message, to the path ending in the source's path_token",
+        openapi_extra=bodies.salesforce_body(),
+    )
+    async def salesforce_post_with_token(tenant: str, path_token: str, request: Request) -> Response:
+        return await salesforce.handle(gw(request), request, tenant, path_token)
+
+    @app.post(
         "/v1/webhooks/{tenant}/zapier",
         status_code=202,
         responses=_STORED,

@@ -22,6 +22,7 @@ from leadflow_gateway.meta_graph import MetaGraphClient
 from leadflow_gateway.metrics import LEADS
 from leadflow_gateway.ratelimit import RateLimiter
 from leadflow_gateway.settings import GatewaySettings
+from leadflow_gateway.source_ranges import check_network
 
 log = get_logger("leadflow.gateway.ingest")
 
@@ -72,6 +73,13 @@ class Stored:
         }
 
 
+def _check_network(ctx: SourceContext, request: Request) -> None:
+    # A replay comes from the dispatcher for an operator; the sender's network was checked when
+    # the request first arrived (request_log.check_sender skips sender checks the same way).
+    if request_log.replaying() is None:
+        check_network(ctx, request)
+
+
 class Gateway:
     """What every source handler needs: settings, the two services, limits, the Graph client."""
 
@@ -94,8 +102,9 @@ class Gateway:
         ip = request.client.host if request.client else "unknown"
         await self.limiter.hit("ip", ip, self.settings.rate_limit_ip_per_minute)
 
-    async def admit(self, tenant: str, source: str) -> SourceContext:
-        """Tenant limit, then the source's config: 404 for an unknown tenant or a source not enabled."""
+    async def admit(self, tenant: str, source: str, request: Request) -> SourceContext:
+        """Tenant limit, then the source's config: 404 for an unknown tenant or a source not enabled,
+        403 for a sender outside the source's `allowedSourceRanges`."""
         check_id("tenant", tenant)
         if not NAME_RE.fullmatch(tenant):
             raise not_found("unknown tenant or source")
@@ -105,12 +114,13 @@ class Gateway:
         if ctx is None:
             raise not_found("unknown tenant or source")
         request_log.identified(tenant, source)
+        _check_network(ctx, request)
         per_source = ctx.option_int("rate_limit_per_minute", 0)
         if per_source:
             await self.limiter.hit(f"source:{source}", tenant, per_source)
         return ctx
 
-    async def admit_api(self, tenant: str) -> SourceContext:
+    async def admit_api(self, tenant: str, request: Request) -> SourceContext:
         """The direct API's context: the tenant's `api` source if it has one, else just its policy."""
         tenant_var.set(tenant)
         await self.limiter.hit("tenant", tenant, self.settings.rate_limit_tenant_per_minute)
@@ -120,6 +130,7 @@ class Gateway:
         if ctx is None:
             raise unauthenticated("the API key's tenant is not active")
         request_log.identified(tenant, "api")
+        _check_network(ctx, request)
         return ctx
 
     def body_limit(self, ctx: SourceContext, default: int | None = None) -> int:

@@ -59,7 +59,9 @@ _SECRET_NAME = re.compile(r"secret|signature|token|password|api[-_]?key|auth|coo
 # Body fields that carry a credential (Google's lead form key, our web form's key).
 SECRET_FIELDS = frozenset({"google_key", "form_key"})
 MAX_KEPT_BODY = 1024 * 1024
-_LOGGED_PATH = re.compile(r"^/v1/(?:webhooks/[^/]+/[^/]+|leads)$")
+# Salesforce's path may end in the source's path token: logged, but never with the token.
+_LOGGED_PATH = re.compile(r"^/v1/(?:webhooks/[^/]+/[^/]+|webhooks/[^/]+/salesforce/[^/]+|leads)$")
+_PATH_TOKEN = re.compile(r"^(/v1/webhooks/[^/]+/salesforce)/[^/]+$")
 
 
 @dataclass
@@ -130,6 +132,11 @@ def implicit_idempotency_key() -> str:
         return "req:" + (replay.original_id or replay.request_log_id)
     note = _note.get()
     return "req:" + note.request_log_id if note is not None else ""
+
+
+def logged_path(path: str) -> str:
+    """The path as kept: without a path token (a replay skips that check, as any sender check)."""
+    return _PATH_TOKEN.sub(r"\1", path)
 
 
 def is_logged(method: str, path: str) -> bool:
@@ -274,7 +281,7 @@ def record_of(
         tenant=note.tenant,
         source=note.source,
         method=method,
-        path=path,
+        path=logged_path(path),
         query=kept_query(query),
         headers=kept_headers(headers, note.secret_headers),
         body=kept_body(content_type, body[:MAX_KEPT_BODY]),

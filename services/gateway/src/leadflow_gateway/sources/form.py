@@ -60,7 +60,7 @@ def check_form(ctx: SourceContext, items: list[tuple[str, str]], header_key: str
 
 async def preflight(gw: Gateway, request: Request, tenant: str) -> Response:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "form")
+    ctx = await gw.admit(tenant, "form", request)
     origin = request.headers.get("origin", "")
     headers = cors_headers(ctx, origin)
     if not headers:
@@ -77,7 +77,7 @@ async def preflight(gw: Gateway, request: Request, tenant: str) -> Response:
 
 async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "form")
+    ctx = await gw.admit(tenant, "form", request)
     origin = request.headers.get("origin", "")
     try:
         body = await read_body(request, gw.body_limit(ctx))

@@ -79,7 +79,7 @@ def check_key(ctx: SourceContext, doc: dict[str, Any]) -> None:
 
 async def handle(gw: Gateway, request: Request, tenant: str) -> Response:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "google")
+    ctx = await gw.admit(tenant, "google", request)
     body = await read_body(request, gw.body_limit(ctx))
     require_media(request, JSON)
     doc = parse_json_object(body)

@@ -107,7 +107,7 @@ def parse(doc: Any, field_map: dict[str, str]) -> list[tuple[MappedFields, str]]
 
 async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "hubspot")
+    ctx = await gw.admit(tenant, "hubspot", request)
     body = await read_body(request, gw.body_limit(ctx))
     url = public_url(request, gw.settings)
     request_log.check_sender(lambda: verify(ctx, request, url, body, gw.settings.signature_tolerance_seconds))

@@ -139,7 +139,7 @@ def page_token(ctx: SourceContext, page_id: str) -> str:
 
 async def verify_subscription(gw: Gateway, request: Request, tenant: str) -> PlainTextResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "meta")
+    ctx = await gw.admit(tenant, "meta", request)
     return PlainTextResponse(handshake(ctx, dict(request.query_params)))
 
 
@@ -151,7 +151,7 @@ def check_signature(ctx: SourceContext, request: Request, body: bytes) -> None:
 
 async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "meta")
+    ctx = await gw.admit(tenant, "meta", request)
     body = await read_body(request, gw.body_limit(ctx))
     request_log.check_sender(lambda: check_signature(ctx, request, body))
     require_media(request, JSON)
@@ -186,8 +186,8 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
         # Meta names no campaign in the notification; the lead form is the campaign it answers.
         env.campaign = change.form_id
         env.campaign_field = "form_id"
-        mapped = map_graph_lead(graph, change, dict(ctx.config.field_map))
         try:
+            mapped = map_graph_lead(graph, change, dict(ctx.config.field_map))
             leads.append(build_lead(mapped, env, ctx.policy, strict=False))
         except GatewayError as err:
             log.warning("meta_lead_unusable", leadgen_id=change.leadgen_id, field=err.field)

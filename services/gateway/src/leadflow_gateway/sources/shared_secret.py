@@ -34,7 +34,7 @@ def check_secret(ctx: SourceContext, request: Request) -> None:
 
 async def handle(gw: Gateway, request: Request, tenant: str, source: str) -> JSONResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, source)
+    ctx = await gw.admit(tenant, source, request)
     body = await read_body(request, gw.body_limit(ctx))
     request_log.current().secret_headers.add(ctx.option("secret_header", DEFAULT_HEADER))
     request_log.check_sender(lambda: check_secret(ctx, request))
