@@ -1,7 +1,7 @@
 """dial attempts keep when they may first have reached the provider (reconciliation's lower bound)
 
-Revision ID: d0005
-Revises: d0004
+Revision ID: d0011_attempt_dialing_at
+Revises: d0010_event_deliveries
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "d0005"
-down_revision: str | None = "d0004"
+revision: str = "d0011_attempt_dialing_at"
+down_revision: str | None = "d0010_event_deliveries"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
