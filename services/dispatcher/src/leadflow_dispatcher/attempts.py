@@ -343,7 +343,7 @@ class AttemptStore(Repository):
                 ).first()
                 if attempt is None and attempt_id:
                     attempt, extra = self._adopt(
-                        s, tenant, attempt_id, provider_call_id, status, request_id, now
+                        s, tenant, attempt_id, provider_call_id, status, policy_for(tenant), request_id, now
                     )
                     if attempt is not None and extra:
                         status_row.applied = True  # on the timeline as an extra call; never aside
@@ -369,6 +369,7 @@ class AttemptStore(Repository):
         attempt_id: str,
         provider_call_id: str,
         status: str,
+        policy: PolicyView,
         request_id: str,
         now: datetime,
     ) -> tuple[DialAttemptRow | None, bool]:
@@ -442,6 +443,7 @@ class AttemptStore(Repository):
                 f"dialed:{attempt.id}",
             )
         )
+        add_call_placed(s, policy, attempt, attempt.provider, provider_call_id, now)
         s.flush()
         return attempt, False
 
