@@ -1,0 +1,57 @@
+"""The vendors' fakes as the suite reads them: what reached the provider, counted per lead.
+
+The fakes themselves (tests/fakes) do only what the vendor documents; these subclasses add the
+suite's two switches (callbacks lost in transit, as a network would lose them) and counting."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from decimal import Decimal
+
+from tests.fakes.http_server import RecordedRequest, Reply
+from tests.fakes.hubspot import HubSpotFake
+from tests.fakes.twilio import TwilioFake
+
+
+class CountingTwilio(TwilioFake):
+    def __init__(self, account_sid: str, auth_token: str, call_seconds: int = 42) -> None:
+        super().__init__(
+            account_sid,
+            auth_token,
+            auto_progress=["ringing", "in-progress", "completed"],
+            duration=call_seconds,
+        )
+        # True: status callbacks are lost on the way (the call still progresses at Twilio).
+        self.drop_callbacks = False
+
+    def progress(
+        self, sid: str, status: str, duration: int | None = None, *, notify: bool = True
+    ) -> int | None:
+        return super().progress(sid, status, duration, notify=notify and not self.drop_callbacks)
+
+    def calls_per_number(self) -> Counter[str]:
+        return Counter(c.to for c in list(self.calls.values()))
+
+    def prices_usd(self) -> Decimal:
+        """What Twilio charged: the sum of its (negative) call prices, as a positive amount."""
+        return sum((abs(Decimal(c.price)) for c in list(self.calls.values()) if c.price), Decimal(0))
+
+
+class CountingHubSpot(HubSpotFake):
+    """Counts, per record id, the upserts HubSpot applied (answered 200/207)."""
+
+    def __init__(self, access_token: str) -> None:
+        super().__init__(access_token)
+        self.writes: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
+
+    def route(self, request: RecordedRequest) -> Reply:
+        reply = super().route(request)
+        if reply.status in (200, 207):
+            inputs = request.json().get("inputs", [])
+            with self._count_lock:
+                self.writes.update(
+                    str(item.get("id", "")).lower() for item in inputs if isinstance(item, dict)
+                )
+        return reply
