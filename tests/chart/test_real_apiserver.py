@@ -287,6 +287,7 @@ CASES: list[tuple[str, Obj, str, list[str], list[tuple[str, str]]]] = [
         "cel-rules",
         {
             "budget": {"dailyUsd": "1.005"},
+            "timezone": "Mars/Olympus",
             "policy": {"fallbackTimezone": "Mars/Olympus"},
             "providers": {
                 "crm": {"type": "hubspot"},
@@ -299,6 +300,7 @@ CASES: list[tuple[str, Obj, str, list[str], list[tuple[str, str]]]] = [
             "spec.budget.dailyUsd: Invalid value",
             "dailyUsd must be dollars from 0 to 1000000",
             "fallbackTimezone must be an IANA time zone name",
+            "spec.timezone: Invalid value",
             "a salesforce or hubspot CRM needs secretRef",
             "a twilio dialer needs secretRef",
             "an openai scorer needs secretRef",
@@ -315,11 +317,68 @@ CASES: list[tuple[str, Obj, str, list[str], list[tuple[str, str]]]] = [
                 "cel:fallbackTimezone must be an IANA time zone name such as America/New_York, or empty",
             ),
             (
+                ".spec.timezone",
+                "cel:timezone must be an IANA time zone name such as America/New_York, or empty",
+            ),
+            (
                 ".spec.providers.crm",
                 "cel:a salesforce or hubspot CRM needs secretRef (a Secret with access_token)",
             ),
             (".spec.providers.dialer", "cel:a twilio dialer needs secretRef (a Secret with auth_token)"),
             (".spec.providers.llm", "cel:an openai scorer needs secretRef (a Secret with api_key)"),
+        ],
+    ),
+    (
+        "timezone-and-rate-card",
+        {
+            "timezone": "Z" * 65,
+            "budget": {
+                "rateCard": {
+                    "defaultPerMinuteUsd": "-0.01",
+                    "estimateMinutes": 0,
+                    "rates": [{"country": "us", "lineType": "pager", "perMinuteUsd": "lots"}, {}],
+                }
+            },
+        },
+        "",
+        [
+            "spec.timezone: Too long",
+            "spec.budget.rateCard.defaultPerMinuteUsd: Invalid value",
+            "spec.budget.rateCard.estimateMinutes: Invalid value",
+            "spec.budget.rateCard.rates[0].country: Invalid value",
+            'spec.budget.rateCard.rates[0].lineType: Unsupported value: "pager"',
+            "spec.budget.rateCard.rates[0].perMinuteUsd: Invalid value",
+            "spec.budget.rateCard.rates[1].country: Required value",
+            "spec.budget.rateCard.rates[1].perMinuteUsd: Required value",
+        ],
+        [
+            (".spec.timezone", "maxLength"),
+            (".spec.budget.rateCard.defaultPerMinuteUsd", "pattern"),
+            (".spec.budget.rateCard.estimateMinutes", "minimum"),
+            (".spec.budget.rateCard.rates[]", "required"),
+            (".spec.budget.rateCard.rates[].country", "pattern"),
+            (".spec.budget.rateCard.rates[].lineType", "enum"),
+            (".spec.budget.rateCard.rates[].perMinuteUsd", "pattern"),
+        ],
+    ),
+    (
+        "rate-card-too-big",
+        {
+            "budget": {
+                "rateCard": {
+                    "estimateMinutes": 601,
+                    "rates": [{"country": "US", "perMinuteUsd": "0.01"}] * 501,
+                }
+            },
+        },
+        "",
+        [
+            "spec.budget.rateCard.estimateMinutes: Invalid value",
+            "spec.budget.rateCard.rates: Too many",
+        ],
+        [
+            (".spec.budget.rateCard.estimateMinutes", "maximum"),
+            (".spec.budget.rateCard.rates", "maxItems"),
         ],
     ),
     (
