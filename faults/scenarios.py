@@ -43,9 +43,12 @@ def _postgres_down(stack: Stack, twilio: CountingTwilio, hubspot: CountingHubSpo
     stack.pg.start()
 
 
+# An outage lasts a while, not a number of requests: every request in the window fails (a count
+# would be spent one circuit-breaker probe at a time, long after the outage).
 def _provider_5xx(stack: Stack, twilio: CountingTwilio, hubspot: CountingHubSpot) -> None:
-    twilio.fail(times=12, status=500, path_contains="/Calls.json")
-    time.sleep(5)
+    twilio.fail(times=100_000, status=500, path_contains="/Calls.json")
+    time.sleep(8)
+    twilio.clear_faults()
 
 
 def _provider_timeout_after_create(stack: Stack, twilio: CountingTwilio, hubspot: CountingHubSpot) -> None:
@@ -61,8 +64,9 @@ def _lost_callbacks(stack: Stack, twilio: CountingTwilio, hubspot: CountingHubSp
 
 
 def _crm_429(stack: Stack, twilio: CountingTwilio, hubspot: CountingHubSpot) -> None:
-    hubspot.fail(times=10, status=429, headers={"Retry-After": "1"})
-    time.sleep(5)
+    hubspot.fail(times=100_000, status=429, headers={"Retry-After": "1"})
+    time.sleep(8)
+    hubspot.clear_faults()
 
 
 def _crm_timeout_after_write(stack: Stack, twilio: CountingTwilio, hubspot: CountingHubSpot) -> None:
