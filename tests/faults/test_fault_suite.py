@@ -38,6 +38,8 @@ def check(report: Report) -> None:
     assert report.spend_usd == report.settled_prices_usd, report
 
 
-@pytest.mark.parametrize("name", ["baseline", "sigkill_dial_worker", "redis_flushall", "provider_5xx"])
+# Scenarios that recover within seconds on main (a killed dial worker's leads wait for the
+# 120 s lease today: `make faults` reports it, the CI subset would spend its time waiting).
+@pytest.mark.parametrize("name", ["sigkill_jobs_worker", "redis_restart", "lost_callbacks"])
 def test_scenario_loses_nothing_and_calls_once(stack: Stack, name: str) -> None:
-    check(run_scenario(stack, SCENARIOS[name], rate=1.0, seconds=12.0, settle_timeout=120.0))
+    check(run_scenario(stack, SCENARIOS[name], rate=1.0, seconds=10.0, settle_timeout=120.0))
