@@ -21,6 +21,7 @@ from leadflow_dispatcher.policies import PolicyView, TenantPolicies
 from leadflow_dispatcher.queue_pauses import QueuePauses
 from leadflow_dispatcher.queueing import make_broker
 from leadflow_dispatcher.relay import Relay
+from leadflow_dispatcher.request_log_sweeper import RequestLogSweeper
 from leadflow_dispatcher.servicer import DispatcherServicer
 from leadflow_dispatcher.settings import DispatcherSettings
 from leadflow_dispatcher.store import Store
@@ -45,6 +46,7 @@ def main() -> None:
             max_dial_attempts=settings.default_max_dial_attempts,
             retry_backoff_seconds=settings.default_retry_backoff_seconds,
             merge_window_seconds=settings.merge_window_seconds,
+            request_log_retention_days=settings.request_log_retention_days,
         ),
         settings.policy_cache_seconds,
     )
@@ -69,6 +71,8 @@ def main() -> None:
     )
     write_port_file(settings.metrics_port_file, metrics_port)
     relay.start()
+    sweeper = RequestLogSweeper(store, policies, settings.request_log_sweep_seconds)
+    sweeper.start()
     running = create_server(
         settings.dispatcher_addr,
         [
@@ -85,6 +89,7 @@ def main() -> None:
 
     def on_stop() -> None:
         relay.stop()
+        sweeper.stop()
         engine.dispose()
 
     serve_until_signal(running, settings.shutdown_grace_seconds, on_stop)

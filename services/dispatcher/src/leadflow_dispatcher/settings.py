@@ -45,3 +45,9 @@ class DispatcherSettings(CommonSettings):
     policy_cache_seconds: float = 30.0
     # Rows the relay handles per pass.
     relay_batch_size: int = 500
+    # A replay grant lapses this many seconds after an operator asked for the replay.
+    replay_grant_seconds: float = 60.0
+    # How often old inbound requests are deleted; the retention is each tenant's
+    # policy.requestLogRetentionDays (this default when compliance cannot say).
+    request_log_sweep_seconds: float = 300.0
+    request_log_retention_days: int = 7

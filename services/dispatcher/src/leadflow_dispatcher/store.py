@@ -10,6 +10,7 @@ from leadflow_dispatcher.leads import LeadStore
 from leadflow_dispatcher.outbox import ExpiredJob, OutboxStore, SettleWork
 from leadflow_dispatcher.person_order import SubmitResult
 from leadflow_dispatcher.repository import NotFound
+from leadflow_dispatcher.request_log import RequestLogStore
 from leadflow_dispatcher.reviews import ReviewStore
 from leadflow_dispatcher.worker_reads import WorkerReadStore
 
@@ -23,6 +24,7 @@ class Store(
     ReviewStore,
     AdminStatsStore,
     WorkerReadStore,
+    RequestLogStore,
 ):
     """Every repository of the dispatcher over one engine."""
 

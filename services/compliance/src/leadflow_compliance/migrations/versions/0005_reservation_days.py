@@ -1,7 +1,7 @@
 """reservations carry their tenant day, estimate and settled price in micro-dollars
 
-Revision ID: 0004_reservation_days
-Revises: 0003_state_dnc_lists
+Revision ID: 0005_reservation_days
+Revises: 0004_named_api_keys
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_reservation_days"
-down_revision: str | None = "0003_state_dnc_lists"
+revision: str = "0005_reservation_days"
+down_revision: str | None = "0004_named_api_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
