@@ -46,6 +46,7 @@ class Fault:
     needs: str = ""
 
 
+RECOVERY_LIMIT_S = 60.0
 # Where a lead may rest without a call, by the issue's pass rule.
 NAMED = frozenset({"deferred", "blocked", "review", "dead_letter"})
 
@@ -77,8 +78,16 @@ class Report:
         return self.leads_in - self.stored
 
     def passed(self) -> bool:
+        """The issue's pass rule: nothing lost, nothing twice, every lead dialed or in a named
+        state and written to the CRM, back within a minute (a dead worker's claims, the longest
+        bound), spend equal to what Twilio charged."""
+        recovered = all(
+            r is not None and r <= RECOVERY_LIMIT_S for r in (self.dial_recovery_s, self.crm_recovery_s)
+        )
         return (
-            self.lost == 0
+            recovered
+            and self.crm_synced == self.leads_in
+            and self.lost == 0
             and self.leads_called_twice == 0
             and self.leads_written_twice == 0
             and self.dialed + sum(n for s, n in self.not_dialed_states.items() if s in NAMED) == self.leads_in
