@@ -27,11 +27,11 @@ from leadflow_compliance.providers import (
 from leadflow_compliance.repository import Repository
 from leadflow_compliance.rule_table import default_table
 from leadflow_compliance.settings import ComplianceSettings
-from leadflow_compliance.tenant_changes import TenantChangeListener, announce
 from leadflow_compliance.tenant_service import TenantAdminServicer, TenantCache
 from leadflow_core import keyring
 from leadflow_core.db import make_engine, make_sessionmaker
 from leadflow_core.grpc_server import RunningServer, create_server
+from leadflow_core.tenant_changes import TenantChangeListener, announce
 
 SERVICE_NAMES = (
     compliance_pb2.DESCRIPTOR.services_by_name["ComplianceService"].full_name,

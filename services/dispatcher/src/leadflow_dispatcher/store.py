@@ -5,6 +5,7 @@ from __future__ import annotations
 from leadflow_dispatcher.admin_stats import AdminStatsStore
 from leadflow_dispatcher.attempts import AttemptStore, ClaimResult
 from leadflow_dispatcher.dead_letters import DeadLetterStore
+from leadflow_dispatcher.deferred_release import DeferredReleaseStore
 from leadflow_dispatcher.dial_batches import DialBatchStore
 from leadflow_dispatcher.leads import LeadStore
 from leadflow_dispatcher.outbox import ExpiredJob, OutboxStore, SettleWork
@@ -24,6 +25,7 @@ class Store(
     ReviewStore,
     AdminStatsStore,
     WorkerReadStore,
+    DeferredReleaseStore,
     RequestLogStore,
 ):
     """Every repository of the dispatcher over one engine."""
