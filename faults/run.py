@@ -182,7 +182,7 @@ def run_scenario(
         load = Load(stack, tenant, api_key, rate, seconds)
         sender = threading.Thread(target=load.run, daemon=True)
         first_call: dict[str, float] = {}
-        first_write: dict[str, float] = {}
+        first_write: dict[tuple[str, str], float] = {}
         stop_watch = threading.Event()
 
         def watch() -> None:
