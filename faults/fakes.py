@@ -6,6 +6,8 @@ suite's two switches (callbacks lost in transit, as a network would lose them) a
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from collections import Counter
 from decimal import Decimal
 
@@ -14,7 +16,28 @@ from tests.fakes.hubspot import HubSpotFake
 from tests.fakes.twilio import TwilioFake
 
 
-class CountingTwilio(TwilioFake):
+class LateAnswers:
+    """Act on the next `times` requests at once, but answer them only `seconds` later: the
+    vendor did the work, the client gave up waiting (`FakeHttpServer.stall` waits before acting)."""
+
+    def __init__(self) -> None:
+        self._late: list[tuple[str, float]] = []
+        self._late_lock = threading.Lock()
+
+    def answer_late(self, times: int, seconds: float, path_contains: str = "") -> None:
+        with self._late_lock:
+            self._late.extend((path_contains, seconds) for _ in range(times))
+
+    def _late_delay(self, request: RecordedRequest) -> float:
+        with self._late_lock:
+            for i, (path, seconds) in enumerate(self._late):
+                if path in request.path and request.method == "POST":
+                    del self._late[i]
+                    return seconds
+        return 0.0
+
+
+class CountingTwilio(TwilioFake, LateAnswers):
     def __init__(self, account_sid: str, auth_token: str, call_seconds: int = 42) -> None:
         super().__init__(
             account_sid,
@@ -22,6 +45,7 @@ class CountingTwilio(TwilioFake):
             auto_progress=["ringing", "in-progress", "completed"],
             duration=call_seconds,
         )
+        LateAnswers.__init__(self)
         # True: status callbacks are lost on the way (the call still progresses at Twilio).
         self.drop_callbacks = False
 
@@ -29,7 +53,10 @@ class CountingTwilio(TwilioFake):
         # Twilio's Calls API documents no idempotency key: a create with one is a new call like
         # any other (the fake of tests/fakes may still honour it; the suite must not).
         headers = {k: v for k, v in request.headers.items() if k != "idempotency-key"}
-        return super().route(dataclasses.replace(request, headers=headers))
+        delay = self._late_delay(request)
+        reply = super().route(dataclasses.replace(request, headers=headers))
+        time.sleep(delay)
+        return reply
 
     def progress(
         self, sid: str, status: str, duration: int | None = None, *, notify: bool = True
@@ -44,9 +71,16 @@ class CountingTwilio(TwilioFake):
         return sum((abs(Decimal(c.price)) for c in list(self.calls.values()) if c.price), Decimal(0))
 
 
-class CountingHubSpot(HubSpotFake):
+class CountingHubSpot(HubSpotFake, LateAnswers):
     """HubSpot as the suite reads it: `writes[(idProperty, id)]` counts every upsert input the
     fake applied (its own count)."""
 
     def __init__(self, access_token: str) -> None:
         super().__init__(access_token)
+        LateAnswers.__init__(self)
+
+    def route(self, request: RecordedRequest) -> Reply:
+        delay = self._late_delay(request)
+        reply = super().route(request)
+        time.sleep(delay)
+        return reply

@@ -53,7 +53,7 @@ def _provider_5xx(stack: Stack, twilio: CountingTwilio, hubspot: CountingHubSpot
 
 def _provider_timeout_after_create(stack: Stack, twilio: CountingTwilio, hubspot: CountingHubSpot) -> None:
     # Twilio creates the call, but its answer comes after the client has given up.
-    twilio.stall(times=3, seconds=PAST_CLIENT_TIMEOUT, path_contains="/Calls.json")
+    twilio.answer_late(times=3, seconds=PAST_CLIENT_TIMEOUT, path_contains="/Calls.json")
     time.sleep(PAST_CLIENT_TIMEOUT)
 
 
@@ -71,7 +71,7 @@ def _crm_429(stack: Stack, twilio: CountingTwilio, hubspot: CountingHubSpot) -> 
 
 def _crm_timeout_after_write(stack: Stack, twilio: CountingTwilio, hubspot: CountingHubSpot) -> None:
     # HubSpot applies the upsert, but answers after the client has given up.
-    hubspot.stall(times=3, seconds=PAST_CLIENT_TIMEOUT)
+    hubspot.answer_late(times=3, seconds=PAST_CLIENT_TIMEOUT, path_contains="/batch/upsert")
     time.sleep(PAST_CLIENT_TIMEOUT)
 
 
