@@ -403,6 +403,117 @@ CASES: list[tuple[str, Obj, str, list[str], list[tuple[str, str]]]] = [
         [(".metadata.name", "pattern")],
     ),
     ("long-name", {}, "n" * 64, ["metadata.name"], [(".metadata.name", "maxLength")]),
+    (
+        # CEL rules run only once the schema holds: a case of its own.
+        "bad-event-endpoint-name",
+        {
+            "eventEndpoints": {
+                "Bad_Name": {
+                    "url": "https://e.example/",
+                    "events": ["lead.stored"],
+                    "secretRef": {"name": "s"},
+                }
+            }
+        },
+        "",
+        ["an endpoint name is lower-case letters, digits and '-' (1-40)"],
+        [(".spec.eventEndpoints", "cel:an endpoint name is lower-case letters, digits and '-' (1-40)")],
+    ),
+    (
+        "bad-event-endpoints",
+        {
+            "eventEndpoints": {
+                "no-secret": {"url": "ftp://example.com", "events": ["lead.eaten"]},
+                "too-many": {
+                    "url": "https://example.com/" + "u" * 2048,
+                    "events": ["lead.stored"] * 6,
+                    "secretRef": {"name": "Not_A_Name", "key": "bad key"},
+                },
+                "empty-ref": {
+                    "url": "https://example.com/e",
+                    "events": ["call.placed"],
+                    "secretRef": {"name": "", "key": ""},
+                },
+                "long-ref": {
+                    "url": "https://example.com/e",
+                    "events": ["call.placed"],
+                    "secretRef": {"name": "n" * 254, "key": "k" * 254},
+                },
+                "no-fields": {},
+                **{
+                    f"e{i}": {
+                        "url": "https://example.com/e",
+                        "events": ["call.placed"],
+                        "secretRef": {"name": "s"},
+                    }
+                    for i in range(6)
+                },
+            }
+        },
+        "",
+        [
+            "spec.eventEndpoints: Too many: 11",
+            "spec.eventEndpoints.no-secret.secretRef: Required value",
+            'spec.eventEndpoints.no-secret.url: Invalid value: "ftp://example.com"',
+            'spec.eventEndpoints.no-secret.events[0]: Unsupported value: "lead.eaten"',
+            "spec.eventEndpoints.too-many.url: Too long",
+            "spec.eventEndpoints.too-many.events: Too many: 6",
+            'spec.eventEndpoints.too-many.secretRef.name: Invalid value: "Not_A_Name"',
+            'spec.eventEndpoints.too-many.secretRef.key: Invalid value: "bad key"',
+            "spec.eventEndpoints.empty-ref.secretRef.name: Invalid value",
+            "spec.eventEndpoints.empty-ref.secretRef.key: Invalid value",
+            "spec.eventEndpoints.long-ref.secretRef.name: Too long",
+            "spec.eventEndpoints.long-ref.secretRef.key: Too long",
+            "spec.eventEndpoints.no-fields.url: Required value",
+        ],
+        [
+            (".spec.eventEndpoints", "maxProperties"),
+            (".spec.eventEndpoints{}", "required"),
+            (".spec.eventEndpoints{}.url", "pattern"),
+            (".spec.eventEndpoints{}.url", "maxLength"),
+            (".spec.eventEndpoints{}.events", "maxItems"),
+            (".spec.eventEndpoints{}.events[]", "enum"),
+            (".spec.eventEndpoints{}.secretRef", "required"),
+            (".spec.eventEndpoints{}.secretRef.name", "pattern"),
+            (".spec.eventEndpoints{}.secretRef.name", "minLength"),
+            (".spec.eventEndpoints{}.secretRef.name", "maxLength"),
+            (".spec.eventEndpoints{}.secretRef.key", "pattern"),
+            (".spec.eventEndpoints{}.secretRef.key", "minLength"),
+            (".spec.eventEndpoints{}.secretRef.key", "maxLength"),
+        ],
+    ),
+    (
+        "bad-source-ranges",
+        {
+            "sources": {
+                "salesforce": {"allowedSourceRanges": ["10.0.0.0/8"] * 101},
+                "api": {"allowedSourceRanges": ["1" * 44]},
+            }
+        },
+        "",
+        [
+            "spec.sources.salesforce.allowedSourceRanges: Too many: 101",
+            "spec.sources.api.allowedSourceRanges[0]: Too long",
+        ],
+        [
+            (".spec.sources.*.allowedSourceRanges", "maxItems"),
+            (".spec.sources.*.allowedSourceRanges[]", "maxLength"),
+        ],
+    ),
+    (
+        "request-log-retention-low",
+        {"policy": {"requestLogRetentionDays": 0}},
+        "",
+        ["spec.policy.requestLogRetentionDays: Invalid value: 0"],
+        [(".spec.policy.requestLogRetentionDays", "minimum")],
+    ),
+    (
+        "request-log-retention-high",
+        {"policy": {"requestLogRetentionDays": 91}},
+        "",
+        ["spec.policy.requestLogRetentionDays: Invalid value: 91"],
+        [(".spec.policy.requestLogRetentionDays", "maximum")],
+    ),
 ]
 
 
