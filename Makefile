@@ -59,6 +59,10 @@ bench: setup ## Floors, durable ACK under wrk, per-lead costs, workers (BENCH_AR
 	@command -v wrk >/dev/null || { echo "wrk is not installed: make bench-setup (apt-get install -y wrk)"; exit 1; }
 	@nice -n 10 $(UV) run --frozen python -m bench $(BENCH_ARGS)
 
+.PHONY: faults
+faults: setup ## Fault suite: the mesh on its own PostgreSQL and Redis, one fault at a time (FAULTS_ARGS='--only baseline')
+	@nice -n 10 $(UV) run --frozen python -m faults $(FAULTS_ARGS)
+
 .PHONY: bench-setup
 bench-setup: ## Install wrk, the load generator of make bench (Debian/Ubuntu package)
 	@command -v wrk >/dev/null || { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y wrk; }

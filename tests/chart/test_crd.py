@@ -236,6 +236,18 @@ BAD_SPECS = [
     pytest.param({"providers": {"crm": {"type": "twilio", "secretRef": {"name": "x"}}}}, id="twilio-as-crm"),
     pytest.param({"providers": {"llm": {"type": "openai-ish"}}}, id="unknown-llm-type"),
     pytest.param({"displayName": "x" * 201}, id="long-display-name"),
+    pytest.param({"timezone": "Mars/Olympus"}, id="unknown-tenant-timezone"),
+    pytest.param({"budget": {"rateCard": {"defaultPerMinuteUsd": 0.014}}}, id="rate-as-float"),
+    pytest.param({"budget": {"rateCard": {"defaultPerMinuteUsd": "-0.01"}}}, id="negative-rate"),
+    pytest.param({"budget": {"rateCard": {"estimateMinutes": 0}}}, id="zero-estimate-minutes"),
+    pytest.param(
+        {"budget": {"rateCard": {"rates": [{"country": "us", "perMinuteUsd": "1"}]}}}, id="rate-country-lower"
+    ),
+    pytest.param({"budget": {"rateCard": {"rates": [{"country": "US"}]}}}, id="rate-without-price"),
+    pytest.param(
+        {"budget": {"rateCard": {"rates": [{"country": "US", "lineType": "pager", "perMinuteUsd": "1"}]}}},
+        id="rate-unknown-line-type",
+    ),
     pytest.param(
         {
             "eventEndpoints": {
@@ -305,6 +317,20 @@ GOOD_SPECS = [
         }
     },
     {"plan": {"name": "pro", "features": ["auto_dial"]}},
+    {
+        "timezone": "Europe/London",
+        "budget": {
+            "dailyUsd": "5.00",
+            "rateCard": {
+                "defaultPerMinuteUsd": "0.0140",
+                "estimateMinutes": 3,
+                "rates": [
+                    {"country": "US", "lineType": "mobile", "perMinuteUsd": "0.0220"},
+                    {"country": "CA", "perMinuteUsd": "0.0200"},
+                ],
+            },
+        },
+    },
     {
         "providers": {
             "dialer": {"type": "twilio", "secretRef": {"name": "tw"}, "options": {"from": "+15550100"}}

@@ -287,6 +287,7 @@ CASES: list[tuple[str, Obj, str, list[str], list[tuple[str, str]]]] = [
         "cel-rules",
         {
             "budget": {"dailyUsd": "1.005"},
+            "timezone": "Mars/Olympus",
             "policy": {"fallbackTimezone": "Mars/Olympus"},
             "providers": {
                 "crm": {"type": "hubspot"},
@@ -299,6 +300,7 @@ CASES: list[tuple[str, Obj, str, list[str], list[tuple[str, str]]]] = [
             "spec.budget.dailyUsd: Invalid value",
             "dailyUsd must be dollars from 0 to 1000000",
             "fallbackTimezone must be an IANA time zone name",
+            "spec.timezone: Invalid value",
             "a salesforce or hubspot CRM needs secretRef",
             "a twilio dialer needs secretRef",
             "an openai scorer needs secretRef",
@@ -315,11 +317,68 @@ CASES: list[tuple[str, Obj, str, list[str], list[tuple[str, str]]]] = [
                 "cel:fallbackTimezone must be an IANA time zone name such as America/New_York, or empty",
             ),
             (
+                ".spec.timezone",
+                "cel:timezone must be an IANA time zone name such as America/New_York, or empty",
+            ),
+            (
                 ".spec.providers.crm",
                 "cel:a salesforce or hubspot CRM needs secretRef (a Secret with access_token)",
             ),
             (".spec.providers.dialer", "cel:a twilio dialer needs secretRef (a Secret with auth_token)"),
             (".spec.providers.llm", "cel:an openai scorer needs secretRef (a Secret with api_key)"),
+        ],
+    ),
+    (
+        "timezone-and-rate-card",
+        {
+            "timezone": "Z" * 65,
+            "budget": {
+                "rateCard": {
+                    "defaultPerMinuteUsd": "-0.01",
+                    "estimateMinutes": 0,
+                    "rates": [{"country": "us", "lineType": "pager", "perMinuteUsd": "lots"}, {}],
+                }
+            },
+        },
+        "",
+        [
+            "spec.timezone: Too long",
+            "spec.budget.rateCard.defaultPerMinuteUsd: Invalid value",
+            "spec.budget.rateCard.estimateMinutes: Invalid value",
+            "spec.budget.rateCard.rates[0].country: Invalid value",
+            'spec.budget.rateCard.rates[0].lineType: Unsupported value: "pager"',
+            "spec.budget.rateCard.rates[0].perMinuteUsd: Invalid value",
+            "spec.budget.rateCard.rates[1].country: Required value",
+            "spec.budget.rateCard.rates[1].perMinuteUsd: Required value",
+        ],
+        [
+            (".spec.timezone", "maxLength"),
+            (".spec.budget.rateCard.defaultPerMinuteUsd", "pattern"),
+            (".spec.budget.rateCard.estimateMinutes", "minimum"),
+            (".spec.budget.rateCard.rates[]", "required"),
+            (".spec.budget.rateCard.rates[].country", "pattern"),
+            (".spec.budget.rateCard.rates[].lineType", "enum"),
+            (".spec.budget.rateCard.rates[].perMinuteUsd", "pattern"),
+        ],
+    ),
+    (
+        "rate-card-too-big",
+        {
+            "budget": {
+                "rateCard": {
+                    "estimateMinutes": 601,
+                    "rates": [{"country": "US", "perMinuteUsd": "0.01"}] * 501,
+                }
+            },
+        },
+        "",
+        [
+            "spec.budget.rateCard.estimateMinutes: Invalid value",
+            "spec.budget.rateCard.rates: Too many",
+        ],
+        [
+            (".spec.budget.rateCard.estimateMinutes", "maximum"),
+            (".spec.budget.rateCard.rates", "maxItems"),
         ],
     ),
     (
@@ -344,6 +403,117 @@ CASES: list[tuple[str, Obj, str, list[str], list[tuple[str, str]]]] = [
         [(".metadata.name", "pattern")],
     ),
     ("long-name", {}, "n" * 64, ["metadata.name"], [(".metadata.name", "maxLength")]),
+    (
+        # CEL rules run only once the schema holds: a case of its own.
+        "bad-event-endpoint-name",
+        {
+            "eventEndpoints": {
+                "Bad_Name": {
+                    "url": "https://e.example/",
+                    "events": ["lead.stored"],
+                    "secretRef": {"name": "s"},
+                }
+            }
+        },
+        "",
+        ["an endpoint name is lower-case letters, digits and '-' (1-40)"],
+        [(".spec.eventEndpoints", "cel:an endpoint name is lower-case letters, digits and '-' (1-40)")],
+    ),
+    (
+        "bad-event-endpoints",
+        {
+            "eventEndpoints": {
+                "no-secret": {"url": "ftp://example.com", "events": ["lead.eaten"]},
+                "too-many": {
+                    "url": "https://example.com/" + "u" * 2048,
+                    "events": ["lead.stored"] * 6,
+                    "secretRef": {"name": "Not_A_Name", "key": "bad key"},
+                },
+                "empty-ref": {
+                    "url": "https://example.com/e",
+                    "events": ["call.placed"],
+                    "secretRef": {"name": "", "key": ""},
+                },
+                "long-ref": {
+                    "url": "https://example.com/e",
+                    "events": ["call.placed"],
+                    "secretRef": {"name": "n" * 254, "key": "k" * 254},
+                },
+                "no-fields": {},
+                **{
+                    f"e{i}": {
+                        "url": "https://example.com/e",
+                        "events": ["call.placed"],
+                        "secretRef": {"name": "s"},
+                    }
+                    for i in range(6)
+                },
+            }
+        },
+        "",
+        [
+            "spec.eventEndpoints: Too many: 11",
+            "spec.eventEndpoints.no-secret.secretRef: Required value",
+            'spec.eventEndpoints.no-secret.url: Invalid value: "ftp://example.com"',
+            'spec.eventEndpoints.no-secret.events[0]: Unsupported value: "lead.eaten"',
+            "spec.eventEndpoints.too-many.url: Too long",
+            "spec.eventEndpoints.too-many.events: Too many: 6",
+            'spec.eventEndpoints.too-many.secretRef.name: Invalid value: "Not_A_Name"',
+            'spec.eventEndpoints.too-many.secretRef.key: Invalid value: "bad key"',
+            "spec.eventEndpoints.empty-ref.secretRef.name: Invalid value",
+            "spec.eventEndpoints.empty-ref.secretRef.key: Invalid value",
+            "spec.eventEndpoints.long-ref.secretRef.name: Too long",
+            "spec.eventEndpoints.long-ref.secretRef.key: Too long",
+            "spec.eventEndpoints.no-fields.url: Required value",
+        ],
+        [
+            (".spec.eventEndpoints", "maxProperties"),
+            (".spec.eventEndpoints{}", "required"),
+            (".spec.eventEndpoints{}.url", "pattern"),
+            (".spec.eventEndpoints{}.url", "maxLength"),
+            (".spec.eventEndpoints{}.events", "maxItems"),
+            (".spec.eventEndpoints{}.events[]", "enum"),
+            (".spec.eventEndpoints{}.secretRef", "required"),
+            (".spec.eventEndpoints{}.secretRef.name", "pattern"),
+            (".spec.eventEndpoints{}.secretRef.name", "minLength"),
+            (".spec.eventEndpoints{}.secretRef.name", "maxLength"),
+            (".spec.eventEndpoints{}.secretRef.key", "pattern"),
+            (".spec.eventEndpoints{}.secretRef.key", "minLength"),
+            (".spec.eventEndpoints{}.secretRef.key", "maxLength"),
+        ],
+    ),
+    (
+        "bad-source-ranges",
+        {
+            "sources": {
+                "salesforce": {"allowedSourceRanges": ["10.0.0.0/8"] * 101},
+                "api": {"allowedSourceRanges": ["1" * 44]},
+            }
+        },
+        "",
+        [
+            "spec.sources.salesforce.allowedSourceRanges: Too many: 101",
+            "spec.sources.api.allowedSourceRanges[0]: Too long",
+        ],
+        [
+            (".spec.sources.*.allowedSourceRanges", "maxItems"),
+            (".spec.sources.*.allowedSourceRanges[]", "maxLength"),
+        ],
+    ),
+    (
+        "request-log-retention-low",
+        {"policy": {"requestLogRetentionDays": 0}},
+        "",
+        ["spec.policy.requestLogRetentionDays: Invalid value: 0"],
+        [(".spec.policy.requestLogRetentionDays", "minimum")],
+    ),
+    (
+        "request-log-retention-high",
+        {"policy": {"requestLogRetentionDays": 91}},
+        "",
+        ["spec.policy.requestLogRetentionDays: Invalid value: 91"],
+        [(".spec.policy.requestLogRetentionDays", "maximum")],
+    ),
 ]
 
 

@@ -57,20 +57,85 @@ class TenantBudget(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DAILY_USD_FIELD_NUMBER: _builtins.int
+    RATE_CARD_FIELD_NUMBER: _builtins.int
     daily_usd: _builtins.str
     """Decimal dollars as a string ("100.00"), never a float."""
+    @_builtins.property
+    def rate_card(self) -> Global___RateCard:
+        """Prices each reservation's estimate; settled later by the provider's real price."""
+
     def __init__(
         self,
         *,
         daily_usd: _builtins.str = ...,
+        rate_card: Global___RateCard | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rate_card", b"rate_card"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["daily_usd", b"daily_usd"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["daily_usd", b"daily_usd", "rate_card", b"rate_card"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TenantBudget: _TypeAlias = TenantBudget  # noqa: Y015
+
+@_typing.final
+class RateCard(_message.Message):
+    """Per-minute prices by destination, for the estimate each call reservation holds against the
+    daily budget until the provider's price settles it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFAULT_PER_MINUTE_USD_FIELD_NUMBER: _builtins.int
+    ESTIMATE_MINUTES_FIELD_NUMBER: _builtins.int
+    RATES_FIELD_NUMBER: _builtins.int
+    default_per_minute_usd: _builtins.str
+    """Decimal dollars per minute for a destination no rate names ("0.0140")."""
+    estimate_minutes: _builtins.int
+    """Minutes a call is expected to last; the estimate is this many minutes at the rate. 0 = 1."""
+    @_builtins.property
+    def rates(self) -> _containers.RepeatedCompositeFieldContainer[Global___CallRate]: ...
+    def __init__(
+        self,
+        *,
+        default_per_minute_usd: _builtins.str = ...,
+        estimate_minutes: _builtins.int = ...,
+        rates: _abc.Iterable[Global___CallRate] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_per_minute_usd", b"default_per_minute_usd", "estimate_minutes", b"estimate_minutes", "rates", b"rates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateCard: _TypeAlias = RateCard  # noqa: Y015
+
+@_typing.final
+class CallRate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    LINE_TYPE_FIELD_NUMBER: _builtins.int
+    PER_MINUTE_USD_FIELD_NUMBER: _builtins.int
+    country: _builtins.str
+    """ISO 3166-1 alpha-2 country of the number called ("US")."""
+    line_type: _builtins.str
+    """"mobile", "fixed_line", "voip", ... as the number's analysis reports it; empty = any."""
+    per_minute_usd: _builtins.str
+    def __init__(
+        self,
+        *,
+        country: _builtins.str = ...,
+        line_type: _builtins.str = ...,
+        per_minute_usd: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["country", b"country", "line_type", b"line_type", "per_minute_usd", b"per_minute_usd"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallRate: _TypeAlias = CallRate  # noqa: Y015
 
 @_typing.final
 class SourceConfig(_message.Message):
@@ -475,6 +540,7 @@ class Tenant(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     PROVIDER_CONFIGS_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """DNS-1123 name, the same as the Kubernetes resource's metadata.name."""
     display_name: _builtins.str
@@ -483,6 +549,10 @@ class Tenant(_message.Message):
     """False once deactivated (deleted in Kubernetes); data is kept for audit."""
     revision: _builtins.int
     """Bumped by compliance on every change that alters the stored tenant."""
+    timezone: _builtins.str
+    """IANA zone of the tenant's business day: per-day call limits and the daily budget reset at
+    its midnight. Empty = UTC.
+    """
     @_builtins.property
     def limits(self) -> Global___TenantLimits: ...
     @_builtins.property
@@ -526,10 +596,11 @@ class Tenant(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         revision: _builtins.int = ...,
         provider_configs: _abc.Mapping[_builtins.str, Global___SourceConfig] | None = ...,
+        timezone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "created_at", b"created_at", "limits", b"limits", "plan", b"plan", "policy", b"policy", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "budget", b"budget", "created_at", b"created_at", "display_name", b"display_name", "limits", b"limits", "name", b"name", "paused", b"paused", "plan", b"plan", "policy", b"policy", "provider_configs", b"provider_configs", "providers", b"providers", "revision", b"revision", "sources", b"sources", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "budget", b"budget", "created_at", b"created_at", "display_name", b"display_name", "limits", b"limits", "name", b"name", "paused", b"paused", "plan", b"plan", "policy", b"policy", "provider_configs", b"provider_configs", "providers", b"providers", "revision", b"revision", "sources", b"sources", "timezone", b"timezone", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

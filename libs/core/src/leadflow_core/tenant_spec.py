@@ -57,8 +57,27 @@ class Limits(_Spec):
     priority_boost_percent: int = Field(20, ge=0, le=100, alias="priorityBoostPercent")
 
 
+# Dollars per minute: up to 999, to the micro-dollar; a string, as YAML floats lose digits.
+PER_MINUTE_PATTERN = r"^[0-9]{1,3}([.][0-9]{1,6})?$"
+
+
+class Rate(_Spec):
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    line_type: Literal["", "mobile", "fixed_line", "fixed_line_or_mobile", "voip", "toll_free", "other"] = (
+        Field("", alias="lineType")
+    )
+    per_minute_usd: str = Field(alias="perMinuteUsd", pattern=PER_MINUTE_PATTERN)
+
+
+class RateCard(_Spec):
+    default_per_minute_usd: str = Field("0.0140", alias="defaultPerMinuteUsd", pattern=PER_MINUTE_PATTERN)
+    estimate_minutes: int = Field(1, ge=1, le=600, alias="estimateMinutes")
+    rates: list[Rate] = Field(default_factory=list, max_length=500)
+
+
 class Budget(_Spec):
     daily_usd: str = Field("100.00", alias="dailyUsd")
+    rate_card: RateCard = Field(default_factory=RateCard, alias="rateCard")  # type: ignore[arg-type]
 
     @field_validator("daily_usd", mode="before")
     @classmethod
@@ -197,6 +216,7 @@ def event_endpoint_kind(name: str) -> str:
 class TenantSpec(_Spec):
     display_name: str = Field("", alias="displayName", max_length=200)
     paused: bool = False
+    timezone: str = Field("", max_length=64)
     limits: Limits = Field(default_factory=Limits)  # type: ignore[arg-type]
     budget: Budget = Field(default_factory=Budget)  # type: ignore[arg-type]
     sources: dict[str, Source] = Field(default_factory=dict)
@@ -215,6 +235,13 @@ class TenantSpec(_Spec):
             raise ValueError(
                 f"event endpoint name(s) {bad} must be lower-case letters, digits and '-' (1-40)"
             )
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        if v and v not in _ZONE_SET:
+            raise ValueError("timezone must be an IANA time zone name such as America/New_York")
         return v
 
     @field_validator("sources")
@@ -275,7 +302,20 @@ def to_proto(
             concurrent_calls=spec.limits.concurrent_calls,
             priority_boost_percent=spec.limits.priority_boost_percent,
         ),
-        budget=tenant_pb2.TenantBudget(daily_usd=spec.budget.daily_usd),
+        timezone=spec.timezone,
+        budget=tenant_pb2.TenantBudget(
+            daily_usd=spec.budget.daily_usd,
+            rate_card=tenant_pb2.RateCard(
+                default_per_minute_usd=spec.budget.rate_card.default_per_minute_usd,
+                estimate_minutes=spec.budget.rate_card.estimate_minutes,
+                rates=[
+                    tenant_pb2.CallRate(
+                        country=r.country, line_type=r.line_type, per_minute_usd=r.per_minute_usd
+                    )
+                    for r in spec.budget.rate_card.rates
+                ],
+            ),
+        ),
         policy=tenant_pb2.TenantPolicy(
             default_region=spec.policy.default_region.upper(),
             consent_expiry_days=spec.policy.consent_expiry_days,

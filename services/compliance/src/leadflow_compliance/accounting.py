@@ -2,14 +2,20 @@
 
 Each reservation and settlement is one Lua script, so any number of processes (and machines)
 sharing the Redis see one consistent account. Money is held as integer micro-dollars.
+
+The day's calls and spend are a cache of PostgreSQL (the reservations table, by tenant day): a
+day hash without its `init` field was never loaded or was lost with Redis, and the reserve
+script refuses to count into it until `rebuild` has loaded the day's totals and its unsettled
+reservations (so their settlement still moves the total by price minus estimate).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Protocol
 
 import redis
 from redis.lock import Lock
@@ -17,6 +23,10 @@ from redis.lock import Lock
 from leadflow_core.settings import CommonSettings
 
 MICROS = Decimal(1_000_000)
+# A day hash outlives its day (usage of yesterday stays readable); a reservation lives long
+# enough for a late settlement.
+DAY_KEY_TTL_S = 3 * 86400
+RESERVATION_TTL_S = 2 * 86400
 
 # KEYS: rate zset, active zset, day hash, reservation hash
 # ARGV: now_ms, reservation_id, per_minute, per_hour, per_day, concurrency, budget_micros (-1 = none),
@@ -24,6 +34,7 @@ MICROS = Decimal(1_000_000)
 _RESERVE = """
 local existing = redis.call('HGET', KEYS[4], 'id')
 if existing then return {1, 'existing', 0} end
+if redis.call('HEXISTS', KEYS[3], 'init') == 0 then return {0, 'rebuild', 0} end
 local now = tonumber(ARGV[1])
 local id = ARGV[2]
 local per_minute, per_hour, per_day = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -83,6 +94,26 @@ return 1
 """
 
 
+# KEYS: day hash, active zset, then one reservation hash per unsettled reservation.
+# ARGV: calls, spend_micros, day_key_ttl_s, reservation_ttl_s, then per reservation: id,
+#       estimate_micros, slot expiry ms (0 = its slot has expired).
+_REBUILD = """
+if redis.call('HEXISTS', KEYS[1], 'init') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'calls', ARGV[1], 'spend', ARGV[2], 'init', 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+for i = 3, #KEYS do
+  local base = 5 + (i - 3) * 3
+  local id, estimate, expiry = ARGV[base], ARGV[base + 1], tonumber(ARGV[base + 2])
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('HSET', KEYS[i], 'id', id, 'estimate', estimate, 'day', KEYS[1], 'state', 'held')
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[4]))
+    if expiry > 0 then redis.call('ZADD', KEYS[2], expiry, id) end
+  end
+end
+return 1
+"""
+
+
 def to_micros(usd: str) -> int:
     """Decimal dollars ("1.25") to integer micro-dollars; ValueError on anything else."""
     try:
@@ -92,6 +123,16 @@ def to_micros(usd: str) -> int:
     if not value.is_finite() or value < 0:
         raise ValueError(f"not a non-negative amount: {usd!r}")
     return int((value * MICROS).to_integral_value())
+
+
+def price_micros(usd: str) -> int:
+    """A provider's price: Twilio writes money leaving the account as a negative ("-0.01400")."""
+    return to_micros(usd.strip().removeprefix("-"))
+
+
+def usd(micros: int) -> str:
+    """Micro-dollars as exact decimal dollars ("0.014000")."""
+    return f"{(Decimal(micros) / MICROS).quantize(Decimal('0.000001'))}"
 
 
 def from_micros(micros: int) -> str:
@@ -144,32 +185,108 @@ class Usage:
     calls_last_hour: int
 
 
-def next_day(now: datetime) -> datetime:
-    return datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+@dataclass(frozen=True)
+class TenantDay:
+    """One business day of a tenant, in its own zone: the date, and the UTC instant it ends."""
+
+    date: date
+    ends: datetime
+
+
+@dataclass(frozen=True)
+class HeldReservation:
+    reservation_id: str
+    estimate_micros: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DayTotals:
+    """A tenant day as PostgreSQL records it: placed calls, their spend (settled price, else the
+    estimate) and the reservations not yet settled."""
+
+    calls: int
+    spend_micros: int
+    held: list[HeldReservation]
+
+
+class Ledger(Protocol):
+    def day_totals(self, tenant: str, day: date) -> DayTotals: ...
+
+
+class _NoLedger:
+    def day_totals(self, tenant: str, day: date) -> DayTotals:
+        return DayTotals(0, 0, [])
 
 
 class Accounts:
-    def __init__(self, client: redis.Redis, settings: CommonSettings, slot_ttl_seconds: int = 3600) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: CommonSettings,
+        slot_ttl_seconds: int = 3600,
+        ledger: Ledger | None = None,
+    ) -> None:
         self.client = client
         self.settings = settings
         self.slot_ttl_ms = slot_ttl_seconds * 1000
+        self.ledger: Ledger = ledger or _NoLedger()
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
+        self._rebuild = client.register_script(_REBUILD)
 
-    def _keys(self, tenant: str, now: datetime) -> tuple[str, str, str]:
-        day = now.astimezone(UTC).strftime("%Y%m%d")
+    def _keys(self, tenant: str, day: date) -> tuple[str, str, str]:
         k = self.settings.redis_key
-        return k("acct", tenant, "rate"), k("acct", tenant, "active"), k("acct", tenant, "day", day)
+        return (
+            k("acct", tenant, "rate"),
+            k("acct", tenant, "active"),
+            k("acct", tenant, "day", day.strftime("%Y%m%d")),
+        )
+
+    def rebuild(self, tenant: str, day: date, now: datetime) -> bool:
+        """Load one tenant day from the ledger into Redis, unless it is loaded already."""
+        _, active, day_key = self._keys(tenant, day)
+        totals = self.ledger.day_totals(tenant, day)
+        keys = [day_key, active]
+        args: list[str | int] = [totals.calls, totals.spend_micros, DAY_KEY_TTL_S, RESERVATION_TTL_S]
+        now_ms = int(now.timestamp() * 1000)
+        for held in totals.held:
+            keys.append(self.settings.redis_key("acct", tenant, "res", held.reservation_id))
+            expiry = int(held.created_at.timestamp() * 1000) + self.slot_ttl_ms
+            args += [held.reservation_id, held.estimate_micros, expiry if expiry > now_ms else 0]
+        return bool(self._rebuild(keys=keys, args=args))
 
     def reserve(
-        self, tenant: str, reservation_id: str, limits: Limits, estimate_micros: int, now: datetime
+        self,
+        tenant: str,
+        reservation_id: str,
+        limits: Limits,
+        estimate_micros: int,
+        now: datetime,
+        day: TenantDay,
     ) -> ReserveResult:
-        rate, active, day = self._keys(tenant, now)
+        for _ in range(3):
+            result = self._reserve_once(tenant, reservation_id, limits, estimate_micros, now, day)
+            if result.detail != "rebuild":
+                return result
+            self.rebuild(tenant, day.date, now)
+        raise RuntimeError("the tenant day could not be loaded into Redis")
+
+    def _reserve_once(
+        self,
+        tenant: str,
+        reservation_id: str,
+        limits: Limits,
+        estimate_micros: int,
+        now: datetime,
+        day: TenantDay,
+    ) -> ReserveResult:
+        rate, active, day_key = self._keys(tenant, day.date)
         res = self.settings.redis_key("acct", tenant, "res", reservation_id)
         now_ms = int(now.timestamp() * 1000)
         budget = -1 if limits.daily_budget_micros is None else limits.daily_budget_micros
         ok, detail, retry_ms = self._reserve(
-            keys=[rate, active, day, res],
+            keys=[rate, active, day_key, res],
             args=[
                 now_ms,
                 reservation_id,
@@ -180,30 +297,24 @@ class Accounts:
                 budget,
                 estimate_micros,
                 self.slot_ttl_ms,
-                3 * 86400,
-                2 * 86400,
+                DAY_KEY_TTL_S,
+                RESERVATION_TTL_S,
             ],
         )
-        detail = detail.decode() if isinstance(detail, bytes) else str(detail)
-        if ok:
-            return ReserveResult(True, detail)
-        if detail in ("day", "budget"):
-            retry_at = next_day(now)
-        elif detail == "concurrency":
-            retry_at = now + timedelta(seconds=15)
-        else:
-            retry_at = now + timedelta(milliseconds=max(int(retry_ms), 1))
-        return ReserveResult(False, detail, retry_at)
+        return _reserve_result(ok, detail, retry_ms, now, day)
 
-    def reserve_many(self, asks: list[tuple[str, str, Limits, int]], now: datetime) -> list[ReserveResult]:
-        """`reserve` for many (tenant, reservation id, limits, estimate) in one pipeline; each
-        is still its own atomic script, in order."""
+    def reserve_many(
+        self, asks: list[tuple[str, str, Limits, int, TenantDay]], now: datetime
+    ) -> list[ReserveResult]:
+        """`reserve` for many (tenant, reservation id, limits, estimate, day) in one pipeline;
+        each is still its own atomic script, in order. A day that must be loaded first is loaded,
+        and the asks that met it are reserved again one by one, in their order."""
         if not asks:
             return []
         pipe = self.client.pipeline(transaction=False)
         now_ms = int(now.timestamp() * 1000)
-        for tenant, reservation_id, limits, estimate_micros in asks:
-            rate, active, day = self._keys(tenant, now)
+        for tenant, reservation_id, limits, estimate_micros, tenant_day in asks:
+            rate, active, day = self._keys(tenant, tenant_day.date)
             res = self.settings.redis_key("acct", tenant, "res", reservation_id)
             budget = -1 if limits.daily_budget_micros is None else limits.daily_budget_micros
             self._reserve(
@@ -218,18 +329,26 @@ class Accounts:
                     budget,
                     estimate_micros,
                     self.slot_ttl_ms,
-                    3 * 86400,
-                    2 * 86400,
+                    DAY_KEY_TTL_S,
+                    RESERVATION_TTL_S,
                 ],
                 client=pipe,
             )
-        return [_reserve_result(ok, detail, retry_ms, now) for ok, detail, retry_ms in pipe.execute()]
+        results = [
+            _reserve_result(ok, detail, retry_ms, now, ask[4])
+            for (ok, detail, retry_ms), ask in zip(pipe.execute(), asks, strict=True)
+        ]
+        for i, (result, ask) in enumerate(zip(results, asks, strict=True)):
+            if result.detail == "rebuild":
+                results[i] = self.reserve(*ask[:4], now, ask[4])
+        return results
 
     def settle(
         self, tenant: str, reservation_id: str, not_placed: bool, actual_micros: int, now: datetime
     ) -> bool:
-        rate, active, _ = self._keys(tenant, now)
-        res = self.settings.redis_key("acct", tenant, "res", reservation_id)
+        k = self.settings.redis_key
+        rate, active = k("acct", tenant, "rate"), k("acct", tenant, "active")
+        res = k("acct", tenant, "res", reservation_id)
         done = self._settle(
             keys=[rate, active, res], args=[reservation_id, "1" if not_placed else "0", actual_micros]
         )
@@ -241,8 +360,10 @@ class Accounts:
         lock: Lock = self.client.lock(key, timeout=30, blocking_timeout=20)
         return lock
 
-    def usage(self, tenant: str, now: datetime) -> Usage:
-        rate, active, day = self._keys(tenant, now)
+    def usage(self, tenant: str, now: datetime, tenant_day: date) -> Usage:
+        rate, active, day = self._keys(tenant, tenant_day)
+        if not self.client.hexists(day, "init"):
+            self.rebuild(tenant, tenant_day, now)
         now_ms = int(now.timestamp() * 1000)
         pipe = self.client.pipeline(transaction=False)
         pipe.hget(day, "calls")
@@ -254,13 +375,18 @@ class Accounts:
         return Usage(int(calls or 0), int(spend or 0), int(act), int(minute), int(hour))
 
 
-def _reserve_result(ok: int, detail: bytes | str, retry_ms: int, now: datetime) -> ReserveResult:
-    """The reserve script's answer, as `Accounts.reserve` reads it."""
+def _reserve_result(
+    ok: int, detail: bytes | str, retry_ms: int, now: datetime, day: TenantDay
+) -> ReserveResult:
+    """The reserve script's answer: a day or budget limit is retried when the tenant's next day
+    begins, at its own midnight."""
     detail = detail.decode() if isinstance(detail, bytes) else str(detail)
     if ok:
         return ReserveResult(True, detail)
+    if detail == "rebuild":
+        return ReserveResult(False, detail)
     if detail in ("day", "budget"):
-        retry_at = next_day(now)
+        retry_at = day.ends
     elif detail == "concurrency":
         retry_at = now + timedelta(seconds=15)
     else:

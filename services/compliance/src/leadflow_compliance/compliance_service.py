@@ -12,8 +12,16 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from sqlalchemy import Engine
 
 from leadflow.v1 import batch_pb2, compliance_pb2, compliance_pb2_grpc, decision_pb2, lead_pb2, tenant_pb2
-from leadflow_compliance import dnc_registry, engine, state_dnc_lists
-from leadflow_compliance.accounting import Accounts, Limits, reservation_id_for, to_micros
+from leadflow_compliance import dnc_registry, engine, rate_card, state_dnc_lists
+from leadflow_compliance.accounting import (
+    Accounts,
+    Limits,
+    ReserveResult,
+    price_micros,
+    reservation_id_for,
+    to_micros,
+    usd,
+)
 from leadflow_compliance.batch_evaluation import evaluate_batch
 from leadflow_compliance.consent_evidence import missing_evidence
 from leadflow_compliance.decisions import Decider, Outcome, defer, lead_phone
@@ -24,6 +32,7 @@ from leadflow_compliance.phone import InvalidPhone, analyse
 from leadflow_compliance.repository import Repository
 from leadflow_compliance.reserve_batch import ReserveBatchServicer
 from leadflow_compliance.revocation_rpcs import RevocationRpcs
+from leadflow_compliance.tenant_day import business_day
 from leadflow_compliance.tenant_service import TenantCache
 from leadflow_core import clock, grpc_errors
 from leadflow_core.grpc_authz import audit_actor
@@ -54,6 +63,18 @@ BOOSTED = (lead_pb2.URGENCY_EMERGENCY, lead_pb2.URGENCY_HIGH)
 
 def decision_json(decision: decision_pb2.Decision) -> dict[str, Any]:
     return MessageToDict(decision, preserving_proto_field_name=True)
+
+
+def call_estimate(tenant: tenant_pb2.Tenant, outcome: Outcome) -> int:
+    """What the call is expected to cost, from the tenant's rate card and the callee's number."""
+    return rate_card.estimate_micros(tenant.budget.rate_card, outcome.phone.region, outcome.phone.line_type)
+
+
+def retry_instant(result: ReserveResult, now: datetime, real_now: datetime) -> datetime:
+    """When a refused reservation may be tried again, told on the gate's clock `now` (a day or
+    budget limit: the tenant's next midnight on the service clock)."""
+    retry_at = result.retry_at or real_now + timedelta(minutes=1)
+    return now + (retry_at - real_now) if now != real_now else retry_at
 
 
 def limits_of(tenant: tenant_pb2.Tenant) -> Limits:
@@ -262,7 +283,12 @@ class ComplianceServicer(
                 if lead.urgency in BOOSTED:
                     limits = limits.boosted(tenant.limits.priority_boost_percent)
                 reservation_id = reservation_id_for(tenant.name, request.attempt_id)
-                result = self.accounts.reserve(tenant.name, reservation_id, limits, estimate, real_now)
+                # The rate card prices the call, unless the caller named its own estimate.
+                if not request.estimated_cost_usd:
+                    estimate = call_estimate(tenant, outcome)
+                # The tenant's day on the service clock (a caller's instant moves only the gate).
+                day = business_day(tenant.timezone, real_now)
+                result = self.accounts.reserve(tenant.name, reservation_id, limits, estimate, real_now, day)
                 if result.reserved:
                     row = self.repo.add_reservation(
                         ReservationRow(
@@ -272,16 +298,16 @@ class ComplianceServicer(
                             subject_hash=outcome.subject,
                             created_at=real_now,
                             decision=decision_json(decision),
-                            estimated_cost_usd=request.estimated_cost_usd or "0",
+                            estimated_cost_usd=usd(estimate),
+                            day=day.date,
+                            estimate_micros=estimate,
                         ),
                         attempt_at=now,
                     )
                     decision = ParseDict(row.decision, decision_pb2.Decision())
                 else:
                     reservation_id = ""
-                    retry_at = result.retry_at or real_now + timedelta(minutes=1)
-                    if now != real_now:
-                        retry_at = now + (retry_at - real_now)
+                    retry_at = retry_instant(result, now, real_now)
                     decision = defer(
                         decision,
                         engine.Finding(
@@ -318,14 +344,18 @@ class ComplianceServicer(
         outcome = OUTCOMES.get(request.outcome, "completed")
         not_placed = outcome == "not_placed"
         try:
-            actual = 0 if not_placed else to_micros(request.actual_cost_usd or row.estimated_cost_usd)
+            price = price_micros(request.actual_cost_usd) if request.actual_cost_usd else None
         except ValueError as err:
             grpc_errors.invalid_argument(context, "actual_cost_usd", str(err))
+        # Without the provider's price the estimate stands.
+        actual = 0 if not_placed else (row.estimate_micros if price is None else price)
         now = utcnow()
-        settled = self.accounts.settle(tenant.name, row.reservation_id, not_placed, actual, row.created_at)
+        # PostgreSQL first: a Redis day rebuilt in between reads either the held estimate (and
+        # keeps the reservation held, so the Redis settlement below moves it) or this price.
         stored = self.repo.settle_reservation(
-            tenant.name, row.reservation_id, outcome, request.actual_cost_usd or "", now
+            tenant.name, row.reservation_id, outcome, request.actual_cost_usd or "", now, price
         )
+        settled = self.accounts.settle(tenant.name, row.reservation_id, not_placed, actual, row.created_at)
         revoked = False
         if request.opted_out or (request.transcript and is_opt_out(request.transcript)):
             self.repo.revoke(tenant.name, row.subject_hash, now, "call", "opt-out during call", "dial")

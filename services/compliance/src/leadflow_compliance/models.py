@@ -6,10 +6,21 @@ National DNC Registry, which is public data and is kept as 10-digit integers for
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy import text as sa_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -157,7 +168,10 @@ class ContactAttemptRow(Base):
 
 class ReservationRow(Base):
     __tablename__ = "compliance_reservations"
-    __table_args__ = (UniqueConstraint("tenant", "attempt_id", name="uq_compliance_reservations_attempt"),)
+    __table_args__ = (
+        UniqueConstraint("tenant", "attempt_id", name="uq_compliance_reservations_attempt"),
+        Index("ix_compliance_reservations_day", "tenant", "day"),
+    )
 
     reservation_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(63))
@@ -170,6 +184,13 @@ class ReservationRow(Base):
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     outcome: Mapped[str] = mapped_column(String(32), default="")
     actual_cost_usd: Mapped[str] = mapped_column(String(32), default="")
+    # The tenant's business day (its own zone) the call counts against: the durable record
+    # Redis's day totals are rebuilt from.
+    day: Mapped[date] = mapped_column(Date)
+    # The amount held against the budget (the rate card's estimate), and the provider's price once
+    # settled; the day's spend is the price where known, else the estimate.
+    estimate_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    actual_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class EmergencyStopRow(Base):

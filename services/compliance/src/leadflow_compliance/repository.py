@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from leadflow_compliance.accounting import DayTotals, HeldReservation
 from leadflow_compliance.models import (
     AuditRow,
     ConsentRow,
@@ -473,8 +474,35 @@ class Repository:
                 raise
             return existing
 
+    def day_totals(self, tenant: str, day: date) -> DayTotals:
+        """The tenant day's placed calls and spend (the price where settled, else the estimate),
+        and its unsettled reservations: what Redis's day account is rebuilt from."""
+        spend = func.coalesce(ReservationRow.actual_micros, ReservationRow.estimate_micros)
+        with self.sessions() as s:
+            calls, total = s.execute(
+                select(func.count(), func.coalesce(func.sum(spend), 0)).where(
+                    ReservationRow.tenant == tenant, ReservationRow.day == day
+                )
+            ).one()
+            held = s.execute(
+                select(
+                    ReservationRow.reservation_id, ReservationRow.estimate_micros, ReservationRow.created_at
+                ).where(
+                    ReservationRow.tenant == tenant,
+                    ReservationRow.day == day,
+                    ReservationRow.settled_at.is_(None),
+                )
+            ).all()
+        return DayTotals(int(calls), int(total), [HeldReservation(r, int(e), as_utc(c)) for r, e, c in held])
+
     def settle_reservation(
-        self, tenant: str, reservation_id: str, outcome: str, cost: str, now: datetime
+        self,
+        tenant: str,
+        reservation_id: str,
+        outcome: str,
+        cost: str,
+        now: datetime,
+        actual_micros: int | None = None,
     ) -> bool:
         """Mark settled once; False when unknown or already settled."""
         with self.sessions.begin() as s:
@@ -487,6 +515,7 @@ class Repository:
                 s.delete(row)
                 return True
             row.settled_at, row.outcome, row.actual_cost_usd = now, outcome, cost
+            row.actual_micros = actual_micros
             return True
 
     # --- audit -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -26,11 +26,20 @@ from sqlalchemy.exc import IntegrityError
 
 from leadflow.v1 import compliance_pb2, decision_pb2, lead_pb2, tenant_pb2
 from leadflow_compliance import engine
-from leadflow_compliance.accounting import Accounts, Limits, ReserveResult, reservation_id_for, to_micros
+from leadflow_compliance.accounting import (
+    Accounts,
+    Limits,
+    ReserveResult,
+    TenantDay,
+    reservation_id_for,
+    to_micros,
+    usd,
+)
 from leadflow_compliance.decisions import Decider, Outcome, defer, lead_phone
 from leadflow_compliance.models import AuditRow, ContactAttemptRow, ReservationRow
 from leadflow_compliance.phone import InvalidPhone, analyse
 from leadflow_compliance.repository import Repository, new_id
+from leadflow_compliance.tenant_day import business_day
 from leadflow_compliance.tenant_service import TenantCache
 from leadflow_core import clock
 from leadflow_core.timestamps import from_proto, utcnow
@@ -46,6 +55,8 @@ class _Call:
     tenant: tenant_pb2.Tenant
     subject: str
     estimate: int
+    # The tenant day the reservation counts against, once the gate allows the call.
+    day: TenantDay | None = None
 
 
 def _item_error(code: grpc.StatusCode, message: str) -> compliance_pb2.ReserveCallsResponse.Item:
@@ -170,6 +181,8 @@ class ReserveBatchServicer:
     def _reserve(
         self, calls: list[_Call], items: dict[int, compliance_pb2.ReserveCallsResponse.Item]
     ) -> None:
+        from leadflow_compliance.compliance_service import call_estimate
+
         if not calls:
             return
         real_now = utcnow()
@@ -197,22 +210,18 @@ class ReserveBatchServicer:
                     items[call.index] = _item_error(grpc.StatusCode.INVALID_ARGUMENT, str(err))
                     continue
                 decided.append((call, outcome, now))
-            # Every allowed call's reservation in one pipeline (each its own atomic script).
-            allowed = [(c, o, n) for c, o, n in decided if o.verdict.action == "dial_now"]
-            results = iter(
-                self.accounts.reserve_many(
-                    [
-                        (
-                            c.tenant.name,
-                            reservation_id_for(c.tenant.name, c.request.attempt_id),
-                            self._limits(c),
-                            c.estimate,
-                        )
-                        for c, _, _ in allowed
-                    ],
-                    real_now,
-                )
-            )
+            # Every allowed call's reservation in one pipeline (each its own atomic script),
+            # priced by the rate card (unless the caller named an estimate), on its tenant's day by
+            # the service clock.
+            asks: list[tuple[str, str, Limits, int, TenantDay]] = []
+            for c, o, _ in decided:
+                if o.verdict.action == "dial_now":
+                    if not c.request.estimated_cost_usd:
+                        c.estimate = call_estimate(c.tenant, o)
+                    c.day = business_day(c.tenant.timezone, real_now)
+                    reservation_id = reservation_id_for(c.tenant.name, c.request.attempt_id)
+                    asks.append((c.tenant.name, reservation_id, self._limits(c), c.estimate, c.day))
+            results = iter(self.accounts.reserve_many(asks, real_now))
             for call, outcome, now in decided:
                 result = next(results) if outcome.verdict.action == "dial_now" else None
                 decision, reservation_id = self._gate(call, outcome, result, now, real_now, rows)
@@ -238,7 +247,7 @@ class ReserveBatchServicer:
         real_now: datetime,
         rows: list[Any],
     ) -> tuple[decision_pb2.Decision, str]:
-        from leadflow_compliance.compliance_service import decision_json
+        from leadflow_compliance.compliance_service import decision_json, retry_instant
 
         decision = outcome.decision
         if result is None:
@@ -246,9 +255,7 @@ class ReserveBatchServicer:
         tenant = call.tenant
         reservation_id = reservation_id_for(tenant.name, call.request.attempt_id)
         if not result.reserved:
-            retry_at = result.retry_at or real_now + timedelta(minutes=1)
-            if now != real_now:
-                retry_at = now + (retry_at - real_now)
+            retry_at = retry_instant(result, now, real_now)
             finding = engine.Finding(
                 f"tenant.limit.{result.detail}",
                 f"the tenant's {result.detail} limit is reached",
@@ -257,6 +264,7 @@ class ReserveBatchServicer:
                 retry_at,
             )
             return defer(decision, finding), ""
+        assert call.day is not None  # set for every call the gate allowed
         rows.append(
             ReservationRow(
                 reservation_id=reservation_id,
@@ -265,7 +273,9 @@ class ReserveBatchServicer:
                 subject_hash=outcome.subject,
                 created_at=real_now,
                 decision=decision_json(decision),
-                estimated_cost_usd=call.request.estimated_cost_usd or "0",
+                estimated_cost_usd=usd(call.estimate),
+                day=call.day.date,
+                estimate_micros=call.estimate,
             )
         )
         rows.append(

@@ -74,7 +74,7 @@ def start(settings: ComplianceSettings) -> Compliance:
     engine = make_engine(settings.database_url, pre_ping=False)
     repo = Repository(make_sessionmaker(engine))
     client = redis.Redis.from_url(settings.redis_url)
-    accounts = Accounts(client, settings, settings.reservation_ttl_seconds)
+    accounts = Accounts(client, settings, settings.reservation_ttl_seconds, ledger=repo)
     reassigned, proof = build_providers(settings)
     decider = Decider(
         repo,

@@ -24,6 +24,7 @@ from leadflow_compliance.decisions import plan_features
 from leadflow_compliance.models import TenantRow
 from leadflow_compliance.phone import STATE_CODES
 from leadflow_compliance.repository import Repository
+from leadflow_compliance.tenant_day import day_of
 from leadflow_compliance.tz_database import known_zones
 from leadflow_core import grpc_errors
 from leadflow_core.grpc_authz import audit_actor
@@ -130,6 +131,14 @@ class TenantCache:
             self._announce(name)
 
 
+def _is_price(value: str) -> bool:
+    try:
+        price = Decimal(value)
+    except InvalidOperation:
+        return False
+    return price.is_finite() and price >= 0
+
+
 def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
     if not NAME_RE.match(tenant.name):
         grpc_errors.invalid_argument(context, "tenant.name", "must be a DNS-1123 label")
@@ -145,6 +154,17 @@ def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
     # The engine reads zones from the pinned tzdata package, so validate against it.
     if tenant.policy.fallback_timezone and tenant.policy.fallback_timezone not in known_zones():
         grpc_errors.invalid_argument(context, "tenant.policy.fallback_timezone", "not an IANA time zone")
+    if tenant.timezone and tenant.timezone not in known_zones():
+        grpc_errors.invalid_argument(context, "tenant.timezone", "not an IANA time zone")
+    card = tenant.budget.rate_card
+    prices = [("tenant.budget.rate_card.default_per_minute_usd", card.default_per_minute_usd)]
+    prices += [
+        (f"tenant.budget.rate_card.rates[{i}].per_minute_usd", r.per_minute_usd)
+        for i, r in enumerate(card.rates)
+    ]
+    for field, price in prices:
+        if price and not _is_price(price):
+            grpc_errors.invalid_argument(context, field, "must be decimal dollars per minute, e.g. 0.0140")
     if tenant.policy.recording not in ("", *recording.SETTINGS):
         grpc_errors.invalid_argument(
             context, "tenant.policy.recording", f"must be one of {list(recording.SETTINGS)}"
@@ -310,8 +330,10 @@ class TenantAdminServicer(ApiKeyRpcs, tenants_pb2_grpc.TenantAdminServiceService
         self, request: tenants_pb2.GetTenantUsageRequest, context: grpc.ServicerContext
     ) -> tenants_pb2.GetTenantUsageResponse:
         row = self._row(context, request.name)
-        usage = self.accounts.usage(row.name, from_proto(request.at) or utcnow())
-        budget = row_to_tenant(row).budget.daily_usd
+        tenant = row_to_tenant(row)
+        at = from_proto(request.at) or utcnow()
+        usage = self.accounts.usage(row.name, at, day_of(tenant.timezone, at))
+        budget = tenant.budget.daily_usd
         return tenants_pb2.GetTenantUsageResponse(
             usage=tenant_pb2.TenantUsage(
                 calls_today=usage.calls_today,

@@ -41,6 +41,10 @@ def to_request(
     if duration and (not is_digits(duration) or len(duration) > 9):
         raise bad_request("CallDuration", "must be whole seconds in ASCII digits")
     price = values.get("Price", "").strip().lstrip("-")
+    if values.get("PriceUnit", "USD").strip().upper() != "USD":
+        # Budgets are in dollars: a price in another currency is not settled as if it were one
+        # (the reservation's estimate stands).
+        price = ""
     return dispatcher_pb2.RecordCallStatusRequest(
         tenant=tenant,
         provider_call_id=call_sid,

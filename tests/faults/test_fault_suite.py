@@ -1,0 +1,46 @@
+"""The fault suite's CI subset: a few scenarios of `make faults`, small load, on the suite's own
+PostgreSQL and Redis. Asserts what holds on main; the full suite and its open items are in
+`make faults` and the closing notes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from faults.backends import PG_BIN
+from faults.run import Report, Stack, run_scenario
+from faults.scenarios import SCENARIOS
+from faults.stack import private_stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    if not (PG_BIN / "initdb").exists() or shutil.which("redis-server") is None:
+        message = f"the fault suite needs PostgreSQL's initdb ({PG_BIN}) and redis-server"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with private_stack() as s:
+        yield s
+
+
+def check(report: Report) -> None:
+    assert report.leads_in > 0
+    assert report.lost == 0, report
+    assert report.dialed == report.leads_in, report
+    assert report.leads_called_twice == 0, report
+    assert report.leads_written_twice == 0, report
+    assert report.spend_usd == report.settled_prices_usd, report
+
+
+# Scenarios that recover within seconds on main. A killed dial worker or a restarted Redis can
+# leave leads waiting for the 120 s lease today: `make faults` reports them; here they would
+# spend the CI budget waiting.
+@pytest.mark.parametrize("name", ["sigkill_jobs_worker", "sigkill_gateway", "lost_callbacks"])
+def test_scenario_loses_nothing_and_calls_once(stack: Stack, name: str) -> None:
+    check(run_scenario(stack, SCENARIOS[name], rate=1.0, seconds=10.0, settle_timeout=120.0))
