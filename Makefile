@@ -23,7 +23,8 @@ k8s-apiserver: ## Build the real Kubernetes API server tier from Debian sid's pa
 
 .PHONY: test
 test: setup k8s-apiserver ## Run the tests against this machine's PostgreSQL and Redis
-	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+	@tools=$$(bash scripts/prometheus-tools.sh) || echo "promtool/prometheus unavailable: their tests will say so"; \
+	PATH="$${tools:+$$tools:}$$PATH" $(UV) run --frozen pytest $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: setup proto-check ## ruff, mypy --strict and proto-check
@@ -69,7 +70,8 @@ bench-setup: ## Install wrk, the load generator of make bench (Debian/Ubuntu pac
 
 .PHONY: chart-test
 chart-test: setup k8s-apiserver ## Render, lint and validate the Helm chart; the CRD and operator on a real API server
-	@$(UV) run --frozen pytest tests/chart operator -q
+	@tools=$$(bash scripts/prometheus-tools.sh) || echo "promtool unavailable: its tests will say so"; \
+	PATH="$${tools:+$$tools:}$$PATH" $(UV) run --frozen pytest tests/chart operator -q
 
 .PHONY: clean
 clean: ## Remove the environment and local data
