@@ -6,18 +6,15 @@ callbacks schedule another attempt within the tenant's max_dial_attempts."""
 from __future__ import annotations
 
 import argparse
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from leadflow.v1 import compliance_pb2, dispatcher_pb2, dispatcher_pb2_grpc, lead_pb2, tenants_pb2
+from leadflow.v1 import dispatcher_pb2, dispatcher_pb2_grpc, lead_pb2, tenants_pb2
 from leadflow_cli.commands import deadletters
-from leadflow_core import timestamps
 from leadflow_core.testing import wait_for
-from tests.e2e.mesh import Mesh, running_mesh
+from tests.e2e.mesh import Mesh, consented_lead, module_mesh, timeline_kinds
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env
 from tests.fakes.twilio import FakeCall, TwilioFake
 
@@ -47,10 +44,7 @@ FAST = {
 
 @pytest.fixture(scope="module")
 def mesh(database_url: str, redis_url: str, redis_prefix: str) -> Iterator[Mesh]:
-    with (
-        tempfile.TemporaryDirectory(prefix="leadflow-dialer-") as tmp,
-        running_mesh(database_url, redis_url, redis_prefix + "d:", Path(tmp), {**clock_env(), **FAST}) as m,
-    ):
+    with module_mesh(database_url, redis_url, redis_prefix, "dialer", {**clock_env(), **FAST}) as m:
         yield m
 
 
@@ -93,39 +87,13 @@ def new_tenant(mesh: Mesh, twilio: TwilioFake, policy: dict[str, object] | None 
     return name
 
 
-def submit(dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, mesh: Mesh, tenant: str, phone: str) -> str:
-    """What the gateway does for an emergency lead: evaluate, then submit to the dispatcher."""
-    lead = lead_pb2.Lead(
-        tenant=tenant,
-        source=lead_pb2.SOURCE_API,
-        vendor_lead_id=f"v-{uuid.uuid4().hex[:8]}",
-        urgency=lead_pb2.URGENCY_EMERGENCY,
-        message="water heater leaking",
-        contact=lead_pb2.Contact(
-            first_name="Ada", last_name="Lovelace", email="ada@example.com", phone=lead_pb2.Phone(e164=phone)
-        ),
-        consent=lead_pb2.ConsentEvidence(
-            granted=True,
-            disclosure_text="I agree that ACME may call me with an autodialer.",
-            page_url="https://acme.example/quote",
-            ip="203.0.113.9",
-            consented_at=timestamps.to_proto(timestamps.utcnow()),
-            seller=tenant,
-            form_submission_id=f"sub-{uuid.uuid4().hex[:8]}",
-        ),
-    )
-    decision = (
-        mesh.compliance()
-        .Evaluate(compliance_pb2.EvaluateRequest(lead=lead, purpose=compliance_pb2.EVALUATION_PURPOSE_INGEST))
-        .decision
-    )
-    reply = dispatcher.SubmitLead(dispatcher_pb2.SubmitLeadRequest(lead=lead, decision=decision))
-    return str(reply.lead_id)
+def submit(mesh: Mesh, tenant: str, phone: str) -> str:
+    """What the gateway does for an emergency lead."""
+    lead = consented_lead(tenant, phone, urgency=lead_pb2.URGENCY_EMERGENCY, message="water heater leaking")
+    return mesh.submit_as_gateway(lead)
 
 
-def kinds(dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, tenant: str, lead_id: str) -> list[str]:
-    reply = dispatcher.GetTimeline(dispatcher_pb2.GetTimelineRequest(tenant=tenant, lead_id=lead_id))
-    return [e.kind for e in reply.events]
+kinds = timeline_kinds
 
 
 def calls_to(twilio: TwilioFake, phone: str) -> list[FakeCall]:
@@ -153,7 +121,7 @@ def test_twilio_429_and_500_are_retried_then_the_lead_is_dialed_once(
     twilio.fail(times=1, status=429, headers={"Retry-After": "1"}, path_contains="/Calls.json")
     twilio.fail(times=2, status=500, path_contains="/Calls.json")
     phone = "+12125551001"
-    lead_id = submit(dispatcher, mesh, tenant, phone)
+    lead_id = submit(mesh, tenant, phone)
     wait_for(lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=60, what="the dial")
     assert dial_posts(twilio) == 4  # 429, 500, 500, then the call
     assert len(calls_to(twilio, phone)) == 1
@@ -188,7 +156,7 @@ def test_twilio_down_dead_letters_then_cli_replay_dials_once(
     tenant = new_tenant(mesh, twilio)
     twilio.fail(times=1000, status=503, path_contains="/Calls.json")
     phone = "+12125551002"
-    lead_id = submit(dispatcher, mesh, tenant, phone)
+    lead_id = submit(mesh, tenant, phone)
 
     def dead() -> list[dispatcher_pb2.DeadLetter]:
         reply = dispatcher.ListDeadLetters(dispatcher_pb2.ListDeadLettersRequest(tenant=tenant))
@@ -229,7 +197,7 @@ def test_call_whose_callbacks_are_lost_is_reconciled_with_twilio(
 ) -> None:
     tenant = new_tenant(mesh, twilio)
     phone = "+12125551003"
-    lead_id = submit(dispatcher, mesh, tenant, phone)
+    lead_id = submit(mesh, tenant, phone)
     wait_for(lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=60, what="the dial")
     (call,) = calls_to(twilio, phone)
     assert active_calls(mesh, tenant) == 1
@@ -259,7 +227,7 @@ def test_busy_then_no_answer_retries_within_max_dial_attempts(
     # retryBackoffSeconds 0 would read as "unset" (600 s) in the dispatcher: proto3 has no presence.
     tenant = new_tenant(mesh, twilio, {"maxDialAttempts": 2, "retryBackoffSeconds": 1})
     phone = "+12125551004"
-    lead_id = submit(dispatcher, mesh, tenant, phone)
+    lead_id = submit(mesh, tenant, phone)
     (first,) = wait_for(lambda: calls_to(twilio, phone), timeout=60, what="the first call")
     assert accepted(twilio.progress(first.sid, "ringing"))
     assert accepted(twilio.progress(first.sid, "busy"))
