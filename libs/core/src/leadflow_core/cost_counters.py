@@ -167,17 +167,20 @@ def install(service: str) -> None:
     event.listen(Engine, "commit", _on_commit)
     _count_redis()
     path = Path(directory) / f"{service}-{os.getpid()}.json"
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
 
     def dump() -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(snapshot()))
-        tmp.replace(path)
+        # A benchmark aid never fails the service (a harness may remove the directory first).
+        with contextlib.suppress(OSError):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(snapshot()))
+            tmp.replace(path)  # readers never see half a file
 
     def loop() -> None:
         while True:
             threading.Event().wait(0.2)
-            with contextlib.suppress(OSError):
-                dump()
+            dump()
 
     threading.Thread(target=loop, name="cost-counters", daemon=True).start()
     atexit.register(dump)
