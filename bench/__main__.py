@@ -39,7 +39,7 @@ from bench.api_client import dial_times, post_leads, report
 from bench.backends import bench_backends
 from leadflow_core import cost_counters
 from leadflow_core.db import normalise_url
-from leadflow_core.testing import REPO_ROOT, ServiceProcess, wait_for
+from leadflow_core.testing import REPO_ROOT, ServiceProcess, provision_tls, wait_for
 from tests.e2e.mesh import Mesh, running_mesh
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env, tenant_secrets
 from tests.fakes.meta_graph import GraphState, serve_graph
@@ -440,6 +440,8 @@ def main() -> None:
         graph_url, graph = stack.enter_context(serve_graph("bench-page-token"))
         db_url, redis_url, prefix = stack.enter_context(bench_backends())
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        # Every hop is mutual TLS: a CA of this run's own, as the tests have.
+        os.environ.update(provision_tls(workdir / "tls"))
         counters_dir = workdir / "cost-counters"
         extra = {
             **env,
