@@ -6,6 +6,11 @@
   outbox jobs); a duplicate within the batch finds the lead stored a moment earlier in the
   same transaction, so it collapses to that lead. When a lead fails, the batch is redone with
   a SAVEPOINT per lead: the failing lead is rolled back alone and answered with its own error.
+- In the first pass the leads' rows stay pending and go out together at the end, as one
+  multi-row INSERT per table (leads, events, jobs). A lead whose person or duplicate keys an
+  earlier lead of the batch shares flushes what is pending first, so its reads (duplicate,
+  merge, join, person order) see that lead exactly as one by one; other leads' reads cannot
+  concern rows of a different person and key.
 - The batch commits before anyone is answered; when the commit fails, the call fails and none
   of the batch is stored (the gateway answers each sender 503).
 - On SQLite (local development) every lead keeps its own transaction, as before.
@@ -84,13 +89,21 @@ def _store_batch(
                 sa.text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:ks AS bigint[])) AS k"),
                 {"ks": lock_ids},
             )
+        if not isolate:
+            seen: set[tuple[str, ...]] = set()
+            try:
+                with s.no_autoflush:
+                    for item in items:
+                        keys = _related_keys(item)
+                        if keys & seen:
+                            s.flush()
+                        seen |= keys
+                        results.append(_store_one(store, s, item, limits, flush=False))
+                    s.flush()
+            except _ITEM_ERRORS as err:
+                raise _NeedsIsolation from err
+            return results
         for item in items:
-            if not isolate:
-                try:
-                    results.append(_store_one(store, s, item, limits))
-                except _ITEM_ERRORS as err:
-                    raise _NeedsIsolation from err
-                continue
             try:
                 with s.begin_nested():
                     result = _store_one(store, s, item, limits)
@@ -110,9 +123,26 @@ def _store_batch(
     return results
 
 
-def _store_one(store: LeadStore, s: Session, item: Submission, limits: Limits) -> SubmitResult:
+def _related_keys(item: Submission) -> set[tuple[str, ...]]:
+    """What links a lead to another of its batch: its person's keys and its duplicate keys."""
+    lead = item.lead
+    keys: set[tuple[str, ...]] = set()
+    for name, value in (("phone", item.keys.phone), ("email", item.keys.email)):
+        if value:
+            keys.add((lead.tenant, name, value))
+    if lead.vendor_lead_id:
+        keys.add((lead.tenant, "vendor", scheduling.source_name(lead.source), lead.vendor_lead_id))
+    if lead.idempotency_key:
+        keys.add((lead.tenant, "idempotency", lead.idempotency_key))
+    return keys
+
+
+def _store_one(
+    store: LeadStore, s: Session, item: Submission, limits: Limits, flush: bool = True
+) -> SubmitResult:
     """The single-lead path of `LeadStore.submit`, inside the batch's transaction (whose
-    advisory locks on every person of the batch are already held)."""
+    advisory locks on every person of the batch are already held); `flush=False` leaves its
+    rows pending for the batch's multi-row INSERTs."""
     source = scheduling.source_name(item.lead.source)
     existing = store._find_duplicate(s, item.lead, source)
     if existing is not None:
@@ -145,8 +175,10 @@ def _store_one(store: LeadStore, s: Session, item: Submission, limits: Limits) -
             limits.join_window_seconds,
             limits.horizon_seconds,
             limits.lease_seconds,
+            flush=flush,
         )
-    s.flush()
+    if flush:
+        s.flush()
     return result
 
 

@@ -183,7 +183,10 @@ class LeadStore(PersonOrderStore):
         join_window_seconds: float,
         horizon_seconds: float,
         lease_seconds: float,
+        flush: bool = True,
     ) -> SubmitResult:
+        """`flush=False` leaves the rows pending, so a batch writes all its leads' rows in a few
+        multi-row INSERTs when it flushes."""
         now = utcnow()
         lead_id = new_id()
         tenant = lead.tenant
@@ -292,7 +295,8 @@ class LeadStore(PersonOrderStore):
             s.add(review_row(tenant, lead_id, decision, source_of(lead), now))
         s.add_all(events)
         s.add_all(jobs)
-        s.flush()
+        if flush:
+            s.flush()
         return SubmitResult(
             lead_id=lead_id,
             duplicate=False,
