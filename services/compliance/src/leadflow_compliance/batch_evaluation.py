@@ -3,7 +3,7 @@ consent they carry) in one transaction, and only then answer. (A batch holding t
 person writes before deciding the second, which must see the consent the first recorded.)
 
 What storage knows about the batch's people (consent, revocations, DNC, registry, emergency
-stops, attempts) is read for all of them at once, a few set-based queries per batch instead of
+stops, attempts) is read for all of them at once, one set-based statement per batch instead of
 two round trips per lead; a person's second lead in the batch is read on its own after the
 first one's records are written, as one by one.
 

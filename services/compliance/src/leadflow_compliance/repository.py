@@ -292,8 +292,8 @@ class Repository:
         )
 
     def subject_states(self, queries: Sequence[SubjectQuery]) -> list[SubjectState]:
-        """`subject_state` for many people in a fixed number of round trips (one per kind of
-        fact, for the whole batch), each answer the same as its own query would give."""
+        """`subject_state` for many people in one statement and one round trip for the whole
+        batch, each answer the same as its own query would give."""
         if not queries:
             return []
         tenants = sorted({q.tenant for q in queries})
@@ -305,60 +305,114 @@ class Repository:
         earliest_since = min(q.attempts_since for q in queries)
         # Tenant and subject lists filter on the index's leading columns; the few rows of other
         # pairs (tenant A's subject x read for tenant B's lead) are dropped below, never used.
+        # Every kind of fact is one branch of ONE statement (a round trip and a statement per
+        # batch), each row shaped (kind, tenant, subject, campaign, at, number, reason).
         registry = DncRegistryA if self.registry_slot() == "a" else DncRegistryB
-        with self.sessions() as s:
-            consent_rows = s.execute(
-                select(ConsentRow.tenant, ConsentRow.subject_hash, func.max(ConsentRow.consented_at))
-                .where(
+        no_at = sa.null().cast(sa.DateTime(timezone=True))
+        no_number = sa.null().cast(sa.BigInteger)
+
+        def kind(name: str) -> sa.Label[str]:
+            return sa.literal(name, sa.String).label("kind")
+
+        branches = [
+            select(
+                kind("consent"),
+                ConsentRow.tenant,
+                ConsentRow.subject_hash,
+                sa.literal(""),
+                func.max(ConsentRow.consented_at),
+                no_number,
+                sa.literal(""),
+            )
+            .where(
+                ConsentRow.tenant.in_(tenants),
+                ConsentRow.subject_hash.in_(subjects),
+                ConsentRow.verified.is_(True),
+            )
+            .group_by(ConsentRow.tenant, ConsentRow.subject_hash),
+            select(
+                kind("revoked"),
+                RevocationRow.tenant,
+                RevocationRow.subject_hash,
+                RevocationRow.campaign,
+                func.max(RevocationRow.revoked_at),
+                no_number,
+                sa.literal(""),
+            )
+            .where(RevocationRow.tenant.in_(tenants), RevocationRow.subject_hash.in_(every_subject))
+            .group_by(RevocationRow.tenant, RevocationRow.subject_hash, RevocationRow.campaign),
+            select(
+                kind("internal"),
+                DncRow.tenant,
+                DncRow.subject_hash,
+                sa.literal(""),
+                no_at,
+                no_number,
+                sa.literal(""),
+            ).where(DncRow.tenant.in_(tenants), DncRow.subject_hash.in_(subjects)),
+            select(
+                kind("stop"),
+                EmergencyStopRow.scope,
+                sa.literal(""),
+                sa.literal(""),
+                EmergencyStopRow.until,
+                no_number,
+                EmergencyStopRow.reason,
+            ).where(EmergencyStopRow.scope.in_(("", *tenants)), EmergencyStopRow.until > earliest_now),
+            select(
+                kind("attempt"),
+                ContactAttemptRow.tenant,
+                ContactAttemptRow.subject_hash,
+                sa.literal(""),
+                ContactAttemptRow.at,
+                no_number,
+                sa.literal(""),
+            ).where(
+                ContactAttemptRow.tenant.in_(tenants),
+                ContactAttemptRow.subject_hash.in_(subjects),
+                ContactAttemptRow.at > earliest_since,
+            ),
+        ]
+        if checks:
+            branches.append(
+                select(
+                    kind("on_file"),
+                    ConsentRow.tenant,
+                    ConsentRow.subject_hash,
+                    sa.literal(""),
+                    ConsentRow.consented_at,
+                    no_number,
+                    sa.literal(""),
+                ).where(
                     ConsentRow.tenant.in_(tenants),
                     ConsentRow.subject_hash.in_(subjects),
-                    ConsentRow.verified.is_(True),
+                    ConsentRow.consented_at.in_(checks),
                 )
-                .group_by(ConsentRow.tenant, ConsentRow.subject_hash)
-            ).all()
-            on_file_rows = (
-                s.execute(
-                    select(ConsentRow.tenant, ConsentRow.subject_hash, ConsentRow.consented_at).where(
-                        ConsentRow.tenant.in_(tenants),
-                        ConsentRow.subject_hash.in_(subjects),
-                        ConsentRow.consented_at.in_(checks),
-                    )
-                ).all()
-                if checks
-                else []
             )
-            revocation_rows = s.execute(
+        if numbers:
+            branches.append(
                 select(
-                    RevocationRow.tenant,
-                    RevocationRow.subject_hash,
-                    RevocationRow.campaign,
-                    func.max(RevocationRow.revoked_at),
-                )
-                .where(RevocationRow.tenant.in_(tenants), RevocationRow.subject_hash.in_(every_subject))
-                .group_by(RevocationRow.tenant, RevocationRow.subject_hash, RevocationRow.campaign)
-            ).all()
-            internal_rows = s.execute(
-                select(DncRow.tenant, DncRow.subject_hash).where(
-                    DncRow.tenant.in_(tenants), DncRow.subject_hash.in_(subjects)
-                )
-            ).all()
-            registered = (
-                set(s.scalars(select(registry.number).where(registry.number.in_(numbers))))
-                if numbers
-                else set()
+                    kind("registry"),
+                    sa.literal(""),
+                    sa.literal(""),
+                    sa.literal(""),
+                    no_at,
+                    registry.number,
+                    sa.literal(""),
+                ).where(registry.number.in_(numbers))
             )
-            stop_rows = s.execute(
-                select(EmergencyStopRow.scope, EmergencyStopRow.until, EmergencyStopRow.reason).where(
-                    EmergencyStopRow.scope.in_(("", *tenants)), EmergencyStopRow.until > earliest_now
-                )
-            ).all()
-            attempt_rows = s.execute(
-                select(ContactAttemptRow.tenant, ContactAttemptRow.subject_hash, ContactAttemptRow.at).where(
-                    ContactAttemptRow.tenant.in_(tenants),
-                    ContactAttemptRow.subject_hash.in_(subjects),
-                    ContactAttemptRow.at > earliest_since,
-                )
-            ).all()
+        with self.sessions() as s:
+            rows = s.execute(sa.union_all(*branches)).all()
+        facts: dict[str, list[Any]] = {}
+        for row in rows:
+            facts.setdefault(row[0], []).append(tuple(row[1:]))
+        consent_rows = [(t, subj, at) for t, subj, _, at, _, _ in facts.get("consent", ())]
+        on_file_rows = [(t, subj, at) for t, subj, _, at, _, _ in facts.get("on_file", ())]
+        revocation_rows = [(t, subj, c, at) for t, subj, c, at, _, _ in facts.get("revoked", ())]
+        internal_rows = [(t, subj) for t, subj, _, _, _, _ in facts.get("internal", ())]
+        registered = {int(n) for _, _, _, _, n, _ in facts.get("registry", ())}
+        stop_rows = [(t, at, why) for t, _, _, at, _, why in facts.get("stop", ())]
+        attempt_rows = [(t, subj, at) for t, subj, _, at, _, _ in facts.get("attempt", ())]
         consents = {(t, subj): as_utc(at) for t, subj, at in consent_rows}
         on_file = {(t, subj, as_utc(at)) for t, subj, at in on_file_rows}
         revocations: dict[tuple[str, str], list[tuple[str, datetime]]] = {}
