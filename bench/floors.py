@@ -60,7 +60,7 @@ async def hello_app(scope: dict[str, Any], receive: Receive, send: Send) -> None
 
 def serve_http(port_file: str) -> None:
     """The gateway's own socket and server settings, with `hello_app` instead of the gateway."""
-    from leadflow_gateway.__main__ import GatewayServer, bind
+    from leadflow_gateway.__main__ import GatewayServer, bind, http_protocol
     from leadflow_gateway.settings import GatewaySettings
 
     settings = GatewaySettings()
@@ -68,7 +68,7 @@ def serve_http(port_file: str) -> None:
     config = uvicorn.Config(
         hello_app,
         loop=settings.gateway_loop,
-        http=settings.gateway_http,
+        http=http_protocol(settings),
         log_config=None,
         access_log=False,
         server_header=False,

@@ -408,8 +408,25 @@ def test_gateway_sources_can_be_narrowed() -> None:
     policies = of_kind(ci_objs("production-values.yaml"), "NetworkPolicy")
     rule = policies[name("gateway")]["spec"]["ingress"][0]
     assert rule["from"] == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        # The dispatcher hands operators' replays to the gateway.
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "leadflow",
+                    "app.kubernetes.io/instance": "lf",
+                    "app.kubernetes.io/component": "dispatcher",
+                }
+            }
+        },
     ]
+
+
+def test_the_dispatcher_knows_the_gateways_service_for_replays() -> None:
+    deployments = of_kind(ci_objs("production-values.yaml"), "Deployment")
+    (container,) = deployments[name("dispatcher")]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LEADFLOW_GATEWAY_ADDR"].startswith(f"http://{name('gateway')}:")
 
 
 def test_network_policies_can_be_disabled() -> None:

@@ -177,7 +177,9 @@ def running_mesh(
             {
                 "LEADFLOW_COMPLIANCE_ADDR": compliance.addr,
                 "LEADFLOW_DISPATCHER_ADDR": dispatcher.addr,
-                "LEADFLOW_GATEWAY_ADDR": "127.0.0.1:0",
+                # A test that needs the gateway's address up front (the dispatcher's replay
+                # target) gives it; else port 0.
+                "LEADFLOW_GATEWAY_ADDR": (extra_env or {}).get("LEADFLOW_GATEWAY_ADDR", "127.0.0.1:0"),
             },
         )
         start(

@@ -57,6 +57,9 @@ class Fault:
     reply: Reply | None
     delay_seconds: float = 0.0
     path_contains: str = ""
+    # The vendor does the work first, then the answer is lost (an error or a stall instead of
+    # the real answer): what a client sees when a write succeeds and its response never comes.
+    after_effect: bool = False
 
 
 class FakeHttpServer:
@@ -89,17 +92,22 @@ class FakeHttpServer:
         headers: dict[str, str] | None = None,
         body: Any = None,
         path_contains: str = "",
+        after_effect: bool = False,
     ) -> None:
-        """The next `times` matching requests get `status` (with the vendor's error body by default)."""
+        """The next `times` matching requests get `status` (with the vendor's error body by default);
+        with `after_effect` the vendor first does what the request asked (a write happens)."""
         reply = self.error_reply(status) if body is None else Reply(status, body)
         reply.headers.update(headers or {})
         with self._lock:
-            self._faults.extend(Fault(reply, 0.0, path_contains) for _ in range(times))
+            self._faults.extend(Fault(reply, 0.0, path_contains, after_effect) for _ in range(times))
 
-    def stall(self, times: int = 1, seconds: float = 5.0, *, path_contains: str = "") -> None:
-        """The next `times` matching requests are answered normally, but only after `seconds`."""
+    def stall(
+        self, times: int = 1, seconds: float = 5.0, *, path_contains: str = "", after_effect: bool = False
+    ) -> None:
+        """The next `times` matching requests are answered normally, but only after `seconds`;
+        with `after_effect` the work is done at once and only the answer is late."""
         with self._lock:
-            self._faults.extend(Fault(None, seconds, path_contains) for _ in range(times))
+            self._faults.extend(Fault(None, seconds, path_contains, after_effect) for _ in range(times))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -167,12 +175,14 @@ class FakeHttpServer:
         with self._lock:
             self.requests.append(request)
         fault = self._take_fault(request)
-        if fault is not None:
-            if fault.delay_seconds:
-                self._stopping.wait(fault.delay_seconds)
-            if fault.reply is not None:
-                return fault.reply
-        return self.route(request)
+        if fault is None:
+            return self.route(request)
+        done = self.route(request) if fault.after_effect else None
+        if fault.delay_seconds:
+            self._stopping.wait(fault.delay_seconds)
+        if fault.reply is not None:
+            return fault.reply
+        return done if done is not None else self.route(request)
 
 
 def _make_handler(handle: Callable[[RecordedRequest], Reply]) -> type[BaseHTTPRequestHandler]:

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from leadflow.v1 import inbound_pb2 as _inbound_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -1059,3 +1060,155 @@ class SearchLeadsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchLeadsResponse: _TypeAlias = SearchLeadsResponse  # noqa: Y015
+
+@_typing.final
+class ListRequestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    WITHOUT_BODY_FIELD_NUMBER: _builtins.int
+    REQUEST_LOG_ID_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    source: _builtins.str
+    """Empty: every source."""
+    status: _builtins.int
+    """0: every status; else only requests answered with it."""
+    limit: _builtins.int
+    """Default 50, at most 1000."""
+    without_body: _builtins.bool
+    """Leave the bodies out (listing)."""
+    request_log_id: _builtins.str
+    """Only this one request."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Unset: no bound."""
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        source: _builtins.str = ...,
+        status: _builtins.int = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        limit: _builtins.int = ...,
+        without_body: _builtins.bool = ...,
+        request_log_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "request_log_id", b"request_log_id", "since", b"since", "source", b"source", "status", b"status", "tenant", b"tenant", "until", b"until", "without_body", b"without_body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRequestsRequest: _TypeAlias = ListRequestsRequest  # noqa: Y015
+
+@_typing.final
+class ListRequestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[_inbound_pb2.InboundRequest]: ...
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[_inbound_pb2.InboundRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRequestsResponse: _TypeAlias = ListRequestsResponse  # noqa: Y015
+
+@_typing.final
+class ReplayRequestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    REQUEST_LOG_ID_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    request_log_id: _builtins.str
+    """One logged request; or, when empty, every verified one the filter selects (oldest first,
+    at most `filter.limit`).
+    """
+    reason: _builtins.str
+    @_builtins.property
+    def filter(self) -> Global___ListRequestsRequest: ...
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        request_log_id: _builtins.str = ...,
+        filter: Global___ListRequestsRequest | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "reason", b"reason", "request_log_id", b"request_log_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayRequestsRequest: _TypeAlias = ReplayRequestsRequest  # noqa: Y015
+
+@_typing.final
+class ReplayOutcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_LOG_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    LEAD_IDS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    request_log_id: _builtins.str
+    status: _builtins.int
+    """The gateway's answer to the replay."""
+    error: _builtins.str
+    """Why a request was not replayed (never verified, gateway unreachable)."""
+    @_builtins.property
+    def lead_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        request_log_id: _builtins.str = ...,
+        status: _builtins.int = ...,
+        lead_ids: _abc.Iterable[_builtins.str] | None = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "lead_ids", b"lead_ids", "request_log_id", b"request_log_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayOutcome: _TypeAlias = ReplayOutcome  # noqa: Y015
+
+@_typing.final
+class ReplayRequestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplayOutcome]: ...
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___ReplayOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayRequestsResponse: _TypeAlias = ReplayRequestsResponse  # noqa: Y015

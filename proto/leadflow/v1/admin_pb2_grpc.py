@@ -78,6 +78,11 @@ class AdminServiceStub:
                 request_serializer=leadflow_dot_v1_dot_admin__pb2.SearchLeadsRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_admin__pb2.SearchLeadsResponse.FromString,
                 _registered_method=True)
+        self.ListRequests = channel.unary_unary(
+                '/leadflow.v1.AdminService/ListRequests',
+                request_serializer=leadflow_dot_v1_dot_admin__pb2.ListRequestsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_admin__pb2.ListRequestsResponse.FromString,
+                _registered_method=True)
         self.PauseQueues = channel.unary_unary(
                 '/leadflow.v1.AdminService/PauseQueues',
                 request_serializer=leadflow_dot_v1_dot_admin__pb2.PauseQueuesRequest.SerializeToString,
@@ -112,6 +117,11 @@ class AdminServiceStub:
                 '/leadflow.v1.AdminService/DecideReview',
                 request_serializer=leadflow_dot_v1_dot_admin__pb2.DecideReviewRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_admin__pb2.ReviewItem.FromString,
+                _registered_method=True)
+        self.ReplayRequests = channel.unary_unary(
+                '/leadflow.v1.AdminService/ReplayRequests',
+                request_serializer=leadflow_dot_v1_dot_admin__pb2.ReplayRequestsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_admin__pb2.ReplayRequestsResponse.FromString,
                 _registered_method=True)
 
 
@@ -178,6 +188,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRequests(self, request, context):
+        """The inbound request log of a tenant, newest first, filtered by source, status and time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PauseQueues(self, request, context):
         """---- actions (each audited) ----
         Stop handing work of these queues to the workers; intake still stores leads (202) and
@@ -227,6 +244,15 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplayRequests(self, request, context):
+        """Run logged requests (one by id, or those a filter selects) through the normal pipeline
+        again, without a signature check (each was verified at intake; see InboundRequest). The
+        usual idempotency applies: a request whose lead is stored yields that same lead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -270,6 +296,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=leadflow_dot_v1_dot_admin__pb2.SearchLeadsRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_admin__pb2.SearchLeadsResponse.SerializeToString,
             ),
+            'ListRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRequests,
+                    request_deserializer=leadflow_dot_v1_dot_admin__pb2.ListRequestsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_admin__pb2.ListRequestsResponse.SerializeToString,
+            ),
             'PauseQueues': grpc.unary_unary_rpc_method_handler(
                     servicer.PauseQueues,
                     request_deserializer=leadflow_dot_v1_dot_admin__pb2.PauseQueuesRequest.FromString,
@@ -304,6 +335,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DecideReview,
                     request_deserializer=leadflow_dot_v1_dot_admin__pb2.DecideReviewRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_admin__pb2.ReviewItem.SerializeToString,
+            ),
+            'ReplayRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayRequests,
+                    request_deserializer=leadflow_dot_v1_dot_admin__pb2.ReplayRequestsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_admin__pb2.ReplayRequestsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -537,6 +573,33 @@ class AdminService:
             _registered_method=True)
 
     @staticmethod
+    def ListRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.AdminService/ListRequests',
+            leadflow_dot_v1_dot_admin__pb2.ListRequestsRequest.SerializeToString,
+            leadflow_dot_v1_dot_admin__pb2.ListRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def PauseQueues(request,
             target,
             options=(),
@@ -715,6 +778,33 @@ class AdminService:
             '/leadflow.v1.AdminService/DecideReview',
             leadflow_dot_v1_dot_admin__pb2.DecideReviewRequest.SerializeToString,
             leadflow_dot_v1_dot_admin__pb2.ReviewItem.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.AdminService/ReplayRequests',
+            leadflow_dot_v1_dot_admin__pb2.ReplayRequestsRequest.SerializeToString,
+            leadflow_dot_v1_dot_admin__pb2.ReplayRequestsResponse.FromString,
             options,
             channel_credentials,
             insecure,

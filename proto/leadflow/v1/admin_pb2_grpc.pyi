@@ -54,6 +54,8 @@ class AdminServiceStub:
     ListAdminAudit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAdminAuditRequest, _admin_pb2.ListAdminAuditResponse]
     SearchLeads: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SearchLeadsRequest, _admin_pb2.SearchLeadsResponse]
     """A tenant's leads by phone, email or id (phone and email are matched by keyed hash)."""
+    ListRequests: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListRequestsRequest, _admin_pb2.ListRequestsResponse]
+    """The inbound request log of a tenant, newest first, filtered by source, status and time."""
     PauseQueues: _grpc.UnaryUnaryMultiCallable[_admin_pb2.PauseQueuesRequest, _admin_pb2.PauseQueuesResponse]
     """---- actions (each audited) ----
     Stop handing work of these queues to the workers; intake still stores leads (202) and
@@ -69,6 +71,11 @@ class AdminServiceStub:
     """Leads a person must look at (compliance asked for review)."""
     DecideReview: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DecideReviewRequest, _admin_pb2.ReviewItem]
     """Approve (schedule a dial through the normal final gate) or reject (never auto-dial)."""
+    ReplayRequests: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ReplayRequestsRequest, _admin_pb2.ReplayRequestsResponse]
+    """Run logged requests (one by id, or those a filter selects) through the normal pipeline
+    again, without a signature check (each was verified at intake; see InboundRequest). The
+    usual idempotency applies: a request whose lead is stored yields that same lead.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -96,6 +103,8 @@ class AdminServiceAsyncStub(AdminServiceStub):
     ListAdminAudit: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAdminAuditRequest, _admin_pb2.ListAdminAuditResponse]  # type: ignore[assignment]
     SearchLeads: _aio.UnaryUnaryMultiCallable[_admin_pb2.SearchLeadsRequest, _admin_pb2.SearchLeadsResponse]  # type: ignore[assignment]
     """A tenant's leads by phone, email or id (phone and email are matched by keyed hash)."""
+    ListRequests: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListRequestsRequest, _admin_pb2.ListRequestsResponse]  # type: ignore[assignment]
+    """The inbound request log of a tenant, newest first, filtered by source, status and time."""
     PauseQueues: _aio.UnaryUnaryMultiCallable[_admin_pb2.PauseQueuesRequest, _admin_pb2.PauseQueuesResponse]  # type: ignore[assignment]
     """---- actions (each audited) ----
     Stop handing work of these queues to the workers; intake still stores leads (202) and
@@ -111,6 +120,11 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Leads a person must look at (compliance asked for review)."""
     DecideReview: _aio.UnaryUnaryMultiCallable[_admin_pb2.DecideReviewRequest, _admin_pb2.ReviewItem]  # type: ignore[assignment]
     """Approve (schedule a dial through the normal final gate) or reject (never auto-dial)."""
+    ReplayRequests: _aio.UnaryUnaryMultiCallable[_admin_pb2.ReplayRequestsRequest, _admin_pb2.ReplayRequestsResponse]  # type: ignore[assignment]
+    """Run logged requests (one by id, or those a filter selects) through the normal pipeline
+    again, without a signature check (each was verified at intake; see InboundRequest). The
+    usual idempotency applies: a request whose lead is stored yields that same lead.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Operations: what the people who run Leadflow ask and do. Hosted by the dispatcher process
@@ -185,6 +199,14 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """A tenant's leads by phone, email or id (phone and email are matched by keyed hash)."""
 
     @_abc_1.abstractmethod
+    def ListRequests(
+        self,
+        request: _admin_pb2.ListRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListRequestsResponse, _abc.Awaitable[_admin_pb2.ListRequestsResponse]]:
+        """The inbound request log of a tenant, newest first, filtered by source, status and time."""
+
+    @_abc_1.abstractmethod
     def PauseQueues(
         self,
         request: _admin_pb2.PauseQueuesRequest,
@@ -240,5 +262,16 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ReviewItem, _abc.Awaitable[_admin_pb2.ReviewItem]]:
         """Approve (schedule a dial through the normal final gate) or reject (never auto-dial)."""
+
+    @_abc_1.abstractmethod
+    def ReplayRequests(
+        self,
+        request: _admin_pb2.ReplayRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ReplayRequestsResponse, _abc.Awaitable[_admin_pb2.ReplayRequestsResponse]]:
+        """Run logged requests (one by id, or those a filter selects) through the normal pipeline
+        again, without a signature check (each was verified at intake; see InboundRequest). The
+        usual idempotency applies: a request whose lead is stored yields that same lead.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

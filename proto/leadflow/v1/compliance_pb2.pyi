@@ -143,7 +143,11 @@ class ReserveCallRequest(_message.Message):
     @_builtins.property
     def lead(self) -> _lead_pb2.Lead: ...
     @_builtins.property
-    def evaluate_at(self) -> _timestamp_pb2.Timestamp: ...
+    def evaluate_at(self) -> _timestamp_pb2.Timestamp:
+        """Ignored in production (LEADFLOW_ENVIRONMENT=production): the final gate decides at the
+        server's own time. Elsewhere a test hook. Only the what-if Evaluate honours a caller's instant.
+        """
+
     def __init__(
         self,
         *,

@@ -11,6 +11,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from leadflow.v1 import batch_pb2 as _batch_pb2
 from leadflow.v1 import decision_pb2 as _decision_pb2
+from leadflow.v1 import inbound_pb2 as _inbound_pb2
 from leadflow.v1 import lead_pb2 as _lead_pb2
 import builtins as _builtins
 import sys
@@ -51,6 +52,64 @@ DIAL_STATE_BLOCKED: DialState.ValueType  # 3
 DIAL_STATE_DIALING: DialState.ValueType  # 4
 DIAL_STATE_DIALED: DialState.ValueType  # 5
 Global___DialState: _TypeAlias = DialState  # noqa: Y015
+
+@_typing.final
+class RecordRequestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[_inbound_pb2.InboundRequest]: ...
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[_inbound_pb2.InboundRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRequestsRequest: _TypeAlias = RecordRequestsRequest  # noqa: Y015
+
+@_typing.final
+class RecordRequestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDED_FIELD_NUMBER: _builtins.int
+    recorded: _builtins.int
+    def __init__(
+        self,
+        *,
+        recorded: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recorded", b"recorded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRequestsResponse: _TypeAlias = RecordRequestsResponse  # noqa: Y015
+
+@_typing.final
+class ClaimReplayRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_FIELD_NUMBER: _builtins.int
+    grant: _builtins.str
+    def __init__(
+        self,
+        *,
+        grant: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimReplayRequest: _TypeAlias = ClaimReplayRequest  # noqa: Y015
 
 @_typing.final
 class SubmitLeadRequest(_message.Message):

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from leadflow.v1 import dispatcher_pb2 as leadflow_dot_v1_dot_dispatcher__pb2
+from leadflow.v1 import inbound_pb2 as leadflow_dot_v1_dot_inbound__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -135,6 +136,16 @@ class DispatcherServiceStub:
                 '/leadflow.v1.DispatcherService/ResolveDeadLetter',
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.ResolveDeadLetterRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.DeadLetter.FromString,
+                _registered_method=True)
+        self.RecordRequests = channel.unary_unary(
+                '/leadflow.v1.DispatcherService/RecordRequests',
+                request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordRequestsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordRequestsResponse.FromString,
+                _registered_method=True)
+        self.ClaimReplay = channel.unary_unary(
+                '/leadflow.v1.DispatcherService/ClaimReplay',
+                request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.ClaimReplayRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_inbound__pb2.InboundRequest.FromString,
                 _registered_method=True)
 
 
@@ -282,6 +293,22 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordRequests(self, request, context):
+        """The gateway's inbound request log: many requests in one transaction (the gateway batches
+        them, so logging never costs a commit per request).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimReplay(self, request, context):
+        """The gateway redeems a replay grant (single use, short-lived) that AdminService.ReplayRequests
+        issued for an operator, and gets the logged request to run again without a signature check.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -384,6 +411,16 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.ResolveDeadLetter,
                     request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.ResolveDeadLetterRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.DeadLetter.SerializeToString,
+            ),
+            'RecordRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRequests,
+                    request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordRequestsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordRequestsResponse.SerializeToString,
+            ),
+            'ClaimReplay': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimReplay,
+                    request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.ClaimReplayRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_inbound__pb2.InboundRequest.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -928,6 +965,60 @@ class DispatcherService:
             '/leadflow.v1.DispatcherService/ResolveDeadLetter',
             leadflow_dot_v1_dot_dispatcher__pb2.ResolveDeadLetterRequest.SerializeToString,
             leadflow_dot_v1_dot_dispatcher__pb2.DeadLetter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.DispatcherService/RecordRequests',
+            leadflow_dot_v1_dot_dispatcher__pb2.RecordRequestsRequest.SerializeToString,
+            leadflow_dot_v1_dot_dispatcher__pb2.RecordRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimReplay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.DispatcherService/ClaimReplay',
+            leadflow_dot_v1_dot_dispatcher__pb2.ClaimReplayRequest.SerializeToString,
+            leadflow_dot_v1_dot_inbound__pb2.InboundRequest.FromString,
             options,
             channel_credentials,
             insecure,

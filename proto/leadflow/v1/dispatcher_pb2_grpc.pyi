@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from leadflow.v1 import dispatcher_pb2 as _dispatcher_pb2
+from leadflow.v1 import inbound_pb2 as _inbound_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -78,6 +79,14 @@ class DispatcherServiceStub:
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ReplayDeadLettersRequest, _dispatcher_pb2.ReplayDeadLettersResponse]
     PurgeDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.PurgeDeadLettersRequest, _dispatcher_pb2.PurgeDeadLettersResponse]
     ResolveDeadLetter: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ResolveDeadLetterRequest, _dispatcher_pb2.DeadLetter]
+    RecordRequests: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordRequestsRequest, _dispatcher_pb2.RecordRequestsResponse]
+    """The gateway's inbound request log: many requests in one transaction (the gateway batches
+    them, so logging never costs a commit per request).
+    """
+    ClaimReplay: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ClaimReplayRequest, _inbound_pb2.InboundRequest]
+    """The gateway redeems a replay grant (single use, short-lived) that AdminService.ReplayRequests
+    issued for an operator, and gets the logged request to run again without a signature check.
+    """
 
 @_typing.type_check_only
 class DispatcherServiceAsyncStub(DispatcherServiceStub):
@@ -129,6 +138,14 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ReplayDeadLettersRequest, _dispatcher_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
     PurgeDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.PurgeDeadLettersRequest, _dispatcher_pb2.PurgeDeadLettersResponse]  # type: ignore[assignment]
     ResolveDeadLetter: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ResolveDeadLetterRequest, _dispatcher_pb2.DeadLetter]  # type: ignore[assignment]
+    RecordRequests: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordRequestsRequest, _dispatcher_pb2.RecordRequestsResponse]  # type: ignore[assignment]
+    """The gateway's inbound request log: many requests in one transaction (the gateway batches
+    them, so logging never costs a commit per request).
+    """
+    ClaimReplay: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ClaimReplayRequest, _inbound_pb2.InboundRequest]  # type: ignore[assignment]
+    """The gateway redeems a replay grant (single use, short-lived) that AdminService.ReplayRequests
+    issued for an operator, and gets the logged request to run again without a signature check.
+    """
 
 class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
     """Owns leads, their timelines and jobs: idempotent storage, queueing by urgency,
@@ -297,5 +314,25 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _dispatcher_pb2.ResolveDeadLetterRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.DeadLetter, _abc.Awaitable[_dispatcher_pb2.DeadLetter]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordRequests(
+        self,
+        request: _dispatcher_pb2.RecordRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.RecordRequestsResponse, _abc.Awaitable[_dispatcher_pb2.RecordRequestsResponse]]:
+        """The gateway's inbound request log: many requests in one transaction (the gateway batches
+        them, so logging never costs a commit per request).
+        """
+
+    @_abc_1.abstractmethod
+    def ClaimReplay(
+        self,
+        request: _dispatcher_pb2.ClaimReplayRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inbound_pb2.InboundRequest, _abc.Awaitable[_inbound_pb2.InboundRequest]]:
+        """The gateway redeems a replay grant (single use, short-lived) that AdminService.ReplayRequests
+        issued for an operator, and gets the logged request to run again without a signature check.
+        """
 
 def add_DispatcherServiceServicer_to_server(servicer: DispatcherServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

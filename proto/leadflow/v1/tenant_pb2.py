@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from leadflow.v1 import lead_pb2 as leadflow_dot_v1_dot_lead__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18leadflow/v1/tenant.proto\x12\x0bleadflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16leadflow/v1/lead.proto\"\x91\x01\n\x0cTenantLimits\x12\x18\n\x10\x63\x61lls_per_minute\x18\x01 \x01(\r\x12\x16\n\x0e\x63\x61lls_per_hour\x18\x02 \x01(\r\x12\x15\n\rcalls_per_day\x18\x03 \x01(\r\x12\x18\n\x10\x63oncurrent_calls\x18\x04 \x01(\r\x12\x1e\n\x16priority_boost_percent\x18\x05 \x01(\r\"!\n\x0cTenantBudget\x12\x11\n\tdaily_usd\x18\x01 \x01(\t\"\xee\x03\n\x0cSourceConfig\x12\x37\n\x07secrets\x18\x01 \x03(\x0b\x32&.leadflow.v1.SourceConfig.SecretsEntry\x12\x37\n\x07options\x18\x02 \x03(\x0b\x32&.leadflow.v1.SourceConfig.OptionsEntry\x12:\n\tfield_map\x18\x03 \x03(\x0b\x32\'.leadflow.v1.SourceConfig.FieldMapEntry\x12\x14\n\x0csecret_names\x18\x04 \x03(\t\x12N\n\x13secret_fingerprints\x18\x05 \x03(\x0b\x32\x31.leadflow.v1.SourceConfig.SecretFingerprintsEntry\x1a.\n\x0cSecretsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rFieldMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x39\n\x17SecretFingerprintsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x0bUrgencyRule\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12%\n\x07urgency\x18\x02 \x01(\x0e\x32\x14.leadflow.v1.Urgency\"\x99\x04\n\x0cTenantPolicy\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x01 \x01(\t\x12\x1b\n\x13\x63onsent_expiry_days\x18\x02 \x01(\r\x12\x14\n\x0cwindow_start\x18\x03 \x01(\t\x12\x12\n\nwindow_end\x18\x04 \x01(\t\x12\x19\n\x11\x66\x61llback_timezone\x18\x05 \x01(\t\x12/\n\rurgency_rules\x18\x06 \x03(\x0b\x32\x18.leadflow.v1.UrgencyRule\x12K\n\x12\x64ial_delay_seconds\x18\x07 \x03(\x0b\x32/.leadflow.v1.TenantPolicy.DialDelaySecondsEntry\x12\x19\n\x11max_dial_attempts\x18\x08 \x01(\r\x12\x1d\n\x15retry_backoff_seconds\x18\t \x01(\r\x12\x11\n\trecording\x18\x14 \x01(\t\x12\x18\n\x10revocation_scope\x18\x15 \x01(\t\x12!\n\x14merge_window_seconds\x18\x16 \x01(\rH\x00\x88\x01\x01\x12\x35\n\rregistrations\x18\x1e \x03(\x0b\x32\x1e.leadflow.v1.StateRegistration\x1a\x37\n\x15\x44ialDelaySecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x42\x17\n\x15_merge_window_seconds\"?\n\x11StateRegistration\x12\r\n\x05state\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07\x65xpires\x18\x03 \x01(\t\",\n\nTenantPlan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\"\xe4\x05\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0e\n\x06paused\x18\x03 \x01(\x08\x12)\n\x06limits\x18\x04 \x01(\x0b\x32\x19.leadflow.v1.TenantLimits\x12)\n\x06\x62udget\x18\x05 \x01(\x0b\x32\x19.leadflow.v1.TenantBudget\x12\x31\n\x07sources\x18\x06 \x03(\x0b\x32 .leadflow.v1.Tenant.SourcesEntry\x12)\n\x06policy\x18\x07 \x01(\x0b\x32\x19.leadflow.v1.TenantPolicy\x12%\n\x04plan\x18\x08 \x01(\x0b\x32\x17.leadflow.v1.TenantPlan\x12\x0e\n\x06\x61\x63tive\x18\t \x01(\x08\x12\x35\n\tproviders\x18\n \x03(\x0b\x32\".leadflow.v1.Tenant.ProvidersEntry\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\r \x01(\x04\x12\x42\n\x10provider_configs\x18\x0e \x03(\x0b\x32(.leadflow.v1.Tenant.ProviderConfigsEntry\x1aI\n\x0cSourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.leadflow.v1.SourceConfig:\x02\x38\x01\x1a\x30\n\x0eProvidersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aQ\n\x14ProviderConfigsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.leadflow.v1.SourceConfig:\x02\x38\x01\"\x85\x01\n\x0bTenantUsage\x12\x13\n\x0b\x63\x61lls_today\x18\x01 \x01(\r\x12\x17\n\x0fspend_today_usd\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63tive_calls\x18\x03 \x01(\r\x12\x19\n\x11\x63\x61lls_last_minute\x18\x04 \x01(\r\x12\x17\n\x0f\x63\x61lls_last_hour\x18\x05 \x01(\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18leadflow/v1/tenant.proto\x12\x0bleadflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16leadflow/v1/lead.proto\"\x91\x01\n\x0cTenantLimits\x12\x18\n\x10\x63\x61lls_per_minute\x18\x01 \x01(\r\x12\x16\n\x0e\x63\x61lls_per_hour\x18\x02 \x01(\r\x12\x15\n\rcalls_per_day\x18\x03 \x01(\r\x12\x18\n\x10\x63oncurrent_calls\x18\x04 \x01(\r\x12\x1e\n\x16priority_boost_percent\x18\x05 \x01(\r\"!\n\x0cTenantBudget\x12\x11\n\tdaily_usd\x18\x01 \x01(\t\"\x8d\x04\n\x0cSourceConfig\x12\x37\n\x07secrets\x18\x01 \x03(\x0b\x32&.leadflow.v1.SourceConfig.SecretsEntry\x12\x37\n\x07options\x18\x02 \x03(\x0b\x32&.leadflow.v1.SourceConfig.OptionsEntry\x12:\n\tfield_map\x18\x03 \x03(\x0b\x32\'.leadflow.v1.SourceConfig.FieldMapEntry\x12\x14\n\x0csecret_names\x18\x04 \x03(\t\x12N\n\x13secret_fingerprints\x18\x05 \x03(\x0b\x32\x31.leadflow.v1.SourceConfig.SecretFingerprintsEntry\x12\x1d\n\x15\x61llowed_source_ranges\x18\x06 \x03(\t\x1a.\n\x0cSecretsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rFieldMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x39\n\x17SecretFingerprintsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x0bUrgencyRule\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12%\n\x07urgency\x18\x02 \x01(\x0e\x32\x14.leadflow.v1.Urgency\"\xe1\x04\n\x0cTenantPolicy\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x01 \x01(\t\x12\x1b\n\x13\x63onsent_expiry_days\x18\x02 \x01(\r\x12\x14\n\x0cwindow_start\x18\x03 \x01(\t\x12\x12\n\nwindow_end\x18\x04 \x01(\t\x12\x19\n\x11\x66\x61llback_timezone\x18\x05 \x01(\t\x12/\n\rurgency_rules\x18\x06 \x03(\x0b\x32\x18.leadflow.v1.UrgencyRule\x12K\n\x12\x64ial_delay_seconds\x18\x07 \x03(\x0b\x32/.leadflow.v1.TenantPolicy.DialDelaySecondsEntry\x12\x19\n\x11max_dial_attempts\x18\x08 \x01(\r\x12\x1d\n\x15retry_backoff_seconds\x18\t \x01(\r\x12\x11\n\trecording\x18\x14 \x01(\t\x12\x18\n\x10revocation_scope\x18\x15 \x01(\t\x12!\n\x14merge_window_seconds\x18\x16 \x01(\rH\x00\x88\x01\x01\x12\'\n\x1arequest_log_retention_days\x18\x17 \x01(\rH\x01\x88\x01\x01\x12\x35\n\rregistrations\x18\x1e \x03(\x0b\x32\x1e.leadflow.v1.StateRegistration\x1a\x37\n\x15\x44ialDelaySecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x42\x17\n\x15_merge_window_secondsB\x1d\n\x1b_request_log_retention_days\"?\n\x11StateRegistration\x12\r\n\x05state\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07\x65xpires\x18\x03 \x01(\t\",\n\nTenantPlan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\"\xe4\x05\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0e\n\x06paused\x18\x03 \x01(\x08\x12)\n\x06limits\x18\x04 \x01(\x0b\x32\x19.leadflow.v1.TenantLimits\x12)\n\x06\x62udget\x18\x05 \x01(\x0b\x32\x19.leadflow.v1.TenantBudget\x12\x31\n\x07sources\x18\x06 \x03(\x0b\x32 .leadflow.v1.Tenant.SourcesEntry\x12)\n\x06policy\x18\x07 \x01(\x0b\x32\x19.leadflow.v1.TenantPolicy\x12%\n\x04plan\x18\x08 \x01(\x0b\x32\x17.leadflow.v1.TenantPlan\x12\x0e\n\x06\x61\x63tive\x18\t \x01(\x08\x12\x35\n\tproviders\x18\n \x03(\x0b\x32\".leadflow.v1.Tenant.ProvidersEntry\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\r \x01(\x04\x12\x42\n\x10provider_configs\x18\x0e \x03(\x0b\x32(.leadflow.v1.Tenant.ProviderConfigsEntry\x1aI\n\x0cSourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.leadflow.v1.SourceConfig:\x02\x38\x01\x1a\x30\n\x0eProvidersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aQ\n\x14ProviderConfigsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.leadflow.v1.SourceConfig:\x02\x38\x01\"\x85\x01\n\x0bTenantUsage\x12\x13\n\x0b\x63\x61lls_today\x18\x01 \x01(\r\x12\x17\n\x0fspend_today_usd\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63tive_calls\x18\x03 \x01(\r\x12\x19\n\x11\x63\x61lls_last_minute\x18\x04 \x01(\r\x12\x17\n\x0f\x63\x61lls_last_hour\x18\x05 \x01(\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,33 +54,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TENANTBUDGET']._serialized_start=246
   _globals['_TENANTBUDGET']._serialized_end=279
   _globals['_SOURCECONFIG']._serialized_start=282
-  _globals['_SOURCECONFIG']._serialized_end=776
-  _globals['_SOURCECONFIG_SECRETSENTRY']._serialized_start=574
-  _globals['_SOURCECONFIG_SECRETSENTRY']._serialized_end=620
-  _globals['_SOURCECONFIG_OPTIONSENTRY']._serialized_start=622
-  _globals['_SOURCECONFIG_OPTIONSENTRY']._serialized_end=668
-  _globals['_SOURCECONFIG_FIELDMAPENTRY']._serialized_start=670
-  _globals['_SOURCECONFIG_FIELDMAPENTRY']._serialized_end=717
-  _globals['_SOURCECONFIG_SECRETFINGERPRINTSENTRY']._serialized_start=719
-  _globals['_SOURCECONFIG_SECRETFINGERPRINTSENTRY']._serialized_end=776
-  _globals['_URGENCYRULE']._serialized_start=778
-  _globals['_URGENCYRULE']._serialized_end=847
-  _globals['_TENANTPOLICY']._serialized_start=850
-  _globals['_TENANTPOLICY']._serialized_end=1387
-  _globals['_TENANTPOLICY_DIALDELAYSECONDSENTRY']._serialized_start=1307
-  _globals['_TENANTPOLICY_DIALDELAYSECONDSENTRY']._serialized_end=1362
-  _globals['_STATEREGISTRATION']._serialized_start=1389
-  _globals['_STATEREGISTRATION']._serialized_end=1452
-  _globals['_TENANTPLAN']._serialized_start=1454
-  _globals['_TENANTPLAN']._serialized_end=1498
-  _globals['_TENANT']._serialized_start=1501
-  _globals['_TENANT']._serialized_end=2241
-  _globals['_TENANT_SOURCESENTRY']._serialized_start=2035
-  _globals['_TENANT_SOURCESENTRY']._serialized_end=2108
-  _globals['_TENANT_PROVIDERSENTRY']._serialized_start=2110
-  _globals['_TENANT_PROVIDERSENTRY']._serialized_end=2158
-  _globals['_TENANT_PROVIDERCONFIGSENTRY']._serialized_start=2160
-  _globals['_TENANT_PROVIDERCONFIGSENTRY']._serialized_end=2241
-  _globals['_TENANTUSAGE']._serialized_start=2244
-  _globals['_TENANTUSAGE']._serialized_end=2377
+  _globals['_SOURCECONFIG']._serialized_end=807
+  _globals['_SOURCECONFIG_SECRETSENTRY']._serialized_start=605
+  _globals['_SOURCECONFIG_SECRETSENTRY']._serialized_end=651
+  _globals['_SOURCECONFIG_OPTIONSENTRY']._serialized_start=653
+  _globals['_SOURCECONFIG_OPTIONSENTRY']._serialized_end=699
+  _globals['_SOURCECONFIG_FIELDMAPENTRY']._serialized_start=701
+  _globals['_SOURCECONFIG_FIELDMAPENTRY']._serialized_end=748
+  _globals['_SOURCECONFIG_SECRETFINGERPRINTSENTRY']._serialized_start=750
+  _globals['_SOURCECONFIG_SECRETFINGERPRINTSENTRY']._serialized_end=807
+  _globals['_URGENCYRULE']._serialized_start=809
+  _globals['_URGENCYRULE']._serialized_end=878
+  _globals['_TENANTPOLICY']._serialized_start=881
+  _globals['_TENANTPOLICY']._serialized_end=1490
+  _globals['_TENANTPOLICY_DIALDELAYSECONDSENTRY']._serialized_start=1379
+  _globals['_TENANTPOLICY_DIALDELAYSECONDSENTRY']._serialized_end=1434
+  _globals['_STATEREGISTRATION']._serialized_start=1492
+  _globals['_STATEREGISTRATION']._serialized_end=1555
+  _globals['_TENANTPLAN']._serialized_start=1557
+  _globals['_TENANTPLAN']._serialized_end=1601
+  _globals['_TENANT']._serialized_start=1604
+  _globals['_TENANT']._serialized_end=2344
+  _globals['_TENANT_SOURCESENTRY']._serialized_start=2138
+  _globals['_TENANT_SOURCESENTRY']._serialized_end=2211
+  _globals['_TENANT_PROVIDERSENTRY']._serialized_start=2213
+  _globals['_TENANT_PROVIDERSENTRY']._serialized_end=2261
+  _globals['_TENANT_PROVIDERCONFIGSENTRY']._serialized_start=2263
+  _globals['_TENANT_PROVIDERCONFIGSENTRY']._serialized_end=2344
+  _globals['_TENANTUSAGE']._serialized_start=2347
+  _globals['_TENANTUSAGE']._serialized_end=2480
 # @@protoc_insertion_point(module_scope)

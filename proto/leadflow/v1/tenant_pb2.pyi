@@ -163,6 +163,7 @@ class SourceConfig(_message.Message):
     FIELD_MAP_FIELD_NUMBER: _builtins.int
     SECRET_NAMES_FIELD_NUMBER: _builtins.int
     SECRET_FINGERPRINTS_FIELD_NUMBER: _builtins.int
+    ALLOWED_SOURCE_RANGES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def secrets(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Secret values by name (app_secret, verify_token, client_secret, shared_secret, ...)."""
@@ -185,6 +186,12 @@ class SourceConfig(_message.Message):
         without showing it.
         """
 
+    @_builtins.property
+    def allowed_source_ranges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Networks (CIDR, IPv4 or IPv6) the source's senders post from; empty = anywhere. For senders
+        that sign nothing, such as Salesforce Outbound Messages.
+        """
+
     def __init__(
         self,
         *,
@@ -193,10 +200,11 @@ class SourceConfig(_message.Message):
         field_map: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         secret_names: _abc.Iterable[_builtins.str] | None = ...,
         secret_fingerprints: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        allowed_source_ranges: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["field_map", b"field_map", "options", b"options", "secret_fingerprints", b"secret_fingerprints", "secret_names", b"secret_names", "secrets", b"secrets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_source_ranges", b"allowed_source_ranges", "field_map", b"field_map", "options", b"options", "secret_fingerprints", b"secret_fingerprints", "secret_names", b"secret_names", "secrets", b"secrets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -262,6 +270,7 @@ class TenantPolicy(_message.Message):
     RECORDING_FIELD_NUMBER: _builtins.int
     REVOCATION_SCOPE_FIELD_NUMBER: _builtins.int
     MERGE_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    REQUEST_LOG_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     REGISTRATIONS_FIELD_NUMBER: _builtins.int
     default_region: _builtins.str
     """Region used to parse numbers written without a country code."""
@@ -285,6 +294,8 @@ class TenantPolicy(_message.Message):
     """Leads of one person and campaign arriving within this many seconds merge into the first;
     unset = the deployment default (24 h); 0 = never merge.
     """
+    request_log_retention_days: _builtins.int
+    """Days the gateway's inbound request log keeps this tenant's requests; unset = 7."""
     @_builtins.property
     def urgency_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___UrgencyRule]: ...
     @_builtins.property
@@ -313,15 +324,21 @@ class TenantPolicy(_message.Message):
         recording: _builtins.str = ...,
         revocation_scope: _builtins.str = ...,
         merge_window_seconds: _builtins.int | None = ...,
+        request_log_retention_days: _builtins.int | None = ...,
         registrations: _abc.Iterable[Global___StateRegistration] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "merge_window_seconds", b"merge_window_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "_request_log_retention_days", b"_request_log_retention_days", "merge_window_seconds", b"merge_window_seconds", "request_log_retention_days", b"request_log_retention_days"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "consent_expiry_days", b"consent_expiry_days", "default_region", b"default_region", "dial_delay_seconds", b"dial_delay_seconds", "fallback_timezone", b"fallback_timezone", "max_dial_attempts", b"max_dial_attempts", "merge_window_seconds", b"merge_window_seconds", "recording", b"recording", "registrations", b"registrations", "retry_backoff_seconds", b"retry_backoff_seconds", "revocation_scope", b"revocation_scope", "urgency_rules", b"urgency_rules", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds", "_request_log_retention_days", b"_request_log_retention_days", "consent_expiry_days", b"consent_expiry_days", "default_region", b"default_region", "dial_delay_seconds", b"dial_delay_seconds", "fallback_timezone", b"fallback_timezone", "max_dial_attempts", b"max_dial_attempts", "merge_window_seconds", b"merge_window_seconds", "recording", b"recording", "registrations", b"registrations", "request_log_retention_days", b"request_log_retention_days", "retry_backoff_seconds", b"retry_backoff_seconds", "revocation_scope", b"revocation_scope", "urgency_rules", b"urgency_rules", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__merge_window_seconds: _TypeAlias = _typing.Literal["merge_window_seconds"]  # noqa: Y015
     _WhichOneofArgType__merge_window_seconds: _TypeAlias = _typing.Literal["_merge_window_seconds", b"_merge_window_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__request_log_retention_days: _TypeAlias = _typing.Literal["request_log_retention_days"]  # noqa: Y015
+    _WhichOneofArgType__request_log_retention_days: _TypeAlias = _typing.Literal["_request_log_retention_days", b"_request_log_retention_days"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__merge_window_seconds) -> _WhichOneofReturnType__merge_window_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__request_log_retention_days) -> _WhichOneofReturnType__request_log_retention_days | None: ...
 
 Global___TenantPolicy: _TypeAlias = TenantPolicy  # noqa: Y015
 

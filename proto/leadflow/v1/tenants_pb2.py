@@ -27,7 +27,7 @@ from leadflow.v1 import lead_pb2 as leadflow_dot_v1_dot_lead__pb2
 from leadflow.v1 import tenant_pb2 as leadflow_dot_v1_dot_tenant__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19leadflow/v1/tenants.proto\x12\x0bleadflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16leadflow/v1/lead.proto\x1a\x18leadflow/v1/tenant.proto\"P\n\x12\x41pplyTenantRequest\x12#\n\x06tenant\x18\x01 \x01(\x0b\x32\x13.leadflow.v1.Tenant\x12\x15\n\rissue_api_key\x18\x02 \x01(\x08\"m\n\x13\x41pplyTenantResponse\x12#\n\x06tenant\x18\x01 \x01(\x0b\x32\x13.leadflow.v1.Tenant\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\x12\x0f\n\x07\x61pi_key\x18\x04 \x01(\t\" \n\x10GetTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x11GetTenantResponse\x12#\n\x06tenant\x18\x01 \x01(\x0b\x32\x13.leadflow.v1.Tenant\".\n\x12ListTenantsRequest\x12\x18\n\x10include_inactive\x18\x01 \x01(\x08\";\n\x13ListTenantsResponse\x12$\n\x07tenants\x18\x01 \x03(\x0b\x32\x13.leadflow.v1.Tenant\"@\n\x10SetPausedRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"8\n\x11SetPausedResponse\x12#\n\x06tenant\x18\x01 \x01(\x0b\x32\x13.leadflow.v1.Tenant\"\'\n\x17\x44\x65\x61\x63tivateTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x18\x44\x65\x61\x63tivateTenantResponse\x12#\n\x06tenant\x18\x01 \x01(\x0b\x32\x13.leadflow.v1.Tenant\"M\n\x15GetTenantUsageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"[\n\x16GetTenantUsageResponse\x12\'\n\x05usage\x18\x01 \x01(\x0b\x32\x18.leadflow.v1.TenantUsage\x12\x18\n\x10\x64\x61ily_budget_usd\x18\x02 \x01(\t\"<\n\x13\x43reateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0frevoke_existing\x18\x02 \x01(\x08\"7\n\x14\x43reateApiKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\",\n\x19\x41uthenticateApiKeyRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"<\n\x1a\x41uthenticateApiKeyResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"8\n\x16GetSourceConfigRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\"\xab\x01\n\x17GetSourceConfigResponse\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.leadflow.v1.SourceConfig\x12)\n\x06policy\x18\x02 \x01(\x0b\x32\x19.leadflow.v1.TenantPolicy\x12\x15\n\rtenant_active\x18\x03 \x01(\x08\x12#\n\x06source\x18\x04 \x01(\x0e\x32\x13.leadflow.v1.Source\"8\n\x18GetProviderConfigRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\"\xc1\x01\n\x19GetProviderConfigResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12)\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x19.leadflow.v1.SourceConfig\x12)\n\x06policy\x18\x03 \x01(\x0b\x32\x19.leadflow.v1.TenantPolicy\x12\x15\n\rtenant_active\x18\x04 \x01(\x08\x12\x0e\n\x06paused\x18\x05 \x01(\x08\x12\x15\n\rplan_features\x18\x06 \x03(\t\"\x16\n\x14RotateSecretsRequest\"q\n\x15RotateSecretsResponse\x12\x0f\n\x07tenants\x18\x01 \x01(\x05\x12\x17\n\x0fvalues_resealed\x18\x02 \x01(\x05\x12\x16\n\x0eprimary_key_id\x18\x03 \x01(\t\x12\x16\n\x0ekey_ids_in_use\x18\x04 \x03(\t\"\"\n\x12ListApiKeysRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"|\n\nApiKeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x13ListApiKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.leadflow.v1.ApiKeyInfo2\xb4\x08\n\x12TenantAdminService\x12P\n\x0b\x41pplyTenant\x12\x1f.leadflow.v1.ApplyTenantRequest\x1a .leadflow.v1.ApplyTenantResponse\x12J\n\tGetTenant\x12\x1d.leadflow.v1.GetTenantRequest\x1a\x1e.leadflow.v1.GetTenantResponse\x12P\n\x0bListTenants\x12\x1f.leadflow.v1.ListTenantsRequest\x1a .leadflow.v1.ListTenantsResponse\x12J\n\tSetPaused\x12\x1d.leadflow.v1.SetPausedRequest\x1a\x1e.leadflow.v1.SetPausedResponse\x12_\n\x10\x44\x65\x61\x63tivateTenant\x12$.leadflow.v1.DeactivateTenantRequest\x1a%.leadflow.v1.DeactivateTenantResponse\x12Y\n\x0eGetTenantUsage\x12\".leadflow.v1.GetTenantUsageRequest\x1a#.leadflow.v1.GetTenantUsageResponse\x12S\n\x0c\x43reateApiKey\x12 .leadflow.v1.CreateApiKeyRequest\x1a!.leadflow.v1.CreateApiKeyResponse\x12P\n\x0bListApiKeys\x12\x1f.leadflow.v1.ListApiKeysRequest\x1a .leadflow.v1.ListApiKeysResponse\x12\x65\n\x12\x41uthenticateApiKey\x12&.leadflow.v1.AuthenticateApiKeyRequest\x1a\'.leadflow.v1.AuthenticateApiKeyResponse\x12\\\n\x0fGetSourceConfig\x12#.leadflow.v1.GetSourceConfigRequest\x1a$.leadflow.v1.GetSourceConfigResponse\x12\x62\n\x11GetProviderConfig\x12%.leadflow.v1.GetProviderConfigRequest\x1a&.leadflow.v1.GetProviderConfigResponse\x12V\n\rRotateSecrets\x12!.leadflow.v1.RotateSecretsRequest\x1a\".leadflow.v1.RotateSecretsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19leadflow/v1/tenants.proto\x12\x0bleadflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16leadflow/v1/lead.proto\x1a\x18leadflow/v1/tenant.proto\"P\n\x12\x41pplyTenantRequest\x12#\n\x06tenant\x18\x01 \x01(\x0b\x32\x13.leadflow.v1.Tenant\x12\x15\n\rissue_api_key\x18\x02 \x01(\x08\"m\n\x13\x41pplyTenantResponse\x12#\n\x06tenant\x18\x01 \x01(\x0b\x32\x13.leadflow.v1.Tenant\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\x12\x0f\n\x07\x61pi_key\x18\x04 \x01(\t\" \n\x10GetTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x11GetTenantResponse\x12#\n\x06tenant\x18\x01 \x01(\x0b\x32\x13.leadflow.v1.Tenant\".\n\x12ListTenantsRequest\x12\x18\n\x10include_inactive\x18\x01 \x01(\x08\";\n\x13ListTenantsResponse\x12$\n\x07tenants\x18\x01 \x03(\x0b\x32\x13.leadflow.v1.Tenant\"@\n\x10SetPausedRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"8\n\x11SetPausedResponse\x12#\n\x06tenant\x18\x01 \x01(\x0b\x32\x13.leadflow.v1.Tenant\"\'\n\x17\x44\x65\x61\x63tivateTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x18\x44\x65\x61\x63tivateTenantResponse\x12#\n\x06tenant\x18\x01 \x01(\x0b\x32\x13.leadflow.v1.Tenant\"M\n\x15GetTenantUsageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"[\n\x16GetTenantUsageResponse\x12\'\n\x05usage\x18\x01 \x01(\x0b\x32\x18.leadflow.v1.TenantUsage\x12\x18\n\x10\x64\x61ily_budget_usd\x18\x02 \x01(\t\"^\n\x13\x43reateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0frevoke_existing\x18\x02 \x01(\x08\x12\x10\n\x08key_name\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\"^\n\x14\x43reateApiKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12%\n\x04info\x18\x03 \x01(\x0b\x32\x17.leadflow.v1.ApiKeyInfo\",\n\x19\x41uthenticateApiKeyRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"L\n\x1a\x41uthenticateApiKeyResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\"5\n\x13RevokeApiKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"8\n\x16GetSourceConfigRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\"\xab\x01\n\x17GetSourceConfigResponse\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.leadflow.v1.SourceConfig\x12)\n\x06policy\x18\x02 \x01(\x0b\x32\x19.leadflow.v1.TenantPolicy\x12\x15\n\rtenant_active\x18\x03 \x01(\x08\x12#\n\x06source\x18\x04 \x01(\x0e\x32\x13.leadflow.v1.Source\"8\n\x18GetProviderConfigRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\"\xc1\x01\n\x19GetProviderConfigResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12)\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x19.leadflow.v1.SourceConfig\x12)\n\x06policy\x18\x03 \x01(\x0b\x32\x19.leadflow.v1.TenantPolicy\x12\x15\n\rtenant_active\x18\x04 \x01(\x08\x12\x0e\n\x06paused\x18\x05 \x01(\x08\x12\x15\n\rplan_features\x18\x06 \x03(\t\"\x16\n\x14RotateSecretsRequest\"q\n\x15RotateSecretsResponse\x12\x0f\n\x07tenants\x18\x01 \x01(\x05\x12\x17\n\x0fvalues_resealed\x18\x02 \x01(\x05\x12\x16\n\x0eprimary_key_id\x18\x03 \x01(\t\x12\x16\n\x0ekey_ids_in_use\x18\x04 \x03(\t\"\"\n\x12ListApiKeysRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xdc\x01\n\nApiKeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06prefix\x18\x05 \x01(\t\x12\x0e\n\x06scopes\x18\x06 \x03(\t\x12\x30\n\x0clast_used_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x13ListApiKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.leadflow.v1.ApiKeyInfo2\xff\x08\n\x12TenantAdminService\x12P\n\x0b\x41pplyTenant\x12\x1f.leadflow.v1.ApplyTenantRequest\x1a .leadflow.v1.ApplyTenantResponse\x12J\n\tGetTenant\x12\x1d.leadflow.v1.GetTenantRequest\x1a\x1e.leadflow.v1.GetTenantResponse\x12P\n\x0bListTenants\x12\x1f.leadflow.v1.ListTenantsRequest\x1a .leadflow.v1.ListTenantsResponse\x12J\n\tSetPaused\x12\x1d.leadflow.v1.SetPausedRequest\x1a\x1e.leadflow.v1.SetPausedResponse\x12_\n\x10\x44\x65\x61\x63tivateTenant\x12$.leadflow.v1.DeactivateTenantRequest\x1a%.leadflow.v1.DeactivateTenantResponse\x12Y\n\x0eGetTenantUsage\x12\".leadflow.v1.GetTenantUsageRequest\x1a#.leadflow.v1.GetTenantUsageResponse\x12S\n\x0c\x43reateApiKey\x12 .leadflow.v1.CreateApiKeyRequest\x1a!.leadflow.v1.CreateApiKeyResponse\x12P\n\x0bListApiKeys\x12\x1f.leadflow.v1.ListApiKeysRequest\x1a .leadflow.v1.ListApiKeysResponse\x12I\n\x0cRevokeApiKey\x12 .leadflow.v1.RevokeApiKeyRequest\x1a\x17.leadflow.v1.ApiKeyInfo\x12\x65\n\x12\x41uthenticateApiKey\x12&.leadflow.v1.AuthenticateApiKeyRequest\x1a\'.leadflow.v1.AuthenticateApiKeyResponse\x12\\\n\x0fGetSourceConfig\x12#.leadflow.v1.GetSourceConfigRequest\x1a$.leadflow.v1.GetSourceConfigResponse\x12\x62\n\x11GetProviderConfig\x12%.leadflow.v1.GetProviderConfigRequest\x1a&.leadflow.v1.GetProviderConfigResponse\x12V\n\rRotateSecrets\x12!.leadflow.v1.RotateSecretsRequest\x1a\".leadflow.v1.RotateSecretsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -59,31 +59,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTENANTUSAGERESPONSE']._serialized_start=828
   _globals['_GETTENANTUSAGERESPONSE']._serialized_end=919
   _globals['_CREATEAPIKEYREQUEST']._serialized_start=921
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=981
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=983
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1038
-  _globals['_AUTHENTICATEAPIKEYREQUEST']._serialized_start=1040
-  _globals['_AUTHENTICATEAPIKEYREQUEST']._serialized_end=1084
-  _globals['_AUTHENTICATEAPIKEYRESPONSE']._serialized_start=1086
-  _globals['_AUTHENTICATEAPIKEYRESPONSE']._serialized_end=1146
-  _globals['_GETSOURCECONFIGREQUEST']._serialized_start=1148
-  _globals['_GETSOURCECONFIGREQUEST']._serialized_end=1204
-  _globals['_GETSOURCECONFIGRESPONSE']._serialized_start=1207
-  _globals['_GETSOURCECONFIGRESPONSE']._serialized_end=1378
-  _globals['_GETPROVIDERCONFIGREQUEST']._serialized_start=1380
-  _globals['_GETPROVIDERCONFIGREQUEST']._serialized_end=1436
-  _globals['_GETPROVIDERCONFIGRESPONSE']._serialized_start=1439
-  _globals['_GETPROVIDERCONFIGRESPONSE']._serialized_end=1632
-  _globals['_ROTATESECRETSREQUEST']._serialized_start=1634
-  _globals['_ROTATESECRETSREQUEST']._serialized_end=1656
-  _globals['_ROTATESECRETSRESPONSE']._serialized_start=1658
-  _globals['_ROTATESECRETSRESPONSE']._serialized_end=1771
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1773
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1807
-  _globals['_APIKEYINFO']._serialized_start=1809
-  _globals['_APIKEYINFO']._serialized_end=1933
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1935
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1995
-  _globals['_TENANTADMINSERVICE']._serialized_start=1998
-  _globals['_TENANTADMINSERVICE']._serialized_end=3074
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1015
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=1017
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1111
+  _globals['_AUTHENTICATEAPIKEYREQUEST']._serialized_start=1113
+  _globals['_AUTHENTICATEAPIKEYREQUEST']._serialized_end=1157
+  _globals['_AUTHENTICATEAPIKEYRESPONSE']._serialized_start=1159
+  _globals['_AUTHENTICATEAPIKEYRESPONSE']._serialized_end=1235
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1237
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1290
+  _globals['_GETSOURCECONFIGREQUEST']._serialized_start=1292
+  _globals['_GETSOURCECONFIGREQUEST']._serialized_end=1348
+  _globals['_GETSOURCECONFIGRESPONSE']._serialized_start=1351
+  _globals['_GETSOURCECONFIGRESPONSE']._serialized_end=1522
+  _globals['_GETPROVIDERCONFIGREQUEST']._serialized_start=1524
+  _globals['_GETPROVIDERCONFIGREQUEST']._serialized_end=1580
+  _globals['_GETPROVIDERCONFIGRESPONSE']._serialized_start=1583
+  _globals['_GETPROVIDERCONFIGRESPONSE']._serialized_end=1776
+  _globals['_ROTATESECRETSREQUEST']._serialized_start=1778
+  _globals['_ROTATESECRETSREQUEST']._serialized_end=1800
+  _globals['_ROTATESECRETSRESPONSE']._serialized_start=1802
+  _globals['_ROTATESECRETSRESPONSE']._serialized_end=1915
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1917
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1951
+  _globals['_APIKEYINFO']._serialized_start=1954
+  _globals['_APIKEYINFO']._serialized_end=2174
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=2176
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=2236
+  _globals['_TENANTADMINSERVICE']._serialized_start=2239
+  _globals['_TENANTADMINSERVICE']._serialized_end=3390
 # @@protoc_insertion_point(module_scope)

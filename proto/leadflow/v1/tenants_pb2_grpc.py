@@ -76,6 +76,11 @@ class TenantAdminServiceStub:
                 request_serializer=leadflow_dot_v1_dot_tenants__pb2.ListApiKeysRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_tenants__pb2.ListApiKeysResponse.FromString,
                 _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/leadflow.v1.TenantAdminService/RevokeApiKey',
+                request_serializer=leadflow_dot_v1_dot_tenants__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_tenants__pb2.ApiKeyInfo.FromString,
+                _registered_method=True)
         self.AuthenticateApiKey = channel.unary_unary(
                 '/leadflow.v1.TenantAdminService/AuthenticateApiKey',
                 request_serializer=leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeyRequest.SerializeToString,
@@ -142,14 +147,23 @@ class TenantAdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateApiKey(self, request, context):
-        """Issue a new API key (the old ones stay valid unless revoke_existing).
+        """Issue a new named API key with its scopes; the key is in this answer only (stored hashed).
+        The old keys stay valid unless revoke_existing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListApiKeys(self, request, context):
-        """A tenant's API keys (ids and dates only: keys are stored hashed and never shown again).
+        """A tenant's API keys: name, prefix, scopes and dates (never the key: it is stored hashed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Revoke one key; the gateway refuses it from the next request on. NOT_FOUND for another
+        tenant's key or an unknown id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,6 +240,11 @@ def add_TenantAdminServiceServicer_to_server(servicer, server):
                     servicer.ListApiKeys,
                     request_deserializer=leadflow_dot_v1_dot_tenants__pb2.ListApiKeysRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_tenants__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=leadflow_dot_v1_dot_tenants__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_tenants__pb2.ApiKeyInfo.SerializeToString,
             ),
             'AuthenticateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.AuthenticateApiKey,
@@ -466,6 +485,33 @@ class TenantAdminService:
             '/leadflow.v1.TenantAdminService/ListApiKeys',
             leadflow_dot_v1_dot_tenants__pb2.ListApiKeysRequest.SerializeToString,
             leadflow_dot_v1_dot_tenants__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.TenantAdminService/RevokeApiKey',
+            leadflow_dot_v1_dot_tenants__pb2.RevokeApiKeyRequest.SerializeToString,
+            leadflow_dot_v1_dot_tenants__pb2.ApiKeyInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,9 +44,15 @@ class TenantAdminServiceStub:
     """Stop all work for a tenant; its data is kept for audit."""
     GetTenantUsage: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.GetTenantUsageRequest, _tenants_pb2.GetTenantUsageResponse]
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.CreateApiKeyRequest, _tenants_pb2.CreateApiKeyResponse]
-    """Issue a new API key (the old ones stay valid unless revoke_existing)."""
+    """Issue a new named API key with its scopes; the key is in this answer only (stored hashed).
+    The old keys stay valid unless revoke_existing.
+    """
     ListApiKeys: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.ListApiKeysRequest, _tenants_pb2.ListApiKeysResponse]
-    """A tenant's API keys (ids and dates only: keys are stored hashed and never shown again)."""
+    """A tenant's API keys: name, prefix, scopes and dates (never the key: it is stored hashed)."""
+    RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.RevokeApiKeyRequest, _tenants_pb2.ApiKeyInfo]
+    """Revoke one key; the gateway refuses it from the next request on. NOT_FOUND for another
+    tenant's key or an unknown id.
+    """
     AuthenticateApiKey: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.AuthenticateApiKeyRequest, _tenants_pb2.AuthenticateApiKeyResponse]
     """Which tenant does this bearer key belong to? NOT_FOUND / UNAUTHENTICATED otherwise."""
     GetSourceConfig: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.GetSourceConfigRequest, _tenants_pb2.GetSourceConfigResponse]
@@ -74,9 +80,15 @@ class TenantAdminServiceAsyncStub(TenantAdminServiceStub):
     """Stop all work for a tenant; its data is kept for audit."""
     GetTenantUsage: _aio.UnaryUnaryMultiCallable[_tenants_pb2.GetTenantUsageRequest, _tenants_pb2.GetTenantUsageResponse]  # type: ignore[assignment]
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_tenants_pb2.CreateApiKeyRequest, _tenants_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
-    """Issue a new API key (the old ones stay valid unless revoke_existing)."""
+    """Issue a new named API key with its scopes; the key is in this answer only (stored hashed).
+    The old keys stay valid unless revoke_existing.
+    """
     ListApiKeys: _aio.UnaryUnaryMultiCallable[_tenants_pb2.ListApiKeysRequest, _tenants_pb2.ListApiKeysResponse]  # type: ignore[assignment]
-    """A tenant's API keys (ids and dates only: keys are stored hashed and never shown again)."""
+    """A tenant's API keys: name, prefix, scopes and dates (never the key: it is stored hashed)."""
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_tenants_pb2.RevokeApiKeyRequest, _tenants_pb2.ApiKeyInfo]  # type: ignore[assignment]
+    """Revoke one key; the gateway refuses it from the next request on. NOT_FOUND for another
+    tenant's key or an unknown id.
+    """
     AuthenticateApiKey: _aio.UnaryUnaryMultiCallable[_tenants_pb2.AuthenticateApiKeyRequest, _tenants_pb2.AuthenticateApiKeyResponse]  # type: ignore[assignment]
     """Which tenant does this bearer key belong to? NOT_FOUND / UNAUTHENTICATED otherwise."""
     GetSourceConfig: _aio.UnaryUnaryMultiCallable[_tenants_pb2.GetSourceConfigRequest, _tenants_pb2.GetSourceConfigResponse]  # type: ignore[assignment]
@@ -143,7 +155,9 @@ class TenantAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tenants_pb2.CreateApiKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tenants_pb2.CreateApiKeyResponse, _abc.Awaitable[_tenants_pb2.CreateApiKeyResponse]]:
-        """Issue a new API key (the old ones stay valid unless revoke_existing)."""
+        """Issue a new named API key with its scopes; the key is in this answer only (stored hashed).
+        The old keys stay valid unless revoke_existing.
+        """
 
     @_abc_1.abstractmethod
     def ListApiKeys(
@@ -151,7 +165,17 @@ class TenantAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tenants_pb2.ListApiKeysRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tenants_pb2.ListApiKeysResponse, _abc.Awaitable[_tenants_pb2.ListApiKeysResponse]]:
-        """A tenant's API keys (ids and dates only: keys are stored hashed and never shown again)."""
+        """A tenant's API keys: name, prefix, scopes and dates (never the key: it is stored hashed)."""
+
+    @_abc_1.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: _tenants_pb2.RevokeApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tenants_pb2.ApiKeyInfo, _abc.Awaitable[_tenants_pb2.ApiKeyInfo]]:
+        """Revoke one key; the gateway refuses it from the next request on. NOT_FOUND for another
+        tenant's key or an unknown id.
+        """
 
     @_abc_1.abstractmethod
     def AuthenticateApiKey(

@@ -55,7 +55,7 @@ def test_dnc_list_add_remove_and_import_with_progress(
     assert "importing registry-change.txt: 100%" in captured.err
 
 
-def test_keys_list_and_create(
+def test_keys_create_list_revoke(
     compliance_server: ServiceProcess,
     admin: tenants_pb2_grpc.TenantAdminServiceStub,
     monkeypatch: pytest.MonkeyPatch,
@@ -63,17 +63,28 @@ def test_keys_list_and_create(
 ) -> None:
     monkeypatch.setenv("LEADFLOW_COMPLIANCE_ADDR", compliance_server.addr)
     tenant = make_tenant(admin).name
-    assert main(["keys", "create", tenant]) == 0
-    first = capsys.readouterr().out
-    assert main(["keys", "create", tenant, "--revoke-others"]) == 0
-    capsys.readouterr()
+    assert main(["keys", "create", tenant, "--name", "zapier", "--scope", "ingest"]) == 0
+    zapier_key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["keys", "create", tenant, "--name", "reports"]) == 0
+    reports_key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert (
+        admin.AuthenticateApiKey(tenants_pb2.AuthenticateApiKeyRequest(api_key=zapier_key)).tenant == tenant
+    )
+
     assert main(["keys", "list", tenant, "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)["keys"]
-    want = admin.ListApiKeys(tenants_pb2.ListApiKeysRequest(name=tenant)).keys
-    assert [k["keyId"] for k in listed] == [k.key_id for k in want]
-    assert sum(1 for k in want if not k.revoked_at.seconds) == 1
+    listed = {k["name"]: k for k in json.loads(capsys.readouterr().out)["keys"]}
+    assert listed["zapier"]["scopes"] == ["ingest"]
+    assert listed["reports"]["scopes"] == ["ingest", "read"]
+    assert zapier_key.startswith(listed["zapier"]["prefix"] + "_")
+
+    assert main(["keys", "revoke", tenant, listed["zapier"]["prefix"]]) == 0
+    assert "revoked" in capsys.readouterr().out
     assert main(["keys", "list", tenant]) == 0
     table = capsys.readouterr().out
     assert table.count("valid") == 1
+    assert "zapier" in table
+    assert listed["zapier"]["prefix"] in table
     # The key itself is never listed.
-    assert first.strip().splitlines()[-1] not in table
+    for key in (zapier_key, reports_key):
+        assert key not in table
+        assert key.rsplit("_", 1)[1] not in table

@@ -95,4 +95,22 @@ def test_only_what_if_takes_the_callers_instant(production: ServiceProcess) -> N
     evaluated = from_proto(reserved.evaluated_at)
     assert evaluated is not None
     assert evaluated >= before
+
+    # The batch the dispatcher calls follows the same rule.
+    batch = stub.ReserveCalls(
+        compliance_pb2.ReserveCallsRequest(
+            calls=[
+                compliance_pb2.ReserveCallRequest(
+                    lead=msg,
+                    attempt_id=uuid.uuid4().hex,
+                    estimated_cost_usd="0.10",
+                    evaluate_at=to_proto(LONG_AGO),
+                )
+            ]
+        )
+    )
+    assert batch.items[0].error_code == 0, batch.items[0].error_message
+    evaluated = from_proto(batch.items[0].reply.decision.evaluated_at)
+    assert evaluated is not None
+    assert evaluated >= before
     ch.close()

@@ -144,11 +144,37 @@ def test_salesforce_row_lock_is_temporary(salesforce: SalesforceFake) -> None:
     client.close()
 
 
+def test_salesforce_find_lead_by_external_id(salesforce: SalesforceFake) -> None:
+    client = sf_client(salesforce)
+    assert client.find_lead(LEAD) is None
+    made = client.upsert_lead(LEAD, None)
+    found = client.find_lead(LEAD)
+    assert found is not None
+    assert found.external_id == made.external_id
+    (read,) = salesforce.requests_to("/sobjects/Lead/", "GET")[-1:]
+    assert read.path == "/services/data/v61.0/sobjects/Lead/Leadflow_Id__c/lead-42"
+    client.close()
+
+
+def test_salesforce_write_whose_answer_is_lost_leaves_one_record(salesforce: SalesforceFake) -> None:
+    client = sf_client(salesforce, timeout=0.5)
+    salesforce.stall(seconds=3, after_effect=True)
+    with pytest.raises(ProviderError) as err:
+        client.upsert_lead(LEAD, None)
+    assert err.value.error_class is ErrorClass.TEMPORARY
+    assert salesforce.writes["lead-42"] == 1  # it landed; only the answer was lost
+    assert client.find_lead(LEAD) is not None
+    assert not client.upsert_lead(LEAD, None).created
+    assert salesforce.records_with("lead-42") == 1
+    client.close()
+
+
 # --- HubSpot -----------------------------------------------------------------------------------
 
 
-def test_hubspot_batch_upsert_by_email(hubspot: HubSpotFake) -> None:
+def test_hubspot_batch_upsert_by_the_lead_id_property(hubspot: HubSpotFake) -> None:
     client = hs_client(hubspot)
+    assert client.find_lead(LEAD) is None
     first = client.upsert_lead(LEAD, ENRICHMENT)
     assert first.created
     second = client.upsert_lead(LEAD, None)
@@ -156,10 +182,47 @@ def test_hubspot_batch_upsert_by_email(hubspot: HubSpotFake) -> None:
     assert second.external_id == first.external_id
     body = hubspot.requests_to("/batch/upsert", "POST")[0].json()
     (item,) = body["inputs"]
-    assert item["idProperty"] == "email"
-    assert item["id"] == "ada@example.com"
+    assert item["idProperty"] == "leadflow_lead_id"
+    assert item["id"] == "lead-42"
+    assert item["properties"]["email"] == "ada@example.com"
     assert item["properties"]["leadflow_fit"] == "81"
     assert hubspot.contacts["ada@example.com"]["properties"]["zip"] == "33101"
+    assert hubspot.contacts_with("leadflow_lead_id", "lead-42") == 1
+    assert hubspot.writes[("leadflow_lead_id", "lead-42")] == 2
+    found = client.find_lead(LEAD)
+    assert found is not None
+    assert found.external_id == first.external_id
+    (read,) = hubspot.requests_to("/crm/v3/objects/contacts/lead-42", "GET")[-1:]
+    assert read.query["idProperty"] == ["leadflow_lead_id"]
+    client.close()
+
+
+def test_hubspot_second_lead_of_a_known_email_updates_that_contact(hubspot: HubSpotFake) -> None:
+    client = hs_client(hubspot)
+    first = client.upsert_lead(LEAD, None)
+    later = LeadView(tenant="acme", lead_id="lead-43", source="api", email="ada@example.com")
+    joined = client.upsert_lead(later, None)
+    assert (joined.external_id, joined.created) == (first.external_id, False)
+    assert len(hubspot.records) == 1
+    # The contact now carries the newer lead's id, so that lead's retry finds its write.
+    found = client.find_lead(later)
+    assert found is not None
+    assert found.external_id == first.external_id
+    client.close()
+
+
+def test_hubspot_write_whose_answer_is_lost_is_found_not_repeated(hubspot: HubSpotFake) -> None:
+    client = hs_client(hubspot, timeout=0.5)
+    hubspot.fail(status=500, after_effect=True)
+    with pytest.raises(ProviderError) as err:
+        client.upsert_lead(LEAD, None)
+    assert err.value.error_class is ErrorClass.TEMPORARY
+    hubspot.stall(seconds=3, after_effect=True)
+    with pytest.raises(ProviderError):
+        client.upsert_lead(LEAD, None)
+    found = client.find_lead(LEAD)
+    assert found is not None
+    assert hubspot.contacts_with("leadflow_lead_id", "lead-42") == 1
     client.close()
 
 
@@ -202,11 +265,10 @@ def test_hubspot_rejected_contact_is_validation(hubspot: HubSpotFake) -> None:
         client.upsert_lead(LeadView(tenant="acme", lead_id="x", source="form", email="not-an-email"), None)
     assert err.value.error_class is ErrorClass.VALIDATION
     assert err.value.status == 207
-    with pytest.raises(ProviderError) as err:
-        client.upsert_lead(
-            LeadView(tenant="acme", lead_id="x", source="form", phone_e164="+13055550123"), None
-        )
-    assert err.value.error_class is ErrorClass.VALIDATION  # no email to upsert by
+    # No email is no obstacle: the contact is keyed by the lead id.
+    assert client.upsert_lead(
+        LeadView(tenant="acme", lead_id="y", source="form", phone_e164="+13055550123"), None
+    ).created
     client.close()
 
 

@@ -307,3 +307,20 @@ def test_callbacks_are_retried_when_the_receiver_fails(sender: CallbackSender) -
         receiver.fail(times=2, status=503)
         sender.schedule(0, receiver.url + "/cb", {"CallSid": "CA1", "CallStatus": "completed"}, TOKEN)
         wait_for(lambda: len(receiver.requests) == 3, timeout=10, what="three deliveries")
+
+
+def test_local_crm_find_lead_sees_the_contact_a_lead_wrote(engine: Engine) -> None:
+    crm = LocalCrm(engine)
+    tenant = unique("acme")
+    lead = LeadView(tenant=tenant, lead_id=unique("lead"), source="form", email="find@example.com")
+    assert crm.find_lead(lead) is None
+    made = crm.upsert_lead(lead, None)
+    assert crm.find_lead(lead) == type(made)(external_id=made.external_id, created=False)
+    # A later lead of the same person joined that contact: its retry finds it too.
+    later = LeadView(tenant=tenant, lead_id=unique("lead"), source="api", email="find@example.com")
+    crm.upsert_lead(later, None)
+    found = crm.find_lead(later)
+    assert found is not None
+    assert found.external_id == made.external_id
+    # Another tenant's lead of the same id sees nothing.
+    assert crm.find_lead(LeadView(tenant=unique("other"), lead_id=lead.lead_id, source="form")) is None

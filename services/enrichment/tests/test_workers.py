@@ -3,8 +3,10 @@ PostgreSQL and Redis, with vendor fakes for HubSpot, OpenAI and Twilio."""
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,7 @@ from tests.e2e.mesh import Mesh, consented_lead, module_mesh, timeline_kinds
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env
 from tests.fakes.hubspot import HubSpotFake
 from tests.fakes.openai import OpenAiFake
+from tests.fakes.salesforce import SalesforceFake
 
 pytestmark = pytest.mark.e2e
 
@@ -41,6 +44,9 @@ FAST = {
     # cached, as an operator replaying within the production default (10 s) would.
     "LEADFLOW_PROVIDER_CONFIG_CACHE_SECONDS": "30",
     "LEADFLOW_SIMULATOR_STEP_SECONDS": "0.01",
+    # A paused tenant's dials are asked about again only after an hour: a resume must release
+    # them itself (see test_resume_releases_deferred_dials_at_once).
+    "LEADFLOW_PAUSE_RETRY_SECONDS": "3600",
 }
 
 
@@ -196,15 +202,97 @@ def test_crm_429_and_500_are_retried_then_synced(
             {"crm": {"type": "hubspot", "options": {"base_url": hubspot.url}}},
             {"provider:crm": {"access_token": "hs-ok"}},
         )
-        hubspot.fail(times=2, status=429, headers={"Retry-After": "1"})
-        hubspot.fail(times=2, status=500)
+        upsert = "/crm/v3/objects/contacts/batch/upsert"
+        hubspot.fail(times=2, status=429, headers={"Retry-After": "1"}, path_contains=upsert)
+        hubspot.fail(times=2, status=500, path_contains=upsert)
         lead_id = submit(mesh, tenant, 1, "flaky")
         wait_for(lambda: "synced" in kinds(dispatcher, tenant, lead_id), timeout=60, what="the sync")
-        upserts = hubspot.requests_to("/crm/v3/objects/contacts/batch/upsert")
+        upserts = hubspot.requests_to(upsert)
         assert len(upserts) >= 5  # 2 x 429, 2 x 500, then the one that worked
+        # Each retry looked for the contact first (none was written) and wrote one.
+        assert hubspot.contacts_with("leadflow_lead_id", lead_id) == 1
         assert "dialed" in kinds(dispatcher, tenant, lead_id) or wait_for(
             lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=30
         )
+
+
+def restart_workers(mesh: Mesh, sig: int = signal.SIGKILL) -> None:
+    """Kill every running worker process with `sig`, then start a fresh one."""
+    live = [p for n, p in mesh.processes.items() if n.startswith("workers") and p.proc is not None]
+    for proc in live:
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.kill(sig)
+    first = mesh.processes["workers"]
+    name = f"workers-{uuid.uuid4().hex[:6]}"
+    mesh.processes[name] = ServiceProcess(
+        name, python_module("leadflow_enrichment"), dict(first.env), first.workdir
+    ).start(wait_port=False)
+
+
+def synced_detail(
+    dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, tenant: str, lead_id: str
+) -> dict[str, object]:
+    event = next(e for e in timeline(dispatcher, tenant, lead_id) if e.kind == "synced")
+    detail: dict[str, object] = json.loads(event.detail_json)
+    return detail
+
+
+def test_crm_write_whose_answer_is_lost_is_found_not_written_again(
+    mesh: Mesh, dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub
+) -> None:
+    """Salesforce writes the lead, then the answer is a 500 or never comes in time: the retry
+    looks the lead up by its external id, finds it, and writes nothing more."""
+    with SalesforceFake(access_token="sf-ok") as salesforce:
+        tenant = new_tenant(
+            mesh,
+            {"crm": {"type": "salesforce", "options": {"instance_url": salesforce.url}}},
+            {"provider:crm": {"access_token": "sf-ok"}},
+        )
+        salesforce.fail(status=500, after_effect=True, path_contains="/sobjects/Lead/")
+        errored = submit(mesh, tenant, 1, "sf500")
+        wait_for(
+            lambda: "synced" in kinds(dispatcher, tenant, errored), timeout=90, what="the sync after a 500"
+        )
+        # The provider timeout is 10 s: an answer 15 s late is a timeout after the write.
+        salesforce.stall(seconds=15, after_effect=True, path_contains="/sobjects/Lead/")
+        late = submit(mesh, tenant, 2, "sflate")
+        wait_for(
+            lambda: "synced" in kinds(dispatcher, tenant, late), timeout=120, what="the sync after a timeout"
+        )
+        for lead_id in (errored, late):
+            assert salesforce.writes[lead_id] == 1, salesforce.writes
+            assert salesforce.records_with(lead_id) == 1
+            assert synced_detail(dispatcher, tenant, lead_id)["found"] is True
+            # The retry looked before it wrote.
+            assert len(salesforce.requests_to(f"/Leadflow_Id__c/{lead_id}", "GET")) >= 1
+
+
+def test_crm_write_then_worker_killed_is_found_not_written_again(
+    mesh: Mesh, dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub
+) -> None:
+    """The worker dies while HubSpot has written the lead and the answer is on its way: the
+    redelivered job finds the contact by the lead id property and does not write it again."""
+    with HubSpotFake(access_token="hs-kill") as hubspot:
+        tenant = new_tenant(
+            mesh,
+            {"crm": {"type": "hubspot", "options": {"base_url": hubspot.url}}},
+            {"provider:crm": {"access_token": "hs-kill"}},
+        )
+        hubspot.stall(seconds=60, after_effect=True, path_contains="/batch/upsert")
+        lead_id = submit(mesh, tenant, 1, "hskill")
+        wait_for(
+            lambda: hubspot.writes[("leadflow_lead_id", lead_id)] == 1, timeout=60, what="the write to land"
+        )
+        restart_workers(mesh)
+        wait_for(
+            lambda: "synced" in kinds(dispatcher, tenant, lead_id),
+            timeout=120,
+            what="the sync after the kill",
+        )
+        assert hubspot.writes[("leadflow_lead_id", lead_id)] == 1, hubspot.writes
+        assert hubspot.contacts_with("leadflow_lead_id", lead_id) == 1
+        assert synced_detail(dispatcher, tenant, lead_id)["found"] is True
+        assert kinds(dispatcher, tenant, lead_id).count("synced") == 1
 
 
 def test_crm_refusing_dead_letters_at_once_and_replay_works(
@@ -246,6 +334,41 @@ def test_crm_refusing_dead_letters_at_once_and_replay_works(
         assert dead() == []
 
 
+def test_resume_releases_deferred_dials_at_once(
+    mesh: Mesh, dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub
+) -> None:
+    """Leads deferred while their tenant is paused are dialed right after the resume, long
+    before their recheck (an hour away here): by event order, not by timing."""
+    tenant = new_tenant(mesh)
+    admin = mesh.tenant_admin()
+    admin.SetPaused(tenants_pb2.SetPausedRequest(name=tenant, paused=True, reason="test: paused"))
+    ids = [submit(mesh, tenant, i, "paused") for i in range(3)]
+
+    def deferral(lead_id: str) -> float | None:
+        """When the lead's deferred dial is due (its recheck), once it is deferred."""
+        reply = dispatcher.GetLead(dispatcher_pb2.GetLeadRequest(tenant=tenant, lead_id=lead_id))
+        if reply.dial_state != dispatcher_pb2.DIAL_STATE_DEFERRED or not reply.HasField("dial_at"):
+            return None
+        return float(reply.dial_at.ToNanoseconds() / 1e9)
+
+    rechecks: dict[str, float] = {}
+    for lead_id in ids:
+        rechecks[lead_id] = wait_for(
+            functools.partial(deferral, lead_id), timeout=60, what="the lead deferred by the pause"
+        )
+    assert not any("dialing" in kinds(dispatcher, tenant, i) for i in ids)
+    admin.SetPaused(tenants_pb2.SetPausedRequest(name=tenant, paused=False, reason="test: resumed"))
+    resumed_at = time.time()
+    wait_for(
+        lambda: all_done(dispatcher, tenant, ids, "dialed"), timeout=60, what="the dials after the resume"
+    )
+    for lead_id in ids:
+        dialed = next(e for e in timeline(dispatcher, tenant, lead_id) if e.kind == "dialed")
+        # The recheck was an hour away; the dial came after the resume, long before it.
+        assert rechecks[lead_id] > resumed_at + 3000, (rechecks[lead_id], resumed_at)
+        assert dialed.at.ToNanoseconds() / 1e9 < rechecks[lead_id]
+
+
 def test_llm_timeout_falls_back_to_neutral_fit_and_never_blocks(
     mesh: Mesh, dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub
 ) -> None:
@@ -270,9 +393,8 @@ def test_emergency_behind_a_thousand_low_leads_is_dialed_first(
 ) -> None:
     tenant = new_tenant(mesh)
     # Workers stopped while the backlog builds, so all 1,000 low leads wait in front.
-    for name in ("workers", "workers2"):
-        proc = mesh.processes.get(name)
-        if proc is not None:
+    for name, proc in list(mesh.processes.items()):
+        if name.startswith("workers"):
             proc.stop()
     with ThreadPoolExecutor(8) as pool:
         lows = list(pool.map(lambda i: submit(mesh, tenant, i, "low", lead_pb2.URGENCY_LOW), range(1000)))

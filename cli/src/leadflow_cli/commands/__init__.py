@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 # Module names under leadflow_cli.parsers, each with `register(subparsers)`.
-GROUPS = ("ops", "tenant", "lead", "compliance", "deadletters", "dev", "certs", "secrets")
+GROUPS = ("ops", "tenant", "lead", "compliance", "deadletters", "requests", "dev", "certs", "secrets", "keys")
 
 
 def register_all(sub: argparse._SubParsersAction[Any]) -> None:

@@ -1,4 +1,4 @@
-"""`leadflow dnc ...` and `leadflow keys ...`: a tenant's do-not-call list and API keys."""
+"""`leadflow dnc ...`: a tenant's do-not-call list."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from leadflow.v1 import compliance_pb2, tenants_pb2
-from leadflow_cli.connections import compliance, tenant_admin
+from leadflow.v1 import compliance_pb2
+from leadflow_cli.connections import compliance
 from leadflow_cli.progress import Progress
 from leadflow_cli.tables import print_json, table
 from leadflow_core.settings import CommonSettings
@@ -81,26 +81,4 @@ def dnc_import(args: argparse.Namespace) -> int:
         f"{args.list} list {reply.registry_version}: {reply.numbers_loaded} numbers, "
         f"{reply.lines_rejected} lines rejected"
     )
-    return 0
-
-
-def keys_list(args: argparse.Namespace) -> int:
-    reply = tenant_admin(CommonSettings()).ListApiKeys(tenants_pb2.ListApiKeysRequest(name=args.tenant))
-    if args.json:
-        print_json(reply)
-        return 0
-    print(
-        table(
-            [(k.key_id, _when(k.created_at), _when(k.revoked_at) or "valid") for k in reply.keys],
-            ("KEY ID", "CREATED", "REVOKED"),
-        )
-    )
-    return 0
-
-
-def keys_create(args: argparse.Namespace) -> int:
-    reply = tenant_admin(CommonSettings()).CreateApiKey(
-        tenants_pb2.CreateApiKeyRequest(name=args.tenant, revoke_existing=args.revoke_others)
-    )
-    print(f"key id {reply.key_id}; the key is shown once:\n{reply.api_key}")
     return 0

@@ -160,13 +160,3 @@ def register_lists(sub: argparse._SubParsersAction[Any]) -> None:
     )
     di.add_argument("--add", action="store_true", help="a change file (',A' add / ',D' delete per line)")
     di.set_defaults(func=handler(f"{LISTS}:dnc_import"))
-
-    keys = sub.add_parser("keys", help="a tenant's API keys: list, create")
-    ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    kl = _json(ksub.add_parser("list", help="key ids, when created and revoked (keys are never shown again)"))
-    kl.add_argument("tenant")
-    kl.set_defaults(func=handler(f"{LISTS}:keys_list"))
-    kc = ksub.add_parser("create", help="issue a key (shown once)")
-    kc.add_argument("tenant")
-    kc.add_argument("--revoke-others", action="store_true", help="revoke the tenant's existing keys")
-    kc.set_defaults(func=handler(f"{LISTS}:keys_create"))

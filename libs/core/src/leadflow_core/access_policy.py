@@ -57,6 +57,8 @@ _ADMIN_METHODS = (
     "GetSystemHealth",
     "ListAdminAudit",
     "SearchLeads",
+    "ListRequests",
+    "ReplayRequests",
     "PauseQueues",
     "ResumeQueues",
     "SetEmergencyMode",
@@ -108,6 +110,9 @@ POLICY: Final[Mapping[str, frozenset[str]]] = {
     _D + "ReplayDeadLetters": _allow(CLI),
     _D + "PurgeDeadLetters": _allow(CLI),
     _D + "ResolveDeadLetter": _allow(CLI),
+    # The inbound request log: the gateway writes it and redeems replay grants.
+    _D + "RecordRequests": _allow(GATEWAY),
+    _D + "ClaimReplay": _allow(GATEWAY),
     # Tenant administration.
     _T + "ApplyTenant": _allow(OPERATOR, CLI),
     _T + "GetTenant": _allow(OPERATOR, CLI, GATEWAY, DISPATCHER),
@@ -117,7 +122,9 @@ POLICY: Final[Mapping[str, frozenset[str]]] = {
     _T + "GetTenantUsage": _allow(OPERATOR, CLI, DISPATCHER),
     # The operator makes each Tenant's first key into a Secret.
     _T + "CreateApiKey": _allow(OPERATOR, CLI),
+    # People manage keys (`leadflow keys`); the operator only issues the first one.
     _T + "ListApiKeys": _allow(CLI),
+    _T + "RevokeApiKey": _allow(CLI),
     _T + "AuthenticateApiKey": _allow(GATEWAY),
     # Secrets in plaintext: only the components that use them.
     _T + "GetSourceConfig": _allow(GATEWAY),

@@ -36,6 +36,16 @@ class CommonSettings(BaseSettings):
     shutdown_grace_seconds: float = 10.0
     # Deadline for RPCs to our own services when the caller sets none.
     rpc_timeout_seconds: float = 5.0
+    # Worker liveness, in Dramatiq's own heartbeat set: every worker process stamps it this
+    # often whatever its consumers are doing (a consumer with a full prefetch stamps nothing),
+    # and a process silent for the timeout is dead: the dispatcher's relay runs Dramatiq's
+    # maintenance, which puts the messages it had fetched back on their queues.
+    worker_heartbeat_seconds: float = 5.0
+    worker_heartbeat_timeout_seconds: float = 20.0
+
+    @property
+    def worker_heartbeat_timeout_ms(self) -> int:
+        return int(self.worker_heartbeat_timeout_seconds * 1000)
 
     @property
     def dramatiq_namespace(self) -> str:

@@ -6,6 +6,7 @@ that works with `kubectl apply` works with `leadflow tenant apply` too.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -91,6 +92,20 @@ class Source(_Spec):
     # Non-secret settings (allowed org ids, allowed origins, header names ...).
     options: dict[str, str] = Field(default_factory=dict)
     field_map: dict[str, str] = Field(default_factory=dict, alias="fieldMap")
+    # CIDR networks the sender posts from (Salesforce publishes its ranges); empty = anywhere.
+    allowed_source_ranges: list[str] = Field(
+        default_factory=list, alias="allowedSourceRanges", max_length=100
+    )
+
+    @field_validator("allowed_source_ranges")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as err:
+                raise ValueError(f"allowedSourceRanges: {item!r} is not a CIDR network") from err
+        return v
 
 
 class UrgencyRule(_Spec):
@@ -126,6 +141,9 @@ class Policy(_Spec):
     # Leads of one person and campaign within this window merge; None = the deployment's
     # default (24 h), 0 = never merge.
     merge_window_seconds: int | None = Field(None, ge=0, le=30 * 86_400, alias="mergeWindowSeconds")
+    # Days the inbound request log keeps this tenant's webhook requests (the dispatcher's sweeper
+    # deletes older ones); replay reaches back only this far.
+    request_log_retention_days: int = Field(7, ge=1, le=90, alias="requestLogRetentionDays")
     # States where the seller is registered; a state whose rules make registration a gate on
     # calling is not called without an unexpired entry here.
     registrations: list[Registration] = Field(default_factory=list)
@@ -242,6 +260,7 @@ def to_proto(
             recording=spec.policy.recording,
             revocation_scope=spec.policy.revocation_scope,
             merge_window_seconds=spec.policy.merge_window_seconds,
+            request_log_retention_days=spec.policy.request_log_retention_days,
             registrations=[
                 tenant_pb2.StateRegistration(
                     state=r.state, id=r.id, expires=r.expires.isoformat() if r.expires else ""
@@ -262,6 +281,7 @@ def to_proto(
         cfg = tenant.sources[source_name]
         cfg.options.update(source.options)
         cfg.field_map.update(source.field_map)
+        cfg.allowed_source_ranges.extend(source.allowed_source_ranges)
         cfg.secrets.update({snake(k): v for k, v in secrets.get(source_name, {}).items()})
     return tenant
 

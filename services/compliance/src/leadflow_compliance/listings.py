@@ -1,5 +1,5 @@
-"""Read-only listings for operators: a tenant's do-not-call entries and API keys (hashes, ids and
-dates only: neither a number nor a key is ever stored in clear)."""
+"""Read-only listings for operators: a tenant's do-not-call entries (hashes and dates only: a
+number is never stored in clear). API keys are listed by api_key_rpcs."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import grpc
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadflow.v1 import compliance_pb2, tenant_pb2, tenants_pb2
-from leadflow_compliance.models import ApiKeyRow, DncRow, TenantRow
+from leadflow.v1 import compliance_pb2, tenant_pb2
+from leadflow_compliance.models import DncRow
 from leadflow_compliance.repository import Repository
 from leadflow_core.timestamps import to_proto
 
@@ -34,21 +34,6 @@ def list_dnc(
     return compliance_pb2.ListDoNotCallResponse(entries=entries, total=int(total))
 
 
-def list_api_keys(sessions: sessionmaker[Session], tenant: str) -> tenants_pb2.ListApiKeysResponse:
-    with sessions() as s:
-        rows = s.scalars(
-            sa.select(ApiKeyRow).where(ApiKeyRow.tenant == tenant).order_by(ApiKeyRow.created_at)
-        ).all()
-        keys = []
-        for row in rows:
-            info = tenants_pb2.ApiKeyInfo(key_id=row.key_id)
-            info.created_at.CopyFrom(to_proto(row.created_at))
-            if row.revoked_at is not None:
-                info.revoked_at.CopyFrom(to_proto(row.revoked_at))
-            keys.append(info)
-    return tenants_pb2.ListApiKeysResponse(keys=keys)
-
-
 class DncListingRpcs:
     """Mixed into ComplianceServicer, which provides `repo` and `_tenant`."""
 
@@ -62,18 +47,3 @@ class DncListingRpcs:
     ) -> compliance_pb2.ListDoNotCallResponse:
         tenant = self._tenant(context, request.tenant)
         return list_dnc(self.repo.sessions, tenant.name, request.limit)
-
-
-class ApiKeyListingRpcs:
-    """Mixed into TenantAdminServicer, which provides `repo` and `_row`."""
-
-    repo: Repository
-
-    def _row(self, context: grpc.ServicerContext, name: str) -> TenantRow:
-        raise NotImplementedError
-
-    def ListApiKeys(
-        self, request: tenants_pb2.ListApiKeysRequest, context: grpc.ServicerContext
-    ) -> tenants_pb2.ListApiKeysResponse:
-        row = self._row(context, request.name)
-        return list_api_keys(self.repo.sessions, row.name)

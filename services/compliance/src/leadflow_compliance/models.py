@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import text as sa_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -33,13 +34,32 @@ class TenantRow(Base):
 
 class ApiKeyRow(Base):
     __tablename__ = "compliance_api_keys"
+    __table_args__ = (
+        # A name picks one valid key; a revoked key's name may be reused.
+        Index(
+            "ux_compliance_api_keys_valid_name",
+            "tenant",
+            "name",
+            unique=True,
+            postgresql_where=sa_text("revoked_at IS NULL"),
+            sqlite_where=sa_text("revoked_at IS NULL"),
+        ),
+    )
 
+    # Also the key's visible part (`lf_<key_id>_...`, see api_key_hashing).
     key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(63), index=True)
-    # SHA-256 of the key; the key itself is shown once and never stored.
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # How a key from before named keys finds its row (a truncated SHA-256); empty for newer keys.
+    lookup: Mapped[str] = mapped_column(String(40), default="", index=True)
+    # scrypt, salted, with its parameters (api_key_hashing); the key itself is shown once.
+    key_hash: Mapped[str] = mapped_column(String(200))
+    # Comma-separated, from api_key_hashing.SCOPES.
+    scopes: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Written in batches (api_key_registry), not per request.
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ConsentRow(Base):

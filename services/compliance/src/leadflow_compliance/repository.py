@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from leadflow_compliance.models import (
-    ApiKeyRow,
     AuditRow,
     ConsentRow,
     ContactAttemptRow,
@@ -34,15 +31,9 @@ from leadflow_compliance.models import (
 )
 from leadflow_core.timestamps import as_utc
 
-API_KEY_PREFIX = "lf_"
-
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -197,28 +188,6 @@ class Repository:
                 row.revision += 1
                 row.updated_at = now
             return row
-
-    # --- API keys ----------------------------------------------------------------------------
-
-    def create_api_key(self, tenant: str, now: datetime, revoke_existing: bool) -> tuple[str, str]:
-        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-        key_id = secrets.token_hex(8)
-        with self.sessions.begin() as s:
-            if revoke_existing:
-                for row in s.scalars(
-                    select(ApiKeyRow).where(ApiKeyRow.tenant == tenant, ApiKeyRow.revoked_at.is_(None))
-                ):
-                    row.revoked_at = now
-            s.add(ApiKeyRow(key_id=key_id, tenant=tenant, key_hash=hash_api_key(key), created_at=now))
-        return key, key_id
-
-    def authenticate(self, key: str) -> ApiKeyRow | None:
-        with self.sessions() as s:
-            return s.scalars(
-                select(ApiKeyRow).where(
-                    ApiKeyRow.key_hash == hash_api_key(key), ApiKeyRow.revoked_at.is_(None)
-                )
-            ).first()
 
     # --- what the rules need about one person -------------------------------------------------
 

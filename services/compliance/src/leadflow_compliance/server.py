@@ -10,6 +10,8 @@ from sqlalchemy import Engine
 
 from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, tenants_pb2, tenants_pb2_grpc
 from leadflow_compliance.accounting import Accounts
+from leadflow_compliance.api_key_registry import NOTE_PREFIX as API_KEY_NOTE
+from leadflow_compliance.api_key_registry import ApiKeyRegistry, UsageFlusher
 from leadflow_compliance.compliance_service import ComplianceServicer
 from leadflow_compliance.decision_metrics import DecisionMetricsInterceptor
 from leadflow_compliance.decisions import Decider
@@ -25,11 +27,11 @@ from leadflow_compliance.providers import (
 from leadflow_compliance.repository import Repository
 from leadflow_compliance.rule_table import default_table
 from leadflow_compliance.settings import ComplianceSettings
-from leadflow_compliance.tenant_changes import TenantChangeListener, announce
 from leadflow_compliance.tenant_service import TenantAdminServicer, TenantCache
 from leadflow_core import keyring
 from leadflow_core.db import make_engine, make_sessionmaker
 from leadflow_core.grpc_server import RunningServer, create_server
+from leadflow_core.tenant_changes import TenantChangeListener, announce
 
 SERVICE_NAMES = (
     compliance_pb2.DESCRIPTOR.services_by_name["ComplianceService"].full_name,
@@ -43,10 +45,13 @@ class Compliance:
     engine: Engine
     redis: redis.Redis
     listener: TenantChangeListener | None = None
+    usage: UsageFlusher | None = None
 
     def close(self) -> None:
         if self.listener is not None:
             self.listener.stop()
+        if self.usage is not None:
+            self.usage.stop()
         self.engine.dispose()
         self.redis.close()
 
@@ -81,17 +86,38 @@ def start(settings: ComplianceSettings) -> Compliance:
     )
     listener: TenantChangeListener | None = None
     if TenantChangeListener.supported(settings.database_url):
-        listener = TenantChangeListener(settings.database_url, lambda name: cache.drop(name))
+        listener = TenantChangeListener(settings.database_url, lambda name: changed(name))
     cache = TenantCache(
         repo,
         listening_ttl_seconds=settings.tenant_cache_seconds,
         announce=lambda name: announce(engine, name),
         listening=listener.listening if listener is not None else None,
     )
+    api_keys = ApiKeyRegistry(
+        repo.sessions,
+        announce=lambda note: announce(engine, note),
+        listening=listener.listening if listener is not None else None,
+        cache_seconds=settings.api_key_cache_seconds,
+    )
+
+    def changed(note: str | None) -> None:
+        # One channel for both: a tenant's name, or `api-key:<id>` for a revoked key.
+        if note is None:
+            cache.drop(None)
+            api_keys.drop(None)
+        elif note.startswith(API_KEY_NOTE):
+            api_keys.drop(note.removeprefix(API_KEY_NOTE))
+        else:
+            cache.drop(note)
+
     if listener is not None:
         listener.start()
+    usage = UsageFlusher(api_keys, settings.api_key_usage_flush_seconds)
+    usage.start()
     compliance = ComplianceServicer(repo, decider, accounts, engine, cache)
-    tenants = TenantAdminServicer(repo, accounts, cache, lambda: keyring.load(settings.pii_hash_key))
+    tenants = TenantAdminServicer(
+        repo, accounts, cache, lambda: keyring.load(settings.pii_hash_key), api_keys
+    )
     running = create_server(
         settings.compliance_addr,
         [
@@ -101,4 +127,4 @@ def start(settings: ComplianceSettings) -> Compliance:
         SERVICE_NAMES,
         interceptors=[DecisionMetricsInterceptor()],
     )
-    return Compliance(running, engine, client, listener)
+    return Compliance(running, engine, client, listener, usage)

@@ -13,6 +13,11 @@ class ComplianceSettings(CommonSettings):
     # Tenants stay cached this long while the process hears tenant changes (LISTEN/NOTIFY on
     # PostgreSQL); without that, one second.
     tenant_cache_seconds: float = 60.0
+    # Verified API keys stay cached this long while the process hears revocations (as above);
+    # without that, one second.
+    api_key_cache_seconds: float = 300.0
+    # How often the keys' last-use times are written (one statement for all keys used).
+    api_key_usage_flush_seconds: float = 30.0
     # How long a reservation may hold a concurrency slot before it is presumed lost.
     reservation_ttl_seconds: int = 3600
     # How long a paused tenant's or stopped dial is deferred before it is asked about again.

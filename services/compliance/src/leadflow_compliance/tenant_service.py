@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -14,10 +16,11 @@ import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from leadflow.v1 import lead_pb2, tenant_pb2, tenants_pb2, tenants_pb2_grpc
-from leadflow_compliance import recording, secret_sealing
+from leadflow_compliance import api_key_hashing, recording, secret_sealing
 from leadflow_compliance.accounting import Accounts, from_micros
+from leadflow_compliance.api_key_registry import FIRST_KEY_NAME, ApiKeyRegistry
+from leadflow_compliance.api_key_rpcs import ApiKeyRpcs
 from leadflow_compliance.decisions import plan_features
-from leadflow_compliance.listings import ApiKeyListingRpcs
 from leadflow_compliance.models import TenantRow
 from leadflow_compliance.phone import STATE_CODES
 from leadflow_compliance.repository import Repository
@@ -44,6 +47,8 @@ SOURCES = {
 # Sources every active tenant has: the direct API is guarded by API keys, not by a source entry.
 ALWAYS_ENABLED = frozenset({"api"})
 _VOLATILE = ("created_at", "updated_at", "revision")
+# A source's path token is part of a URL and the only thing a sender without signatures proves.
+PATH_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32,128}")
 
 
 def desired_spec(tenant: tenant_pb2.Tenant) -> dict[str, Any]:
@@ -166,6 +171,21 @@ def validate(context: grpc.ServicerContext, tenant: tenant_pb2.Tenant) -> None:
             grpc_errors.invalid_argument(
                 context, f"tenant.policy.registrations[{i}].expires", "must be YYYY-MM-DD"
             )
+    for source_name, config in tenant.sources.items():
+        for net in config.allowed_source_ranges:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                grpc_errors.invalid_argument(
+                    context, f"tenant.sources.{source_name}.allowed_source_ranges", "must be CIDR networks"
+                )
+        token = config.secrets.get("path_token", "")
+        if token and not PATH_TOKEN_RE.fullmatch(token):
+            grpc_errors.invalid_argument(
+                context,
+                f"tenant.sources.{source_name}.path_token",
+                "must be 32 to 128 URL-safe characters (e.g. `openssl rand -hex 32`)",
+            )
     unknown = set(tenant.sources) - set(SOURCES) - {"calls", "sms", "email"}
     if unknown:
         grpc_errors.invalid_argument(context, "tenant.sources", f"unknown source(s) {sorted(unknown)}")
@@ -181,13 +201,19 @@ def _is_iso_date(value: str) -> bool:
     return True
 
 
-class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminServiceServicer):
+class TenantAdminServicer(ApiKeyRpcs, tenants_pb2_grpc.TenantAdminServiceServicer):
     def __init__(
-        self, repo: Repository, accounts: Accounts, cache: TenantCache, keys: Callable[[], Keyring]
+        self,
+        repo: Repository,
+        accounts: Accounts,
+        cache: TenantCache,
+        keys: Callable[[], Keyring],
+        api_keys: ApiKeyRegistry,
     ) -> None:
         self.repo = repo
         self.accounts = accounts
         self.cache = cache
+        self.api_keys = api_keys
         # The keyring as it is now (re-read when key files change: rotation needs no restart).
         self.keys = keys
 
@@ -199,6 +225,9 @@ class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminService
             grpc_errors.failed_precondition(
                 context, "SECRET_UNREADABLE", "a stored secret does not open with the current keyring"
             )
+
+    def _cached_tenant(self, name: str) -> tenant_pb2.Tenant | None:
+        return self.cache.get(name)
 
     def _row(self, context: grpc.ServicerContext, name: str) -> TenantRow:
         row = self.repo.get_tenant(name) if name else None
@@ -222,7 +251,9 @@ class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminService
         self.cache.invalidate(tenant.name)
         api_key = ""
         if created and request.issue_api_key:
-            api_key, _ = self.repo.create_api_key(tenant.name, now, revoke_existing=False)
+            api_key, _ = self.api_keys.create(
+                tenant.name, FIRST_KEY_NAME, api_key_hashing.DEFAULT_SCOPES, now, revoke_existing=False
+            )
         if changed:
             self.repo.audit(
                 tenant=tenant.name,
@@ -291,32 +322,6 @@ class TenantAdminServicer(ApiKeyListingRpcs, tenants_pb2_grpc.TenantAdminService
             ),
             daily_budget_usd=budget,
         )
-
-    def CreateApiKey(
-        self, request: tenants_pb2.CreateApiKeyRequest, context: grpc.ServicerContext
-    ) -> tenants_pb2.CreateApiKeyResponse:
-        row = self._row(context, request.name)
-        if not row.active:
-            grpc_errors.failed_precondition(context, "TENANT_INACTIVE", f"tenant {row.name!r} is deactivated")
-        now = utcnow()
-        key, key_id = self.repo.create_api_key(row.name, now, request.revoke_existing)
-        self.repo.audit(
-            tenant=row.name,
-            at=now,
-            actor=audit_actor(),
-            action="api_key.create",
-            detail={"key_id": key_id, "revoke_existing": request.revoke_existing},
-        )
-        return tenants_pb2.CreateApiKeyResponse(api_key=key, key_id=key_id)
-
-    def AuthenticateApiKey(
-        self, request: tenants_pb2.AuthenticateApiKeyRequest, context: grpc.ServicerContext
-    ) -> tenants_pb2.AuthenticateApiKeyResponse:
-        key = self.repo.authenticate(request.api_key) if request.api_key else None
-        tenant = self.repo.get_tenant(key.tenant) if key is not None else None
-        if key is None or tenant is None or not tenant.active:
-            grpc_errors.unauthenticated(context, "unknown or revoked API key")
-        return tenants_pb2.AuthenticateApiKeyResponse(tenant=key.tenant, key_id=key.key_id)
 
     def GetSourceConfig(
         self, request: tenants_pb2.GetSourceConfigRequest, context: grpc.ServicerContext

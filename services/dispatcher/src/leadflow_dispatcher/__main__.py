@@ -15,15 +15,41 @@ from leadflow_core.db import is_sqlite, make_engine, make_sessionmaker
 from leadflow_core.grpc_clients import channel
 from leadflow_core.grpc_server import create_server, serve_until_signal, write_port_file
 from leadflow_core.logs import configure, get_logger
+from leadflow_core.tenant_changes import TenantChangeListener
 from leadflow_dispatcher.admin_servicer import AdminServicer
 from leadflow_dispatcher.metrics import serve_metrics
 from leadflow_dispatcher.policies import PolicyView, TenantPolicies
 from leadflow_dispatcher.queue_pauses import QueuePauses
 from leadflow_dispatcher.queueing import make_broker
 from leadflow_dispatcher.relay import Relay
+from leadflow_dispatcher.request_log_sweeper import RequestLogSweeper
 from leadflow_dispatcher.servicer import DispatcherServicer
 from leadflow_dispatcher.settings import DispatcherSettings
 from leadflow_dispatcher.store import Store
+
+
+def tenant_change_listener(settings: DispatcherSettings, store: Store) -> TenantChangeListener | None:
+    """Release a tenant's deferred dials as soon as compliance announces a change to it."""
+    if not TenantChangeListener.supported(settings.database_url):
+        return None  # SQLite (local runs): deferred dials wait for their recheck
+    log = get_logger("leadflow.dispatcher.release")
+
+    def on_change(tenant: str | None) -> None:
+        if tenant is None:
+            return  # (re)connected: what changed meanwhile is picked up by each dial's recheck
+        if ":" in tenant:
+            return  # other notes on the channel ("api-key:<id>"); tenant names have no colon
+        try:
+            released = store.release_deferred(tenant, settings.release_after_seconds)
+        except Exception:
+            log.exception("release_deferred_failed", tenant=tenant)
+            return
+        if released:
+            log.info("deferred_dials_released", tenant=tenant, count=released)
+
+    listener = TenantChangeListener(settings.database_url, on_change)
+    listener.start()
+    return listener
 
 
 def main() -> None:
@@ -34,7 +60,9 @@ def main() -> None:
     # Hot RPC path: no ping round trip per checkout (see make_engine).
     engine = make_engine(settings.database_url, pre_ping=False)
     store = Store(make_sessionmaker(engine), postgres=not is_sqlite(settings.database_url))
-    broker = make_broker(settings.redis_url, settings.dramatiq_namespace)
+    broker = make_broker(
+        settings.redis_url, settings.dramatiq_namespace, settings.worker_heartbeat_timeout_ms
+    )
     compliance_channel = channel(settings.compliance_addr)
     compliance = compliance_pb2_grpc.ComplianceServiceStub(compliance_channel)
     pauses = QueuePauses(store.sessions, mirror=broker.client, mirror_key=settings.redis_key("paused_queues"))
@@ -45,6 +73,7 @@ def main() -> None:
             max_dial_attempts=settings.default_max_dial_attempts,
             retry_backoff_seconds=settings.default_retry_backoff_seconds,
             merge_window_seconds=settings.merge_window_seconds,
+            request_log_retention_days=settings.request_log_retention_days,
         ),
         settings.policy_cache_seconds,
     )
@@ -69,6 +98,9 @@ def main() -> None:
     )
     write_port_file(settings.metrics_port_file, metrics_port)
     relay.start()
+    changes = tenant_change_listener(settings, store)
+    sweeper = RequestLogSweeper(store, policies, settings.request_log_sweep_seconds)
+    sweeper.start()
     running = create_server(
         settings.dispatcher_addr,
         [
@@ -84,7 +116,10 @@ def main() -> None:
     write_port_file(settings.port_file, running.port)
 
     def on_stop() -> None:
+        if changes is not None:
+            changes.stop()
         relay.stop()
+        sweeper.stop()
         engine.dispose()
 
     serve_until_signal(running, settings.shutdown_grace_seconds, on_stop)

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
-from leadflow.v1 import dispatcher_pb2
+from leadflow.v1 import dispatcher_pb2, lead_pb2
 from leadflow_core import queues
 from leadflow_core.clock import now as utcnow
 from leadflow_core.timestamps import from_proto, to_proto
 from leadflow_dispatcher.models import (
     DeadLetterRow,
     JobRow,
+    LeadRow,
 )
+from leadflow_dispatcher.pii_redaction import redact
 from leadflow_dispatcher.queueing import JobSpec
 from leadflow_dispatcher.repository import (
     LIVE_JOB_STATES,
@@ -37,6 +40,8 @@ class DeadLetterStore(Repository):
                 if existing.tenant != dl.tenant:
                     raise NotFound(dl_id)
                 return dead_letter_proto(existing)
+            # The error may quote the lead's data (a value a database refused, a provider's echo).
+            error = redact(dl.error, self._lead_of(s, dl.tenant, dl.lead_id))[:4000]
             row = DeadLetterRow(
                 id=dl_id,
                 tenant=dl.tenant,
@@ -46,7 +51,7 @@ class DeadLetterStore(Repository):
                 job_kind=dl.job_kind,
                 job_attempt=dl.job_attempt or 1,
                 error_class=dl.error_class,
-                error=dl.error[:4000],
+                error=error,
                 attempts=dl.attempts,
                 state="open",
                 note="",
@@ -65,7 +70,7 @@ class DeadLetterStore(Repository):
                         JobRow.attempt == (dl.job_attempt or 1),
                         JobRow.state.in_(LIVE_JOB_STATES),
                     )
-                    .values(state="dead", last_error=dl.error[:2000], updated_at=now)
+                    .values(state="dead", last_error=error[:2000], updated_at=now)
                 )
                 s.add(
                     event_row(
@@ -85,6 +90,13 @@ class DeadLetterStore(Repository):
                 )
             s.flush()
             return dead_letter_proto(row)
+
+    @staticmethod
+    def _lead_of(s: Session, tenant: str, lead_id: str) -> lead_pb2.Lead | None:
+        row = s.get(LeadRow, lead_id) if lead_id else None
+        if row is None or row.tenant != tenant:
+            return None
+        return lead_pb2.Lead.FromString(row.lead_pb)
 
     def list_dead_letters(
         self, tenant: str, queue: str, state: str, limit: int

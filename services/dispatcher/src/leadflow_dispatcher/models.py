@@ -255,3 +255,32 @@ class AdminAuditRow(Base):
     tenant: Mapped[str] = mapped_column(sa.String(63), default="")
     reason: Mapped[str] = mapped_column(sa.Text, default="")
     detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+
+class InboundRequestRow(Base):
+    """One webhook request the gateway received (secrets removed), kept for the tenant's
+    retention for listing and replay. A replay grant is stored hashed, single-use."""
+
+    __tablename__ = "dispatcher_inbound_requests"
+    __table_args__ = (
+        sa.Index("ix_dispatcher_inbound_requests_at", "tenant", "received_at"),
+        sa.Index("ix_dispatcher_inbound_requests_grant", "replay_grant_hash"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(sa.String(63))
+    source: Mapped[str] = mapped_column(sa.String(32))
+    method: Mapped[str] = mapped_column(sa.String(16))
+    path: Mapped[str] = mapped_column(sa.Text)
+    query: Mapped[str] = mapped_column(sa.Text, default="")
+    headers: Mapped[dict[str, str]] = mapped_column(sa.JSON, default=dict)
+    body: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    status: Mapped[int] = mapped_column(sa.Integer)
+    error_code: Mapped[str] = mapped_column(sa.String(64), default="")
+    lead_ids: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    verified: Mapped[bool] = mapped_column(sa.Boolean)
+    replay_of: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    request_id: Mapped[str] = mapped_column(sa.String(128), default="")
+    received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    replay_grant_hash: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    replay_grant_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)

@@ -25,6 +25,7 @@ class PolicyView:
     max_dial_attempts: int = 3
     retry_backoff_seconds: int = 600
     merge_window_seconds: float = 86_400.0
+    request_log_retention_days: int = 7
 
 
 class TenantPolicies:
@@ -67,6 +68,11 @@ class TenantPolicies:
                     float(policy.merge_window_seconds)
                     if policy.HasField("merge_window_seconds")
                     else self._defaults.merge_window_seconds
+                ),
+                request_log_retention_days=(
+                    policy.request_log_retention_days
+                    if policy.HasField("request_log_retention_days")
+                    else self._defaults.request_log_retention_days
                 ),
             ),
             self._ttl,

@@ -41,10 +41,14 @@ ACTORS = {
 }
 
 
-def make_broker(redis_url: str, namespace: str) -> RedisBroker:
-    """A producer-side broker; never installed as Dramatiq's global broker."""
+def make_broker(redis_url: str, namespace: str, heartbeat_timeout_ms: int = 20_000) -> RedisBroker:
+    """A producer-side broker; never installed as Dramatiq's global broker. Its heartbeat
+    timeout is the workers': Dramatiq's maintenance (which any enqueue may run) and ours agree
+    on when a worker is dead."""
     client = redis.Redis.from_url(redis_url, socket_timeout=3.0, socket_connect_timeout=3.0)
-    broker = RedisBroker(client=client, namespace=namespace, middleware=[])  # type: ignore[no-untyped-call]
+    broker = RedisBroker(  # type: ignore[no-untyped-call]
+        client=client, namespace=namespace, middleware=[], heartbeat_timeout=heartbeat_timeout_ms
+    )
     for queue in queues.ALL_QUEUES:
         broker.declare_queue(queue)
     return broker
@@ -124,6 +128,43 @@ def enqueue_many(
     except Exception as err:  # the connection itself failed: nothing is known to be sent
         return [err for _ in jobs]
     return [r if isinstance(r, BaseException) else where for r, where in zip(results, sent, strict=True)]
+
+
+def dead_workers(broker: RedisBroker) -> list[str]:
+    """Broker ids in Dramatiq's heartbeat set silent for longer than the heartbeat timeout."""
+    cutoff = current_millis() - broker.heartbeat_timeout
+    return [
+        m.decode() if isinstance(m, bytes) else str(m)
+        for m in broker.client.zrangebyscore(f"{broker.namespace}:__heartbeats__", 0, cutoff)
+    ]
+
+
+def recover_dead_workers(broker: RedisBroker) -> list[str]:
+    """Put the messages dead workers had fetched (running or prefetched, delayed ones too) back
+    on their queues, now rather than whenever a worker's fetch happens to draw Dramatiq's
+    maintenance (a 1-in-1000 chance): the same maintenance step, run on every queue. The
+    messages keep their ids, so the outbox's leases still recognise them. Returns the dead ids."""
+    dead = dead_workers(broker)
+    if not dead:
+        return []
+    script = broker.scripts["dispatch"]
+    pipe = broker.client.pipeline(transaction=False)
+    for queue in queues.ALL_QUEUES:
+        for name in (queue, dq_name(queue)):
+            # "qsize" only reads; do_maintenance=1 makes the script run its maintenance first.
+            args = [
+                "qsize",
+                current_millis(),
+                name,
+                broker.broker_id,
+                broker.heartbeat_timeout,
+                broker.dead_message_ttl,
+                1,
+                broker._max_unpack_size(),  # type: ignore[no-untyped-call]
+            ]
+            script(keys=[broker.namespace], args=args, client=pipe)
+    pipe.execute()
+    return dead
 
 
 def message_present(broker: RedisBroker, refs: list[tuple[str, str]]) -> list[bool]:

@@ -3,8 +3,10 @@
 One loop does it all, every `relay_interval_seconds`:
 - pending jobs due within Dramatiq's short-delay horizon are enqueued (deferred dials wait in
   the database until then);
+- messages a dead worker had fetched (running or prefetched) go back on their queues once its
+  heartbeat is older than the heartbeat timeout (Dramatiq's own maintenance, run on purpose);
 - queued jobs whose lease ran out without a "done" report are enqueued again: Redis lost them
-  (restart, failover, flush) or the worker holding them died;
+  (restart, failover, flush) or a dispatcher died between its commit and the enqueue;
 - ended calls are settled with compliance (cost, concurrency slot);
 - placed calls without a final callback for too long get a `call_status` job that asks the
   provider.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Sequence
 
 import grpc
@@ -53,6 +56,7 @@ class Relay:
         # Where SubmitLead's messages went, written in batches off the request path.
         self._notes: queue.Queue[tuple[str, str, str] | None] = queue.Queue()
         self._noter = threading.Thread(target=self._note_loop, name="relay-notes", daemon=True)
+        self._next_recovery = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -138,6 +142,7 @@ class Relay:
     def tick(self) -> int:
         s = self.settings
         self.store.calls_to_reconcile(s.call_status_timeout_seconds, s.relay_batch_size)
+        self._recover_dead_workers()
         self._sweep()
         moved = 0
         while True:
@@ -152,6 +157,19 @@ class Relay:
                 break
         self._settle()
         return moved
+
+    def _recover_dead_workers(self) -> None:
+        now = time.monotonic()
+        if now < self._next_recovery:
+            return
+        self._next_recovery = now + self.settings.dead_worker_check_seconds
+        try:
+            dead = queueing.recover_dead_workers(self.broker)
+        except Exception as err:
+            log.warning("dead_worker_check_skipped", error=str(err))
+            return
+        if dead:
+            log.info("dead_workers_recovered", workers=len(dead))
 
     def _sweep(self) -> None:
         """Overdue work: still in Redis (a backlog, a retry's delay) gets a longer lease; lost

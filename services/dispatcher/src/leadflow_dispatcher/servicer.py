@@ -41,6 +41,7 @@ from leadflow_dispatcher.persons import person_keys
 from leadflow_dispatcher.policies import TenantPolicies
 from leadflow_dispatcher.queueing import JobSpec
 from leadflow_dispatcher.relay import Relay
+from leadflow_dispatcher.request_log_rpcs import RequestLogServicer
 from leadflow_dispatcher.settings import DispatcherSettings
 from leadflow_dispatcher.store import NotFound, Store
 
@@ -65,7 +66,9 @@ def _require(context: grpc.ServicerContext, **fields: str) -> None:
             grpc_errors.invalid_argument(context, name, "is required")
 
 
-class DispatcherServicer(WorkerBatchServicer, dispatcher_pb2_grpc.DispatcherServiceServicer):
+class DispatcherServicer(
+    WorkerBatchServicer, RequestLogServicer, dispatcher_pb2_grpc.DispatcherServiceServicer
+):
     def __init__(
         self, store: Store, relay: Relay, policies: TenantPolicies, settings: DispatcherSettings
     ) -> None:

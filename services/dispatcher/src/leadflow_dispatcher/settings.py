@@ -21,18 +21,25 @@ class DispatcherSettings(CommonSettings):
     max_broker_delay_seconds: float = 600.0
     # How often the relay looks for due and overdue work.
     relay_interval_seconds: float = 0.5
-    # Work enqueued but not reported done this long after it was due is enqueued again
-    # (Redis lost it, or a worker died holding it). Workers extend it while they retry.
-    job_lease_seconds: float = 120.0
-    # Work whose message is still in Redis is left alone (a backlog) until this old: then it is
-    # resent anyway, in case the worker holding it died (Dramatiq recovers such messages only
-    # after its heartbeat timeout, and then only by chance).
+    # Work enqueued but not reported done this long after it was due is looked at again: gone
+    # from Redis (a restart or flush lost it, or a dispatcher died between commit and enqueue)
+    # it is enqueued again; still there (a backlog, a running job) the lease is extended.
+    # Workers extend it while they retry. Recovery after Redis or a dispatcher comes back takes
+    # at most this long.
+    job_lease_seconds: float = 30.0
+    # A dead worker's messages come back through the heartbeat check below, within
+    # worker_heartbeat_timeout_seconds + dead_worker_check_seconds. This is only the last resort
+    # for a message still in Redis this long after it was enqueued (counted from the enqueue,
+    # so a long backlog must not reach it: a resend would double the backlog's work).
     job_stuck_seconds: float = 600.0
+    # How often the relay looks for dead workers (heartbeat older than the timeout).
+    dead_worker_check_seconds: float = 5.0
     # A placed call with no final status callback after this long is reconciled with the provider.
     call_status_timeout_seconds: float = 900.0
-    # A claimed dial attempt with no result after this long may be resumed by another worker
-    # (same attempt id: the provider call is idempotent on it).
-    claim_stale_seconds: float = 60.0
+    # A claimed dial attempt with no result after this long may be resumed by another worker.
+    # Longer than the dial job's time limit (the worker's dial_time_limit_seconds), so a live
+    # worker never loses a claim it is still using; a dead worker's claim is free within it.
+    claim_stale_seconds: float = 45.0
     # A repeat lead for a person joins a call placed this recently instead of starting another.
     join_window_seconds: float = 3600.0
     # Leads of one person and campaign arriving this close to the first merge into it (no new
@@ -43,5 +50,14 @@ class DispatcherSettings(CommonSettings):
     default_retry_backoff_seconds: int = 600
     # Seconds a tenant policy read from compliance is reused.
     policy_cache_seconds: float = 30.0
+    # A tenant change (resume, higher limits) releases the tenant's deferred dials this long
+    # after it is announced: the moment every compliance process has heard of it too.
+    release_after_seconds: float = 0.5
     # Rows the relay handles per pass.
     relay_batch_size: int = 500
+    # A replay grant lapses this many seconds after an operator asked for the replay.
+    replay_grant_seconds: float = 60.0
+    # How often old inbound requests are deleted; the retention is each tenant's
+    # policy.requestLogRetentionDays (this default when compliance cannot say).
+    request_log_sweep_seconds: float = 300.0
+    request_log_retention_days: int = 7

@@ -116,9 +116,12 @@ def run(groups: list[Group], settings: WorkerSettings) -> None:
     from leadflow_enrichment import actors  # noqa: F401 - declares the actors on our broker
     from leadflow_enrichment.broker import broker
     from leadflow_enrichment.context import get_context
+    from leadflow_enrichment.heartbeat import Heartbeat
 
     log = get_logger("leadflow.worker")
     context = get_context()
+    heartbeat = Heartbeat(broker, settings.worker_heartbeat_seconds)
+    heartbeat.start()
     workers = []
     for group in groups:
         # An idle consumer polls Redis with a backoff up to worker_timeout: keep it short where
@@ -149,6 +152,7 @@ def run(groups: list[Group], settings: WorkerSettings) -> None:
     # Messages not started yet go back to their queues; running ones get time to finish.
     for worker in workers:
         worker.stop(timeout=int(settings.shutdown_grace_seconds * 1000))
+    heartbeat.stop()
     context.close()
     broker.close()
     log.info("stopped")

@@ -11,7 +11,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from leadflow_core import queues
-from leadflow_enrichment import broker as _broker  # noqa: F401 - sets the broker before any actor
+from leadflow_enrichment import broker as _broker
 from leadflow_enrichment import jobs
 from leadflow_enrichment.context import get_context
 from leadflow_enrichment.handling import JobInfo, run_job
@@ -38,7 +38,11 @@ def crm_sync(tenant: str, lead_id: str) -> None:
     )
 
 
-@dramatiq.actor(actor_name=queues.DIAL_ACTOR, queue_name=queues.DIAL_QUEUES[0])
+@dramatiq.actor(
+    actor_name=queues.DIAL_ACTOR,
+    queue_name=queues.DIAL_QUEUES[0],
+    time_limit=int(_broker.settings.dial_time_limit_seconds * 1000),
+)
 def dial(tenant: str, lead_id: str, attempt: int) -> None:
     message = CurrentMessage.get_current_message()
     queue = message.queue_name.removesuffix(".DQ") if message is not None else queues.DIAL_QUEUES[0]

@@ -30,6 +30,8 @@ def build_broker(s: WorkerSettings) -> RedisBroker:
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         client=client,
         namespace=s.dramatiq_namespace,
+        # Agrees with the dispatcher's dead-worker check; this process beats well within it.
+        heartbeat_timeout=s.worker_heartbeat_timeout_ms,
         middleware=[
             AgeLimit(),
             TimeLimit(time_limit=int(s.job_time_limit_seconds * 1000)),

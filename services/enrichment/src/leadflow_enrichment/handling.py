@@ -23,6 +23,7 @@ from leadflow.v1 import dispatcher_pb2
 from leadflow_core import queues
 from leadflow_core.clock import now as utcnow
 from leadflow_core.logs import get_logger
+from leadflow_core.pii import scrub
 from leadflow_core.timestamps import to_proto
 from leadflow_enrichment.context import WorkerContext
 from leadflow_enrichment.failures import ErrorClass, ProviderError
@@ -127,7 +128,10 @@ def run_job(ctx: WorkerContext, info: JobInfo, body: Callable[[JobInfo], None]) 
         schedule = info.schedule or ctx.default_schedule
         outcome = decide(error_class, failures, schedule, retry_after, random.Random())
         record_failure(info.kind, str(error_class), provider, str(outcome.action))
-        error = f"{type(err).__name__}: {err}"
+        # The message may quote a value (a refused field, a provider's echo): masked here for the
+        # log, the retry, the timeline; the dispatcher also removes the lead's own values from a
+        # dead letter (names are no pattern).
+        error = scrub(f"{type(err).__name__}: {err}")
         log.warning(
             "job_failed",
             job=info.kind,

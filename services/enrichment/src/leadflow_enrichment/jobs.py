@@ -21,7 +21,7 @@ from leadflow_enrichment.context import WorkerContext
 from leadflow_enrichment.failures import ErrorClass, ProviderError
 from leadflow_enrichment.handling import Hold, JobInfo
 from leadflow_enrichment.limits import LimitBusy
-from leadflow_enrichment.providers.base import CallRequest, Enrichment, LeadView
+from leadflow_enrichment.providers.base import CallRequest, Crm, CrmResult, Enrichment, LeadView
 
 log = get_logger("leadflow.worker.jobs")
 
@@ -199,9 +199,10 @@ def crm_sync(ctx: WorkerContext, info: JobInfo) -> None:
                 f"synced:{info.lead_id}",
             )
             return
+        view = lead_view(lead.lead)
         try:
             with ctx.limiters.slot(info.tenant, crm.name, ctx.limits(crm.name, options)):
-                result = crm.upsert_lead(lead_view(lead.lead), enrichment)
+                written = _write_once(ctx, info, crm, view, enrichment)
         except LimitBusy:
             raise Hold(ctx.settings.limit_wait_seconds, f"{crm.name} limit") from None
         except ProviderError as err:
@@ -212,6 +213,7 @@ def crm_sync(ctx: WorkerContext, info: JobInfo) -> None:
         # An expired lock (a very slow CRM) is no longer ours to release.
         with contextlib.suppress(LockError):
             lock.release()
+    result, found = written
     _record(
         ctx,
         info,
@@ -221,9 +223,34 @@ def crm_sync(ctx: WorkerContext, info: JobInfo) -> None:
             "external_id": result.external_id,
             "created": result.created,
             "enriched": enrichment is not None,
+            # The retry found the record an earlier try wrote (its answer was lost) and wrote nothing.
+            "found": found,
         },
         f"synced:{info.lead_id}",
     )
+
+
+# A lead's CRM write attempts are remembered this long (a retry or a replay within it looks first).
+CRM_WRITE_MARK_SECONDS = 2 * 86_400
+
+
+def _write_once(
+    ctx: WorkerContext, info: JobInfo, crm: Crm, view: LeadView, enrichment: Enrichment | None
+) -> tuple[CrmResult, bool]:
+    """Write the lead to the CRM unless an earlier try already did: (result, found earlier).
+
+    The first try marks the lead in Redis before it writes. A try that finds the mark (the write
+    may have landed and only its answer, or its "synced" report, was lost) asks the CRM for the
+    lead's record first and writes only when there is none. Without the mark (Redis lost it)
+    the write still goes by the lead's id, so at worst the record is updated, never doubled."""
+    mark = ctx.settings.redis_key("crm_write", info.tenant, info.lead_id)
+    first = bool(ctx.redis.set(mark, "1", nx=True, ex=CRM_WRITE_MARK_SECONDS))
+    if not first:
+        earlier = crm.find_lead(view)
+        if earlier is not None:
+            log.info("crm_write_found", lead_id=info.lead_id, provider=crm.name)
+            return earlier, True
+    return crm.upsert_lead(view, enrichment), False
 
 
 def _enrichment_of(lead: dispatcher_pb2.GetLeadResponse) -> Enrichment | None:
@@ -240,6 +267,10 @@ def _enrichment_of(lead: dispatcher_pb2.GetLeadResponse) -> Enrichment | None:
 
 
 # ---- dial -----------------------------------------------------------------------------------
+
+
+# Claim states in which another worker may still be dialing the attempt.
+CLAIM_HELD_STATES = frozenset({"claimed", "dialing"})
 
 
 def dial(ctx: WorkerContext, info: JobInfo) -> None:
@@ -269,6 +300,11 @@ def _dial_claimed(ctx: WorkerContext, info: JobInfo, dialer: Any, options: dict[
     claim = start.claim
     if not claim.claimed:
         log.info("dial_not_claimed", lead_id=info.lead_id, attempt=info.attempt, state=claim.state)
+        if claim.state in CLAIM_HELD_STATES:
+            # Another worker holds the attempt: this copy of the job (Dramatiq redelivered it
+            # after that worker's death, or the outbox resent it) waits and asks again, so the
+            # dial goes on as soon as a dead holder's claim turns stale, not a lease later.
+            raise Hold(ctx.settings.claim_poll_seconds, "attempt claimed by another worker")
         return
     attempt_id = claim.attempt_id
     decision = start.decision

@@ -67,6 +67,11 @@ class WorkerSettings(ProviderSettings):
     batch_max_wait_seconds: float = 0.002
     # Dramatiq's per-message time limit.
     job_time_limit_seconds: float = 120.0
+    # The dial job's own, shorter limit: below the dispatcher's claim_stale_seconds, so a dial
+    # is over (placed, failed or interrupted) before its claim could be taken as abandoned.
+    dial_time_limit_seconds: float = 40.0
+    # A dial job whose attempt another worker holds asks again this often (see jobs.dial).
+    claim_poll_seconds: float = 5.0
     # Lease the dispatcher grants a job; retries that wait longer report it to the dispatcher.
     report_wait_over_seconds: float = 5.0
 

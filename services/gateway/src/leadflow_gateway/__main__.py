@@ -22,6 +22,7 @@ from leadflow_core.grpc_server import write_port_file
 from leadflow_core.logs import configure, get_logger
 from leadflow_core.metrics_server import bound_port, start_metrics_server
 from leadflow_gateway.app import create_app
+from leadflow_gateway.http_limits import EdgeLimits, guarded_protocol
 from leadflow_gateway.settings import GatewaySettings
 
 log = get_logger("leadflow.gateway")
@@ -73,12 +74,29 @@ def _started(settings: GatewaySettings, port: int) -> None:
     log.info("serving", port=port, pid=os.getpid())
 
 
+def http_protocol(settings: GatewaySettings) -> type[asyncio.Protocol] | str:
+    """httptools with the edge's limits (http_limits), or uvicorn's h11 without them."""
+    if settings.gateway_http == "h11":
+        return "h11"
+    return guarded_protocol(
+        EdgeLimits(
+            max_url_bytes=settings.edge_max_url_bytes,
+            max_head_bytes=settings.edge_max_head_bytes,
+            max_headers=settings.edge_max_headers,
+            head_timeout=settings.edge_head_timeout_seconds,
+            body_timeout=settings.edge_body_timeout_seconds,
+        )
+    )
+
+
 def server_config(settings: GatewaySettings) -> uvicorn.Config:
-    """The HTTP stack: uvloop and httptools (the C parsers), no access log, no server header."""
+    """The HTTP stack: uvloop and httptools (the C parsers) with the edge's limits, no access log,
+    no server header."""
     return uvicorn.Config(
         create_app(settings),
         loop=settings.gateway_loop,
-        http=settings.gateway_http,
+        http=http_protocol(settings),
+        timeout_keep_alive=settings.edge_keep_alive_seconds,
         log_config=None,
         access_log=False,
         server_header=False,

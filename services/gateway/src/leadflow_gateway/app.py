@@ -22,6 +22,7 @@ from leadflow_gateway.errors import GatewayError
 from leadflow_gateway.ingest import Gateway
 from leadflow_gateway.meta_graph import MetaGraphClient
 from leadflow_gateway.ratelimit import RateLimiter
+from leadflow_gateway.replay import replay_logged_request
 from leadflow_gateway.replies import email as email_replies
 from leadflow_gateway.replies import sms as sms_replies
 from leadflow_gateway.settings import GatewaySettings
@@ -260,6 +261,21 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return await salesforce.handle(gw(request), request, tenant)
 
     @app.post(
+        "/v1/webhooks/{tenant}/salesforce/{path_token}",
+        responses={
+            200: {
+                "description": "Every notification stored: the SOAP Ack",
+                "content": {"text/xml": {"schema": {"type": "string"}, "example": salesforce.ACK}},
+            },
+            **_ERRORS,
+        },
+        summary="Salesforce Outbound Message, to the path ending in the source's path_token",
+        openapi_extra=bodies.salesforce_body(),
+    )
+    async def salesforce_post_with_token(tenant: str, path_token: str, request: Request) -> Response:
+        return await salesforce.handle(gw(request), request, tenant, path_token)
+
+    @app.post(
         "/v1/webhooks/{tenant}/zapier",
         status_code=202,
         responses=_STORED,
@@ -381,6 +397,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     async def email_reply(tenant: str, request: Request) -> Response:
         return await email_replies.handle(gw(request), request, tenant)
+
+    @app.post("/v1/replays", include_in_schema=False)
+    async def replay(request: Request) -> Response:
+        # The dispatcher's AdminService.ReplayRequests, for an operator: see leadflow_gateway.replay.
+        return await replay_logged_request(gw(request), request)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -16,6 +16,8 @@ _ALNUM = re.compile(r"[A-Za-z0-9]+", re.ASCII)
 _HEX = re.compile(r"[0-9a-fA-F]+", re.ASCII)
 # C0 and C1 controls and DEL: never part of an id, a key or a header value.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# The same but tab, line feed and carriage return, which free text (a message) may hold.
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Printable ASCII: what a signature (hex, base64, "v1,", "sha256=") is made of.
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*", re.ASCII)
 
@@ -33,8 +35,14 @@ def is_hex(value: str) -> bool:
     return _HEX.fullmatch(value) is not None
 
 
-def has_control(value: str) -> bool:
-    return _CONTROL.search(value) is not None
+def has_control(value: str, text: bool = False) -> bool:
+    """Whether `value` holds a control character (`text`: other than tab and line breaks)."""
+    return (_CONTROL_IN_TEXT if text else _CONTROL).search(value) is not None
+
+
+def printable_name(name: str, limit: int = 100) -> str:
+    """A sender's field name fit to be named in an answer: controls shown as `?`, cut short."""
+    return _CONTROL.sub("?", name[:limit])
 
 
 def digits(field: str, value: str, max_len: int = 18) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from leadflow.v1 import (
     decision_pb2,
     dispatcher_pb2,
     dispatcher_pb2_grpc,
+    inbound_pb2,
     lead_pb2,
     tenant_pb2,
     tenants_pb2,
@@ -40,6 +40,14 @@ _UNAVAILABLE_CODES = {
     grpc.StatusCode.UNKNOWN,
     grpc.StatusCode.INTERNAL,
 }
+
+
+@dataclass(frozen=True)
+class AuthenticatedKey:
+    tenant: str
+    key_id: str
+    # "ingest" (submit leads), "read" (read them back).
+    scopes: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,7 @@ def status_error(
 
 
 class Backends:
-    """Stubs over two long-lived channels, with a short cache of source configs and API keys."""
+    """Stubs over two long-lived channels, with a short cache of source configs."""
 
     def __init__(
         self,
@@ -126,7 +134,6 @@ class Backends:
         self.cache_seconds = cache_seconds
         self.retry_after = retry_after
         self._sources: dict[tuple[str, str], tuple[float, SourceContext | None]] = {}
-        self._keys: dict[str, tuple[float, str]] = {}
         self._hops = BatchedHops(
             self._compliance,
             self._dispatcher,
@@ -139,6 +146,23 @@ class Backends:
             batch_delay_seconds,
             batch_max_in_flight,
         )
+
+    @property
+    def dispatcher(self) -> dispatcher_pb2_grpc.DispatcherServiceAsyncStub:
+        return self._dispatcher
+
+    async def claim_replay(self, grant: str) -> inbound_pb2.InboundRequest | None:
+        """The logged request an operator's replay grant names; None when unknown, spent or lapsed."""
+        try:
+            return await self._dispatcher.ClaimReplay(
+                dispatcher_pb2.ClaimReplayRequest(grant=grant),
+                timeout=self.timeout,
+                metadata=request_metadata(),
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return None
+            raise self._error(err, "dispatcher") from err
 
     async def close(self) -> None:
         await self._hops.close()
@@ -198,13 +222,12 @@ class Backends:
             self._sources.clear()
         self._sources[key] = (until, ctx)
 
-    async def authenticate(self, api_key: str) -> str | None:
-        """The tenant the bearer key belongs to, or None."""
-        digest = hashlib.sha256(api_key.encode()).hexdigest()
-        now = time.monotonic()
-        hit = self._keys.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+    async def authenticate(self, api_key: str) -> AuthenticatedKey | None:
+        """The tenant and scopes of the bearer key, or None.
+
+        Asked of compliance on every request, never cached here: compliance keeps verified keys
+        in memory (no scrypt, no SQL on a hit) and drops a revoked one at once in every process,
+        which a cache in the gateway could not."""
         try:
             with DEPENDENCY.labels(call="authenticate").time():
                 resp = await self._tenants.AuthenticateApiKey(
@@ -223,10 +246,7 @@ class Backends:
             raise self._error(err, "authentication") from err
         if not resp.tenant:
             return None
-        if len(self._keys) > 10_000:
-            self._keys.clear()
-        self._keys[digest] = (now + self.cache_seconds, resp.tenant)
-        return resp.tenant
+        return AuthenticatedKey(resp.tenant, resp.key_id, frozenset(resp.scopes))
 
     async def evaluate(self, lead: lead_pb2.Lead) -> decision_pb2.Decision:
         """Through `BatchedHops`: concurrent leads share one EvaluateBatch call."""

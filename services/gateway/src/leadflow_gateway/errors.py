@@ -38,6 +38,10 @@ def unauthenticated(message: str) -> GatewayError:
     return GatewayError(401, "unauthenticated", message)
 
 
+def forbidden(message: str) -> GatewayError:
+    return GatewayError(403, "permission_denied", message)
+
+
 def not_found(message: str) -> GatewayError:
     return GatewayError(404, "not_found", message)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from leadflow_gateway.ascii_text import has_control, printable_name
+from leadflow_gateway.errors import bad_request
+
 # The Lead fields a sender's field can land in (SourceConfig.field_map values).
 TARGETS = frozenset(
     {
@@ -37,6 +40,9 @@ TARGETS = frozenset(
     }
 )
 IGNORE = "ignore"
+# Fields whose text may run over lines; custom fields too. No field may hold any other control
+# character: a NUL would reach PostgreSQL (which refuses it) only after the sender had its 202.
+FREE_TEXT = frozenset({"message", "street", "consent.disclosure_text"})
 MAX_VALUE_CHARS = 4000
 MAX_CUSTOM_FIELDS = 100
 MAX_KEY_CHARS = 100
@@ -122,6 +128,7 @@ class MappedFields:
     origin: dict[str, str] = field(default_factory=dict)
 
     def set(self, target: str, value: str, origin: str) -> None:
+        refuse_controls(origin, value, text=target in FREE_TEXT or target.startswith("custom."))
         value = value[:MAX_VALUE_CHARS]
         if target.startswith("custom."):
             self.add_custom(target[len("custom.") :], value)
@@ -130,6 +137,8 @@ class MappedFields:
             self.origin[target] = origin
 
     def add_custom(self, key: str, value: str) -> None:
+        refuse_controls(key, key)
+        refuse_controls(key, value, text=True)
         if len(self.custom) < MAX_CUSTOM_FIELDS and key:
             self.custom[key[:MAX_KEY_CHARS]] = value[:MAX_VALUE_CHARS]
 
@@ -138,6 +147,13 @@ class MappedFields:
 
     def field_name(self, target: str) -> str:
         return self.origin.get(target, target)
+
+
+def refuse_controls(name: str, value: str, text: bool = False) -> None:
+    """A 400 naming the field (never quoting the value: it may be a phone number or an email)."""
+    if has_control(value, text=text):
+        allowed = " other than tab and line breaks" if text else ""
+        raise bad_request(printable_name(name), f"must not contain NUL or other control characters{allowed}")
 
 
 def map_fields(

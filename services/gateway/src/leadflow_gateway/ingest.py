@@ -14,6 +14,7 @@ from leadflow_core import timestamps
 from leadflow_core.logs import get_logger
 from leadflow_core.request_context import tenant_var
 from leadflow_core.tenant_spec import NAME_RE
+from leadflow_gateway import request_log
 from leadflow_gateway.ascii_text import check_id
 from leadflow_gateway.backends import Backends, SourceContext
 from leadflow_gateway.errors import GatewayError, bad_request, not_found, unauthenticated
@@ -21,6 +22,7 @@ from leadflow_gateway.meta_graph import MetaGraphClient
 from leadflow_gateway.metrics import LEADS
 from leadflow_gateway.ratelimit import RateLimiter
 from leadflow_gateway.settings import GatewaySettings
+from leadflow_gateway.source_ranges import check_network
 
 log = get_logger("leadflow.gateway.ingest")
 
@@ -71,6 +73,13 @@ class Stored:
         }
 
 
+def _check_network(ctx: SourceContext, request: Request) -> None:
+    # A replay comes from the dispatcher for an operator; the sender's network was checked when
+    # the request first arrived (request_log.check_sender skips sender checks the same way).
+    if request_log.replaying() is None:
+        check_network(ctx, request)
+
+
 class Gateway:
     """What every source handler needs: settings, the two services, limits, the Graph client."""
 
@@ -81,8 +90,10 @@ class Gateway:
         self.backends = backends
         self.limiter = limiter
         self.graph = graph
+        self.recorder = request_log.RequestRecorder(backends.dispatcher, settings.gateway_rpc_timeout_seconds)
 
     async def close(self) -> None:
+        await self.recorder.close()
         await self.backends.close()
         await self.limiter.close()
         await self.graph.close()
@@ -91,8 +102,9 @@ class Gateway:
         ip = request.client.host if request.client else "unknown"
         await self.limiter.hit("ip", ip, self.settings.rate_limit_ip_per_minute)
 
-    async def admit(self, tenant: str, source: str) -> SourceContext:
-        """Tenant limit, then the source's config: 404 for an unknown tenant or a source not enabled."""
+    async def admit(self, tenant: str, source: str, request: Request) -> SourceContext:
+        """Tenant limit, then the source's config: 404 for an unknown tenant or a source not enabled,
+        403 for a sender outside the source's `allowedSourceRanges`."""
         check_id("tenant", tenant)
         if not NAME_RE.fullmatch(tenant):
             raise not_found("unknown tenant or source")
@@ -101,12 +113,14 @@ class Gateway:
         ctx = await self.backends.source(tenant, source)
         if ctx is None:
             raise not_found("unknown tenant or source")
+        request_log.identified(tenant, source)
+        _check_network(ctx, request)
         per_source = ctx.option_int("rate_limit_per_minute", 0)
         if per_source:
             await self.limiter.hit(f"source:{source}", tenant, per_source)
         return ctx
 
-    async def admit_api(self, tenant: str) -> SourceContext:
+    async def admit_api(self, tenant: str, request: Request) -> SourceContext:
         """The direct API's context: the tenant's `api` source if it has one, else just its policy."""
         tenant_var.set(tenant)
         await self.limiter.hit("tenant", tenant, self.settings.rate_limit_tenant_per_minute)
@@ -115,6 +129,8 @@ class Gateway:
             ctx = await self.backends.tenant_defaults(tenant, "api")
         if ctx is None:
             raise unauthenticated("the API key's tenant is not active")
+        request_log.identified(tenant, "api")
+        _check_network(ctx, request)
         return ctx
 
     def body_limit(self, ctx: SourceContext, default: int | None = None) -> int:
@@ -141,6 +157,7 @@ class Gateway:
         if lead.is_test:
             decision = _never_dial_tests(decision)
         resp = await self.backends.submit(lead, decision)
+        request_log.stored(resp.lead_id)
         source = _SOURCE_NAMES.get(lead.source, "unknown")
         LEADS.labels(source=source, outcome="duplicate" if resp.duplicate else "accepted").inc()
         log.info(

@@ -31,7 +31,8 @@ DEPENDENCY = Histogram(
 )
 
 SOURCES = ("meta", "hubspot", "salesforce", "zapier", "marketo", "google", "form")
-_WEBHOOK = re.compile(r"^/v1/webhooks/[^/]+/([a-z]+)/?$")
+# Salesforce's path may end in the source's path token (never a label).
+_WEBHOOK = re.compile(r"^/v1/webhooks/[^/]+/([a-z]+)(?:/[^/]*)?/?$")
 
 
 def source_label(path: str) -> str:

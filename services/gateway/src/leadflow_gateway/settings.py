@@ -16,7 +16,16 @@ class GatewaySettings(CommonSettings):
     gateway_processes: int = 1
     # uvicorn's event loop and HTTP parser: uvloop and httptools are the C implementations.
     gateway_loop: Literal["uvloop", "asyncio", "auto"] = "uvloop"
-    gateway_http: Literal["httptools", "h11", "auto"] = "httptools"
+    # httptools carries the edge limits below (http_limits); h11 is uvicorn's own, without them.
+    gateway_http: Literal["httptools", "h11"] = "httptools"
+    # The public edge (http_limits): request line 414, head size and header count 431, time to
+    # send the head and the body 408, idle keep-alive connections closed.
+    edge_max_url_bytes: int = 8 * 1024
+    edge_max_head_bytes: int = 32 * 1024
+    edge_max_headers: int = 100
+    edge_head_timeout_seconds: float = 10.0
+    edge_body_timeout_seconds: float = 30.0
+    edge_keep_alive_seconds: int = 5
     # Concurrent leads share one EvaluateBatch and one SubmitLeads call: a batch goes when it has
     # this many leads or its first lead has waited this long.
     gateway_batch_max_size: int = 64
@@ -26,7 +35,8 @@ class GatewaySettings(CommonSettings):
     gateway_batch_max_in_flight: int = 2
     # Deadline of each RPC to compliance and dispatcher.
     gateway_rpc_timeout_seconds: float = 5.0
-    # Source configs and API keys are cached this long; changes take at most this to apply.
+    # Source configs are cached this long; changes take at most this to apply. (API keys are
+    # asked of compliance per request: a revocation holds at once.)
     source_cache_seconds: float = 5.0
     # Body limit when a source sets no `max_body_bytes` option (Salesforce may send 100 leads).
     max_body_bytes: int = 64 * 1024

@@ -73,7 +73,12 @@ class Scorer(Protocol):
 
 
 class Crm(Protocol):
+    """Writes are upserts keyed by the lead id, so a repeated write never makes a second record;
+    `find_lead` looks that key up, so a retry can see an earlier write landed and not write again."""
+
     name: str
+
+    def find_lead(self, lead: LeadView) -> CrmResult | None: ...
 
     def upsert_lead(self, lead: LeadView, enrichment: Enrichment | None) -> CrmResult: ...
 

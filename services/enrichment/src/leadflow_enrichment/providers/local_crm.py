@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +25,27 @@ class LocalCrm:
 
     def __init__(self, engine: Engine) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def find_lead(self, lead: LeadView) -> CrmResult | None:
+        """The contact this lead made or last updated (None: no write of it reached us)."""
+        try:
+            with self._sessions() as session:
+                contact_id = session.scalars(
+                    select(LocalCrmContact.id)
+                    .where(
+                        LocalCrmContact.tenant == lead.tenant,
+                        or_(
+                            LocalCrmContact.external_id == external_id_for(lead),
+                            LocalCrmContact.lead_id == lead.lead_id,
+                        ),
+                    )
+                    .limit(1)
+                ).first()
+        except OperationalError as err:
+            raise ProviderError(
+                "local CRM database unavailable", ErrorClass.TEMPORARY, provider=self.name
+            ) from err
+        return None if contact_id is None else CrmResult(external_id=f"local-{contact_id}", created=False)
 
     def upsert_lead(self, lead: LeadView, enrichment: Enrichment | None) -> CrmResult:
         if not lead.tenant or not lead.lead_id:

@@ -99,11 +99,35 @@ class SalesforceCrm:
                 fields[self.intent_field] = enrichment.intent
         return fields
 
-    def upsert_lead(self, lead: LeadView, enrichment: Enrichment | None) -> CrmResult:
-        url = (
+    def _url(self, lead: LeadView) -> str:
+        return (
             f"{self.instance_url}/services/data/{self.api_version}/sobjects/Lead/"
             f"{quote(self.external_id_field, safe='')}/{quote(lead.lead_id, safe='')}"
         )
+
+    def find_lead(self, lead: LeadView) -> CrmResult | None:
+        """The Lead holding this lead's id in the external id field (None: no such record)."""
+        with transport_errors(self.name):
+            response = self._client.get(self._url(lead), params={"fields": "Id"}, headers=self._headers)
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise self._error(response)
+        try:
+            body = response.json()
+        except ValueError as err:
+            raise ProviderError(
+                "salesforce answered with invalid JSON", ErrorClass.TEMPORARY, provider=self.name
+            ) from err
+        record_id = str(body.get("Id") or "") if isinstance(body, dict) else ""
+        if not record_id:
+            raise ProviderError(
+                "salesforce answered without a record id", ErrorClass.TEMPORARY, provider=self.name
+            )
+        return CrmResult(external_id=record_id, created=False)
+
+    def upsert_lead(self, lead: LeadView, enrichment: Enrichment | None) -> CrmResult:
+        url = self._url(lead)
         with transport_errors(self.name):
             response = self._client.patch(url, json=self.lead_fields(lead, enrichment), headers=self._headers)
         if response.status_code == 204:

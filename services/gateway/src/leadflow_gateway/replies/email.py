@@ -66,7 +66,7 @@ def sender_address(sender: str) -> str:
 
 async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "email")
+    ctx = await gw.admit(tenant, "email", request)
     body = await read_body(request, gw.body_limit(ctx))
     require_media(request, JSON)
     headers = {

@@ -67,7 +67,7 @@ def to_request(
 
 async def handle(gw: Gateway, request: Request, tenant: str) -> Response:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "sms")
+    ctx = await gw.admit(tenant, "sms", request)
     body = await read_body(request, gw.body_limit(ctx))
     require_media(request, FORM)
     params = parse_form(body)

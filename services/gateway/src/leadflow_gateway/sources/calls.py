@@ -49,7 +49,7 @@ def to_request(tenant: str, params: list[tuple[str, str]]) -> dispatcher_pb2.Rec
 
 async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "calls")
+    ctx = await gw.admit(tenant, "calls", request)
     body = await read_body(request, gw.body_limit(ctx))
     require_media(request, FORM)
     params = parse_form(body)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
-from leadflow_gateway import signatures
+from leadflow_gateway import request_log, signatures
 from leadflow_gateway.ascii_text import check_header_token
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import read_body, require_media
@@ -60,7 +60,7 @@ def check_form(ctx: SourceContext, items: list[tuple[str, str]], header_key: str
 
 async def preflight(gw: Gateway, request: Request, tenant: str) -> Response:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "form")
+    ctx = await gw.admit(tenant, "form", request)
     origin = request.headers.get("origin", "")
     headers = cors_headers(ctx, origin)
     if not headers:
@@ -77,16 +77,22 @@ async def preflight(gw: Gateway, request: Request, tenant: str) -> Response:
 
 async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "form")
+    ctx = await gw.admit(tenant, "form", request)
     origin = request.headers.get("origin", "")
     try:
         body = await read_body(request, gw.body_limit(ctx))
         require_media(request, *ACCEPTED_BODIES)
-        check_origin(ctx, origin)
         items = flat_items(request, body)
-        check_form(ctx, items, request.headers.get(FORM_KEY_HEADER, ""))
+        form_key = request.headers.get(FORM_KEY_HEADER, "")
+
+        def sender_check() -> None:
+            check_origin(ctx, origin)
+            check_form(ctx, items, form_key)
+
+        request_log.check_sender(sender_check)
         mapped = map_fields(items, {}, ctx.config.field_map, skip=(FORM_KEY_FIELD, honeypot_field(ctx)))
         env = envelope(request, tenant, lead_pb2.SOURCE_FORM)
+        env.idempotency_key = env.idempotency_key or request_log.implicit_idempotency_key()
         env.disclosure_text = ctx.option("disclosure_text")
         # The tenant's own form: it names the tenant unless configured otherwise, and this
         # submission, stored with the lead, is the consent's evidence reference.

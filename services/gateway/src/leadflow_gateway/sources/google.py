@@ -9,8 +9,9 @@ from fastapi.responses import Response
 from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
-from leadflow_gateway import signatures
+from leadflow_gateway import request_log, signatures
 from leadflow_gateway.ascii_text import check_id
+from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import JSON, parse_json_object, read_body, require_media
 from leadflow_gateway.errors import bad_request, unauthenticated
 from leadflow_gateway.fields import MappedFields, map_fields
@@ -70,15 +71,19 @@ def _id_text(key: str, value: Any) -> str:
     return str(value)
 
 
-async def handle(gw: Gateway, request: Request, tenant: str) -> Response:
-    await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "google")
-    body = await read_body(request, gw.body_limit(ctx))
-    require_media(request, JSON)
-    doc = parse_json_object(body)
+def check_key(ctx: SourceContext, doc: dict[str, Any]) -> None:
     key = doc.get("google_key")
     if not signatures.shared_secret_matches(ctx.secret("google_key"), key if isinstance(key, str) else None):
         raise unauthenticated("google_key does not match")
+
+
+async def handle(gw: Gateway, request: Request, tenant: str) -> Response:
+    await gw.limit_ip(request)
+    ctx = await gw.admit(tenant, "google", request)
+    body = await read_body(request, gw.body_limit(ctx))
+    require_media(request, JSON)
+    doc = parse_json_object(body)
+    request_log.check_sender(lambda: check_key(ctx, doc))
     mapped, lead_id, is_test = parse(doc, dict(ctx.config.field_map))
     env: Envelope = envelope(request, tenant, lead_pb2.SOURCE_GOOGLE)
     env.vendor_lead_id = lead_id

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
-from leadflow_gateway import signatures
+from leadflow_gateway import request_log, signatures
 from leadflow_gateway.ascii_text import check_header_token, check_id, is_digits
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import JSON, parse_json, read_body, require_media
@@ -107,9 +107,10 @@ def parse(doc: Any, field_map: dict[str, str]) -> list[tuple[MappedFields, str]]
 
 async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "hubspot")
+    ctx = await gw.admit(tenant, "hubspot", request)
     body = await read_body(request, gw.body_limit(ctx))
-    verify(ctx, request, public_url(request, gw.settings), body, gw.settings.signature_tolerance_seconds)
+    url = public_url(request, gw.settings)
+    request_log.check_sender(lambda: verify(ctx, request, url, body, gw.settings.signature_tolerance_seconds))
     require_media(request, JSON)
     leads = []
     for mapped, vendor_id in parse(parse_json(body), dict(ctx.config.field_map)):

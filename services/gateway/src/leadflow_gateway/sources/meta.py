@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
 from leadflow_core.logs import get_logger
-from leadflow_gateway import signatures
+from leadflow_gateway import request_log, signatures
 from leadflow_gateway.ascii_text import check_header_token, check_id, is_digits
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import JSON, parse_json_object, read_body, require_media
@@ -139,17 +139,21 @@ def page_token(ctx: SourceContext, page_id: str) -> str:
 
 async def verify_subscription(gw: Gateway, request: Request, tenant: str) -> PlainTextResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "meta")
+    ctx = await gw.admit(tenant, "meta", request)
     return PlainTextResponse(handshake(ctx, dict(request.query_params)))
+
+
+def check_signature(ctx: SourceContext, request: Request, body: bytes) -> None:
+    check_header_token("X-Hub-Signature-256", request.headers.get("x-hub-signature-256"))
+    if not signatures.verify_meta(ctx.secret("app_secret"), body, request.headers.get("x-hub-signature-256")):
+        raise unauthenticated("missing or invalid X-Hub-Signature-256")
 
 
 async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "meta")
+    ctx = await gw.admit(tenant, "meta", request)
     body = await read_body(request, gw.body_limit(ctx))
-    check_header_token("X-Hub-Signature-256", request.headers.get("x-hub-signature-256"))
-    if not signatures.verify_meta(ctx.secret("app_secret"), body, request.headers.get("x-hub-signature-256")):
-        raise unauthenticated("missing or invalid X-Hub-Signature-256")
+    request_log.check_sender(lambda: check_signature(ctx, request, body))
     require_media(request, JSON)
     changes = parse_notification(parse_json_object(body))
     # A redelivery names leads already stored: answer those from the store, fetch only the rest.
@@ -182,8 +186,8 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
         # Meta names no campaign in the notification; the lead form is the campaign it answers.
         env.campaign = change.form_id
         env.campaign_field = "form_id"
-        mapped = map_graph_lead(graph, change, dict(ctx.config.field_map))
         try:
+            mapped = map_graph_lead(graph, change, dict(ctx.config.field_map))
             leads.append(build_lead(mapped, env, ctx.policy, strict=False))
         except GatewayError as err:
             log.warning("meta_lead_unusable", leadgen_id=change.leadgen_id, field=err.field)

@@ -1,9 +1,16 @@
-"""`POST /v1/webhooks/{tenant}/salesforce`: Salesforce Outbound Messages (SOAP 1.1), parsed without
-DTDs or entity expansion, checked against the tenant's organisation ids, answered with the `Ack`
-only once every notification in the message is stored."""
+"""`POST /v1/webhooks/{tenant}/salesforce[/{path token}]`: Salesforce Outbound Messages (SOAP 1.1),
+parsed without DTDs or entity expansion, checked against the tenant's organisation ids, answered
+with the `Ack` only once every notification in the message is stored.
+
+Outbound Messages carry no signature, and the organisation id in the body is no secret. So a
+source may set a `path_token` secret: the endpoint URL configured in Salesforce then ends in it,
+any other path (the bare one included) is an unknown source (404), and the token is compared in
+constant time. With `allowedSourceRanges` (Salesforce's published networks) the sender is checked
+too."""
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
@@ -14,10 +21,11 @@ from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
 from leadflow_core.logs import get_logger
+from leadflow_gateway import request_log
 from leadflow_gateway.ascii_text import is_alnum
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import read_body, require_media
-from leadflow_gateway.errors import GatewayError, bad_request, unauthenticated
+from leadflow_gateway.errors import GatewayError, bad_request, not_found, unauthenticated
 from leadflow_gateway.fields import MappedFields, map_fields
 from leadflow_gateway.ingest import Gateway
 from leadflow_gateway.normalise import build_lead, parse_instant
@@ -29,6 +37,7 @@ SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 MAX_NOTIFICATIONS = 100
+PATH_TOKEN = "path_token"  # noqa: S105 (the secret's name)
 ACK = (
     '<?xml version="1.0" encoding="UTF-8"?>'
     '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
@@ -133,14 +142,27 @@ def to_mapped(n: Notification, field_map: dict[str, str]) -> MappedFields:
     return mapped
 
 
-async def handle(gw: Gateway, request: Request, tenant: str) -> Response:
+def check_org(ctx: SourceContext, organization_id: str) -> None:
+    if not org_allowed(ctx, organization_id):
+        raise unauthenticated("organisation id not allowed for this tenant")
+
+
+def path_token_matches(ctx: SourceContext, given: str) -> bool:
+    """The path's token is the source's `path_token` (none set: the path must carry none)."""
+    expected = ctx.config.secrets.get(PATH_TOKEN, "")
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+async def handle(gw: Gateway, request: Request, tenant: str, path_token: str = "") -> Response:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "salesforce")
+    ctx = await gw.admit(tenant, "salesforce", request)
+    # A replay runs the logged path, kept without its token (request_log.logged_path).
+    if request_log.replaying() is None and not path_token_matches(ctx, path_token):
+        raise not_found("unknown tenant or source")
     body = await read_body(request, gw.body_limit(ctx, gw.settings.salesforce_max_body_bytes))
     require_media(request, "text/xml", "application/soap+xml", "application/xml")
     message = parse(body)
-    if not org_allowed(ctx, message.organization_id):
-        raise unauthenticated("organisation id not allowed for this tenant")
+    request_log.check_sender(lambda: check_org(ctx, message.organization_id))
     leads = []
     for n in message.notifications:
         env = envelope(request, tenant, lead_pb2.SOURCE_SALESFORCE)

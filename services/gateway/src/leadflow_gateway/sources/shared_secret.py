@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
 from leadflow.v1 import lead_pb2
-from leadflow_gateway import signatures
+from leadflow_gateway import request_log, signatures
 from leadflow_gateway.ascii_text import check_header_token
 from leadflow_gateway.backends import SourceContext
 from leadflow_gateway.body import read_body, require_media
@@ -34,11 +34,14 @@ def check_secret(ctx: SourceContext, request: Request) -> None:
 
 async def handle(gw: Gateway, request: Request, tenant: str, source: str) -> JSONResponse:
     await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, source)
+    ctx = await gw.admit(tenant, source, request)
     body = await read_body(request, gw.body_limit(ctx))
-    check_secret(ctx, request)
+    request_log.current().secret_headers.add(ctx.option("secret_header", DEFAULT_HEADER))
+    request_log.check_sender(lambda: check_secret(ctx, request))
     require_media(request, *ACCEPTED_BODIES)
     mapped = map_fields(flat_items(request, body), {}, ctx.config.field_map)
-    lead = build_lead(mapped, envelope(request, tenant, SOURCES[source]), ctx.policy, strict=True)
+    env = envelope(request, tenant, SOURCES[source])
+    env.idempotency_key = env.idempotency_key or request_log.implicit_idempotency_key()
+    lead = build_lead(mapped, env, ctx.policy, strict=True)
     # Marketo treats an empty 2xx body as a failure: our answer always has one.
     return stored_answer(await gw.store(lead))

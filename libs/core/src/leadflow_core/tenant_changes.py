@@ -1,6 +1,11 @@
-"""Tenant changes announced to every compliance process through PostgreSQL LISTEN/NOTIFY, so
-each process can keep tenants cached for long and still honour a pause or a limit change made
-through another process at once (within the notification's delivery, milliseconds).
+"""Tenant changes announced through PostgreSQL LISTEN/NOTIFY: compliance announces every
+committed change to a tenant (pause, resume, limits, budget) on `CHANNEL` with the tenant's name.
+
+Every compliance process listens, so it can keep tenants cached for long and still honour a
+pause or a limit change made through another process at once (within the notification's
+delivery, milliseconds). The dispatcher listens too, and releases the tenant's deferred dials
+at once instead of at their next recheck. The channel is a notice, not data: listeners read
+what changed through the owner's API.
 
 `announce(engine, name)` runs after the change has committed. `TenantChangeListener` holds one
 connection that LISTENs and drops the named tenant from the cache; whenever it (re)connects it
@@ -18,7 +23,7 @@ from sqlalchemy import Engine, make_url, text
 from leadflow_core.db import is_sqlite
 from leadflow_core.logs import get_logger
 
-log = get_logger("leadflow.compliance.tenant_changes")
+log = get_logger("leadflow.tenant_changes")
 
 CHANNEL = "leadflow_tenant_changes"
 
