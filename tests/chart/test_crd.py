@@ -54,6 +54,7 @@ _LOCAL_TYPE = re.compile(r"^self\.type == '(\w+)' \|\| has\(self\.secretRef\)$")
 _ZONES = re.compile(r"^self == '' \|\| self in \[(.*)\]$")
 _MONEY = "type(self) == int ? self >= 0 && self <= 1000000 : "
 _MATCHES = re.compile(r"self\.matches\('(.*)'\)")
+_KEYS_MATCH = re.compile(r"^self\.all\(k, k\.matches\('(.*)'\)\)$")
 
 
 def cel_as_jsonschema(rule: str) -> Obj:
@@ -66,6 +67,9 @@ def cel_as_jsonschema(rule: str) -> Obj:
     if rule.startswith(_MONEY) and (m := _MATCHES.fullmatch(rule.removeprefix(_MONEY))):
         money = {"type": "string", "pattern": m[1]}
         return {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 1_000_000}, money]}
+    if m := _KEYS_MATCH.match(rule):
+        # Draft 4 (OpenAPI's) has no propertyNames: every key must match the one pattern.
+        return {"patternProperties": {m[1]: {}}, "additionalProperties": False}
     raise AssertionError(f"CEL rule without a JSON-schema equivalent in this test: {rule}")
 
 
@@ -232,6 +236,38 @@ BAD_SPECS = [
     pytest.param({"providers": {"crm": {"type": "twilio", "secretRef": {"name": "x"}}}}, id="twilio-as-crm"),
     pytest.param({"providers": {"llm": {"type": "openai-ish"}}}, id="unknown-llm-type"),
     pytest.param({"displayName": "x" * 201}, id="long-display-name"),
+    pytest.param(
+        {
+            "eventEndpoints": {
+                "Ops_Hook": {"url": "https://x.test/h", "events": ["lead.stored"], "secretRef": {"name": "h"}}
+            }
+        },
+        id="endpoint-name-not-a-label",
+    ),
+    pytest.param(
+        {
+            "eventEndpoints": {
+                "ops": {"url": "https://x.test/h", "events": ["lead.eaten"], "secretRef": {"name": "h"}}
+            }
+        },
+        id="unknown-event-type",
+    ),
+    pytest.param(
+        {
+            "eventEndpoints": {
+                "ops": {"url": "file:///etc/passwd", "events": ["lead.stored"], "secretRef": {"name": "h"}}
+            }
+        },
+        id="endpoint-not-http",
+    ),
+    pytest.param(
+        {"eventEndpoints": {"ops": {"url": "https://x.test/h", "events": ["lead.stored"]}}},
+        id="endpoint-without-secret",
+    ),
+    pytest.param(
+        {"eventEndpoints": {"ops": {"url": "https://x.test/h", "events": [], "secretRef": {"name": "h"}}}},
+        id="endpoint-without-events",
+    ),
 ]
 
 
@@ -272,6 +308,21 @@ GOOD_SPECS = [
     {
         "providers": {
             "dialer": {"type": "twilio", "secretRef": {"name": "tw"}, "options": {"from": "+15550100"}}
+        }
+    },
+    {
+        "eventEndpoints": {
+            "ops-1": {
+                "url": "https://hooks.example.com/leadflow",
+                "events": [
+                    "lead.stored",
+                    "lead.refused",
+                    "call.placed",
+                    "call.completed",
+                    "lead.dead_lettered",
+                ],
+                "secretRef": {"name": "hooks", "key": "signing"},
+            }
         }
     },
 ]

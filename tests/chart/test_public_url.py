@@ -181,6 +181,13 @@ def test_egress_policies_dns_datastores_mesh_providers_and_kube_api() -> None:
     assert all(v == "gateway" or v.startswith("worker-") for v in expr["values"])
     cidrs = [peer["ipBlock"]["cidr"] for peer in providers["egress"][0]["to"]]
     assert cidrs == ["54.172.60.0/23", "34.203.250.0/23", "13.0.0.0/8"]
+    # Tenants' event endpoints: the dispatcher only, HTTPS to public addresses only.
+    events = policies[name("egress-events")]["spec"]
+    assert events["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "dispatcher"
+    (to,) = events["egress"][0]["to"]
+    assert to["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert {"10.0.0.0/8", "169.254.0.0/16", "127.0.0.0/8"} <= set(to["ipBlock"]["except"])
+    assert events["egress"][0]["ports"] == [{"port": 443, "protocol": "TCP"}]
     kube = policies[name("egress-kube-api")]["spec"]
     assert kube["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
     assert kube["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}]

@@ -11,7 +11,14 @@ import yaml
 from pydantic import ValidationError
 
 from leadflow.v1 import tenant_pb2
-from leadflow_core.tenant_spec import SecretRef, TenantSpec, resolve_secret_ref, to_proto, validate_name
+from leadflow_core.tenant_spec import (
+    SecretRef,
+    TenantSpec,
+    event_endpoint_kind,
+    resolve_secret_ref,
+    to_proto,
+    validate_name,
+)
 
 TENANT_API_VERSION = "leadflow.dev/v1alpha1"
 
@@ -78,4 +85,8 @@ def build_tenant(manifest: TenantManifest, secrets: dict[str, dict[str, str]]) -
         resolved[source_name] = _resolve(source.secret_ref, secrets, f"sources.{source_name}")
     for kind, provider in manifest.spec.providers.items():
         resolved[f"provider:{kind}"] = _resolve(provider.secret_ref, secrets, f"providers.{kind}")
+    for name, endpoint in manifest.spec.event_endpoints.items():
+        resolved[f"provider:{event_endpoint_kind(name)}"] = _resolve(
+            endpoint.secret_ref, secrets, f"eventEndpoints.{name}"
+        )
     return to_proto(manifest.name, manifest.spec, resolved)

@@ -17,7 +17,7 @@ import grpc
 import pydantic
 
 from leadflow.v1 import tenant_pb2, tenants_pb2
-from leadflow_core.tenant_spec import SecretRef, TenantSpec, resolve_secret_ref, to_proto
+from leadflow_core.tenant_spec import SecretRef, TenantSpec, event_endpoint_kind, resolve_secret_ref, to_proto
 
 Phase = Literal["Pending", "Active", "Paused", "Degraded", "Deactivated"]
 Retry = Literal["temporary", "permanent"]
@@ -74,6 +74,8 @@ def secret_refs(spec: TenantSpec) -> dict[str, SecretRef]:
     for kind, provider in spec.providers.items():
         if provider.secret_ref is not None:
             refs[f"provider:{kind}"] = provider.secret_ref
+    for name, endpoint in spec.event_endpoints.items():
+        refs[f"provider:{event_endpoint_kind(name)}"] = endpoint.secret_ref
     return refs
 
 

@@ -83,6 +83,11 @@ class AdminServiceStub:
                 request_serializer=leadflow_dot_v1_dot_admin__pb2.ListRequestsRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_admin__pb2.ListRequestsResponse.FromString,
                 _registered_method=True)
+        self.ListEventDeliveries = channel.unary_unary(
+                '/leadflow.v1.AdminService/ListEventDeliveries',
+                request_serializer=leadflow_dot_v1_dot_admin__pb2.ListEventDeliveriesRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_admin__pb2.ListEventDeliveriesResponse.FromString,
+                _registered_method=True)
         self.PauseQueues = channel.unary_unary(
                 '/leadflow.v1.AdminService/PauseQueues',
                 request_serializer=leadflow_dot_v1_dot_admin__pb2.PauseQueuesRequest.SerializeToString,
@@ -195,6 +200,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEventDeliveries(self, request, context):
+        """The delivery log of a tenant's events out, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PauseQueues(self, request, context):
         """---- actions (each audited) ----
         Stop handing work of these queues to the workers; intake still stores leads (202) and
@@ -300,6 +312,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListRequests,
                     request_deserializer=leadflow_dot_v1_dot_admin__pb2.ListRequestsRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_admin__pb2.ListRequestsResponse.SerializeToString,
+            ),
+            'ListEventDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEventDeliveries,
+                    request_deserializer=leadflow_dot_v1_dot_admin__pb2.ListEventDeliveriesRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_admin__pb2.ListEventDeliveriesResponse.SerializeToString,
             ),
             'PauseQueues': grpc.unary_unary_rpc_method_handler(
                     servicer.PauseQueues,
@@ -589,6 +606,33 @@ class AdminService:
             '/leadflow.v1.AdminService/ListRequests',
             leadflow_dot_v1_dot_admin__pb2.ListRequestsRequest.SerializeToString,
             leadflow_dot_v1_dot_admin__pb2.ListRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEventDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.AdminService/ListEventDeliveries',
+            leadflow_dot_v1_dot_admin__pb2.ListEventDeliveriesRequest.SerializeToString,
+            leadflow_dot_v1_dot_admin__pb2.ListEventDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

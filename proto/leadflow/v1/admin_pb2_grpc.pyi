@@ -56,6 +56,8 @@ class AdminServiceStub:
     """A tenant's leads by phone, email or id (phone and email are matched by keyed hash)."""
     ListRequests: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListRequestsRequest, _admin_pb2.ListRequestsResponse]
     """The inbound request log of a tenant, newest first, filtered by source, status and time."""
+    ListEventDeliveries: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListEventDeliveriesRequest, _admin_pb2.ListEventDeliveriesResponse]
+    """The delivery log of a tenant's events out, newest first."""
     PauseQueues: _grpc.UnaryUnaryMultiCallable[_admin_pb2.PauseQueuesRequest, _admin_pb2.PauseQueuesResponse]
     """---- actions (each audited) ----
     Stop handing work of these queues to the workers; intake still stores leads (202) and
@@ -105,6 +107,8 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """A tenant's leads by phone, email or id (phone and email are matched by keyed hash)."""
     ListRequests: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListRequestsRequest, _admin_pb2.ListRequestsResponse]  # type: ignore[assignment]
     """The inbound request log of a tenant, newest first, filtered by source, status and time."""
+    ListEventDeliveries: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListEventDeliveriesRequest, _admin_pb2.ListEventDeliveriesResponse]  # type: ignore[assignment]
+    """The delivery log of a tenant's events out, newest first."""
     PauseQueues: _aio.UnaryUnaryMultiCallable[_admin_pb2.PauseQueuesRequest, _admin_pb2.PauseQueuesResponse]  # type: ignore[assignment]
     """---- actions (each audited) ----
     Stop handing work of these queues to the workers; intake still stores leads (202) and
@@ -205,6 +209,14 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListRequestsResponse, _abc.Awaitable[_admin_pb2.ListRequestsResponse]]:
         """The inbound request log of a tenant, newest first, filtered by source, status and time."""
+
+    @_abc_1.abstractmethod
+    def ListEventDeliveries(
+        self,
+        request: _admin_pb2.ListEventDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListEventDeliveriesResponse, _abc.Awaitable[_admin_pb2.ListEventDeliveriesResponse]]:
+        """The delivery log of a tenant's events out, newest first."""
 
     @_abc_1.abstractmethod
     def PauseQueues(

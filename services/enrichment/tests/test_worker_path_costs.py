@@ -28,8 +28,8 @@ MAX_GRPC = 4
 MAX_REDIS = 10
 
 
-def test_worker_path_stays_within_its_per_lead_budget(database_url: str, workdir: Path) -> None:
-    costs = measure_costs(database_url, workdir, leads=LEADS)
+def test_worker_path_stays_within_its_per_lead_budget(private_database_url: str, workdir: Path) -> None:
+    costs = measure_costs(private_database_url, workdir, leads=LEADS)
     report = "\n".join(costs.lines())
     per_lead = costs.per_lead()
     # The whole path ran: every lead's three jobs reached the services.

@@ -7,7 +7,19 @@ import importlib
 from typing import Any
 
 # Module names under leadflow_cli.parsers, each with `register(subparsers)`.
-GROUPS = ("ops", "tenant", "lead", "compliance", "deadletters", "requests", "dev", "certs", "secrets", "keys")
+GROUPS = (
+    "ops",
+    "tenant",
+    "lead",
+    "compliance",
+    "deadletters",
+    "requests",
+    "events",
+    "dev",
+    "certs",
+    "secrets",
+    "keys",
+)
 
 
 def register_all(sub: argparse._SubParsersAction[Any]) -> None:

@@ -58,6 +58,7 @@ _ADMIN_METHODS = (
     "ListAdminAudit",
     "SearchLeads",
     "ListRequests",
+    "ListEventDeliveries",
     "ReplayRequests",
     "PauseQueues",
     "ResumeQueues",
@@ -128,7 +129,8 @@ POLICY: Final[Mapping[str, frozenset[str]]] = {
     _T + "AuthenticateApiKey": _allow(GATEWAY),
     # Secrets in plaintext: only the components that use them.
     _T + "GetSourceConfig": _allow(GATEWAY),
-    _T + "GetProviderConfig": _allow(*_WORKERS),
+    # The dispatcher signs and sends tenants' events with their endpoints' secrets.
+    _T + "GetProviderConfig": _allow(*_WORKERS, DISPATCHER),
     _T + "RotateSecrets": _allow(CLI),
     **{f"/leadflow.v1.AdminService/{method}": _allow(CLI) for method in _ADMIN_METHODS},
 }

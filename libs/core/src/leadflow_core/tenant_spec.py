@@ -10,7 +10,7 @@ import ipaddress
 import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -175,6 +175,25 @@ class Provider(_Spec):
     options: dict[str, str] = Field(default_factory=dict)
 
 
+# Events a tenant may receive at its own endpoints (signed per Standard Webhooks).
+EVENT_TYPES: Final = ("lead.stored", "lead.refused", "call.placed", "call.completed", "lead.dead_lettered")
+EVENT_ENDPOINT_NAME = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
+
+
+class EventEndpoint(_Spec):
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
+    events: list[
+        Literal["lead.stored", "lead.refused", "call.placed", "call.completed", "lead.dead_lettered"]
+    ] = Field(min_length=1, max_length=len(EVENT_TYPES))
+    # The signing secret, `whsec_<base64>` (the Secret's `key`, or its key named `secret`).
+    secret_ref: SecretRef = Field(alias="secretRef")
+
+
+def event_endpoint_kind(name: str) -> str:
+    """The provider config an endpoint is stored as: its secret is sealed like a provider's."""
+    return f"events.{name}"
+
+
 class TenantSpec(_Spec):
     display_name: str = Field("", alias="displayName", max_length=200)
     paused: bool = False
@@ -184,6 +203,19 @@ class TenantSpec(_Spec):
     policy: Policy = Field(default_factory=Policy)  # type: ignore[arg-type]
     plan: Plan = Field(default_factory=Plan)
     providers: dict[Literal["crm", "dialer", "llm"], Provider] = Field(default_factory=dict)
+    event_endpoints: dict[str, EventEndpoint] = Field(
+        default_factory=dict, alias="eventEndpoints", max_length=10
+    )
+
+    @field_validator("event_endpoints")
+    @classmethod
+    def _endpoint_names(cls, v: dict[str, EventEndpoint]) -> dict[str, EventEndpoint]:
+        bad = sorted(n for n in v if not re.match(EVENT_ENDPOINT_NAME, n))
+        if bad:
+            raise ValueError(
+                f"event endpoint name(s) {bad} must be lower-case letters, digits and '-' (1-40)"
+            )
+        return v
 
     @field_validator("sources")
     @classmethod
@@ -275,6 +307,11 @@ def to_proto(
         pcfg = tenant.provider_configs[kind]
         pcfg.options.update(provider.options)
         pcfg.secrets.update({snake(k): v for k, v in secrets.get(f"provider:{kind}", {}).items()})
+    for endpoint_name, endpoint in spec.event_endpoints.items():
+        endpoint_kind = event_endpoint_kind(endpoint_name)
+        ecfg = tenant.provider_configs[endpoint_kind]
+        ecfg.options.update({"url": endpoint.url, "events": ",".join(sorted(set(endpoint.events)))})
+        ecfg.secrets.update({snake(k): v for k, v in secrets.get(f"provider:{endpoint_kind}", {}).items()})
     for source_name, source in spec.sources.items():
         if not source.enabled:
             continue

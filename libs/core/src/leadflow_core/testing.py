@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -135,17 +136,34 @@ def pg_admin_url() -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def database_url(pg_admin_url: str) -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test session."""
+@contextmanager
+def migrated_database(admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database with every service's schema, dropped afterwards."""
     from leadflow_core.migrations import SERVICES_WITH_SCHEMA, upgrade
 
     name = f"lftest_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    url = create_database(pg_admin_url, name)
-    for service in SERVICES_WITH_SCHEMA:
-        upgrade(service, url)
-    yield url
-    drop_database(pg_admin_url, name)
+    url = create_database(admin_url, name)
+    try:
+        for service in SERVICES_WITH_SCHEMA:
+            upgrade(service, url)
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session."""
+    with migrated_database(pg_admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+def private_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A database of this test's own: for tests that count everything a database's work costs,
+    which earlier tests' leftover work (outbox rows, calls) in the session database would skew."""
+    with migrated_database(pg_admin_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from leadflow_core.grpc_server import create_server, serve_until_signal, write_p
 from leadflow_core.logs import configure, get_logger
 from leadflow_core.tenant_changes import TenantChangeListener
 from leadflow_dispatcher.admin_servicer import AdminServicer
+from leadflow_dispatcher.event_delivery import EventDeliverer
 from leadflow_dispatcher.metrics import serve_metrics
 from leadflow_dispatcher.policies import PolicyView, TenantPolicies
 from leadflow_dispatcher.queue_pauses import QueuePauses
@@ -101,6 +102,8 @@ def main() -> None:
     changes = tenant_change_listener(settings, store)
     sweeper = RequestLogSweeper(store, policies, settings.request_log_sweep_seconds)
     sweeper.start()
+    deliverer = EventDeliverer(store, tenants_pb2_grpc.TenantAdminServiceStub(compliance_channel), settings)
+    deliverer.start()
     running = create_server(
         settings.dispatcher_addr,
         [
@@ -120,6 +123,7 @@ def main() -> None:
             changes.stop()
         relay.stop()
         sweeper.stop()
+        deliverer.stop()
         engine.dispose()
 
     serve_until_signal(running, settings.shutdown_grace_seconds, on_stop)

@@ -27,6 +27,7 @@ from leadflow_core import grpc_errors, queues
 from leadflow_core.caller_identity import caller_identity
 from leadflow_core.logs import get_logger
 from leadflow_dispatcher import broker_state
+from leadflow_dispatcher.admin_events import EventDeliveryAdmin
 from leadflow_dispatcher.admin_requests import RequestLogAdmin
 from leadflow_dispatcher.dependency_health import check_components
 from leadflow_dispatcher.persons import person_keys
@@ -49,7 +50,7 @@ def _reason(request: Any, context: grpc.ServicerContext) -> str:
     return reason
 
 
-class AdminServicer(RequestLogAdmin, admin_pb2_grpc.AdminServiceServicer):
+class AdminServicer(RequestLogAdmin, EventDeliveryAdmin, admin_pb2_grpc.AdminServiceServicer):
     def __init__(
         self,
         store: Store,

@@ -14,6 +14,7 @@ from leadflow.v1 import decision_pb2, dispatcher_pb2, lead_pb2
 from leadflow_core.clock import now as utcnow
 from leadflow_core.timestamps import as_utc, from_proto
 from leadflow_dispatcher import scheduling
+from leadflow_dispatcher.events import add_call_placed, add_event
 from leadflow_dispatcher.models import (
     CallStatusRow,
     DialAttemptRow,
@@ -231,6 +232,7 @@ class AttemptStore(Repository):
                     f"dialed:{attempt_id}",
                 )
             )
+            add_call_placed(s, policy, row, provider, provider_call_id, now)
             s.flush()
             # Callbacks that outran this report are applied now, in arrival order.
             early = s.scalars(
@@ -376,6 +378,14 @@ class AttemptStore(Repository):
         attempt.ended_at = now
         attempt.duration_seconds = status_row.duration_seconds
         attempt.price_usd = status_row.price_usd
+        call_data = {
+            "lead_id": attempt.lead_id,
+            "attempt": attempt.attempt,
+            "call_id": attempt.provider_call_id,
+            "status": status,
+            "duration_seconds": status_row.duration_seconds,
+        }
+        add_event(s, policy, attempt.tenant, "call.completed", attempt.lead_id, call_data, now)
         if attempt.reservation_id:
             self._add_settle(
                 s, attempt, status, status_row.duration_seconds, status_row.price_usd, request_id, now

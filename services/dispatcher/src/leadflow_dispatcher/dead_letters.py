@@ -11,12 +11,14 @@ from leadflow.v1 import dispatcher_pb2, lead_pb2
 from leadflow_core import queues
 from leadflow_core.clock import now as utcnow
 from leadflow_core.timestamps import from_proto, to_proto
+from leadflow_dispatcher.events import add_event
 from leadflow_dispatcher.models import (
     DeadLetterRow,
     JobRow,
     LeadRow,
 )
 from leadflow_dispatcher.pii_redaction import redact
+from leadflow_dispatcher.policies import PolicyView
 from leadflow_dispatcher.queueing import JobSpec
 from leadflow_dispatcher.repository import (
     LIVE_JOB_STATES,
@@ -31,7 +33,9 @@ from leadflow_dispatcher.repository import (
 class DeadLetterStore(Repository):
     # ---- dead letters ------------------------------------------------------------------
 
-    def record_dead_letter(self, dl: dispatcher_pb2.DeadLetter, request_id: str) -> dispatcher_pb2.DeadLetter:
+    def record_dead_letter(
+        self, dl: dispatcher_pb2.DeadLetter, request_id: str, policy: PolicyView | None = None
+    ) -> dispatcher_pb2.DeadLetter:
         now = utcnow()
         dl_id = dl.dead_letter_id or new_id()
         with self.sessions.begin() as s:
@@ -88,6 +92,16 @@ class DeadLetterStore(Repository):
                         now,
                     )
                 )
+            if policy is not None:
+                dead_data = {
+                    "dead_letter_id": dl_id,
+                    "lead_id": dl.lead_id,
+                    "queue": dl.queue,
+                    "job": dl.job_kind,
+                    "error_class": dl.error_class,
+                    "attempts": dl.attempts,
+                }
+                add_event(s, policy, dl.tenant, "lead.dead_lettered", dl.lead_id, dead_data, now)
             s.flush()
             return dead_letter_proto(row)
 

@@ -20,6 +20,7 @@ from leadflow.v1 import dispatcher_pb2, lead_pb2
 from leadflow_core.clock import now as utcnow
 from leadflow_core.timestamps import as_utc
 from leadflow_dispatcher.attempts import AttemptStore, ClaimResult, lock_calls
+from leadflow_dispatcher.events import add_call_placed
 from leadflow_dispatcher.models import CallStatusRow, DialAttemptRow, JobRow, LeadRow
 from leadflow_dispatcher.policies import PolicyView
 from leadflow_dispatcher.repository import NotFound, new_id
@@ -275,6 +276,8 @@ class DialBatchStore(AttemptStore):
                     for r, row in placed
                 ],
             )
+            for r, row in placed:
+                add_call_placed(s, policy_for(row.tenant), row, r.provider, r.provider_call_id, now)
             # Callbacks that outran these reports are applied now, in arrival order.
             by_call = {(row.tenant, row.provider_call_id): (r, row) for r, row in placed}
             early = s.scalars(

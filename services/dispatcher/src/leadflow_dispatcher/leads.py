@@ -14,6 +14,7 @@ from leadflow.v1 import decision_pb2, dispatcher_pb2, lead_pb2
 from leadflow_core.clock import now as utcnow
 from leadflow_core.timestamps import from_proto, to_proto
 from leadflow_dispatcher import scheduling
+from leadflow_dispatcher.events import add_event
 from leadflow_dispatcher.models import (
     DialAttemptRow,
     EventRow,
@@ -293,6 +294,13 @@ class LeadStore(PersonOrderStore):
             job.enqueue_count = 1
         if decision.needs_review:
             s.add(review_row(tenant, lead_id, decision, source_of(lead), now))
+        stored_data = {"lead_id": lead_id, "source": source_of(lead), "urgency": urgency, "action": action}
+        add_event(s, policy, tenant, "lead.stored", lead_id, stored_data, now)
+        if dial_state == dispatcher_pb2.DIAL_STATE_BLOCKED:
+            reasons_ids = [r.rule_id for r in decision.reasons]
+            add_event(
+                s, policy, tenant, "lead.refused", lead_id, {**stored_data, "reasons": reasons_ids}, now
+            )
         s.add_all(events)
         s.add_all(jobs)
         if flush:

@@ -284,3 +284,30 @@ class InboundRequestRow(Base):
     received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     replay_grant_hash: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     replay_grant_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+
+
+class EventDeliveryRow(Base):
+    """One event for one tenant endpoint: written in the transaction that caused the event (the
+    outbox), then delivered and retried by `event_delivery`; it is also the delivery log."""
+
+    __tablename__ = "dispatcher_event_deliveries"
+    __table_args__ = (
+        sa.Index("ix_dispatcher_event_deliveries_due", "state", "next_at"),
+        sa.Index("ix_dispatcher_event_deliveries_at", "tenant", "created_at"),
+    )
+
+    # Also the `webhook-id`: the same on every attempt, so a receiver can drop repeats.
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(sa.String(63))
+    endpoint: Mapped[str] = mapped_column(sa.String(40))
+    event_type: Mapped[str] = mapped_column(sa.String(32))
+    lead_id: Mapped[str] = mapped_column(sa.String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    # pending (due at next_at), delivered, failed (attempts used up).
+    state: Mapped[str] = mapped_column(sa.String(16))
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    last_status: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_error: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)

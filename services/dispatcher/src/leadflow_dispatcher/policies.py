@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from leadflow.v1 import tenants_pb2, tenants_pb2_grpc
+from leadflow.v1 import tenant_pb2, tenants_pb2, tenants_pb2_grpc
 from leadflow_core.grpc_clients import channel
 from leadflow_core.logs import get_logger
 
@@ -26,6 +26,11 @@ class PolicyView:
     retry_backoff_seconds: int = 600
     merge_window_seconds: float = 86_400.0
     request_log_retention_days: int = 7
+    # (endpoint name, the event types it takes): who gets which events; none costs no rows.
+    event_endpoints: tuple[tuple[str, frozenset[str]], ...] = ()
+
+    def subscribers(self, event_type: str) -> list[str]:
+        return [name for name, types in self.event_endpoints if event_type in types]
 
 
 class TenantPolicies:
@@ -74,6 +79,18 @@ class TenantPolicies:
                     if policy.HasField("request_log_retention_days")
                     else self._defaults.request_log_retention_days
                 ),
+                event_endpoints=event_endpoints(reply.tenant),
             ),
             self._ttl,
         )
+
+
+def event_endpoints(tenant: tenant_pb2.Tenant) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Endpoints are stored as provider configs "events.<name>" (options url and events)."""
+    return tuple(
+        sorted(
+            (kind.removeprefix("events."), frozenset(filter(None, cfg.options.get("events", "").split(","))))
+            for kind, cfg in tenant.provider_configs.items()
+            if kind.startswith("events.")
+        )
+    )

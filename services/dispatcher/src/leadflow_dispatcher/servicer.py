@@ -316,7 +316,9 @@ class DispatcherServicer(
     ) -> dispatcher_pb2.DeadLetter:
         _require(context, tenant=request.tenant, queue=request.queue)
         try:
-            return self.store.record_dead_letter(request, current_request_id())
+            return self.store.record_dead_letter(
+                request, current_request_id(), self.policies.get(request.tenant)
+            )
         except NotFound:
             grpc_errors.not_found(context, "dead letter", request.dead_letter_id)
 

@@ -61,3 +61,14 @@ class DispatcherSettings(CommonSettings):
     # policy.requestLogRetentionDays (this default when compliance cannot say).
     request_log_sweep_seconds: float = 300.0
     request_log_retention_days: int = 7
+    # Events out (tenants' eventEndpoints): how often due deliveries are sent, how many at once,
+    # and the retry schedule (min_backoff doubling per failure up to max_backoff).
+    event_delivery_interval_seconds: float = 0.5
+    event_delivery_batch_size: int = 100
+    event_delivery_concurrency: int = 8
+    event_delivery_timeout_seconds: float = 10.0
+    # A claimed delivery comes back after this long if its sender died mid-attempt.
+    event_delivery_lease_seconds: float = 60.0
+    event_max_attempts: int = 8
+    event_min_backoff_seconds: float = 5.0
+    event_max_backoff_seconds: float = 3600.0

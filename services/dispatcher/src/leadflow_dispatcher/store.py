@@ -7,6 +7,7 @@ from leadflow_dispatcher.attempts import AttemptStore, ClaimResult
 from leadflow_dispatcher.dead_letters import DeadLetterStore
 from leadflow_dispatcher.deferred_release import DeferredReleaseStore
 from leadflow_dispatcher.dial_batches import DialBatchStore
+from leadflow_dispatcher.events import EventDeliveryStore
 from leadflow_dispatcher.leads import LeadStore
 from leadflow_dispatcher.outbox import ExpiredJob, OutboxStore, SettleWork
 from leadflow_dispatcher.person_order import SubmitResult
@@ -27,6 +28,7 @@ class Store(
     WorkerReadStore,
     DeferredReleaseStore,
     RequestLogStore,
+    EventDeliveryStore,
 ):
     """Every repository of the dispatcher over one engine."""
 
