@@ -37,8 +37,9 @@ from sqlalchemy import Engine, create_engine, make_url
 from bench import ack, costs, floors
 from bench.api_client import dial_times, post_leads, report
 from bench.backends import bench_backends
+from leadflow_core import cost_counters
 from leadflow_core.db import normalise_url
-from leadflow_core.testing import REPO_ROOT, ServiceProcess, wait_for
+from leadflow_core.testing import REPO_ROOT, ServiceProcess, provision_tls, wait_for
 from tests.e2e.mesh import Mesh, running_mesh
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env, tenant_secrets
 from tests.fakes.meta_graph import GraphState, serve_graph
@@ -160,7 +161,7 @@ def _ack(run: Run, kill: bool) -> dict[str, Any]:
         killer.join(120)
     for prof in profilers:
         prof.wait(60)
-    time.sleep(1.0)  # the work counters are written twice a second
+    time.sleep(1.0)  # the cost counters are written every 200 ms
     after = run.snapshot()
     if a.ack_without_workers:
         workers.start(wait_port=False)
@@ -361,6 +362,7 @@ def table(results: dict[str, Any]) -> str:
             "sql_commits",
             "pg_commits",
             "grpc_calls",
+            "redis_round_trips",
             "redis_commands",
             "cpu_ms.total",
         ):
@@ -438,12 +440,14 @@ def main() -> None:
         graph_url, graph = stack.enter_context(serve_graph("bench-page-token"))
         db_url, redis_url, prefix = stack.enter_context(bench_backends())
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        counters_dir = workdir / "work-counters"
+        # Every hop is mutual TLS: a CA of this run's own, as the tests have.
+        os.environ.update(provision_tls(workdir / "tls"))
+        counters_dir = workdir / "cost-counters"
         extra = {
             **env,
             **ack.GATEWAY_ENV,
             "LEADFLOW_META_GRAPH_URL": graph_url,
-            "LEADFLOW_WORK_COUNTERS_DIR": str(counters_dir),
+            cost_counters.ENV: str(counters_dir),
             "LEADFLOW_GATEWAY_PROCESSES": str(args.gateway_processes),
         }
         mesh = stack.enter_context(running_mesh(db_url, redis_url, prefix, workdir, extra))

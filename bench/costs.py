@@ -1,11 +1,10 @@
-"""Cost per lead: CPU per process (psutil), SQL statements, commits and gRPC calls (the services'
-work counters, see `leadflow_core.work_counters`), PostgreSQL transactions (pg_stat_database) and
-Redis commands (INFO commandstats). Snapshots before and after a stage; the deltas divided by
-the leads stored are stable across noisy runs where rates are not."""
+"""Cost per lead: CPU per process (psutil), SQL statements, commits, served gRPC calls and Redis
+round trips (the services' own counters, see `leadflow_core.cost_counters`), PostgreSQL
+transactions (pg_stat_database) and Redis commands (INFO commandstats). Snapshots before and after
+a stage; the deltas divided by the leads stored are stable across noisy runs where rates are not."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,8 @@ from pathlib import Path
 import psutil
 import redis
 from sqlalchemy import Engine, text
+
+from leadflow_core import cost_counters
 
 
 @dataclass
@@ -54,14 +55,18 @@ def _postgres_backends_cpu(database: str) -> tuple[float, int]:
 
 
 def _work_counters(directory: Path) -> dict[str, Counter[str]]:
+    """Per service, the per-lead work the ACK table reports (periodic background work such as
+    relay passes is counted apart by the services and left out here)."""
     out: dict[str, Counter[str]] = {}
-    for path in directory.glob("*.json"):
-        service = path.stem.rsplit("-", 1)[0].removeprefix("leadflow_")
-        try:
-            counts = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        out.setdefault(service, Counter()).update(counts)
+    for service, counts in cost_counters.read_by_service(directory).items():
+        out[service] = Counter(
+            {
+                "sql_statements": counts["sql.product"] + counts["sql.provider"],
+                "sql_commits": counts["commits"] + counts["commits.provider"],
+                "grpc_calls": counts["grpc_served"],
+                "redis_round_trips": counts["redis"],
+            }
+        )
     return out
 
 

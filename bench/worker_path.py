@@ -34,7 +34,7 @@ from typing import Any
 import redis
 from sqlalchemy import create_engine
 
-from bench.workers import lead_to_dial_ms, pct, wait_dialed
+from bench.workers import lead_to_dial_ms, make_lead, pct, wait_dialed
 from leadflow.v1 import (
     compliance_pb2,
     compliance_pb2_grpc,
@@ -49,13 +49,9 @@ from leadflow_core.db import normalise_url
 from leadflow_core.grpc_clients import channel
 from leadflow_core.tenant_spec import TenantSpec, to_proto
 from leadflow_core.testing import ServiceProcess, service_env, wait_for
-from leadflow_core.timestamps import to_proto as to_timestamp
-from leadflow_core.timestamps import utcnow
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env
 
 SIMULATOR_TOKEN = "leadflow-simulator-token"  # noqa: S105 (the simulator's local default)
-# Areas in one state and zone (New York): every lead is callable under the same rules.
-_AREAS = ("212", "646", "917", "347", "718")
 
 
 # ---- a private Redis ------------------------------------------------------------------------
@@ -198,36 +194,6 @@ def new_tenant(mesh: Mesh) -> str:
 
 
 # ---- leads ----------------------------------------------------------------------------------
-
-
-def phone_for(i: int) -> str:
-    return f"+1{_AREAS[(i // 10000) % len(_AREAS)]}555{i % 10000:04d}"
-
-
-def make_lead(tenant: str, i: int, tag: str, urgency: int) -> lead_pb2.Lead:
-    return lead_pb2.Lead(
-        tenant=tenant,
-        source=lead_pb2.SOURCE_API,
-        vendor_lead_id=f"{tag}-{i}",
-        urgency=urgency,  # type: ignore[arg-type]
-        message="need a quote",
-        contact=lead_pb2.Contact(
-            first_name="Bench",
-            last_name=str(i),
-            email=f"b{i}.{tag}@example.com",
-            phone=lead_pb2.Phone(e164=phone_for(i)),
-        ),
-        consent=lead_pb2.ConsentEvidence(
-            granted=True,
-            disclosure_text="I agree that ACME may call me with an autodialer.",
-            page_url="https://acme.example/quote",
-            ip="203.0.113.9",
-            # Full evidence, so consent is verified (compliance's consent_evidence).
-            seller=tenant,
-            form_submission_id=f"sub-{tag}-{i}",
-            consented_at=to_timestamp(utcnow()),
-        ),
-    )
 
 
 class Submitter:

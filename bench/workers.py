@@ -25,7 +25,7 @@ from leadflow.v1 import (
     dispatcher_pb2_grpc,
     lead_pb2,
 )
-from leadflow_core import timestamps
+from tests.e2e.mesh import consented_lead
 
 
 @dataclass(frozen=True)
@@ -54,28 +54,15 @@ def phone_for(i: int) -> str:
 
 
 def make_lead(tenant: str, i: int, tag: str, urgency: int) -> lead_pb2.Lead:
-    return lead_pb2.Lead(
-        tenant=tenant,
-        source=lead_pb2.SOURCE_API,
+    """Lead `i` of a run: distinct people (leads of one person would join one call)."""
+    return consented_lead(
+        tenant,
+        phone_for(i),
+        email=f"b{i}.{tag}@example.com",
+        last_name=str(i),
         vendor_lead_id=f"{tag}-{i}",
         urgency=urgency,  # type: ignore[arg-type]
         message="need a quote",
-        contact=lead_pb2.Contact(
-            first_name="Bench",
-            last_name=str(i),
-            email=f"b{i}.{tag}@example.com",
-            # Distinct people (leads of one person would join one call).
-            phone=lead_pb2.Phone(e164=phone_for(i)),
-        ),
-        consent=lead_pb2.ConsentEvidence(
-            granted=True,
-            disclosure_text="I agree that ACME may call me with an autodialer.",
-            page_url="https://acme.example/quote",
-            ip="203.0.113.9",
-            consented_at=timestamps.to_proto(timestamps.utcnow()),
-            seller=tenant,
-            form_submission_id=f"sub-{tag}-{i}",
-        ),
     )
 
 

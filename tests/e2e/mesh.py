@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -10,7 +12,16 @@ from pathlib import Path
 
 import grpc
 
-from leadflow.v1 import compliance_pb2_grpc, dispatcher_pb2_grpc, tenants_pb2, tenants_pb2_grpc
+from leadflow.v1 import (
+    compliance_pb2,
+    compliance_pb2_grpc,
+    dispatcher_pb2,
+    dispatcher_pb2_grpc,
+    lead_pb2,
+    tenants_pb2,
+    tenants_pb2_grpc,
+)
+from leadflow_core import timestamps
 from leadflow_core.grpc_clients import channel
 from leadflow_core.tenant_spec import TenantSpec, to_proto
 from leadflow_core.testing import ServiceProcess, service_env, wait_for
@@ -25,6 +36,9 @@ class Mesh:
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     channels: list[grpc.Channel] = field(default_factory=list)
     api_keys: dict[str, str] = field(default_factory=dict)
+    _gateway_stubs: (
+        tuple[compliance_pb2_grpc.ComplianceServiceStub, dispatcher_pb2_grpc.DispatcherServiceStub] | None
+    ) = None
 
     @property
     def gateway_url(self) -> str:
@@ -63,6 +77,69 @@ class Mesh:
 
     def logs(self) -> str:
         return "\n".join(f"--- {n}\n{p.tail(200)}" for n, p in self.processes.items())
+
+    def submit_as_gateway(self, lead: lead_pb2.Lead) -> str:
+        """What the gateway does for a lead: evaluate it with compliance, then store it with
+        the dispatcher; returns the lead id."""
+        if self._gateway_stubs is None:
+            self._gateway_stubs = (self.compliance(), self.dispatcher())
+        compliance, dispatcher = self._gateway_stubs
+        decision = compliance.Evaluate(
+            compliance_pb2.EvaluateRequest(lead=lead, purpose=compliance_pb2.EVALUATION_PURPOSE_INGEST)
+        ).decision
+        reply = dispatcher.SubmitLead(dispatcher_pb2.SubmitLeadRequest(lead=lead, decision=decision))
+        return str(reply.lead_id)
+
+
+def consented_lead(
+    tenant: str,
+    phone: str,
+    *,
+    email: str = "ada@example.com",
+    last_name: str = "Lovelace",
+    vendor_lead_id: str = "",
+    urgency: lead_pb2.Urgency.ValueType = lead_pb2.URGENCY_HIGH,
+    message: str = "need a quote for a new furnace",
+) -> lead_pb2.Lead:
+    """An API lead with verified consent (disclosure, seller, time and a form submission)."""
+    return lead_pb2.Lead(
+        tenant=tenant,
+        source=lead_pb2.SOURCE_API,
+        vendor_lead_id=vendor_lead_id or f"v-{uuid.uuid4().hex[:8]}",
+        urgency=urgency,
+        message=message,
+        contact=lead_pb2.Contact(
+            first_name="Ada", last_name=last_name, email=email, phone=lead_pb2.Phone(e164=phone)
+        ),
+        consent=lead_pb2.ConsentEvidence(
+            granted=True,
+            disclosure_text="I agree that ACME may call me with an autodialer.",
+            page_url="https://acme.example/quote",
+            ip="203.0.113.9",
+            consented_at=timestamps.to_proto(timestamps.utcnow()),
+            seller=tenant,
+            form_submission_id=f"sub-{uuid.uuid4().hex[:8]}",
+        ),
+    )
+
+
+def timeline_kinds(
+    dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, tenant: str, lead_id: str
+) -> list[str]:
+    reply = dispatcher.GetTimeline(dispatcher_pb2.GetTimelineRequest(tenant=tenant, lead_id=lead_id))
+    return [e.kind for e in reply.events]
+
+
+@contextmanager
+def module_mesh(
+    database_url: str, redis_url: str, redis_prefix: str, name: str, extra_env: dict[str, str]
+) -> Iterator[Mesh]:
+    """A test module's own mesh: a work directory and a Redis key prefix of its own."""
+    with (
+        tempfile.TemporaryDirectory(prefix=f"leadflow-{name}-") as tmp,
+        running_mesh(database_url, redis_url, f"{redis_prefix}{name}:", Path(tmp), extra_env) as mesh,
+    ):
+        yield mesh
 
 
 @contextmanager

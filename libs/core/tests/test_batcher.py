@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from leadflow_core.batcher import MicroBatcher
+from leadflow_core.batcher import BlockingBatcher, MicroBatcher
+from leadflow_core.testing import wait_for
 
 
 class Recorder:
@@ -128,3 +131,71 @@ async def test_items_wait_for_a_free_slot_and_leave_together() -> None:
     assert await first == 0
     assert [await t for t in later] == [1, 2, 3, 4, 5, 6]
     assert batches == [[0], [1, 2, 3, 4], [5, 6]]  # grouped, and never over max_size
+
+
+# ---- the same batcher for threads ---------------------------------------------------------
+
+
+class Refused(Exception):
+    pass
+
+
+def test_threads_waiting_behind_a_batch_in_flight_share_the_next_one() -> None:
+    release = threading.Event()
+    batches: list[list[int]] = []
+
+    def flush(items: Sequence[int]) -> list[int | BaseException]:
+        batches.append(list(items))
+        if len(batches) == 1:
+            release.wait(10)
+        return [Refused(f"no {i}") if i == 13 else i * 10 for i in items]
+
+    batcher: BlockingBatcher[int, int] = BlockingBatcher(flush, max_size=64, max_delay_seconds=0.0)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            first = pool.submit(batcher.call, 1)
+            wait_for(lambda: len(batches) == 1, timeout=10, what="the first batch in flight")
+            rest = {i: pool.submit(batcher.call, i) for i in (2, 3, 13, 4, 5)}
+            wait_for(lambda: batcher.waiting == 5, timeout=10, what="five calls waiting")
+            release.set()
+            assert first.result(10) == 10
+            for i, future in rest.items():
+                if i == 13:
+                    # One item's failure is that caller's alone.
+                    with pytest.raises(Refused):
+                        future.result(10)
+                else:
+                    assert future.result(10) == i * 10
+    finally:
+        batcher.close()
+    assert batches[0] == [1]
+    assert sorted(batches[1]) == [2, 3, 4, 5, 13]
+    assert len(batches) == 2
+
+
+def test_a_failed_blocking_flush_fails_its_batch_only() -> None:
+    calls = 0
+
+    def flush(items: Sequence[str]) -> list[str | BaseException]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("dispatcher unavailable")
+        return [s.upper() for s in items]
+
+    batcher: BlockingBatcher[str, str] = BlockingBatcher(flush, max_size=4, max_delay_seconds=0.0)
+    try:
+        with pytest.raises(ConnectionError):
+            batcher.call("a")
+        assert batcher.call("b") == "B"
+    finally:
+        batcher.close()
+
+
+def test_a_short_blocking_answer_is_an_error_for_every_caller() -> None:
+    batcher: BlockingBatcher[int, int] = BlockingBatcher(lambda items: [], max_size=4, max_delay_seconds=0.0)
+    try:
+        with pytest.raises(RuntimeError, match="answered 0 of 1"):
+            batcher.call(7)
+    finally:
+        batcher.close()

@@ -116,6 +116,43 @@ def test_duplicates_in_one_batch_collapse_to_one_lead(stub: Stub, tenant: str, e
     assert (leads, dials) == (1, 1)
 
 
+def test_a_batch_finds_the_leads_earlier_batches_stored(stub: Stub, tenant: str, engine: Engine) -> None:
+    """The batch's duplicate lookup (one query for the whole batch) answers as one by one: by
+    vendor id, by idempotency key, and the vendor's own id first when the two name different
+    stored leads."""
+
+    def submit(*leads: Any) -> list[dispatcher_pb2.SubmitLeadResponse]:
+        reply = stub.SubmitLeads(
+            dispatcher_pb2.SubmitLeadsRequest(
+                requests=[
+                    dispatcher_pb2.SubmitLeadRequest(
+                        lead=lead, decision=decision_pb2.Decision(action=decision_pb2.DIAL_ACTION_DIAL_NOW)
+                    )
+                    for lead in leads
+                ]
+            )
+        )
+        return [r.response for r in reply.results]
+
+    first = submit(
+        make_lead(tenant, "va", phone="+12125550131"),
+        make_lead(tenant, idem="ka", phone="+12125550132"),
+    )
+    again = submit(
+        make_lead(tenant, "va", phone="+12125550133"),
+        make_lead(tenant, idem="ka", phone="+12125550134"),
+        make_lead(tenant, "va", idem="ka", phone="+12125550135"),
+        make_lead(tenant, "vb", phone="+12125550136"),
+    )
+    assert [a.duplicate for a in again] == [True, True, True, False]
+    assert [a.lead_id for a in again[:3]] == [first[0].lead_id, first[1].lead_id, first[0].lead_id]
+    with engine.connect() as conn:
+        leads = conn.execute(
+            text("SELECT count(*) FROM dispatcher_leads WHERE tenant = :t"), {"t": tenant}
+        ).scalar()
+    assert leads == 3
+
+
 def test_a_bad_lead_fails_alone(stub: Stub, tenant: str) -> None:
     requests = [
         dispatcher_pb2.SubmitLeadRequest(

@@ -13,26 +13,22 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from leadflow.v1 import (
     admin_pb2,
     admin_pb2_grpc,
-    compliance_pb2,
     dispatcher_pb2,
     dispatcher_pb2_grpc,
     lead_pb2,
     tenants_pb2,
 )
 from leadflow_cli.commands import deadletters
-from leadflow_core import timestamps
 from leadflow_core.testing import ServiceProcess, python_module, wait_for
-from tests.e2e.mesh import Mesh, running_mesh
+from tests.e2e.mesh import Mesh, consented_lead, module_mesh, timeline_kinds
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env
 from tests.fakes.twilio import FakeCall, TwilioFake
 
@@ -65,10 +61,7 @@ FAST = {
 
 @pytest.fixture(scope="module")
 def mesh(database_url: str, redis_url: str, redis_prefix: str) -> Iterator[Mesh]:
-    with (
-        tempfile.TemporaryDirectory(prefix="leadflow-dialer-") as tmp,
-        running_mesh(database_url, redis_url, redis_prefix + "d:", Path(tmp), {**clock_env(), **FAST}) as m,
-    ):
+    with module_mesh(database_url, redis_url, redis_prefix, "dialer", {**clock_env(), **FAST}) as m:
         yield m
 
 
@@ -111,39 +104,13 @@ def new_tenant(mesh: Mesh, twilio: TwilioFake, policy: dict[str, object] | None 
     return name
 
 
-def submit(dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, mesh: Mesh, tenant: str, phone: str) -> str:
-    """What the gateway does for an emergency lead: evaluate, then submit to the dispatcher."""
-    lead = lead_pb2.Lead(
-        tenant=tenant,
-        source=lead_pb2.SOURCE_API,
-        vendor_lead_id=f"v-{uuid.uuid4().hex[:8]}",
-        urgency=lead_pb2.URGENCY_EMERGENCY,
-        message="water heater leaking",
-        contact=lead_pb2.Contact(
-            first_name="Ada", last_name="Lovelace", email="ada@example.com", phone=lead_pb2.Phone(e164=phone)
-        ),
-        consent=lead_pb2.ConsentEvidence(
-            granted=True,
-            disclosure_text="I agree that ACME may call me with an autodialer.",
-            page_url="https://acme.example/quote",
-            ip="203.0.113.9",
-            consented_at=timestamps.to_proto(timestamps.utcnow()),
-            seller=tenant,
-            form_submission_id=f"sub-{uuid.uuid4().hex[:8]}",
-        ),
-    )
-    decision = (
-        mesh.compliance()
-        .Evaluate(compliance_pb2.EvaluateRequest(lead=lead, purpose=compliance_pb2.EVALUATION_PURPOSE_INGEST))
-        .decision
-    )
-    reply = dispatcher.SubmitLead(dispatcher_pb2.SubmitLeadRequest(lead=lead, decision=decision))
-    return str(reply.lead_id)
+def submit(mesh: Mesh, tenant: str, phone: str) -> str:
+    """What the gateway does for an emergency lead."""
+    lead = consented_lead(tenant, phone, urgency=lead_pb2.URGENCY_EMERGENCY, message="water heater leaking")
+    return mesh.submit_as_gateway(lead)
 
 
-def kinds(dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, tenant: str, lead_id: str) -> list[str]:
-    reply = dispatcher.GetTimeline(dispatcher_pb2.GetTimelineRequest(tenant=tenant, lead_id=lead_id))
-    return [e.kind for e in reply.events]
+kinds = timeline_kinds
 
 
 def calls_to(twilio: TwilioFake, phone: str) -> list[FakeCall]:
@@ -171,7 +138,7 @@ def test_twilio_429_and_500_are_retried_then_the_lead_is_dialed_once(
     twilio.fail(times=1, status=429, headers={"Retry-After": "1"}, path_contains="/Calls.json", method="POST")
     twilio.fail(times=2, status=500, path_contains="/Calls.json", method="POST")
     phone = "+12125551001"
-    lead_id = submit(dispatcher, mesh, tenant, phone)
+    lead_id = submit(mesh, tenant, phone)
     wait_for(lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=60, what="the dial")
     assert dial_posts(twilio) == 4  # 429, 500, 500, then the call
     assert len(calls_to(twilio, phone)) == 1
@@ -211,7 +178,7 @@ def test_twilio_down_dead_letters_then_cli_replay_dials_once(
     tenant = new_tenant(mesh, twilio)
     twilio.fail(times=1000, status=503, path_contains="/Calls.json", method="POST")
     phone = "+12125551002"
-    lead_id = submit(dispatcher, mesh, tenant, phone)
+    lead_id = submit(mesh, tenant, phone)
 
     def dead() -> list[dispatcher_pb2.DeadLetter]:
         reply = dispatcher.ListDeadLetters(dispatcher_pb2.ListDeadLettersRequest(tenant=tenant))
@@ -254,7 +221,7 @@ def test_call_whose_callbacks_are_lost_is_reconciled_with_twilio(
 ) -> None:
     tenant = new_tenant(mesh, twilio)
     phone = "+12125551003"
-    lead_id = submit(dispatcher, mesh, tenant, phone)
+    lead_id = submit(mesh, tenant, phone)
     wait_for(lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=60, what="the dial")
     (call,) = calls_to(twilio, phone)
     assert active_calls(mesh, tenant) == 1
@@ -284,7 +251,7 @@ def test_busy_then_no_answer_retries_within_max_dial_attempts(
     # retryBackoffSeconds 0 would read as "unset" (600 s) in the dispatcher: proto3 has no presence.
     tenant = new_tenant(mesh, twilio, {"maxDialAttempts": 2, "retryBackoffSeconds": 1})
     phone = "+12125551004"
-    lead_id = submit(dispatcher, mesh, tenant, phone)
+    lead_id = submit(mesh, tenant, phone)
     (first,) = wait_for(lambda: calls_to(twilio, phone), timeout=60, what="the first call")
     assert accepted(twilio.progress(first.sid, "ringing"))
     assert accepted(twilio.progress(first.sid, "busy"))
@@ -332,7 +299,7 @@ def test_a_call_created_behind_a_failed_answer_is_found_never_placed_twice(
 ) -> None:
     tenant = new_tenant(mesh, twilio)
     twilio.fail_after_create(mode)  # Twilio creates the call, then the answer is lost
-    lead_id = submit(dispatcher, mesh, tenant, phone)
+    lead_id = submit(mesh, tenant, phone)
     wait_for(lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=90, what="the reconciled dial")
     (call,) = calls_to(twilio, phone)
     assert dialed_call_ids(dispatcher, tenant, lead_id) == [call.sid]  # the first call's sid
@@ -356,7 +323,7 @@ def test_unprovable_call_goes_to_review_and_its_marked_callbacks_are_applied(
     phone = "+12125551014"
     twilio.fail_after_create("drop")
     twilio.fail(times=1000, status=500, path_contains="/Calls.json", method="GET")  # no lookup possible
-    lead_id = submit(dispatcher, mesh, tenant, phone)
+    lead_id = submit(mesh, tenant, phone)
     wait_for(lambda: "dial_review" in kinds(dispatcher, tenant, lead_id), timeout=90, what="the review")
     admin = admin_pb2_grpc.AdminServiceStub(mesh._channel("dispatcher"))
     (review,) = admin.ListReviews(admin_pb2.ListReviewsRequest(tenant=tenant)).items
@@ -396,7 +363,7 @@ def test_worker_killed_right_after_the_create_never_dials_twice(
     tenant = new_tenant(mesh, twilio)
     phone = "+12125551015"
     twilio.fail_after_create("timeout")
-    lead_id = submit(dispatcher, mesh, tenant, phone)
+    lead_id = submit(mesh, tenant, phone)
     (call,) = wait_for(lambda: calls_to(twilio, phone), timeout=60, what="the create")
     workers = mesh.processes["workers"]
     workers.kill(signal.SIGKILL)

@@ -18,7 +18,7 @@ import redis
 
 from leadflow.v1 import dispatcher_pb2_grpc
 from leadflow_core.testing import wait_for
-from tests.e2e.mesh import Mesh, running_mesh
+from tests.e2e.mesh import Mesh, module_mesh
 from tests.e2e.scenario import clock_env
 
 from .test_workers import FAST, all_done, kinds, new_tenant, submit
@@ -90,22 +90,16 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 @pytest.fixture(scope="module")
 def mesh(database_url: str, private_redis: PrivateRedis) -> Iterator[Mesh]:
-    with (
-        tempfile.TemporaryDirectory(prefix="leadflow-durable-") as tmp,
-        running_mesh(
-            database_url, private_redis.url, f"d{uuid.uuid4().hex[:6]}:", Path(tmp), {**clock_env(), **FAST}
-        ) as m,
-    ):
+    prefix = f"d{uuid.uuid4().hex[:6]}:"
+    with module_mesh(database_url, private_redis.url, prefix, "durable", {**clock_env(), **FAST}) as m:
         yield m
 
 
 def _load(mesh: Mesh, tenant: str, tag: str, n: int, midway: threading.Event) -> list[str]:
-    dispatcher = mesh.dispatcher()
-
     def one(i: int) -> str:
         if i == n // 3:
             midway.set()
-        return submit(dispatcher, mesh, tenant, i, tag)
+        return submit(mesh, tenant, i, tag)
 
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(one, range(n)))

@@ -1,12 +1,16 @@
 """Cost counters for benchmarks and cost tests: SQL, commits, gRPC calls, Redis round trips.
 
-Off unless `LEADFLOW_COST_COUNTERS_DIR` is set. Then every SQLAlchemy engine in the process counts
-its statements (by table family: a statement touching the local providers' `enrichment_*` tables
-stands in for an outside SaaS call and is counted apart) and commits, every channel made by
-`leadflow_core.grpc_clients` counts its calls by method, and the totals are written as JSON to
+Off unless `LEADFLOW_COST_COUNTERS_DIR` is set (`install`, called by every service's entry point
+through `leadflow_core.logs.configure`, then does nothing else). When on, every SQLAlchemy engine
+in the process counts its statements (by table family: a statement touching the local providers'
+`enrichment_*` tables stands in for an outside SaaS call and is counted apart) and commits, every
+channel made by `leadflow_core.grpc_clients` counts its calls by method, every gRPC server counts
+the calls it serves (`grpc_served`), and the totals are written as JSON to
 `<dir>/<service>-<pid>.json` every few hundred milliseconds and at exit. A harness sums the files
-of all processes before and after a run. Redis round trips are counted in the client (a pipeline
-or a script call is one); Redis's own INFO commandstats give the commands behind them.
+of all processes before and after a run (`read_all`, or `read_by_service`). Redis round trips are
+counted in the client (a pipeline or a script call is one); Redis's own INFO commandstats give
+the commands behind them. PostgreSQL's pg_stat_statements would count statements too but needs a
+server-wide preload, which a shared database server may not have.
 """
 
 from __future__ import annotations
@@ -144,6 +148,13 @@ def _count_dramatiq_polls() -> None:
     RedisBroker._dispatch = _dispatch  # type: ignore[method-assign]
 
 
+def count_served(method: str) -> None:
+    """A gRPC call this process served (health and reflection are not work)."""
+    if _installed and not method.startswith("/grpc."):
+        add("grpc_served")
+        add(f"by_service.{_service}.grpc_served")
+
+
 def install(service: str) -> None:
     """Count this process's statements and commits and dump them (idempotent; no-op when off)."""
     global _installed, _service
@@ -156,17 +167,20 @@ def install(service: str) -> None:
     event.listen(Engine, "commit", _on_commit)
     _count_redis()
     path = Path(directory) / f"{service}-{os.getpid()}.json"
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
 
     def dump() -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(snapshot()))
-        tmp.replace(path)
+        # A benchmark aid never fails the service (a harness may remove the directory first).
+        with contextlib.suppress(OSError):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(snapshot()))
+            tmp.replace(path)  # readers never see half a file
 
     def loop() -> None:
         while True:
             threading.Event().wait(0.2)
-            with contextlib.suppress(OSError):
-                dump()
+            dump()
 
     threading.Thread(target=loop, name="cost-counters", daemon=True).start()
     atexit.register(dump)
@@ -192,12 +206,22 @@ class CountingClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.StreamUna
         return continuation(client_call_details, request_iterator)
 
 
+def read_by_service(directory: Path) -> dict[str, Counter[str]]:
+    """Every process's counters in `directory`, summed per service (the processes of one
+    service, e.g. forked gateways, add up)."""
+    out: dict[str, Counter[str]] = {}
+    for f in directory.glob("*.json"):
+        try:
+            counts = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        out.setdefault(f.stem.rsplit("-", 1)[0], Counter()).update(counts)
+    return out
+
+
 def read_all(directory: Path) -> dict[str, int]:
     """The sum of every process's counters in `directory`."""
     total: Counter[str] = Counter()
-    for f in directory.glob("*.json"):
-        try:
-            total.update(json.loads(f.read_text()))
-        except (OSError, ValueError):
-            continue
+    for counts in read_by_service(directory).values():
+        total.update(counts)
     return dict(total)

@@ -9,8 +9,6 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
-from leadflow_core import work_counters
-
 
 def normalise_url(url: str) -> str:
     """Accept plain postgresql:// URLs and use psycopg 3 for them."""
@@ -48,7 +46,6 @@ def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engi
     engine = create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping, pool_recycle=300
     )
-    work_counters.watch_engine(engine)
     return engine
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from leadflow_core import work_counters
+from leadflow_core import cost_counters
 from leadflow_core.logs import get_logger
 from leadflow_core.outages import is_outage
 from leadflow_core.request_context import REQUEST_ID_HEADER, bound, current_request_id
@@ -54,8 +54,7 @@ class RequestContextServerInterceptor(grpc.ServerInterceptor):
         metadata = dict(handler_call_details.invocation_metadata or ())
         rid = str(metadata.get(REQUEST_ID_HEADER, ""))
         method = handler_call_details.method
-        if not method.startswith("/grpc."):  # health and reflection are not work
-            work_counters.count("grpc_calls")
+        cost_counters.count_served(method)
 
         def wrap(behavior: Callable[..., Any], streaming_response: bool) -> Callable[..., Any]:
             def unary(request: Any, context: grpc.ServicerContext) -> Any:

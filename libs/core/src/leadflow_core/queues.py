@@ -17,6 +17,10 @@ CRM_SYNC_ACTOR: Final = "crm_sync"
 DIAL_ACTOR: Final = "dial"
 CALL_STATUS_ACTOR: Final = "call_status"
 
+# Message option set on a replayed dead letter's job: the worker reads the tenant's provider
+# config fresh instead of from its short cache, as a replay usually follows a config fix.
+FRESH_CONFIG_OPTION: Final = "fresh_config"
+
 # Default delay before dialing, per urgency, in seconds (a tenant may override).
 DEFAULT_DIAL_DELAY_SECONDS: Final = {"emergency": 0, "high": 30, "medium": 300, "low": 1800}
 

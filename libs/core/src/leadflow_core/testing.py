@@ -51,13 +51,21 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     holder = tempfile.TemporaryDirectory(prefix="leadflow-tls-")
     _TLS_TEMP.append(holder)
-    dev_ca.ensure(Path(holder.name), {**DEV_CERTIFICATES, TEST_CERTIFICATE: IDENTITIES})
-    os.environ["LEADFLOW_TLS_DIR"] = holder.name
-    os.environ["LEADFLOW_TLS_IDENTITY"] = TEST_CERTIFICATE
-    # And one keyring for secrets at rest, shared by every process of the run.
-    keyring_dir = Path(holder.name) / "keyring"
+    os.environ.update(provision_tls(Path(holder.name)))
+
+
+def provision_tls(directory: Path) -> dict[str, str]:
+    """A development CA in `directory` with every component's certificate and one that may call
+    as any of them (for the harness), and one keyring for secrets at rest: the environment that
+    points this process and the services it starts at them (tests and `make bench`)."""
+    dev_ca.ensure(directory, {**DEV_CERTIFICATES, TEST_CERTIFICATE: IDENTITIES})
+    keyring_dir = directory / "keyring"
     add_key(keyring_dir, "k1")
-    os.environ["LEADFLOW_KEYRING_DIR"] = str(keyring_dir)
+    return {
+        "LEADFLOW_TLS_DIR": str(directory),
+        "LEADFLOW_TLS_IDENTITY": TEST_CERTIFICATE,
+        "LEADFLOW_KEYRING_DIR": str(keyring_dir),
+    }
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -22,14 +22,14 @@ from leadflow_compliance.accounting import (
     to_micros,
     usd,
 )
-from leadflow_compliance.batch_evaluation import evaluate_batch
+from leadflow_compliance.batch_evaluation import Evaluation, evaluate_batch
 from leadflow_compliance.consent_evidence import missing_evidence
 from leadflow_compliance.decisions import Decider, Outcome, defer, lead_phone
 from leadflow_compliance.listings import DncListingRpcs
 from leadflow_compliance.models import ReservationRow
 from leadflow_compliance.opt_out import is_opt_out
 from leadflow_compliance.phone import InvalidPhone, analyse
-from leadflow_compliance.repository import Repository
+from leadflow_compliance.repository import Repository, SubjectState
 from leadflow_compliance.reserve_batch import ReserveBatchServicer
 from leadflow_compliance.revocation_rpcs import RevocationRpcs
 from leadflow_compliance.tenant_day import business_day
@@ -196,14 +196,11 @@ class ComplianceServicer(
             ]
         )
 
-    def evaluate_one(
-        self,
-        request: compliance_pb2.EvaluateRequest,
-        context: grpc.ServicerContext,
-        audits: list[dict[str, Any]],
-    ) -> compliance_pb2.EvaluateResponse:
-        """Decide for one lead; its audit record (and consent) is appended to `audits` for the
-        caller to write with the rest of the batch, before anyone hears the decision."""
+    def prepare_evaluation(
+        self, request: compliance_pb2.EvaluateRequest, context: grpc.ServicerContext
+    ) -> Evaluation:
+        """Check one request and say what its decision must read (refused like the decision
+        itself would be: no lead, unknown tenant, invalid phone)."""
         if not request.HasField("lead"):
             grpc_errors.invalid_argument(context, "lead", "a lead is required")
         lead = request.lead
@@ -214,8 +211,33 @@ class ComplianceServicer(
         # gates a dial is decided at our own time (tests may still pick one outside production).
         honoured = requested is not None and (purpose == "what_if" or not clock.production())
         now = requested if honoured and requested is not None else utcnow()
+        try:
+            query = self.decider.query(tenant, lead, now, record_consent=purpose == "ingest")
+        except InvalidPhone as err:
+            grpc_errors.invalid_argument(context, "lead.contact.phone.e164", str(err))
+        return Evaluation(request, tenant, purpose, now, query)
+
+    def evaluate_one(
+        self,
+        request: compliance_pb2.EvaluateRequest,
+        context: grpc.ServicerContext,
+        audits: list[dict[str, Any]],
+        prepared: Evaluation | None = None,
+        state: SubjectState | None = None,
+    ) -> compliance_pb2.EvaluateResponse:
+        """Decide for one lead; its audit record (and consent) is appended to `audits` for the
+        caller to write with the rest of the batch, before anyone hears the decision. `state`:
+        the person's facts read already for `prepared.query` (a batch reads them all at once)."""
+        ev = prepared if prepared is not None else self.prepare_evaluation(request, context)
+        tenant, lead, purpose, now = ev.tenant, ev.request.lead, ev.purpose, ev.now
         outcome = self._decide(
-            context, tenant, lead, now, record_consent=purpose == "ingest", actor=audit_actor(request.actor)
+            context,
+            tenant,
+            lead,
+            now,
+            record_consent=purpose == "ingest",
+            actor=audit_actor(request.actor),
+            state=state,
         )
         audits.append(
             audit_fields(

@@ -14,7 +14,7 @@ from leadflow_compliance import engine
 from leadflow_compliance.consent_evidence import missing_evidence
 from leadflow_compliance.phone import STATE_CODES, InvalidPhone, PhoneFacts, analyse
 from leadflow_compliance.providers import ConsentProof, ReassignedNumbers
-from leadflow_compliance.repository import PendingConsent, Repository
+from leadflow_compliance.repository import PendingConsent, Repository, SubjectQuery, SubjectState
 from leadflow_compliance.rule_table import RuleTable, parse_hhmm
 from leadflow_compliance.state_gates import GateFacts
 from leadflow_core.pii import subject_hash
@@ -138,29 +138,43 @@ class Decider:
         email = lead.contact.email
         return (self.subject(email_subject_value(email)),) if email.strip() else ()
 
-    def decide(
-        self, tenant: tenant_pb2.Tenant, lead: lead_pb2.Lead, now: datetime, record_consent: bool, actor: str
-    ) -> Outcome:
-        """Raises phone.InvalidPhone for a number that cannot be parsed or is not valid."""
+    def query(
+        self, tenant: tenant_pb2.Tenant, lead: lead_pb2.Lead, now: datetime, record_consent: bool
+    ) -> SubjectQuery:
+        """What `decide` reads about the lead's person (a batch reads them all at once).
+        Raises phone.InvalidPhone for a number that cannot be parsed or is not valid."""
         phone = analyse(lead_phone(lead), tenant.policy.default_region or "US")
-        subject = self.subject(phone.e164)
-        evidence = lead.consent
-        given_at: datetime | None = None
-        missing = missing_evidence(evidence) if evidence.granted else ()
-        if evidence.granted:
-            given_at = from_proto(evidence.consented_at) or from_proto(lead.received_at) or now
-            if given_at > now:
-                given_at = None
-        state = self.repo.subject_state(
-            tenant.name,
-            subject,
-            phone.national_number,
-            now - ATTEMPT_LOOKBACK,
-            now,
+        given_at = _consent_given_at(lead, now)
+        return SubjectQuery(
+            tenant=tenant.name,
+            subject=self.subject(phone.e164),
+            national_number=phone.national_number,
+            attempts_since=now - ATTEMPT_LOOKBACK,
+            now=now,
             consent_check_at=given_at if record_consent else None,
             extra_subjects=self._email_subjects(lead),
             campaign=lead_campaign(lead),
         )
+
+    def decide(
+        self,
+        tenant: tenant_pb2.Tenant,
+        lead: lead_pb2.Lead,
+        now: datetime,
+        record_consent: bool,
+        actor: str,
+        state: SubjectState | None = None,
+    ) -> Outcome:
+        """`state`: what storage knows about the person, read already for `query(...)` with the
+        same arguments (else read here). Raises phone.InvalidPhone for a number that cannot be
+        parsed or is not valid."""
+        phone = analyse(lead_phone(lead), tenant.policy.default_region or "US")
+        subject = self.subject(phone.e164)
+        evidence = lead.consent
+        given_at = _consent_given_at(lead, now)
+        missing = missing_evidence(evidence) if evidence.granted else ()
+        if state is None:
+            state = self.repo.subject_state(self.query(tenant, lead, now, record_consent))
         consent_at = state.consent_at
         other_seller = False
         proof_failure = ""
@@ -219,6 +233,15 @@ class Decider:
         )
         verdict = engine.evaluate(facts, self.table)
         return Outcome(verdict, to_decision(verdict, now), phone, subject, pending)
+
+
+def _consent_given_at(lead: lead_pb2.Lead, now: datetime) -> datetime | None:
+    """When the lead's consent was given (None: not granted, or stamped in the future)."""
+    evidence = lead.consent
+    if not evidence.granted:
+        return None
+    given_at = from_proto(evidence.consented_at) or from_proto(lead.received_at) or now
+    return None if given_at > now else given_at
 
 
 def _evidence_json(evidence: lead_pb2.ConsentEvidence) -> dict[str, Any]:

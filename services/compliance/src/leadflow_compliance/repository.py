@@ -38,6 +38,22 @@ def new_id() -> str:
 
 
 @dataclass(frozen=True)
+class SubjectQuery:
+    """What to read about one person for one tenant: `consent_check_at` also asks whether consent
+    given at that instant is on file; revocations count for the number and for `extra_subjects`
+    (the lead's email), tenant-wide or for `campaign`."""
+
+    tenant: str
+    subject: str
+    national_number: int | None
+    attempts_since: datetime
+    now: datetime
+    consent_check_at: datetime | None = None
+    extra_subjects: tuple[str, ...] = ()
+    campaign: str = ""
+
+
+@dataclass(frozen=True)
 class SubjectState:
     """What storage knows about one person for one tenant."""
 
@@ -176,22 +192,12 @@ class Repository:
 
     # --- what the rules need about one person -------------------------------------------------
 
-    def subject_state(
-        self,
-        tenant: str,
-        subject: str,
-        national_number: int | None,
-        attempts_since: datetime,
-        now: datetime,
-        consent_check_at: datetime | None = None,
-        extra_subjects: Sequence[str] = (),
-        campaign: str = "",
-    ) -> SubjectState:
-        """Everything in two round trips: evaluation runs this for every lead and every dial.
-
-        `consent_check_at` also asks whether consent given at that instant is on file (folded into
-        the same query rather than a round trip of its own). Revocations count for the number and
-        for `extra_subjects` (the lead's email), tenant-wide or for `campaign`."""
+    def subject_state(self, q: SubjectQuery) -> SubjectState:
+        """Everything about one person in two round trips (a single evaluation or dial; a batch
+        reads all its people at once with `subject_states`)."""
+        tenant, subject, national_number = q.tenant, q.subject, q.national_number
+        attempts_since, now, consent_check_at = q.attempts_since, q.now, q.consent_check_at
+        extra_subjects, campaign = q.extra_subjects, q.campaign
         consent = select(func.max(ConsentRow.consented_at)).where(
             ConsentRow.tenant == tenant, ConsentRow.subject_hash == subject, ConsentRow.verified.is_(True)
         )
@@ -254,6 +260,165 @@ class Repository:
             emergency_stop_reason=stop_reason or "",
             consent_on_file=bool(has_it),
         )
+
+    def subject_states(self, queries: Sequence[SubjectQuery]) -> list[SubjectState]:
+        """`subject_state` for many people in one statement and one round trip for the whole
+        batch, each answer the same as its own query would give."""
+        if not queries:
+            return []
+        tenants = sorted({q.tenant for q in queries})
+        subjects = sorted({q.subject for q in queries})
+        every_subject = sorted({s for q in queries for s in (q.subject, *q.extra_subjects)})
+        numbers = sorted({q.national_number for q in queries if q.national_number is not None})
+        checks = sorted({q.consent_check_at for q in queries if q.consent_check_at is not None})
+        earliest_now = min(q.now for q in queries)
+        earliest_since = min(q.attempts_since for q in queries)
+        # Tenant and subject lists filter on the index's leading columns; the few rows of other
+        # pairs (tenant A's subject x read for tenant B's lead) are dropped below, never used.
+        # Every kind of fact is one branch of ONE statement (a round trip and a statement per
+        # batch), each row shaped (kind, tenant, subject, campaign, at, number, reason).
+        registry = DncRegistryA if self.registry_slot() == "a" else DncRegistryB
+        no_at = sa.null().cast(sa.DateTime(timezone=True))
+        no_number = sa.null().cast(sa.BigInteger)
+
+        def kind(name: str) -> sa.Label[str]:
+            return sa.literal(name, sa.String).label("kind")
+
+        branches = [
+            select(
+                kind("consent"),
+                ConsentRow.tenant,
+                ConsentRow.subject_hash,
+                sa.literal(""),
+                func.max(ConsentRow.consented_at),
+                no_number,
+                sa.literal(""),
+            )
+            .where(
+                ConsentRow.tenant.in_(tenants),
+                ConsentRow.subject_hash.in_(subjects),
+                ConsentRow.verified.is_(True),
+            )
+            .group_by(ConsentRow.tenant, ConsentRow.subject_hash),
+            select(
+                kind("revoked"),
+                RevocationRow.tenant,
+                RevocationRow.subject_hash,
+                RevocationRow.campaign,
+                func.max(RevocationRow.revoked_at),
+                no_number,
+                sa.literal(""),
+            )
+            .where(RevocationRow.tenant.in_(tenants), RevocationRow.subject_hash.in_(every_subject))
+            .group_by(RevocationRow.tenant, RevocationRow.subject_hash, RevocationRow.campaign),
+            select(
+                kind("internal"),
+                DncRow.tenant,
+                DncRow.subject_hash,
+                sa.literal(""),
+                no_at,
+                no_number,
+                sa.literal(""),
+            ).where(DncRow.tenant.in_(tenants), DncRow.subject_hash.in_(subjects)),
+            select(
+                kind("stop"),
+                EmergencyStopRow.scope,
+                sa.literal(""),
+                sa.literal(""),
+                EmergencyStopRow.until,
+                no_number,
+                EmergencyStopRow.reason,
+            ).where(EmergencyStopRow.scope.in_(("", *tenants)), EmergencyStopRow.until > earliest_now),
+            select(
+                kind("attempt"),
+                ContactAttemptRow.tenant,
+                ContactAttemptRow.subject_hash,
+                sa.literal(""),
+                ContactAttemptRow.at,
+                no_number,
+                sa.literal(""),
+            ).where(
+                ContactAttemptRow.tenant.in_(tenants),
+                ContactAttemptRow.subject_hash.in_(subjects),
+                ContactAttemptRow.at > earliest_since,
+            ),
+        ]
+        if checks:
+            branches.append(
+                select(
+                    kind("on_file"),
+                    ConsentRow.tenant,
+                    ConsentRow.subject_hash,
+                    sa.literal(""),
+                    ConsentRow.consented_at,
+                    no_number,
+                    sa.literal(""),
+                ).where(
+                    ConsentRow.tenant.in_(tenants),
+                    ConsentRow.subject_hash.in_(subjects),
+                    ConsentRow.consented_at.in_(checks),
+                )
+            )
+        if numbers:
+            branches.append(
+                select(
+                    kind("registry"),
+                    sa.literal(""),
+                    sa.literal(""),
+                    sa.literal(""),
+                    no_at,
+                    registry.number,
+                    sa.literal(""),
+                ).where(registry.number.in_(numbers))
+            )
+        with self.sessions() as s:
+            rows = s.execute(sa.union_all(*branches)).all()
+        facts: dict[str, list[Any]] = {}
+        for row in rows:
+            facts.setdefault(row[0], []).append(tuple(row[1:]))
+        consent_rows = [(t, subj, at) for t, subj, _, at, _, _ in facts.get("consent", ())]
+        on_file_rows = [(t, subj, at) for t, subj, _, at, _, _ in facts.get("on_file", ())]
+        revocation_rows = [(t, subj, c, at) for t, subj, c, at, _, _ in facts.get("revoked", ())]
+        internal_rows = [(t, subj) for t, subj, _, _, _, _ in facts.get("internal", ())]
+        registered = {int(n) for _, _, _, _, n, _ in facts.get("registry", ())}
+        stop_rows = [(t, at, why) for t, _, _, at, _, why in facts.get("stop", ())]
+        attempt_rows = [(t, subj, at) for t, subj, _, at, _, _ in facts.get("attempt", ())]
+        consents = {(t, subj): as_utc(at) for t, subj, at in consent_rows}
+        on_file = {(t, subj, as_utc(at)) for t, subj, at in on_file_rows}
+        revocations: dict[tuple[str, str], list[tuple[str, datetime]]] = {}
+        for t, subj, campaign, at in revocation_rows:
+            revocations.setdefault((t, subj), []).append((campaign, as_utc(at)))
+        internal = {(t, subj) for t, subj in internal_rows}
+        stops = [(scope, as_utc(until), reason) for scope, until, reason in stop_rows]
+        attempts: dict[tuple[str, str], list[datetime]] = {}
+        for t, subj, at in attempt_rows:
+            attempts.setdefault((t, subj), []).append(as_utc(at))
+        out: list[SubjectState] = []
+        for q in queries:
+            key = (q.tenant, q.subject)
+            campaigns = ("", q.campaign) if q.campaign else ("",)
+            revoked = [
+                at
+                for subj in (q.subject, *q.extra_subjects)
+                for campaign, at in revocations.get((q.tenant, subj), ())
+                if campaign in campaigns
+            ]
+            live = [(u, why) for scope, u, why in stops if scope in ("", q.tenant) and u > q.now]
+            stop_until, stop_reason = max(live, key=lambda x: x[0]) if live else (None, "")
+            check = q.consent_check_at
+            out.append(
+                SubjectState(
+                    consent_at=consents.get(key),
+                    revoked_at=max(revoked) if revoked else None,
+                    internal_dnc=key in internal,
+                    registry_dnc=q.national_number is not None and q.national_number in registered,
+                    attempts=tuple(sorted(at for at in attempts.get(key, ()) if at > q.attempts_since)),
+                    emergency_stop_until=stop_until,
+                    emergency_stop_reason=stop_reason,
+                    consent_on_file=check is not None and (q.tenant, q.subject, as_utc(check)) in on_file,
+                )
+            )
+        return out
 
     def state_dnc(
         self, codes: Sequence[str], national_number: int | None

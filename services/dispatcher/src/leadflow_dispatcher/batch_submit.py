@@ -6,6 +6,11 @@
   outbox jobs); a duplicate within the batch finds the lead stored a moment earlier in the
   same transaction, so it collapses to that lead. When a lead fails, the batch is redone with
   a SAVEPOINT per lead: the failing lead is rolled back alone and answered with its own error.
+- In the first pass the leads' rows stay pending and go out together at the end, as one
+  multi-row INSERT per table (leads, events, jobs). A lead whose person or duplicate keys an
+  earlier lead of the batch shares flushes what is pending first, so its reads (duplicate,
+  merge, join, person order) see that lead exactly as one by one; other leads' reads cannot
+  concern rows of a different person and key.
 - The batch commits before anyone is answered; when the commit fails, the call fails and none
   of the batch is stored (the gateway answers each sender 503).
 - On SQLite (local development) every lead keeps its own transaction, as before.
@@ -23,6 +28,7 @@ from leadflow.v1 import decision_pb2, lead_pb2
 from leadflow_core.clock import now as utcnow
 from leadflow_dispatcher import scheduling
 from leadflow_dispatcher.leads import LeadStore
+from leadflow_dispatcher.models import LeadAliasRow, LeadRow
 from leadflow_dispatcher.person_order import SubmitResult
 from leadflow_dispatcher.persons import PersonKeys
 from leadflow_dispatcher.policies import PolicyView
@@ -84,13 +90,27 @@ def _store_batch(
                 sa.text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:ks AS bigint[])) AS k"),
                 {"ks": lock_ids},
             )
+        if not isolate:
+            seen: set[tuple[str, ...]] = set()
+            try:
+                with s.no_autoflush:
+                    stored = _stored_duplicates(s, items)
+                    for i, item in enumerate(items):
+                        keys = _related_keys(item)
+                        known = not keys & seen
+                        if not known:
+                            # An earlier lead of this batch may be this one's duplicate: look
+                            # again, with that lead's rows written.
+                            s.flush()
+                        seen |= keys
+                        results.append(
+                            _store_one(store, s, item, limits, flush=False, known=known, duplicate=stored[i])
+                        )
+                    s.flush()
+            except _ITEM_ERRORS as err:
+                raise _NeedsIsolation from err
+            return results
         for item in items:
-            if not isolate:
-                try:
-                    results.append(_store_one(store, s, item, limits))
-                except _ITEM_ERRORS as err:
-                    raise _NeedsIsolation from err
-                continue
             try:
                 with s.begin_nested():
                     result = _store_one(store, s, item, limits)
@@ -110,11 +130,94 @@ def _store_batch(
     return results
 
 
-def _store_one(store: LeadStore, s: Session, item: Submission, limits: Limits) -> SubmitResult:
+def _related_keys(item: Submission) -> set[tuple[str, ...]]:
+    """What links a lead to another of its batch: its person's keys and its duplicate keys."""
+    lead = item.lead
+    keys: set[tuple[str, ...]] = set()
+    for name, value in (("phone", item.keys.phone), ("email", item.keys.email)):
+        if value:
+            keys.add((lead.tenant, name, value))
+    if lead.vendor_lead_id:
+        keys.add((lead.tenant, "vendor", scheduling.source_name(lead.source), lead.vendor_lead_id))
+    if lead.idempotency_key:
+        keys.add((lead.tenant, "idempotency", lead.idempotency_key))
+    return keys
+
+
+def _stored_duplicates(s: Session, items: list[Submission]) -> list[LeadRow | None]:
+    """For each lead, the stored lead it duplicates (what `LeadStore._find_duplicate` answers),
+    read for the whole batch in one query (a second only for leads merged away, via aliases)."""
+    tenants = sorted({item.lead.tenant for item in items})
+    vendor = sorted(
+        {
+            (scheduling.source_name(i.lead.source), i.lead.vendor_lead_id)
+            for i in items
+            if i.lead.vendor_lead_id
+        }
+    )
+    idem = sorted({i.lead.idempotency_key for i in items if i.lead.idempotency_key})
+    if not vendor and not idem:
+        return [None] * len(items)
+
+    def by_keys(model: type[LeadRow] | type[LeadAliasRow]) -> sa.ColumnElement[bool]:
+        clauses: list[sa.ColumnElement[bool]] = []
+        if vendor:
+            clauses.append(sa.tuple_(model.source, model.vendor_lead_id).in_(vendor))
+        if idem:
+            clauses.append(model.idempotency_key.in_(idem))
+        return sa.and_(model.tenant.in_(tenants), sa.or_(*clauses))
+
+    rows = list(s.scalars(sa.select(LeadRow).where(by_keys(LeadRow))))
+    out: list[LeadRow | None] = []
+    missing: list[int] = []
+    for i, item in enumerate(items):
+        named: list[tuple[LeadRow, bool]] = []
+        for row in rows:
+            vendor_named, any_named = _names(row, item)
+            if any_named:
+                named.append((row, vendor_named))
+        # The same choice as `_find_duplicate`: the vendor's own id first, then the oldest.
+        named.sort(key=lambda m: (0 if m[1] else 1, m[0].created_at, m[0].id))
+        out.append(named[0][0] if named else None)
+        if not named:
+            missing.append(i)
+    if missing:
+        aliases = list(s.scalars(sa.select(LeadAliasRow).where(by_keys(LeadAliasRow))))
+        for i in missing:
+            alias = next((a for a in aliases if _names(a, items[i])[1]), None)
+            if alias is not None:
+                out[i] = s.get(LeadRow, alias.lead_id)
+    return out
+
+
+def _names(row: LeadRow | LeadAliasRow, item: Submission) -> tuple[bool, bool]:
+    """(whether the row carries the lead's vendor id, whether it carries either of its ids)."""
+    lead = item.lead
+    if row.tenant != lead.tenant:
+        return False, False
+    vendor = bool(lead.vendor_lead_id) and (row.source, row.vendor_lead_id) == (
+        scheduling.source_name(lead.source),
+        lead.vendor_lead_id,
+    )
+    idem = bool(lead.idempotency_key) and row.idempotency_key == lead.idempotency_key
+    return vendor, vendor or idem
+
+
+def _store_one(
+    store: LeadStore,
+    s: Session,
+    item: Submission,
+    limits: Limits,
+    flush: bool = True,
+    known: bool = False,
+    duplicate: LeadRow | None = None,
+) -> SubmitResult:
     """The single-lead path of `LeadStore.submit`, inside the batch's transaction (whose
-    advisory locks on every person of the batch are already held)."""
+    advisory locks on every person of the batch are already held); `flush=False` leaves its
+    rows pending for the batch's multi-row INSERTs; `known`: `duplicate` is what the duplicate
+    lookup would answer, read already for the batch."""
     source = scheduling.source_name(item.lead.source)
-    existing = store._find_duplicate(s, item.lead, source)
+    existing = duplicate if known else store._find_duplicate(s, item.lead, source)
     if existing is not None:
         # Counted by the admin lead statistics; the timeline shows redeliveries.
         s.add(
@@ -145,8 +248,10 @@ def _store_one(store: LeadStore, s: Session, item: Submission, limits: Limits) -
             limits.join_window_seconds,
             limits.horizon_seconds,
             limits.lease_seconds,
+            flush=flush,
         )
-    s.flush()
+    if flush:
+        s.flush()
     return result
 
 

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadflow.v1 import dispatcher_pb2, lead_pb2
+from leadflow_core import queues
 from leadflow_core.clock import now as utcnow
 from leadflow_core.timestamps import from_proto, to_proto
 from leadflow_dispatcher.events import add_event
@@ -165,6 +166,9 @@ class DeadLetterStore(Repository):
                 job.lease_until = now + timedelta(seconds=lease_seconds)
                 job.enqueue_count += 1
                 job.updated_at = now
+                # Kept in the job (not only its next message), so a resend after a broker
+                # failure still reads the config the operator just fixed.
+                job.payload = {**(job.payload or {}), queues.FRESH_CONFIG_OPTION: True}
                 s.add(
                     event_row(
                         tenant,

@@ -185,7 +185,10 @@ class LeadStore(PersonOrderStore):
         join_window_seconds: float,
         horizon_seconds: float,
         lease_seconds: float,
+        flush: bool = True,
     ) -> SubmitResult:
+        """`flush=False` leaves the rows pending, so a batch writes all its leads' rows in a few
+        multi-row INSERTs when it flushes."""
         now = utcnow()
         lead_id = new_id()
         tenant = lead.tenant
@@ -301,7 +304,8 @@ class LeadStore(PersonOrderStore):
             )
         s.add_all(events)
         s.add_all(jobs)
-        s.flush()
+        if flush:
+            s.flush()
         return SubmitResult(
             lead_id=lead_id,
             duplicate=False,

@@ -68,12 +68,15 @@ def build_message(job: JobSpec) -> dramatiq.Message[Any]:
         )
     else:
         args = (job.tenant, job.lead_id)
+    options: dict[str, Any] = {"request_id": job.request_id, "job_id": job.job_id}
+    if job.payload.get(queues.FRESH_CONFIG_OPTION):
+        options[queues.FRESH_CONFIG_OPTION] = True
     return dramatiq.Message(
         queue_name=job.queue,
         actor_name=ACTORS[job.kind],
         args=args,
         kwargs={},
-        options={"request_id": job.request_id, "job_id": job.job_id},
+        options=options,
     )
 
 

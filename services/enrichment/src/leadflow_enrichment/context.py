@@ -18,8 +18,8 @@ from leadflow.v1 import (
     tenants_pb2,
     tenants_pb2_grpc,
 )
+from leadflow_core.batcher import BlockingBatcher
 from leadflow_core.grpc_clients import channel
-from leadflow_enrichment.batching import MicroBatcher
 from leadflow_enrichment.breaker import BreakerConfig, CircuitBreaker, CleanBreakers
 from leadflow_enrichment.limits import Limiters, ProviderLimits
 from leadflow_enrichment.providers.registry import ProviderRegistry
@@ -40,11 +40,15 @@ class ProviderConfigs:
     )
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, tenant: str, kind: str) -> tenants_pb2.GetProviderConfigResponse | None:
+    def get(
+        self, tenant: str, kind: str, fresh: bool = False
+    ) -> tenants_pb2.GetProviderConfigResponse | None:
+        """`fresh`: skip the cache (a replayed job, whose config was likely just fixed); the
+        answer still refreshes the cache for the jobs after it."""
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get((tenant, kind))
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > now and not fresh:
             return hit[1]
         config: tenants_pb2.GetProviderConfigResponse | None
         try:
@@ -92,16 +96,16 @@ class WorkerContext:
             settings.provider_config_cache_seconds,
         )
         # Worker threads reading leads or reporting at the same moment share one RPC.
-        self._leads: MicroBatcher[dispatcher_pb2.GetLeadRequest, dispatcher_pb2.GetLeadResponse] = (
-            MicroBatcher(self._get_leads, settings.batch_max_size, settings.batch_max_wait_seconds)
+        self._leads: BlockingBatcher[dispatcher_pb2.GetLeadRequest, dispatcher_pb2.GetLeadResponse] = (
+            BlockingBatcher(self._get_leads, settings.batch_max_size, settings.batch_max_wait_seconds)
         )
-        self._reports: MicroBatcher[dispatcher_pb2.RecordEventRequest, bool] = MicroBatcher(
+        self._reports: BlockingBatcher[dispatcher_pb2.RecordEventRequest, bool] = BlockingBatcher(
             self._record_events, settings.batch_max_size, settings.batch_max_wait_seconds
         )
-        self._starts: MicroBatcher[
+        self._starts: BlockingBatcher[
             dispatcher_pb2.ClaimDialAttemptRequest, dispatcher_pb2.StartDialsResponse.Item
-        ] = MicroBatcher(self._start_dials, settings.batch_max_size, settings.batch_max_wait_seconds)
-        self._completions: MicroBatcher[dispatcher_pb2.CompleteDialAttemptRequest, None] = MicroBatcher(
+        ] = BlockingBatcher(self._start_dials, settings.batch_max_size, settings.batch_max_wait_seconds)
+        self._completions: BlockingBatcher[dispatcher_pb2.CompleteDialAttemptRequest, None] = BlockingBatcher(
             self._complete_dials, settings.batch_max_size, settings.batch_max_wait_seconds
         )
         self.registry = ProviderRegistry(settings)
@@ -178,6 +182,8 @@ class WorkerContext:
         return f"{self.settings.callback_base}/v1/calls/{tenant}/status"
 
     def close(self) -> None:
+        for batcher in (self._leads, self._reports, self._starts, self._completions):
+            batcher.close()
         self.registry.close()
 
 

@@ -20,6 +20,7 @@ import grpc
 from dramatiq.middleware import CurrentMessage
 
 from leadflow.v1 import dispatcher_pb2
+from leadflow_core import queues
 from leadflow_core.clock import now as utcnow
 from leadflow_core.logs import get_logger
 from leadflow_core.pii import scrub
@@ -63,6 +64,7 @@ class JobInfo:
     attempt: int = 1
     provider: str = ""
     schedule: RetrySchedule | None = None
+    fresh_config: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -110,6 +112,7 @@ def _report_wait(ctx: WorkerContext, info: JobInfo, kind: str, delay: float, det
 
 def run_job(ctx: WorkerContext, info: JobInfo, body: Callable[[JobInfo], None]) -> None:
     options = _current_options()
+    info.fresh_config = bool(options.get(queues.FRESH_CONFIG_OPTION))
     try:
         body(info)
         return

@@ -114,7 +114,7 @@ def enrich(ctx: WorkerContext, info: JobInfo) -> None:
     lead = _get_lead(ctx, info)
     if "enriched" in lead.work_done:
         return
-    config = ctx.configs.get(info.tenant, "llm")
+    config = ctx.configs.get(info.tenant, "llm", fresh=info.fresh_config)
     info.schedule = ctx.schedule(config)
     view = lead_view(lead.lead)
     try:
@@ -179,7 +179,7 @@ def crm_sync(ctx: WorkerContext, info: JobInfo) -> None:
             ctx, info, "synced", {"skipped": "superseded", "by": lead.superseded_by}, f"synced:{info.lead_id}"
         )
         return
-    config = ctx.configs.get(info.tenant, "crm")
+    config = ctx.configs.get(info.tenant, "crm", fresh=info.fresh_config)
     info.schedule = ctx.schedule(config)
     crm = ctx.registry.crm(info.tenant, config)
     info.provider = crm.name
@@ -277,7 +277,7 @@ CLAIM_HELD_STATES = frozenset({"claimed", "dialing", "reconciling"})
 
 
 def dial(ctx: WorkerContext, info: JobInfo) -> None:
-    config = ctx.configs.get(info.tenant, "dialer")
+    config = ctx.configs.get(info.tenant, "dialer", fresh=info.fresh_config)
     info.schedule = ctx.schedule(config)
     dialer = ctx.registry.dialer(info.tenant, config)
     info.provider = dialer.name
@@ -465,7 +465,7 @@ def call_status(ctx: WorkerContext, info: JobInfo) -> None:
     call_id = str(info.extra.get("provider_call_id", ""))
     if not call_id:
         raise ProviderError("call_status job without a call id", ErrorClass.VALIDATION)
-    config = ctx.configs.get(info.tenant, "dialer")
+    config = ctx.configs.get(info.tenant, "dialer", fresh=info.fresh_config)
     info.schedule = ctx.schedule(config)
     dialer = ctx.registry.dialer(info.tenant, config)
     info.provider = dialer.name
