@@ -34,8 +34,13 @@ def _rehash(sha256_hex: str) -> str:
     return f"scrypt-sha256${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
 
 
+# 0001 left the unique constraint on key_hash unnamed: PostgreSQL names it by this pattern, and
+# SQLite's batch mode (which reflects the table) needs the same name given to drop it.
+_NAMING = {"uq": "%(table_name)s_%(column_0_name)s_key"}
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("compliance_api_keys") as batch:
+    with op.batch_alter_table("compliance_api_keys", naming_convention=_NAMING) as batch:
         batch.add_column(sa.Column("name", sa.String(length=100), nullable=True))
         batch.add_column(sa.Column("lookup", sa.String(length=40), nullable=False, server_default=""))
         batch.add_column(
