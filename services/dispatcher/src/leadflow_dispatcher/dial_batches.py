@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from leadflow.v1 import dispatcher_pb2, lead_pb2
 from leadflow_core.clock import now as utcnow
+from leadflow_core.db_conflicts import retry_conflicts
 from leadflow_core.timestamps import as_utc
 from leadflow_dispatcher.attempts import AttemptStore, ClaimResult, lock_calls
 from leadflow_dispatcher.events import add_call_placed
@@ -68,6 +69,7 @@ def _event(
 
 
 class DialBatchStore(AttemptStore):
+    @retry_conflicts()
     def claim_many(self, asks: Sequence[ClaimAsk], stale_seconds: float) -> list[ClaimResult | NotFound]:
         now = utcnow()
         out: list[ClaimResult | NotFound] = [NotFound(a.lead_id) for a in asks]
@@ -222,6 +224,7 @@ class DialBatchStore(AttemptStore):
                 )
         return out
 
+    @retry_conflicts()
     def mark_dialing(self, reserved: Sequence[tuple[str, str, str]]) -> set[str]:
         """(tenant, attempt id, reservation id) of claims the gate let through: "dialing", in
         their own commit before any provider request. Returns the attempt ids so marked."""
@@ -246,6 +249,7 @@ class DialBatchStore(AttemptStore):
                     marked.add(attempt_id)
         return marked
 
+    @retry_conflicts()
     def mark_unsure(self, tenant: str, attempt_id: str, provider: str, error: str, request_id: str) -> None:
         """The provider's answer was ambiguous: the call may exist. The attempt keeps its
         reservation and dialing instant; its next claim reconciles instead of dialing."""
@@ -267,6 +271,7 @@ class DialBatchStore(AttemptStore):
                 )
             )
 
+    @retry_conflicts()
     def send_to_review(
         self, tenant: str, attempt_id: str, provider: str, error: str, request_id: str
     ) -> None:
@@ -312,6 +317,7 @@ class DialBatchStore(AttemptStore):
                 )
             )
 
+    @retry_conflicts()
     def release_claims(self, released: Sequence[tuple[str, str]], error: str) -> None:
         """Claims whose reservation could not be asked for: (tenant, attempt id) back to
         "failed" (the job's retry claims it again) and their leads back to scheduled."""
@@ -336,6 +342,7 @@ class DialBatchStore(AttemptStore):
                     .execution_options(synchronize_session=False)
                 )
 
+    @retry_conflicts()
     def complete_many(
         self, reports: Sequence[Dialed], policy_for: Callable[[str], PolicyView]
     ) -> list[NotFound | None]:
