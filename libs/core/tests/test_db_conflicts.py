@@ -17,19 +17,23 @@ from leadflow_core.db_conflicts import retry_conflicts
 
 
 @pytest.fixture
-def table(database_url: str) -> Iterator[tuple[Engine, str]]:
+def table(database_url: str) -> Iterator[tuple[Engine, sa.Table]]:
     engine = make_engine(database_url)
-    name = f"conflict_{uuid.uuid4().hex[:8]}"
+    rows = sa.Table(
+        f"conflict_{uuid.uuid4().hex[:8]}",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("n", sa.Integer, nullable=False),
+    )
+    rows.create(engine)
     with engine.begin() as conn:
-        conn.execute(sa.text(f"CREATE TABLE {name} (id int PRIMARY KEY, n int NOT NULL)"))
-        conn.execute(sa.text(f"INSERT INTO {name} VALUES (1, 0), (2, 0)"))
-    yield engine, name
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE {name}"))
+        conn.execute(sa.insert(rows), [{"id": 1, "n": 0}, {"id": 2, "n": 0}])
+    yield engine, rows
+    rows.drop(engine)
     engine.dispose()
 
 
-def _opposite_orders(engine: Engine, name: str, retried: bool) -> tuple[list[int], list[BaseException]]:
+def _opposite_orders(engine: Engine, rows: sa.Table, retried: bool) -> tuple[list[int], list[BaseException]]:
     both_hold_one = threading.Barrier(2, timeout=30)
     calls: list[int] = []
     errors: list[BaseException] = []
@@ -37,10 +41,10 @@ def _opposite_orders(engine: Engine, name: str, retried: bool) -> tuple[list[int
     def bump(first: int, second: int) -> None:
         calls.append(first)
         with engine.begin() as conn:
-            conn.execute(sa.text(f"UPDATE {name} SET n = n + 1 WHERE id = :id"), {"id": first})
+            conn.execute(sa.update(rows).where(rows.c.id == first).values(n=rows.c.n + 1))
             if len(calls) <= 2:  # only the first try of each waits: the retry runs alone
                 both_hold_one.wait()
-            conn.execute(sa.text(f"UPDATE {name} SET n = n + 1 WHERE id = :id"), {"id": second})
+            conn.execute(sa.update(rows).where(rows.c.id == second).values(n=rows.c.n + 1))
 
     run = retry_conflicts()(bump) if retried else bump
 
@@ -58,31 +62,32 @@ def _opposite_orders(engine: Engine, name: str, retried: bool) -> tuple[list[int
     return calls, errors
 
 
-def test_the_deadlocks_loser_runs_again_and_both_finish(table: tuple[Engine, str]) -> None:
-    engine, name = table
-    calls, errors = _opposite_orders(engine, name, retried=True)
+def test_the_deadlocks_loser_runs_again_and_both_finish(table: tuple[Engine, sa.Table]) -> None:
+    engine, rows = table
+    calls, errors = _opposite_orders(engine, rows, retried=True)
     assert errors == []
     assert len(calls) == 3  # two first tries, one retry of the aborted one
     with engine.connect() as conn:
-        assert conn.execute(sa.text(f"SELECT sum(n) FROM {name}")).scalar_one() == 4
+        assert conn.execute(sa.select(sa.func.sum(rows.c.n))).scalar_one() == 4
 
 
-def test_without_the_retry_the_loser_fails(table: tuple[Engine, str]) -> None:
-    engine, name = table
-    calls, errors = _opposite_orders(engine, name, retried=False)
-    assert len(errors) == 1 and isinstance(errors[0], DBAPIError)
+def test_without_the_retry_the_loser_fails(table: tuple[Engine, sa.Table]) -> None:
+    engine, rows = table
+    _, errors = _opposite_orders(engine, rows, retried=False)
+    assert len(errors) == 1
+    assert isinstance(errors[0], DBAPIError)
     assert getattr(getattr(errors[0], "orig", None), "sqlstate", None) == "40P01"
 
 
-def test_other_errors_are_not_retried(table: tuple[Engine, str]) -> None:
-    engine, name = table
+def test_other_errors_are_not_retried(table: tuple[Engine, sa.Table]) -> None:
+    engine, rows = table
     tries: list[int] = []
 
     @retry_conflicts()
     def duplicate() -> None:
         tries.append(1)
         with engine.begin() as conn:
-            conn.execute(sa.text(f"INSERT INTO {name} VALUES (1, 0)"))
+            conn.execute(sa.insert(rows).values(id=1, n=0))
 
     with pytest.raises(DBAPIError):
         duplicate()
