@@ -80,9 +80,11 @@ def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def tenant_claims(name: str, namespace: str | None, meta: kopf.Meta, **_: Any) -> dict[str, tuple[str, str]]:
-    """Tenant name -> (creationTimestamp, namespace) of every Tenant using it."""
-    return {name: (str(meta.get("creationTimestamp") or ""), namespace or "")}
+def tenant_claims(
+    name: str, namespace: str | None, meta: kopf.Meta, status: kopf.Status, **_: Any
+) -> dict[str, tuple[str, str, str]]:
+    """Tenant name -> the claim (`reconcile.name_claim`) of every Tenant using it."""
+    return {name: reconcile.name_claim(str(meta.get("creationTimestamp") or ""), namespace or "", status)}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -97,7 +99,7 @@ def tenant_bodies(name: str, namespace: str | None, body: kopf.Body, **_: Any) -
     return {(namespace or "", name): copy.deepcopy(dict(body))}
 
 
-def _owner(claims: kopf.Index[str, tuple[str, str]], name: str) -> str | None:
+def _owner(claims: kopf.Index[str, tuple[str, str, str]], name: str) -> str | None:
     return reconcile.name_owner(claims.get(name, ()))
 
 
@@ -354,7 +356,7 @@ async def secret_changed(type: str, name: str, namespace: str | None, memo: kopf
 
 
 async def _reapply(
-    snapshot: Mapping[str, Any], memo: kopf.Memo, claims: kopf.Index[str, tuple[str, str]]
+    snapshot: Mapping[str, Any], memo: kopf.Memo, claims: kopf.Index[str, tuple[str, str, str]]
 ) -> None:
     meta = snapshot.get("metadata") or {}
     name, namespace = str(meta.get("name")), str(meta.get("namespace") or "")

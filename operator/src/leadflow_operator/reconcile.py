@@ -263,12 +263,25 @@ def referenced_secrets(raw_spec: Mapping[str, Any] | None) -> set[str]:
     return names
 
 
-def name_owner(claims: Iterable[tuple[str, str]]) -> str | None:
+def name_claim(created: str, namespace: str, status: Mapping[str, Any]) -> tuple[str, str, str]:
+    """One Tenant's claim on its name: (creationTimestamp, rank, namespace).
+
+    creationTimestamp has whole seconds, so two Tenants created in one second tie; the one
+    already applied to compliance (and not refused for a conflict) then keeps the name, rank "0"
+    before "1", so a newcomer of the same second never takes over a tenant in use."""
+    conflicted = any(
+        c.get("type") == "NameConflict" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    applied = bool(status.get("lastAppliedTime")) and not conflicted
+    return (created, "0" if applied else "1", namespace)
+
+
+def name_owner(claims: Iterable[tuple[str, ...]]) -> str | None:
     """Tenant names are one namespace's: of the Tenants sharing a name, the oldest holds it
-    (creationTimestamp, then namespace, so every replica and restart agrees). `claims` are
-    (creationTimestamp, namespace) pairs; the namespace that holds the name is returned."""
+    (creationTimestamp, then the one already applied, then namespace, so every replica and
+    restart agrees). `claims` are `name_claim` tuples; the namespace holding the name is returned."""
     ordered = sorted(claims)
-    return ordered[0][1] if ordered else None
+    return ordered[0][-1] if ordered else None
 
 
 def conflict_message(name: str, owner: str) -> str:

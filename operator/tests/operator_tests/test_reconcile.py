@@ -253,3 +253,25 @@ def test_reconcile_stays_pure() -> None:
     }
     forbidden = {"kopf", "aiohttp", "grpc.aio", "leadflow_operator.kube", "leadflow_operator.compliance"}
     assert imported.isdisjoint(forbidden), imported & forbidden
+
+
+def test_the_oldest_tenant_holds_a_shared_name_and_an_applied_one_wins_a_tie() -> None:
+    applied = {"lastAppliedTime": "2026-12-01T10:00:00Z", "conditions": []}
+    refused = {
+        "lastAppliedTime": "2026-12-01T10:00:00Z",
+        "conditions": [{"type": "NameConflict", "status": "True"}],
+    }
+    older = reconcile.name_claim("2026-12-01T10:00:00Z", "zz", {})
+    newer = reconcile.name_claim("2026-12-01T10:00:01Z", "aa", applied)
+    assert reconcile.name_owner([newer, older]) == "zz"
+    # Created in the same second: the one already applied keeps the name, whatever the namespaces.
+    holder = reconcile.name_claim("2026-12-01T10:00:00Z", "zz", applied)
+    newcomer = reconcile.name_claim("2026-12-01T10:00:00Z", "aa", {})
+    assert reconcile.name_owner([newcomer, holder]) == "zz"
+    # A Tenant refused for the conflict does not count as applied.
+    assert reconcile.name_owner([reconcile.name_claim("2026-12-01T10:00:00Z", "aa", refused), holder]) == "zz"
+    # Neither applied yet: the namespace decides, the same way in every replica.
+    assert (
+        reconcile.name_owner([reconcile.name_claim("t", "b", {}), reconcile.name_claim("t", "a", {})]) == "a"
+    )
+    assert reconcile.name_owner([]) is None
