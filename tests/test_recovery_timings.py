@@ -22,6 +22,10 @@ def test_recovery_timings_agree() -> None:
     # ...and a dead worker's claim is taken over within 60 s of its death (the waiting job asks
     # again every claim_poll_seconds).
     assert d.claim_stale_seconds + w.claim_poll_seconds + d.relay_interval_seconds <= 60
+    # A dead worker's person lock frees that person's CRM sync within 60 s; a live one holds it
+    # over a CRM lookup and a write, each bounded by the provider timeout (and the token fetch).
+    assert w.person_lock_seconds + d.relay_interval_seconds <= 60
+    assert w.person_lock_seconds >= 3 * w.provider_timeout_seconds + w.provider_connect_timeout_seconds
     # Work a lost Redis or dispatcher held is back in flight within 30 s of its return.
     assert d.job_lease_seconds <= 30
     # The last-resort resend never doubles a job still within its time limit.

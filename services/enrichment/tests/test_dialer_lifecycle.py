@@ -60,8 +60,8 @@ FAST = {
 
 
 @pytest.fixture(scope="module")
-def mesh(database_url: str, redis_url: str, redis_prefix: str) -> Iterator[Mesh]:
-    with module_mesh(database_url, redis_url, redis_prefix, "dialer", {**clock_env(), **FAST}) as m:
+def mesh(module_database_url: str, redis_url: str, redis_prefix: str) -> Iterator[Mesh]:
+    with module_mesh(module_database_url, redis_url, redis_prefix, "dialer", {**clock_env(), **FAST}) as m:
         yield m
 
 

@@ -89,9 +89,9 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture(scope="module")
-def mesh(database_url: str, private_redis: PrivateRedis) -> Iterator[Mesh]:
+def mesh(module_database_url: str, private_redis: PrivateRedis) -> Iterator[Mesh]:
     prefix = f"d{uuid.uuid4().hex[:6]}:"
-    with module_mesh(database_url, private_redis.url, prefix, "durable", {**clock_env(), **FAST}) as m:
+    with module_mesh(module_database_url, private_redis.url, prefix, "durable", {**clock_env(), **FAST}) as m:
         yield m
 
 

@@ -158,6 +158,15 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def module_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A database of this module's own: for a module whose mesh's relay and workers act on every
+    row of their database (stale calls to reconcile, due jobs), which the session database fills
+    with earlier modules' leftovers."""
+    with migrated_database(pg_admin_url) as url:
+        yield url
+
+
 @pytest.fixture
 def private_database_url(pg_admin_url: str) -> Iterator[str]:
     """A database of this test's own: for tests that count everything a database's work costs,

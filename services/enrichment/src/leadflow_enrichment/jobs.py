@@ -188,7 +188,7 @@ def crm_sync(ctx: WorkerContext, info: JobInfo) -> None:
     enrichment = _enrichment_of(lead)
     # Updates about one person apply in vendor-stamped order: one sync per person at a time,
     # and a lead that a newer one superseded meanwhile is not written over it.
-    lock = ctx.redis.lock(_person_lock_key(ctx, lead.lead), timeout=ctx.settings.job_time_limit_seconds)
+    lock = ctx.redis.lock(_person_lock_key(ctx, lead.lead), timeout=ctx.settings.person_lock_seconds)
     if not lock.acquire(blocking=True, blocking_timeout=5.0):
         raise Hold(1.0, "person busy")
     try:

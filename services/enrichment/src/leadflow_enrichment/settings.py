@@ -72,6 +72,10 @@ class WorkerSettings(ProviderSettings):
     batch_max_wait_seconds: float = 0.002
     # Dramatiq's per-message time limit.
     job_time_limit_seconds: float = 120.0
+    # A person's CRM writes are serialised by a Redis lock held across the CRM lookup and write
+    # (each bounded by the provider timeout). A worker killed while holding it blocks that
+    # person's sync until it expires, so it expires well before the job time limit.
+    person_lock_seconds: float = 40.0
     # The dial job's own, shorter limit: below the dispatcher's claim_stale_seconds, so a dial
     # is over (placed, failed or interrupted) before its claim could be taken as abandoned.
     dial_time_limit_seconds: float = 40.0
