@@ -139,7 +139,7 @@ class Load:
                     self.lead_ids[phone] = str(r.json().get("lead_id", ""))
                     return
             except httpx.HTTPError:
-                pass
+                pass  # a webhook sender retries after a dropped connection, as vendors do
             time.sleep(1.0)
         self.refused += 1
 

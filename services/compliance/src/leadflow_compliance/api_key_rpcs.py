@@ -23,10 +23,10 @@ class ApiKeyRpcs:
     api_keys: ApiKeyRegistry
 
     def _row(self, context: grpc.ServicerContext, name: str) -> TenantRow:
-        raise NotImplementedError
+        raise NotImplementedError  # the servicer this is mixed into provides it
 
     def _cached_tenant(self, name: str) -> tenant_pb2.Tenant | None:
-        raise NotImplementedError
+        raise NotImplementedError  # the servicer this is mixed into provides it
 
     def CreateApiKey(
         self, request: tenants_pb2.CreateApiKeyRequest, context: grpc.ServicerContext

@@ -40,7 +40,7 @@ class DncListingRpcs:
     repo: Repository
 
     def _tenant(self, context: grpc.ServicerContext, name: str, field: str = "tenant") -> tenant_pb2.Tenant:
-        raise NotImplementedError
+        raise NotImplementedError  # the servicer this is mixed into provides it
 
     def ListDoNotCall(
         self, request: compliance_pb2.ListDoNotCallRequest, context: grpc.ServicerContext

@@ -78,7 +78,7 @@ class ReserveBatchServicer:
     def ReserveCall(
         self, request: compliance_pb2.ReserveCallRequest, context: grpc.ServicerContext
     ) -> compliance_pb2.ReserveCallResponse:  # pragma: no cover - the servicer's own
-        raise NotImplementedError
+        raise NotImplementedError  # ComplianceServicer, which this is mixed into, defines it
 
     def ReserveCalls(
         self, request: compliance_pb2.ReserveCallsRequest, context: grpc.ServicerContext
