@@ -64,8 +64,9 @@ def main() -> int:
     parser.add_argument(
         "--call-seconds",
         type=int,
-        default=42,
-        help="call length at the fake Twilio (over 60 s a call costs more than its 1-minute estimate)",
+        default=75,
+        help="call length at the fake Twilio (over 60 s a call costs more than its 1-minute "
+        "estimate, so spend equals Twilio's prices only once they are looked up)",
     )
     parser.add_argument("--json", type=Path, help="write every report here")
     args = parser.parse_args()

@@ -38,12 +38,14 @@ class LateAnswers:
 
 
 class CountingTwilio(TwilioFake, LateAnswers):
-    def __init__(self, account_sid: str, auth_token: str, call_seconds: int = 42) -> None:
+    def __init__(self, account_sid: str, auth_token: str, call_seconds: int = 75) -> None:
         super().__init__(
             account_sid,
             auth_token,
             auto_progress=["ringing", "in-progress", "completed"],
             duration=call_seconds,
+            # As on Twilio: the price shows on the Calls resource a while after the call.
+            price_after_seconds=3.0,
         )
         LateAnswers.__init__(self)
         # True: status callbacks are lost on the way (the call still progresses at Twilio).

@@ -173,7 +173,7 @@ def new_tenant(stack: Stack, twilio: CountingTwilio, hubspot: CountingHubSpot, n
 
 
 def run_scenario(
-    stack: Stack, fault: Fault, rate: float, seconds: float, settle_timeout: float, call_seconds: int = 42
+    stack: Stack, fault: Fault, rate: float, seconds: float, settle_timeout: float, call_seconds: int = 75
 ) -> Report:
     report = Report(fault.name, fault.needs)
     with CountingTwilio(ACCOUNT, TOKEN, call_seconds) as twilio, CountingHubSpot(HUBSPOT_TOKEN) as hubspot:

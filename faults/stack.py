@@ -19,10 +19,13 @@ from leadflow_core.testing import TEST_CERTIFICATE
 from tests.e2e.scenario import clock_env
 
 # Recovery paths run at their production settings, except how long a call may go without its
-# final callback before the product asks Twilio (production: 15 min; here the run would end first).
+# final callback before the product asks Twilio (production: 15 min; here the run would end first),
+# and how soon an ended call's price is looked up (production: 60 s, then every 60 s).
 ENV = {
     "LEADFLOW_CALL_STATUS_TIMEOUT_SECONDS": "20",
     "LEADFLOW_CALL_STATUS_POLL_SECONDS": "5",
+    "LEADFLOW_CALL_PRICE_DELAY_SECONDS": "5",
+    "LEADFLOW_CALL_PRICE_POLL_SECONDS": "5",
 }
 
 

@@ -85,6 +85,7 @@ class FakeCall:
     duration: int | None = None
     price: str | None = None
     callbacks: list[tuple[str, int]] = field(default_factory=list)  # (CallStatus, answer status)
+    last_callback: dict[str, str] = field(default_factory=dict)
 
     @property
     def marker(self) -> str:
@@ -100,14 +101,17 @@ class TwilioFake(FakeHttpServer):
         *,
         auto_progress: list[str] | None = None,
         duration: int = 42,
+        price_after_seconds: float = 0.0,
     ) -> None:
         """`auto_progress`, e.g. ["ringing", "in-progress", "completed"]: statuses each new call
-        goes through on its own (callbacks sent from a background thread)."""
+        goes through on its own (callbacks sent from a background thread). `price_after_seconds`:
+        as on Twilio, a completed call's `price` is null for a while after it ends."""
         super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.auto_progress = auto_progress or []
         self.duration = duration
+        self.price_after_seconds = price_after_seconds
         self.calls: dict[str, FakeCall] = {}
         self._calls_lock = threading.Lock()
         self._after_create: list[str] = []
@@ -279,10 +283,16 @@ class TwilioFake(FakeHttpServer):
             "start_time": rfc2822(call.start_time),
             "end_time": rfc2822(call.end_time),
             "duration": str(call.duration) if call.duration is not None else None,
-            "price": call.price,
+            "price": call.price if self._priced(call) else None,
             "price_unit": "USD",
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{call.sid}.json",
         }
+
+    def _priced(self, call: FakeCall) -> bool:
+        return (
+            call.end_time is not None
+            and (datetime.now(UTC) - call.end_time).total_seconds() >= self.price_after_seconds
+        )
 
     def _progress_all(self, sid: str, statuses: list[str]) -> None:
         for status in statuses:
@@ -333,6 +343,16 @@ class TwilioFake(FakeHttpServer):
         }
         if final:
             params["CallDuration"] = str(call.duration)
+        call.last_callback = params
+        return self._post_callback(call, status, params)
+
+    def redeliver(self, sid: str) -> int | None:
+        """Send the call's last callback again, as Twilio does when it could not tell that the
+        first one arrived (its connection overrides retry a callback)."""
+        call = self.calls[sid]
+        return self._post_callback(call, call.last_callback["CallStatus"], call.last_callback)
+
+    def _post_callback(self, call: FakeCall, status: str, params: dict[str, str]) -> int:
         headers = {"X-Twilio-Signature": sign(self.auth_token, call.status_callback, params)}
         try:
             answer = httpx.post(call.status_callback, data=params, headers=headers, timeout=10).status_code

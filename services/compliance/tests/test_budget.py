@@ -143,6 +143,30 @@ def test_rate_card_prices_the_reservation_and_the_provider_price_settles_it(
     assert t.usage() == (1, Decimal("0.03"), 0)
 
 
+def test_a_call_settled_at_its_estimate_takes_the_providers_price_later_once(
+    compliance: compliance_pb2_grpc.ComplianceServiceStub,
+    admin: tenants_pb2_grpc.TenantAdminServiceStub,
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    t = Tenant((compliance, admin), "100.00", CALIFORNIA_AFTERNOON)
+    reply = t.reserve()
+    # The call ended; Twilio's callback had no price: the estimate stands for now.
+    t.settle(reply.reservation_id, "")
+    assert t.usage() == (1, ESTIMATE, 0)
+    # The price, looked up later, replaces the estimate in the day's spend.
+    t.settle(reply.reservation_id, "-0.05000")
+    assert t.usage() == (1, Decimal("0.05"), 0)
+    # Once: neither a redelivery nor a different later figure moves it again.
+    t.settle(reply.reservation_id, "-0.05000")
+    t.settle(reply.reservation_id, "-0.09000")
+    assert t.usage() == (1, Decimal("0.05"), 0)
+    # PostgreSQL holds the price too: a day rebuilt after Redis lost it agrees.
+    client = redis.Redis.from_url(redis_url)
+    client.delete(*client.scan_iter(match=f"{redis_prefix}leadflow:acct:{t.name}:*"))
+    assert t.usage() == (1, Decimal("0.05"), 0)
+
+
 def test_budget_stops_dialing_until_the_tenants_midnight_across_a_dst_change(
     database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:

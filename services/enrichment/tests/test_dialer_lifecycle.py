@@ -15,8 +15,10 @@ import json
 import signal
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from leadflow.v1 import (
     admin_pb2,
@@ -56,6 +58,9 @@ FAST = {
     # An ambiguous create is looked up 1 s after "dialing"; Twilio's answer is awaited 2 s.
     "LEADFLOW_DIAL_RECONCILE_GRACE_SECONDS": "1",
     "LEADFLOW_PROVIDER_TIMEOUT_SECONDS": "2",
+    # A call that ended without a price has it looked up 0.5 s later, then every 0.5 s.
+    "LEADFLOW_CALL_PRICE_DELAY_SECONDS": "0.5",
+    "LEADFLOW_CALL_PRICE_POLL_SECONDS": "0.5",
 }
 
 
@@ -76,7 +81,12 @@ def twilio() -> Iterator[TwilioFake]:
         yield fake
 
 
-def new_tenant(mesh: Mesh, twilio: TwilioFake, policy: dict[str, object] | None = None) -> str:
+def new_tenant(
+    mesh: Mesh,
+    twilio: TwilioFake,
+    policy: dict[str, object] | None = None,
+    budget: dict[str, object] | None = None,
+) -> str:
     """A tenant dialing through Twilio (the fake); its `calls` source verifies Twilio's
     signature with the same auth token, as with a real Twilio account."""
     name = f"t-{uuid.uuid4().hex[:8]}"
@@ -84,6 +94,7 @@ def new_tenant(mesh: Mesh, twilio: TwilioFake, policy: dict[str, object] | None 
         **BENCH_TENANT_SPEC,
         "sources": {"api": {}, "calls": {"secretRef": {"name": "calls"}}},
         "policy": dict(policy or {}),
+        "budget": budget or BENCH_TENANT_SPEC["budget"],
         "providers": {
             "dialer": {
                 "type": "twilio",
@@ -129,6 +140,25 @@ def accepted(answer: int | None) -> bool:
 
 def dial_posts(twilio: TwilioFake) -> int:
     return len(twilio.requests_to("/Calls.json", "POST"))
+
+
+def spend_today(mesh: Mesh, tenant: str) -> Decimal:
+    usage = mesh.tenant_admin().GetTenantUsage(tenants_pb2.GetTenantUsageRequest(name=tenant)).usage
+    return Decimal(usage.spend_today_usd)
+
+
+def job_states(database_url: str, lead_id: str, kind: str) -> list[str]:
+    """The outbox rows of one kind of job for the lead: "done" once nothing is left to do."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT state FROM dispatcher_jobs WHERE lead_id = :lead AND kind = :kind"),
+                {"lead": lead_id, "kind": kind},
+            )
+            return [str(r[0]) for r in rows]
+    finally:
+        engine.dispose()
 
 
 def test_twilio_429_and_500_are_retried_then_the_lead_is_dialed_once(
@@ -217,7 +247,10 @@ def test_twilio_down_dead_letters_then_cli_replay_dials_once(
 
 
 def test_call_whose_callbacks_are_lost_is_reconciled_with_twilio(
-    mesh: Mesh, dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, twilio: TwilioFake
+    mesh: Mesh,
+    dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub,
+    twilio: TwilioFake,
+    module_database_url: str,
 ) -> None:
     tenant = new_tenant(mesh, twilio)
     phone = "+12125551003"
@@ -243,6 +276,38 @@ def test_call_whose_callbacks_are_lost_is_reconciled_with_twilio(
     assert call.callbacks == []  # nothing was delivered: the status came from the fetch
     lead = dispatcher.GetLead(dispatcher_pb2.GetLeadRequest(tenant=tenant, lead_id=lead_id))
     assert lead.lead.lead_id == lead_id
+    # The lookup is finished with the status it found: never sent again to ask once more.
+    assert job_states(module_database_url, lead_id, "call_status") == ["done"]
+
+
+def test_a_call_ended_without_a_price_settles_at_twilios_price_once_twilio_has_it(
+    mesh: Mesh,
+    dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub,
+    twilio: TwilioFake,
+    module_database_url: str,
+) -> None:
+    # Twilio's status callbacks carry no price; its Calls resource has one a while after the end.
+    twilio.price_after_seconds = 2.0
+    card = {"defaultPerMinuteUsd": "0.1000", "estimateMinutes": 2}
+    tenant = new_tenant(mesh, twilio, budget={"dailyUsd": "100.00", "rateCard": card})
+    phone = "+12125551009"
+    lead_id = submit(mesh, tenant, phone)
+    wait_for(lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=60, what="the dial")
+    (call,) = calls_to(twilio, phone)
+    assert spend_today(mesh, tenant) == Decimal("0.20")  # the rate card's estimate, held
+    assert all(accepted(a) for a in twilio.play(call.sid, "completed", duration=75))
+    # The final callback again, before the price exists: it neither prices nor ends the lookup.
+    assert accepted(twilio.redeliver(call.sid))
+    wait_for(lambda: "call_priced" in kinds(dispatcher, tenant, lead_id), timeout=30, what="the price")
+    # Two minutes at Twilio's 0.014 (0.028, shown in cents) replace the 0.20 estimate.
+    wait_for(lambda: spend_today(mesh, tenant) == Decimal("0.03"), timeout=30, what="spend at the price")
+    # Looked up before Twilio had priced it (null: looked again), then once more with the price.
+    assert len(twilio.requests_to(f"/Calls/{call.sid}.json", "GET")) >= 2
+    assert job_states(module_database_url, lead_id, "call_price") == ["done"]
+    events = dispatcher.GetTimeline(dispatcher_pb2.GetTimelineRequest(tenant=tenant, lead_id=lead_id)).events
+    priced = [json.loads(e.detail_json) for e in events if e.kind == "call_priced"]
+    assert [p["price_usd"] for p in priced] == ["0.02800"]  # the client drops the sign
+    assert len(calls_to(twilio, phone)) == 1
 
 
 def test_busy_then_no_answer_retries_within_max_dial_attempts(

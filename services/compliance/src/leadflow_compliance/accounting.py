@@ -89,7 +89,19 @@ if ARGV[2] == '1' then
   return 1
 end
 redis.call('HINCRBY', day, 'spend', tonumber(ARGV[3]) - estimate)
-redis.call('HSET', KEYS[3], 'state', 'settled')
+redis.call('HSET', KEYS[3], 'state', 'settled', 'actual', ARGV[3])
+return 1
+"""
+
+# KEYS: reservation hash. ARGV: the provider's price (micros) of a call settled without one.
+# Once per reservation ('priced'): the day's spend moves from what was settled to the price.
+_REPRICE = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'settled' then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'priced') == 1 then return 0 end
+local settled = tonumber(redis.call('HGET', KEYS[1], 'actual') or redis.call('HGET', KEYS[1], 'estimate'))
+local delta = tonumber(ARGV[1]) - settled
+if delta ~= 0 then redis.call('HINCRBY', redis.call('HGET', KEYS[1], 'day'), 'spend', delta) end
+redis.call('HSET', KEYS[1], 'priced', 1, 'actual', ARGV[1])
 return 1
 """
 
@@ -233,6 +245,7 @@ class Accounts:
         self.ledger: Ledger = ledger or _NoLedger()
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
+        self._reprice = client.register_script(_REPRICE)
         self._rebuild = client.register_script(_REBUILD)
 
     def _keys(self, tenant: str, day: date) -> tuple[str, str, str]:
@@ -353,6 +366,13 @@ class Accounts:
             keys=[rate, active, res], args=[reservation_id, "1" if not_placed else "0", actual_micros]
         )
         return bool(done)
+
+    def reprice(self, tenant: str, reservation_id: str, price_micros: int) -> bool:
+        """The price of a call settled at its estimate: the day's spend takes the difference,
+        once. False when Redis no longer holds the reservation (its day is then rebuilt from
+        PostgreSQL, which has the price) or already has the price."""
+        res = self.settings.redis_key("acct", tenant, "res", reservation_id)
+        return bool(self._reprice(keys=[res], args=[price_micros]))
 
     def person_lock(self, tenant: str, subject: str) -> Lock:
         """Serialises the dial gate for one person across processes (expires if a holder dies)."""

@@ -369,9 +369,15 @@ class ComplianceServicer(
             price = price_micros(request.actual_cost_usd) if request.actual_cost_usd else None
         except ValueError as err:
             grpc_errors.invalid_argument(context, "actual_cost_usd", str(err))
+        now = utcnow()
+        if row.settled_at is not None:
+            # Settled at its estimate; now the provider's price (looked up after the call).
+            repriced = (
+                price is not None and not not_placed and self._reprice(tenant.name, row, request, price, now)
+            )
+            return compliance_pb2.SettleCallResponse(settled=repriced)
         # Without the provider's price the estimate stands.
         actual = 0 if not_placed else (row.estimate_micros if price is None else price)
-        now = utcnow()
         # PostgreSQL first: a Redis day rebuilt in between reads either the held estimate (and
         # keeps the reservation held, so the Redis settlement below moves it) or this price.
         stored = self.repo.settle_reservation(
@@ -397,6 +403,36 @@ class ComplianceServicer(
             },
         )
         return compliance_pb2.SettleCallResponse(settled=settled or stored, consent_revoked=revoked)
+
+    def _reprice(
+        self,
+        tenant: str,
+        row: ReservationRow,
+        request: compliance_pb2.SettleCallRequest,
+        price: int,
+        now: datetime,
+    ) -> bool:
+        if row.actual_micros is not None:
+            return False  # a price once settled is never replaced
+        # Redis first, once per reservation: a retry after a crash between the two finds Redis
+        # done and still writes PostgreSQL; a Redis that lost the reservation rebuilds the day
+        # from PostgreSQL, which then has the price.
+        self.accounts.reprice(tenant, row.reservation_id, price)
+        if not self.repo.price_reservation(tenant, row.reservation_id, request.actual_cost_usd, price):
+            return False
+        self.repo.audit(
+            tenant=tenant,
+            at=now,
+            actor=audit_actor(),
+            action="settle_price",
+            subject=row.subject_hash,
+            detail={
+                "reservation_id": row.reservation_id,
+                "actual_cost_usd": request.actual_cost_usd,
+                "estimate_micros": row.estimate_micros,
+            },
+        )
+        return True
 
     def RecordContactAttempt(
         self, request: compliance_pb2.RecordContactAttemptRequest, context: grpc.ServicerContext

@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -682,6 +682,22 @@ class Repository:
             row.settled_at, row.outcome, row.actual_cost_usd = now, outcome, cost
             row.actual_micros = actual_micros
             return True
+
+    def price_reservation(self, tenant: str, reservation_id: str, cost: str, actual_micros: int) -> bool:
+        """The provider's price of a call settled without one; once (a price is never replaced)."""
+        with self.sessions.begin() as s:
+            done = s.execute(
+                update(ReservationRow)
+                .where(
+                    ReservationRow.reservation_id == reservation_id,
+                    ReservationRow.tenant == tenant,
+                    ReservationRow.settled_at.is_not(None),
+                    ReservationRow.actual_micros.is_(None),
+                )
+                .values(actual_micros=actual_micros, actual_cost_usd=cost)
+                .returning(ReservationRow.reservation_id)
+            ).first()
+            return done is not None
 
     # --- audit -----------------------------------------------------------------------------
 

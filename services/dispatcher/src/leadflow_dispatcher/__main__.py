@@ -61,6 +61,7 @@ def main() -> None:
     # Hot RPC path: no ping round trip per checkout (see make_engine).
     engine = make_engine(settings.database_url, pre_ping=False)
     store = Store(make_sessionmaker(engine), postgres=not is_sqlite(settings.database_url))
+    store.call_price_delay_seconds = settings.call_price_delay_seconds
     broker = make_broker(
         settings.redis_url, settings.dramatiq_namespace, settings.worker_heartbeat_timeout_ms
     )

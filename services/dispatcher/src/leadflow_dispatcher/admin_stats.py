@@ -26,7 +26,7 @@ from leadflow_dispatcher.models import (
     LeadRow,
 )
 from leadflow_dispatcher.persons import PersonKeys
-from leadflow_dispatcher.repository import Repository
+from leadflow_dispatcher.repository import SETTLE_KINDS, Repository
 
 
 def _decimal(text: str) -> Decimal:
@@ -144,7 +144,7 @@ class AdminStatsStore(Repository):
                 q: int(n)
                 for q, n in s.execute(
                     sa.select(JobRow.queue, sa.func.count())
-                    .where(JobRow.state == "pending", JobRow.kind != "settle")
+                    .where(JobRow.state == "pending", JobRow.kind.not_in(SETTLE_KINDS))
                     .group_by(JobRow.queue)
                 )
             }

@@ -24,6 +24,7 @@ from leadflow_dispatcher.models import (
 )
 from leadflow_dispatcher.policies import PolicyView
 from leadflow_dispatcher.repository import (
+    LIVE_JOB_STATES,
     Repository,
     event_row,
     job_row,
@@ -64,6 +65,10 @@ def lock_calls(s: Session, calls: list[tuple[str, str]], postgres: bool) -> None
 
 
 class AttemptStore(Repository):
+    # How long after a call ends without a price its price is first looked up (the service sets
+    # it from LEADFLOW_CALL_PRICE_DELAY_SECONDS).
+    call_price_delay_seconds: float = 60.0
+
     # ---- dial attempts -----------------------------------------------------------------
 
     def claim(
@@ -317,6 +322,10 @@ class AttemptStore(Repository):
         policy_for: Any,
         attempt_id: str = "",
     ) -> tuple[bool, str]:
+        """Apply one (call, status) report once. A report of a status already applied changes
+        nothing, except that it may bring the provider's price of a call that ended without one
+        (`params["source"] == "price"` is the worker that looked the price up, also when it gave
+        up: its job is then finished and the estimate stands)."""
         now = utcnow()
         try:
             with self.sessions.begin() as s:
@@ -354,13 +363,35 @@ class AttemptStore(Repository):
                 self._apply_status(s, attempt, status_row, policy_for(tenant), request_id, now)
                 return True, attempt.lead_id
         except IntegrityError:
-            with self.sessions() as s:
-                lead_id = s.scalars(
-                    sa.select(DialAttemptRow.lead_id).where(
-                        DialAttemptRow.tenant == tenant, DialAttemptRow.provider_call_id == provider_call_id
-                    )
-                ).first()
-            return False, lead_id or ""
+            return self._repeated_status(
+                tenant, provider_call_id, status, price_usd, params.get("source") == "price", request_id
+            )
+
+    def _repeated_status(
+        self,
+        tenant: str,
+        provider_call_id: str,
+        status: str,
+        price_usd: str,
+        from_price_job: bool,
+        request_id: str,
+    ) -> tuple[bool, str]:
+        now = utcnow()
+        with self.sessions.begin() as s:
+            lock_calls(s, [(tenant, provider_call_id)], self.postgres)
+            attempt = s.scalars(
+                sa.select(DialAttemptRow)
+                .where(DialAttemptRow.tenant == tenant, DialAttemptRow.provider_call_id == provider_call_id)
+                .with_for_update()
+            ).first()
+            if attempt is None:
+                return False, ""
+            priced = False
+            if price_usd and attempt.state == "ended" and status == attempt.call_status:
+                priced = self._apply_price(s, attempt, price_usd, request_id, now)
+            if priced or from_price_job:
+                _finish_jobs(s, attempt, ("call_price",), now)
+            return priced, attempt.lead_id
 
     def _adopt(
         self,
@@ -447,6 +478,46 @@ class AttemptStore(Repository):
         s.flush()
         return attempt, False
 
+    def _apply_price(
+        self, s: Session, attempt: DialAttemptRow, price_usd: str, request_id: str, now: datetime
+    ) -> bool:
+        """The provider's price of an ended call that had none: kept, and settled again (the
+        reservation was settled at its estimate). A price once known is never replaced."""
+        if attempt.price_usd:
+            return False
+        attempt.price_usd = price_usd
+        s.execute(
+            sa.update(CallStatusRow)
+            .where(
+                CallStatusRow.tenant == attempt.tenant,
+                CallStatusRow.provider_call_id == attempt.provider_call_id,
+                CallStatusRow.status == attempt.call_status,
+            )
+            .values(price_usd=price_usd)
+        )
+        s.add(
+            event_row(
+                attempt.tenant,
+                attempt.lead_id,
+                "call_priced",
+                {"attempt": attempt.attempt, "call_id": attempt.provider_call_id, "price_usd": price_usd},
+                request_id,
+                now,
+            )
+        )
+        if attempt.reservation_id:
+            self._add_settle(
+                s,
+                attempt,
+                attempt.call_status,
+                attempt.duration_seconds,
+                price_usd,
+                request_id,
+                now,
+                kind="settle_price",
+            )
+        return True
+
     def _apply_status(
         self,
         s: Session,
@@ -475,7 +546,10 @@ class AttemptStore(Repository):
             )
         )
         if attempt.state == "ended":
-            return  # a late progress callback after the final one changes nothing
+            # A late progress callback after the final one changes nothing; a price is kept.
+            if status_row.price_usd and status == attempt.call_status:
+                self._apply_price(s, attempt, status_row.price_usd, request_id, now)
+            return
         attempt.call_status = status
         if status not in scheduling.FINAL_CALL_STATUSES:
             return
@@ -483,6 +557,29 @@ class AttemptStore(Repository):
         attempt.ended_at = now
         attempt.duration_seconds = status_row.duration_seconds
         attempt.price_usd = status_row.price_usd
+        # The call's end is known: a lookup of its status (lost callbacks) has nothing left to do.
+        _finish_jobs(s, attempt, ("call_status",), now)
+        if status == "completed" and not status_row.price_usd and attempt.reservation_id:
+            # Twilio's callbacks carry no price, and its Calls resource has one only some time
+            # after the call: a worker looks it up then, and the reservation is settled again.
+            s.add(
+                job_row(
+                    attempt.tenant,
+                    attempt.lead_id,
+                    "call_price",
+                    "call_status",
+                    now + timedelta(seconds=self.call_price_delay_seconds),
+                    request_id,
+                    now,
+                    attempt=attempt.attempt,
+                    payload={
+                        "attempt_id": attempt.id,
+                        "provider": attempt.provider,
+                        "provider_call_id": attempt.provider_call_id or "",
+                        "ended_at": now.timestamp(),
+                    },
+                )
+            )
         call_data = {
             "lead_id": attempt.lead_id,
             "attempt": attempt.attempt,
@@ -535,12 +632,13 @@ class AttemptStore(Repository):
         price: str,
         request_id: str,
         now: datetime,
+        kind: str = "settle",
     ) -> None:
         # One settle per reservation; a not-placed release and a later settle use distinct rows.
         exists = s.scalars(
             sa.select(JobRow.id).where(
                 JobRow.tenant == attempt.tenant,
-                JobRow.kind == "settle",
+                JobRow.kind == kind,
                 JobRow.lead_id == attempt.lead_id,
                 JobRow.attempt == attempt.attempt * 1000 + attempt.tries,
             )
@@ -551,7 +649,7 @@ class AttemptStore(Repository):
             job_row(
                 attempt.tenant,
                 attempt.lead_id,
-                "settle",
+                kind,
                 "settle",
                 now,
                 request_id,
@@ -565,3 +663,19 @@ class AttemptStore(Repository):
                 },
             )
         )
+
+
+def _finish_jobs(s: Session, attempt: DialAttemptRow, kinds: tuple[str, ...], now: datetime) -> None:
+    """Status lookups of this attempt's call are done: else the sweeper, finding their message
+    gone from Redis, would send them again and again."""
+    s.execute(
+        sa.update(JobRow)
+        .where(
+            JobRow.tenant == attempt.tenant,
+            JobRow.lead_id == attempt.lead_id,
+            JobRow.kind.in_(kinds),
+            JobRow.attempt == attempt.attempt,
+            JobRow.state.in_(LIVE_JOB_STATES),
+        )
+        .values(state="done", updated_at=now)
+    )

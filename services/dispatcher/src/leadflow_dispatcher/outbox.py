@@ -20,6 +20,7 @@ from leadflow_dispatcher.queueing import JobSpec
 from leadflow_dispatcher.repository import (
     BROKER_KINDS,
     LIVE_JOB_STATES,
+    SETTLE_KINDS,
     Repository,
     job_row,
     job_spec,
@@ -166,7 +167,7 @@ class OutboxStore(Repository):
         with self.sessions() as s:
             rows = s.scalars(
                 sa.select(JobRow)
-                .where(JobRow.kind == "settle", JobRow.state == "pending", JobRow.due_at <= now)
+                .where(JobRow.kind.in_(SETTLE_KINDS), JobRow.state == "pending", JobRow.due_at <= now)
                 .order_by(JobRow.due_at)
                 .limit(limit)
             ).all()

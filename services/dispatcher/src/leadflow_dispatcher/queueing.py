@@ -38,6 +38,8 @@ ACTORS = {
     "crm_sync": queues.CRM_SYNC_ACTOR,
     "dial": queues.DIAL_ACTOR,
     "call_status": queues.CALL_STATUS_ACTOR,
+    # The same actor, asked for the provider's price of a call that ended without one.
+    "call_price": queues.CALL_STATUS_ACTOR,
 }
 
 
@@ -56,9 +58,10 @@ def make_broker(redis_url: str, namespace: str, heartbeat_timeout_ms: int = 20_0
 
 def build_message(job: JobSpec) -> dramatiq.Message[Any]:
     args: tuple[Any, ...]
+    kwargs: dict[str, Any] = {}
     if job.kind == "dial":
         args = (job.tenant, job.lead_id, job.attempt)
-    elif job.kind == "call_status":
+    elif job.kind in ("call_status", "call_price"):
         args = (
             job.tenant,
             job.lead_id,
@@ -66,6 +69,10 @@ def build_message(job: JobSpec) -> dramatiq.Message[Any]:
             str(job.payload.get("provider", "")),
             str(job.payload.get("provider_call_id", "")),
         )
+        # The attempt names the job row whose lease a waiting worker extends.
+        kwargs = {"attempt": job.attempt}
+        if job.kind == "call_price":
+            kwargs |= {"purpose": "price", "ended_at": float(job.payload.get("ended_at", 0.0))}
     else:
         args = (job.tenant, job.lead_id)
     options: dict[str, Any] = {"request_id": job.request_id, "job_id": job.job_id}
@@ -75,7 +82,7 @@ def build_message(job: JobSpec) -> dramatiq.Message[Any]:
         queue_name=job.queue,
         actor_name=ACTORS[job.kind],
         args=args,
-        kwargs={},
+        kwargs=kwargs,
         options=options,
     )
 

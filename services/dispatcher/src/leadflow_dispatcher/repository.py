@@ -30,7 +30,10 @@ from leadflow_dispatcher.queueing import JobSpec
 DONE_EVENTS = {"enriched": "enrich", "synced": "crm_sync"}
 JOB_DONE_NAMES = {v: k for k, v in DONE_EVENTS.items()}
 # Jobs the relay hands to Dramatiq (the rest are done by the dispatcher itself).
-BROKER_KINDS = ("enrich", "crm_sync", "dial", "call_status")
+BROKER_KINDS = ("enrich", "crm_sync", "dial", "call_status", "call_price")
+# Settlements the dispatcher sends to compliance: the call's end, then (where the end carried no
+# price) the provider's price once it is known.
+SETTLE_KINDS = ("settle", "settle_price")
 LIVE_JOB_STATES = ("pending", "queued")
 
 

@@ -36,6 +36,9 @@ class DispatcherSettings(CommonSettings):
     dead_worker_check_seconds: float = 5.0
     # A placed call with no final status callback after this long is reconciled with the provider.
     call_status_timeout_seconds: float = 900.0
+    # A call that ended without a price (Twilio's callbacks carry none) has it looked up at the
+    # provider this long after its end; its reservation is settled at the estimate meanwhile.
+    call_price_delay_seconds: float = 60.0
     # A claimed dial attempt with no result after this long may be resumed by another worker.
     # Longer than the dial job's time limit (the worker's dial_time_limit_seconds), so a live
     # worker never loses a claim it is still using; a dead worker's claim is free within it.

@@ -54,12 +54,30 @@ def dial(tenant: str, lead_id: str, attempt: int) -> None:
 
 
 @dramatiq.actor(actor_name=queues.CALL_STATUS_ACTOR, queue_name=queues.CALL_STATUS)
-def call_status(tenant: str, lead_id: str, attempt_id: str, provider: str, provider_call_id: str) -> None:
+def call_status(
+    tenant: str,
+    lead_id: str,
+    attempt_id: str,
+    provider: str,
+    provider_call_id: str,
+    purpose: str = "status",
+    ended_at: float = 0.0,
+    attempt: int = 1,
+) -> None:
+    """`purpose` "status": the final status of a call whose callbacks were lost; "price": the
+    price of a call that ended (at `ended_at`, epoch seconds) without one."""
     info = JobInfo(
-        "call_status",
+        "call_price" if purpose == "price" else "call_status",
         queues.CALL_STATUS,
         tenant,
         lead_id,
-        extra={"attempt_id": attempt_id, "provider": provider, "provider_call_id": provider_call_id},
+        attempt=int(attempt),
+        extra={
+            "attempt_id": attempt_id,
+            "provider": provider,
+            "provider_call_id": provider_call_id,
+            "ended_at": ended_at,
+        },
     )
-    run_job(get_context(), info, lambda i: jobs.call_status(get_context(), i))
+    body = jobs.call_price if purpose == "price" else jobs.call_status
+    run_job(get_context(), info, lambda i: body(get_context(), i))

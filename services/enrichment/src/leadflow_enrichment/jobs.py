@@ -483,3 +483,35 @@ def call_status(ctx: WorkerContext, info: JobInfo) -> None:
             params={"source": "reconcile", "checked_at": str(int(time.time()))},
         )
     )
+
+
+# ---- call_price (the provider's price of a call that ended without one) ---------------------
+
+
+def call_price(ctx: WorkerContext, info: JobInfo) -> None:
+    """Twilio prices a call some time after it ends. Until the price is there, look again; past
+    `call_price_wait_seconds` give up, and the reservation stays settled at its estimate."""
+    call_id = str(info.extra.get("provider_call_id", ""))
+    if not call_id:
+        raise ProviderError("call_price job without a call id", ErrorClass.VALIDATION)
+    config = ctx.configs.get(info.tenant, "dialer", fresh=info.fresh_config)
+    info.schedule = ctx.schedule(config)
+    dialer = ctx.registry.dialer(info.tenant, config)
+    info.provider = dialer.name
+    status = dialer.fetch_status(call_id)
+    waited = time.time() - float(info.extra.get("ended_at") or 0.0)
+    if not status.price_usd and waited < ctx.settings.call_price_wait_seconds:
+        raise Hold(ctx.settings.call_price_poll_seconds, "the provider has not priced the call yet")
+    if not status.price_usd:
+        log.warning("call_price_unavailable", lead_id=info.lead_id, call_id=call_id, waited=int(waited))
+    # The status the call ended with (a repeat): the dispatcher only takes the price from it.
+    ctx.dispatcher.RecordCallStatus(
+        dispatcher_pb2.RecordCallStatusRequest(
+            tenant=info.tenant,
+            provider_call_id=call_id,
+            status=status.status,
+            duration_seconds=status.duration_seconds,
+            price_usd=status.price_usd,
+            params={"source": "price", "checked_at": str(int(time.time()))},
+        )
+    )

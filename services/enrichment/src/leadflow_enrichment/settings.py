@@ -61,6 +61,10 @@ class WorkerSettings(ProviderSettings):
     provider_config_cache_seconds: float = 10.0
     # Polling a call whose final status the provider has not reported yet.
     call_status_poll_seconds: float = 60.0
+    # A call's price is looked up again this often until the provider has it, for at most
+    # call_price_wait_seconds after the call's end (then the estimate stands).
+    call_price_poll_seconds: float = 60.0
+    call_price_wait_seconds: float = 21_600.0
     # Before a provider lookup may prove "no call": how long after the attempt's "dialing" (a
     # create still in flight at the provider, or not yet in its list), and how far before it
     # the lookup reaches (clock skew between us and the provider).

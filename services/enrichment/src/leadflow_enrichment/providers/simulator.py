@@ -233,6 +233,11 @@ class DialSimulator:
             if status in FINAL_STATUSES:
                 params["CallDuration"] = str(call.duration_seconds)
                 params["Duration"] = str(math.ceil(call.duration_seconds / 60))
+                if status == "completed":
+                    # Unlike Twilio's, the simulator's final callback carries the price (it knows
+                    # it at once), so no price lookup follows a simulated call.
+                    params["Price"] = "-" + self._price(call.duration_seconds)
+                    params["PriceUnit"] = "USD"
 
             def record(sid: str = call.call_sid, s: str = status) -> None:
                 self._record(sid, s)
