@@ -88,6 +88,8 @@ def main() -> int:
             print("  ".join(c.ljust(w) for c, (_, w) in zip(cells, COLUMNS, strict=True)), flush=True)
             if report.not_dialed_states:
                 print(f"    not dialed: {report.not_dialed_states}", flush=True)
+            if report.unsettled_jobs:
+                print(f"    not settled yet: {report.unsettled_jobs}", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = [{**dataclasses.asdict(r), "lost": r.lost, "passed": r.passed()} for r in reports]

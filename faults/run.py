@@ -71,6 +71,8 @@ class Report:
     max_dial_latency_s: float = 0.0
     spend_usd: str = ""
     settled_prices_usd: str = ""
+    # Where spend and prices differ, why: the price and settlement jobs not done, by state.
+    unsettled_jobs: dict[str, int] = field(default_factory=dict)
     fault_s: float = 0.0
 
     @property
@@ -234,7 +236,27 @@ def run_scenario(
         undialed = [load.lead_ids[p] for p in load.accepted if not mine[p]]
         report.stored, report.not_dialed_states = _stored(stack, tenant, undialed)
         report.spend_usd, report.settled_prices_usd = _spend(stack, tenant), f"{twilio.prices_usd():.6f}"
+        if report.spend_usd != report.settled_prices_usd:
+            report.unsettled_jobs = _unsettled_jobs(stack, tenant)
     return report
+
+
+def _unsettled_jobs(stack: Stack, tenant: str) -> dict[str, int]:
+    """The tenant's price lookups and settlements not done yet, as "kind/state": n."""
+    engine = create_engine(normalise_url(stack.database_url))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT kind, state, count(*) FROM dispatcher_jobs WHERE tenant = :t "
+                    "AND kind IN ('call_price', 'settle', 'settle_price') AND state <> 'done' "
+                    "GROUP BY kind, state"
+                ),
+                {"t": tenant},
+            ).all()
+    finally:
+        engine.dispose()
+    return {f"{kind}/{state}": int(n) for kind, state, n in rows}
 
 
 def _wait_for_settlement(stack: Stack, tenant: str, twilio: CountingTwilio, deadline: float) -> None:

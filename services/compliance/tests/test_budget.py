@@ -4,6 +4,7 @@ own day (DST included), and PostgreSQL as the record Redis's totals are rebuilt 
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -164,6 +165,30 @@ def test_a_call_settled_at_its_estimate_takes_the_providers_price_later_once(
     # PostgreSQL holds the price too: a day rebuilt after Redis lost it agrees.
     client = redis.Redis.from_url(redis_url)
     client.delete(*client.scan_iter(match=f"{redis_prefix}leadflow:acct:{t.name}:*"))
+    assert t.usage() == (1, Decimal("0.05"), 0)
+
+
+def test_a_settlement_retried_after_redis_failed_finishes_redis_part(
+    compliance: compliance_pb2_grpc.ComplianceServiceStub,
+    admin: tenants_pb2_grpc.TenantAdminServiceStub,
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    t = Tenant((compliance, admin), "100.00", CALIFORNIA_AFTERNOON)
+    reply = t.reserve()
+    t.settle(reply.reservation_id, "")
+    assert t.usage() == (1, ESTIMATE, 0)
+    # As if Redis had failed after PostgreSQL settled: Redis still holds the call's slot.
+    client = redis.Redis.from_url(redis_url)
+    acct = f"{redis_prefix}leadflow:acct:{t.name}"
+    client.hset(f"{acct}:res:{reply.reservation_id}", "state", "held")
+    client.zadd(f"{acct}:active", {reply.reservation_id: int(time.time() * 1000) + 600_000})
+    assert t.usage() == (1, ESTIMATE, 1)
+    # The dispatcher sends the settlement again: Redis's part is done, PostgreSQL's is not redone.
+    t.settle(reply.reservation_id, "")
+    assert t.usage() == (1, ESTIMATE, 0)
+    # And the price that follows still moves the spend, once.
+    t.settle(reply.reservation_id, "-0.05")
     assert t.usage() == (1, Decimal("0.05"), 0)
 
 

@@ -61,6 +61,8 @@ FAST = {
     # A call that ended without a price has it looked up 0.5 s later, then every 0.5 s.
     "LEADFLOW_CALL_PRICE_DELAY_SECONDS": "0.5",
     "LEADFLOW_CALL_PRICE_POLL_SECONDS": "0.5",
+    # A call lookup Twilio fails is tried 4 times in all, 0.5 s apart, before review.
+    "LEADFLOW_DIAL_LOOKUP_RETRY_SECONDS": "0.5",
 }
 
 
@@ -377,6 +379,26 @@ def test_a_call_created_behind_a_failed_answer_is_found_never_placed_twice(
         lambda: "completed" in statuses_applied(dispatcher, tenant, lead_id), timeout=30, what="the callbacks"
     )
     wait_for(lambda: active_calls(mesh, tenant) == 0, timeout=30, what="the slot freed")
+    assert dial_posts(twilio) == 1
+    assert len(calls_to(twilio, phone)) == 1
+
+
+def test_a_lookup_twilio_fails_for_a_while_is_tried_again_not_sent_to_review(
+    mesh: Mesh, dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, twilio: TwilioFake
+) -> None:
+    tenant = new_tenant(mesh, twilio)
+    phone = "+12125551016"
+    twilio.fail_after_create("500")  # the call is created, the answer is a 500
+    # Twilio's Calls list fails the first two lookups too (as during the same outage).
+    twilio.fail(times=2, status=503, path_contains="/Calls.json", method="GET")
+    lead_id = submit(mesh, tenant, phone)
+    wait_for(lambda: "dialed" in kinds(dispatcher, tenant, lead_id), timeout=90, what="the reconciled dial")
+    (call,) = calls_to(twilio, phone)
+    assert dialed_call_ids(dispatcher, tenant, lead_id) == [call.sid]
+    seen = kinds(dispatcher, tenant, lead_id)
+    assert "dial_review" not in seen, seen
+    # Three lookups: two failed (each read of the list failed first), the third found the call.
+    assert seen.count("dial_reconciling") == 3, seen
     assert dial_posts(twilio) == 1
     assert len(calls_to(twilio, phone)) == 1
 

@@ -359,50 +359,60 @@ class ComplianceServicer(
         self, request: compliance_pb2.SettleCallRequest, context: grpc.ServicerContext
     ) -> compliance_pb2.SettleCallResponse:
         tenant = self._tenant(context, request.tenant)
-        row = self.repo.get_reservation(tenant.name, request.reservation_id)
-        if row is None:
-            # Unknown, or already released: settling is idempotent, callbacks are redelivered.
-            return compliance_pb2.SettleCallResponse(settled=False)
         outcome = OUTCOMES.get(request.outcome, "completed")
         not_placed = outcome == "not_placed"
+        row = self.repo.get_reservation(tenant.name, request.reservation_id)
+        if row is None:
+            # Unknown, or already released: settling is idempotent, callbacks are redelivered. A
+            # release whose Redis part failed after PostgreSQL forgot the reservation is redone.
+            if not_placed:
+                self.accounts.settle(tenant.name, request.reservation_id, True, 0, utcnow())
+            return compliance_pb2.SettleCallResponse(settled=False)
         try:
             price = price_micros(request.actual_cost_usd) if request.actual_cost_usd else None
         except ValueError as err:
             grpc_errors.invalid_argument(context, "actual_cost_usd", str(err))
         now = utcnow()
-        if row.settled_at is not None:
-            # Settled at its estimate; now the provider's price (looked up after the call).
-            repriced = (
-                price is not None and not not_placed and self._reprice(tenant.name, row, request, price, now)
-            )
-            return compliance_pb2.SettleCallResponse(settled=repriced)
-        # Without the provider's price the estimate stands.
-        actual = 0 if not_placed else (row.estimate_micros if price is None else price)
+        already = row.settled_at is not None
         # PostgreSQL first: a Redis day rebuilt in between reads either the held estimate (and
         # keeps the reservation held, so the Redis settlement below moves it) or this price.
-        stored = self.repo.settle_reservation(
+        stored = not already and self.repo.settle_reservation(
             tenant.name, row.reservation_id, outcome, request.actual_cost_usd or "", now, price
         )
+        # What PostgreSQL settled at (the price, or without one the estimate): also on a retry
+        # after Redis failed, when only Redis's part is left (it moves a held reservation once).
+        settled_at_price = row.actual_micros if already else price
+        actual = 0 if not_placed else (row.estimate_micros if settled_at_price is None else settled_at_price)
         settled = self.accounts.settle(tenant.name, row.reservation_id, not_placed, actual, row.created_at)
+        # Settled at its estimate before; now the provider's price (looked up after the call).
+        repriced = (
+            already
+            and price is not None
+            and not not_placed
+            and self._reprice(tenant.name, row, request, price, now)
+        )
         revoked = False
         if request.opted_out or (request.transcript and is_opt_out(request.transcript)):
             self.repo.revoke(tenant.name, row.subject_hash, now, "call", "opt-out during call", "dial")
             revoked = True
-        self.repo.audit(
-            tenant=tenant.name,
-            at=now,
-            actor=audit_actor(),
-            action="settle",
-            subject=row.subject_hash,
-            detail={
-                "reservation_id": row.reservation_id,
-                "outcome": outcome,
-                "actual_cost_usd": request.actual_cost_usd,
-                "duration_seconds": request.duration_seconds,
-                "consent_revoked": revoked,
-            },
+        if stored or settled or revoked:
+            self.repo.audit(
+                tenant=tenant.name,
+                at=now,
+                actor=audit_actor(),
+                action="settle",
+                subject=row.subject_hash,
+                detail={
+                    "reservation_id": row.reservation_id,
+                    "outcome": outcome,
+                    "actual_cost_usd": request.actual_cost_usd,
+                    "duration_seconds": request.duration_seconds,
+                    "consent_revoked": revoked,
+                },
+            )
+        return compliance_pb2.SettleCallResponse(
+            settled=settled or stored or repriced, consent_revoked=revoked
         )
-        return compliance_pb2.SettleCallResponse(settled=settled or stored, consent_revoked=revoked)
 
     def _reprice(
         self,

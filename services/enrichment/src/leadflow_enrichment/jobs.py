@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dramatiq.middleware import CurrentMessage
 from redis.exceptions import LockError
 
 from leadflow.v1 import decision_pb2, dispatcher_pb2, lead_pb2
@@ -21,7 +22,7 @@ from leadflow_core.pii import subject_hash
 from leadflow_core.request_context import current_request_id
 from leadflow_enrichment.context import WorkerContext
 from leadflow_enrichment.failures import ErrorClass, ProviderError
-from leadflow_enrichment.handling import Hold, JobInfo
+from leadflow_enrichment.handling import Hold, JobInfo, classify
 from leadflow_enrichment.limits import LimitBusy
 from leadflow_enrichment.providers.base import CallRequest, Crm, CrmResult, Enrichment, LeadView
 from leadflow_enrichment.providers.twilio import with_attempt
@@ -427,6 +428,20 @@ def _reconcile(
     try:
         found = dialer.find_calls(claim.lead.contact.phone.e164, options.get("from_number", ""), since)
     except Exception as err:
+        failures = _lookup_failures()
+        if classify(err)[0] is ErrorClass.TEMPORARY and failures < settings.dial_lookup_attempts:
+            # Not proven either way yet: the attempt waits as "unsure" (never dialed again before
+            # a lookup) and the list is read again shortly; only a lasting failure needs a person.
+            _complete(
+                ctx,
+                info,
+                claim.attempt_id,
+                dialer.name,
+                claim.reservation_id,
+                error=f"lookup failed: {type(err).__name__}: {err}"[:2000],
+                ambiguous=True,
+            )
+            raise Hold(settings.dial_lookup_retry_seconds, f"call lookup failed ({failures})") from None
         log.warning("dial_unproven", lead_id=info.lead_id, attempt=info.attempt, error=type(err).__name__)
         _complete(
             ctx,
@@ -454,6 +469,17 @@ def _reconcile(
         error="reconciled: the provider lists no call",
     )
     return False
+
+
+def _lookup_failures() -> int:
+    """Failed call lookups of this dial job so far, this one included (kept in the message's
+    options, which its retries carry)."""
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        return 1
+    failures = int(message.options.get("lookup_failures", 0)) + 1
+    message.options["lookup_failures"] = failures
+    return failures
 
 
 # ---- call_status (reconcile a call whose final callback never came) -------------------------

@@ -70,6 +70,10 @@ class WorkerSettings(ProviderSettings):
     # the lookup reaches (clock skew between us and the provider).
     dial_reconcile_grace_seconds: float = 5.0
     dial_reconcile_skew_seconds: float = 2.0
+    # A lookup the provider failed for a while (5xx, timeout) is tried again this many times in
+    # all, this far apart, before the lead goes to review: the attempt waits as "unsure".
+    dial_lookup_attempts: int = 4
+    dial_lookup_retry_seconds: float = 5.0
     # Worker threads' lead reads and reports share one RPC: up to this many, waiting at most
     # this long for company (the first caller's extra latency).
     batch_max_size: int = 64
