@@ -174,12 +174,34 @@ def recover_dead_workers(broker: RedisBroker) -> list[str]:
     return dead
 
 
-def message_present(broker: RedisBroker, refs: list[tuple[str, str]]) -> list[bool]:
+# A delayed message still in its delay queue this long after its eta is stranded (see below).
+DELAYED_OVERDUE_MS = 30_000
+
+
+def message_present(
+    broker: RedisBroker, refs: list[tuple[str, str]], now_ms: int | None = None
+) -> list[bool]:
     """Whether each (queue, redis message id) still has its body in Redis: waiting, delayed or
-    held by a worker. False means Redis lost it (restart without persistence, flush)."""
+    held by a worker. False means Redis lost it (restart without persistence, flush), or it is
+    a delayed message well past its eta: a worker moves a delayed message to its queue at the
+    eta, but one that lost its Redis connection meanwhile forgets the delayed messages it held
+    (Dramatiq drops its delay queue on a connection error) while they stay acked to it, alive,
+    so no maintenance ever gives them back."""
     if not refs:
         return []
+    now_ms = current_millis() if now_ms is None else now_ms
     pipe = broker.client.pipeline()
     for queue, mid in refs:
-        pipe.hexists(f"{broker.namespace}:{queue}.msgs", mid)
-    return [bool(x) for x in pipe.execute()]
+        key = f"{broker.namespace}:{queue}.msgs"
+        if queue.endswith(".DQ"):
+            pipe.hget(key, mid)
+        else:
+            pipe.hexists(key, mid)
+    present: list[bool] = []
+    for (queue, _), found in zip(refs, pipe.execute(), strict=True):
+        if queue.endswith(".DQ") and found:
+            eta = dramatiq.Message.decode(found).options.get("eta")
+            present.append(not isinstance(eta, int | float) or eta + DELAYED_OVERDUE_MS > now_ms)
+        else:
+            present.append(bool(found))
+    return present

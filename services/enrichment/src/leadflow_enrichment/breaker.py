@@ -21,6 +21,10 @@ class BreakerConfig:
     threshold: int = 5
     window_seconds: float = 30.0
     open_seconds: float = 30.0
+    # Jobs behind a half-open probe look again this often, so the probe's success releases them
+    # within seconds (not a whole open period later); a probe that never reports frees its turn
+    # after open_seconds.
+    probe_poll_seconds: float = 2.0
 
 
 class CircuitBreaker:
@@ -51,7 +55,8 @@ class CircuitBreaker:
             probe_ms = int(self.config.open_seconds * 1000)
             if self.client.set(self._probe, "1", nx=True, px=probe_ms):
                 return 0.0, False
-            return max(0.05, int(self.client.pttl(self._probe)) / 1000), False
+            probe_left = int(self.client.pttl(self._probe)) / 1000
+            return max(0.05, min(self.config.probe_poll_seconds, probe_left)), False
         return 0.0, not failures
 
     def is_open(self) -> bool:

@@ -115,6 +115,7 @@ class WorkerContext:
             threshold=settings.breaker_failure_threshold,
             window_seconds=settings.breaker_window_seconds,
             open_seconds=settings.breaker_open_seconds,
+            probe_poll_seconds=settings.breaker_probe_poll_seconds,
         )
         self.clean_breakers = CleanBreakers(settings.breaker_cache_seconds)
         self.default_schedule = RetrySchedule(

@@ -44,6 +44,8 @@ class WorkerSettings(ProviderSettings):
     breaker_failure_threshold: int = 5
     breaker_window_seconds: float = 30.0
     breaker_open_seconds: float = 30.0
+    # Jobs held behind a half-open breaker's probe look again this often.
+    breaker_probe_poll_seconds: float = 2.0
     # A breaker seen closed with no failures is not read again for this long (0: every job).
     breaker_cache_seconds: float = 1.0
 
