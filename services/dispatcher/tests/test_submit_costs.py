@@ -1,7 +1,9 @@
 """What a SubmitLeads batch costs in SQL on a real PostgreSQL: its reads (duplicates, merges,
 joins, person order, held work) are a few queries per batch, not per lead, so a batch of many
 leads costs about what a batch of a few does. Counted with a SQLAlchemy cursor listener, in
-process (the store the servicer calls), so every statement sent to PostgreSQL is seen."""
+process (the store the servicer calls): every statement the dispatcher sends is seen. An ORM
+flush's executemany (the leads' and jobs' rows) counts once here, as one round trip; PostgreSQL
+still runs it once per row (psycopg pipelines it), which this budget is not about."""
 
 from __future__ import annotations
 
