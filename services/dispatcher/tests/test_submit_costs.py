@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from leadflow_dispatcher.policies import PolicyView
 from leadflow_dispatcher.store import Store
 
 from .conftest import make_lead
+from .test_request_log import ids, record
 
 LIMITS = Limits(
     deployment_delays={"emergency": 0, "high": 0, "medium": 0, "low": 3600},
@@ -153,3 +155,15 @@ def test_lead_without_person_or_campaign_costs_no_person_reads(engine: Engine, s
     with statements(engine) as seen:
         stored(submit_many(store, batch, LIMITS))
     assert len(seen) <= MAX_STATEMENTS_NEW_BATCH, report(seen, len(batch))
+
+
+def test_the_batch_request_log_is_one_insert(engine: Engine, store: Store) -> None:
+    """The gateway logs each accepted request (RecordRequests, once per batch of them): one
+    statement for the batch, and a batch sent again keeps each request once."""
+    tenant = f"c-{uuid.uuid4().hex[:10]}"
+    batch = [record(tenant, timedelta()) for _ in range(40)]
+    with statements(engine) as seen:
+        assert store.record_requests(batch) == 40
+    assert len(seen) == 1, report(seen, len(batch))
+    store.record_requests([*batch[:10], record(tenant, timedelta())])
+    assert len(ids(store, tenant)) == 41
