@@ -124,6 +124,8 @@ slot = st.tuples(
 @given(earlier=st.lists(slot, max_size=4), batch=st.lists(slot, min_size=1, max_size=10))
 # A lead merged in the batch; a later one with its sender id (another person) is its duplicate.
 @example(earlier=[(1, 0, 1, 0, 1, False, 0)], batch=[(2, 0, 1, 0, 1, False, 0), (2, 0, 2, 0, 0, False, 0)])
+# A merge gives the stored lead the newer phone; a later lead with that phone joins its call.
+@example(earlier=[(1, 0, 1, 1, 1, False, 0)], batch=[(2, 0, 2, 1, 1, False, 0), (3, 0, 2, 0, 2, False, 0)])
 def test_a_batch_answers_and_stores_as_one_by_one(
     store: Store, engine: Engine, earlier: list[Slot], batch: list[Slot]
 ) -> None:

@@ -16,10 +16,10 @@ as the single-lead query.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -50,14 +50,61 @@ class _Alias:
     lead: LeadRow
 
 
+Key = tuple[str, ...]
+T = TypeVar("T", LeadRow, _Alias)
+
+
+class _Index(Generic[T]):
+    """Rows by their keys, so a lead looks only at the rows that share a key with it (not at
+    every row of the batch: a batch of a thousand leads would be a million comparisons). A
+    row may be added again under new keys; a lookup answers each row once, in adding order."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[Key, list[tuple[int, T]]] = {}
+        self._added = 0
+
+    def add(self, row: T, keys: Iterable[Key]) -> None:
+        self._added += 1
+        for key in keys:
+            self._by_key.setdefault(key, []).append((self._added, row))
+
+    def find(self, keys: Iterable[Key]) -> list[T]:
+        first: dict[int, tuple[int, T]] = {}
+        for key in keys:
+            for order, row in self._by_key.get(key, ()):
+                if id(row) not in first or order < first[id(row)][0]:
+                    first[id(row)] = (order, row)
+        return [row for _, row in sorted(first.values(), key=lambda m: m[0])]
+
+
+def _id_keys(tenant: str, source: str, vendor_lead_id: str | None, idempotency_key: str | None) -> list[Key]:
+    keys: list[Key] = []
+    if vendor_lead_id:
+        keys.append(("vendor", tenant, source, vendor_lead_id))
+    if idempotency_key:
+        keys.append(("idempotency", tenant, idempotency_key))
+    return keys
+
+
+def _lead_id_keys(lead: lead_pb2.Lead) -> list[Key]:
+    return _id_keys(
+        lead.tenant, scheduling.source_name(lead.source), lead.vendor_lead_id, lead.idempotency_key
+    )
+
+
+def _person_keys(tenant: str, phone: str | None, email: str | None) -> list[Key]:
+    return [(kind, tenant, value) for kind, value in (("phone", phone), ("email", email)) if value]
+
+
 @dataclass
 class BatchReads:
     # Leads naming a vendor id or idempotency key of the batch, and the batch's new leads.
-    named: list[LeadRow] = field(default_factory=list)
-    aliases: list[_Alias] = field(default_factory=list)
+    named: _Index[LeadRow] = field(default_factory=_Index)
+    aliases: _Index[_Alias] = field(default_factory=_Index)
     # Leads of the batch's people (by phone or email), stored or new; the ORM objects, so a
-    # merge's change of person keys is seen by the leads after it.
-    people: list[LeadRow] = field(default_factory=list)
+    # merge's change of person keys is seen by the leads after it (each lookup checks the
+    # row's keys as they are now; the index may hold a row under keys it had before).
+    people: _Index[LeadRow] = field(default_factory=_Index)
     live_dials: set[str] = field(default_factory=set)  # lead ids with a dial job still to run
     # (lead id, attempt state, dialed at) of the people's stored leads.
     attempts: list[tuple[str, str, datetime | None]] = field(default_factory=list)
@@ -97,7 +144,8 @@ class BatchReads:
                 clauses.append(model.idempotency_key.in_(idem))
             return sa.and_(model.tenant.in_(tenants), sa.or_(*clauses))
 
-        self.named = list(s.scalars(sa.select(LeadRow).where(by_keys(LeadRow))))
+        for row in s.scalars(sa.select(LeadRow).where(by_keys(LeadRow))):
+            self._add_named(row)
         # Aliases only answer a lead no stored lead names, and the batch only adds names.
         if all(self._best_named(i.lead) is not None for i in items):
             return
@@ -106,9 +154,8 @@ class BatchReads:
             .join(LeadRow, LeadRow.id == LeadAliasRow.lead_id)
             .where(by_keys(LeadAliasRow))
         ).all()
-        self.aliases = [
-            _Alias(a.tenant, a.source, a.vendor_lead_id, a.idempotency_key, lead) for a, lead in found
-        ]
+        for a, lead in found:
+            self._add_alias(_Alias(a.tenant, a.source, a.vendor_lead_id, a.idempotency_key, lead))
 
     def _load_people(
         self, s: Session, items: Sequence[Submission], tenants: list[str], now: datetime, join_window: float
@@ -122,9 +169,11 @@ class BatchReads:
             person.append(LeadRow.person_phone.in_(phones))
         if emails:
             person.append(LeadRow.person_email.in_(emails))
-        self.people = list(s.scalars(sa.select(LeadRow).where(LeadRow.tenant.in_(tenants), sa.or_(*person))))
-        if not self.people:
+        people = list(s.scalars(sa.select(LeadRow).where(LeadRow.tenant.in_(tenants), sa.or_(*person))))
+        if not people:
             return
+        for row in people:
+            self._add_person(row)
         # Row locks on every lead a merge may change, as `_merge_target`'s FOR UPDATE takes them.
         windows: dict[tuple[str, str], float] = {}
         for i in items:
@@ -133,7 +182,7 @@ class BatchReads:
                 windows[key] = max(windows.get(key, 0.0), i.policy.merge_window_seconds)
         mergeable = sorted(
             r.id
-            for r in self.people
+            for r in people
             if windows.get((r.tenant, r.campaign or ""), 0.0) > 0
             and r.created_at >= now - timedelta(seconds=windows[(r.tenant, r.campaign or "")])
         )
@@ -144,7 +193,7 @@ class BatchReads:
                 .with_for_update()
                 .execution_options(populate_existing=True)
             )
-        ids = [r.id for r in self.people]
+        ids = [r.id for r in people]
         self.live_dials = set(
             s.scalars(
                 sa.select(JobRow.lead_id).where(
@@ -203,10 +252,12 @@ class BatchReads:
         best = self._best_named(lead)
         if best is not None:
             return best
-        return next((a.lead for a in self.aliases if _names(a, lead)[1]), None)
+        aliases = self.aliases.find(_lead_id_keys(lead))
+        return next((a.lead for a in aliases if _names(a, lead)[1]), None)
 
     def _best_named(self, lead: lead_pb2.Lead) -> LeadRow | None:
-        named = [(row, vendor) for row in self.named for vendor, any_ in [_names(row, lead)] if any_]
+        rows = self.named.find(_lead_id_keys(lead))
+        named = [(row, vendor) for row in rows for vendor, any_ in [_names(row, lead)] if any_]
         named.sort(key=lambda m: (0 if m[1] else 1, m[0].created_at, m[0].id))
         return named[0][0] if named else None
 
@@ -260,7 +311,7 @@ class BatchReads:
     def _person_leads(self, tenant: str, keys: PersonKeys) -> list[LeadRow]:
         return [
             r
-            for r in self.people
+            for r in self.people.find(_person_keys(tenant, keys.phone, keys.email))
             if r.tenant == tenant
             and (
                 (keys.phone and r.person_phone == keys.phone) or (keys.email and r.person_email == keys.email)
@@ -271,9 +322,8 @@ class BatchReads:
 
     def stored(self, row: LeadRow, jobs: Sequence[JobRow]) -> None:
         """A new lead with its jobs (all still to run)."""
-        self.named.append(row)
-        if row.person_phone or row.person_email:
-            self.people.append(row)
+        self._add_named(row)
+        self._add_person(row)
         if row.order_key:
             key = (row.tenant, row.order_key)
             self.last_seq[key] = max(self.last_seq.get(key, 0), row.order_seq or 0)
@@ -285,7 +335,7 @@ class BatchReads:
         """`lead` went into `target`: its ids answer with it from now on (the alias
         `_merge_into` wrote); a merge's new person keys are already on `target`."""
         if lead.vendor_lead_id or lead.idempotency_key:
-            self.aliases.append(
+            self._add_alias(
                 _Alias(
                     target.tenant,
                     scheduling.source_name(lead.source),
@@ -294,6 +344,18 @@ class BatchReads:
                     target,
                 )
             )
+        self._add_person(target)  # under the merged keys too
+
+    def _add_named(self, row: LeadRow) -> None:
+        self.named.add(row, _id_keys(row.tenant, row.source, row.vendor_lead_id, row.idempotency_key))
+
+    def _add_alias(self, alias: _Alias) -> None:
+        self.aliases.add(
+            alias, _id_keys(alias.tenant, alias.source, alias.vendor_lead_id, alias.idempotency_key)
+        )
+
+    def _add_person(self, row: LeadRow) -> None:
+        self.people.add(row, _person_keys(row.tenant, row.person_phone, row.person_email))
 
 
 def _names(row: LeadRow | _Alias, lead: lead_pb2.Lead) -> tuple[bool, bool]:
