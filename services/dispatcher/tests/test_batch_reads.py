@@ -34,7 +34,7 @@ Slot = tuple[int, int, int, int, int, bool, int]
 
 @pytest.fixture(scope="module")
 def engine(database_url: str) -> Iterator[Engine]:
-    e = make_engine(database_url, pre_ping=False, multi_row_inserts=True)
+    e = make_engine(database_url, pre_ping=False)
     yield e
     e.dispose()
 

@@ -31,16 +31,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
     cur.close()
 
 
-def make_engine(
-    url: str, *, pool_size: int = 10, pre_ping: bool = True, multi_row_inserts: bool = False
-) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engine:
     """`pre_ping=False` saves a round trip per checkout on hot RPC paths: a connection PostgreSQL
     dropped then fails one request (SQLAlchemy detects the disconnect and refreshes the pool),
-    which answers UNAVAILABLE and is retried; `pool_recycle` keeps idle connections fresh.
-
-    `multi_row_inserts`: an ORM flush of many rows of a table goes as multi-row INSERTs
-    (SQLAlchemy's "insertmanyvalues") even when it needs no RETURNING; otherwise psycopg's
-    executemany, which PostgreSQL runs once per row. For batch write paths."""
+    which answers UNAVAILABLE and is retried; `pool_recycle` keeps idle connections fresh."""
     url = normalise_url(url)
     if is_sqlite(url):
         database = make_url(url).database
@@ -52,9 +46,6 @@ def make_engine(
     engine = create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping, pool_recycle=300
     )
-    if multi_row_inserts:
-        # Before the engine compiles anything: compiled statements are cached per dialect.
-        engine.dialect.use_insertmanyvalues_wo_returning = True
     return engine
 
 
