@@ -720,12 +720,11 @@ class Repository:
         return record_id
 
     def audit_many(self, records: list[dict[str, Any]]) -> list[str]:
-        """Many audit records (the keyword arguments of `audit`) and their consents in one commit,
-        as one multi-row INSERT per table: the ORM's flush would send them as an executemany,
-        which PostgreSQL runs once per row."""
+        """Many audit records (the keyword arguments of `audit`) and their consents in one commit:
+        the ORM sends each table's rows as one multi-row INSERT."""
         ids = [new_id() for _ in records]
-        consents: list[dict[str, Any]] = []
-        audits: list[dict[str, Any]] = []
+        consents: list[ConsentRow] = []
+        audits: list[AuditRow] = []
         seen_consents: set[tuple[str, str, datetime]] = set()
         for record_id, r in zip(ids, records, strict=True):
             consent: PendingConsent | None = r.get("consent")
@@ -736,34 +735,34 @@ class Repository:
             ):
                 seen_consents.add((r["tenant"], consent.subject, consent.consented_at))
                 consents.append(
-                    {
-                        "consent_id": new_id(),
-                        "tenant": r["tenant"],
-                        "subject_hash": consent.subject,
-                        "consented_at": consent.consented_at,
-                        "recorded_at": r["at"],
-                        "evidence": consent.evidence,
-                        "actor": consent.actor,
-                        "verified": consent.verified,
-                    }
+                    ConsentRow(
+                        consent_id=new_id(),
+                        tenant=r["tenant"],
+                        subject_hash=consent.subject,
+                        consented_at=consent.consented_at,
+                        recorded_at=r["at"],
+                        evidence=consent.evidence,
+                        actor=consent.actor,
+                        verified=consent.verified,
+                    )
                 )
             audits.append(
-                {
-                    "record_id": record_id,
-                    "tenant": r["tenant"],
-                    "at": r["at"],
-                    "actor": r["actor"],
-                    "action": r["action"],
-                    "lead_id": r.get("lead_id", ""),
-                    "subject_hash": r.get("subject", ""),
-                    "decision": r.get("decision"),
-                    "rules_version": r.get("rules_version", ""),
-                    "detail": r.get("detail") or {},
-                }
+                AuditRow(
+                    record_id=record_id,
+                    tenant=r["tenant"],
+                    at=r["at"],
+                    actor=r["actor"],
+                    action=r["action"],
+                    lead_id=r.get("lead_id", ""),
+                    subject_hash=r.get("subject", ""),
+                    decision=r.get("decision"),
+                    rules_version=r.get("rules_version", ""),
+                    detail=r.get("detail") or {},
+                )
             )
         with self.sessions.begin() as s:
-            _insert_rows(s, ConsentRow, consents)
-            _insert_rows(s, AuditRow, audits)
+            s.add_all(consents)
+            s.add_all(audits)
         return ids
 
     def export_audit(self, tenant: str, start: datetime, end: datetime) -> Iterator[AuditRow]:
@@ -775,12 +774,3 @@ class Repository:
                 .execution_options(yield_per=1000)
             )
             yield from s.scalars(q)
-
-
-# Rows per multi-row INSERT: well under PostgreSQL's 65,535 bind parameters at ten columns.
-_ROWS_PER_INSERT = 1000
-
-
-def _insert_rows(s: Session, model: type[ConsentRow] | type[AuditRow], rows: list[dict[str, Any]]) -> None:
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        s.execute(sa.insert(model).values(rows[start : start + _ROWS_PER_INSERT]))

@@ -95,29 +95,12 @@ class OutboxStore(Repository):
             return
         now = utcnow()
         with self.sessions.begin() as s:
-            if not self.postgres:
-                s.execute(
-                    sa.update(JobRow),
-                    [
-                        {"id": job_id, "broker_queue": queue, "broker_message_id": mid, "enqueued_at": now}
-                        for job_id, queue, mid in sent
-                    ],
-                )
-                return
-            # One UPDATE for the batch: the by-id executemany is a statement per job for PostgreSQL.
-            # A job sent twice keeps its last message, as the executemany's order left it.
-            last = {job_id: (job_id, queue, mid) for job_id, queue, mid in sent}
-            rows = sa.values(
-                sa.column("id", sa.String),
-                sa.column("queue", sa.String),
-                sa.column("mid", sa.String),
-                name="sent",
-            ).data(list(last.values()))
             s.execute(
-                sa.update(JobRow)
-                .where(JobRow.id == rows.c.id)
-                .values(broker_queue=rows.c.queue, broker_message_id=rows.c.mid, enqueued_at=now)
-                .execution_options(synchronize_session=False)
+                sa.update(JobRow),
+                [
+                    {"id": job_id, "broker_queue": queue, "broker_message_id": mid, "enqueued_at": now}
+                    for job_id, queue, mid in sent
+                ],
             )
 
     def expired_jobs(self, limit: int) -> list[ExpiredJob]:

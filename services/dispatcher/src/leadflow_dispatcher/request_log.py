@@ -67,10 +67,6 @@ def _message(row: InboundRequestRow, with_body: bool = True) -> inbound_pb2.Inbo
     )
 
 
-# Rows per INSERT: well under PostgreSQL's 65,535 bind parameters at fifteen columns.
-_ROWS_PER_INSERT = 1000
-
-
 class RequestLogStore(Repository):
     def record_requests(self, requests: Sequence[inbound_pb2.InboundRequest]) -> int:
         """Every request of the batch in one transaction (one commit)."""
@@ -97,13 +93,10 @@ class RequestLogStore(Repository):
             }
             for r in requests
         ]
-        insert = pg_insert if self.postgres else sqlite_insert
+        # A batch the gateway sent again (its call timed out after our commit) is not a failure.
+        insert = (pg_insert if self.postgres else sqlite_insert)(InboundRequestRow).on_conflict_do_nothing()
         with self.sessions.begin() as s:
-            # One multi-row INSERT (an executemany is a statement per request for PostgreSQL). A
-            # batch the gateway sent again (its call timed out after our commit) is not a failure.
-            for start in range(0, len(rows), _ROWS_PER_INSERT):
-                chunk = rows[start : start + _ROWS_PER_INSERT]
-                s.execute(insert(InboundRequestRow).values(chunk).on_conflict_do_nothing())
+            s.execute(insert, rows)
         return len(rows)
 
     def _where(self, f: RequestFilter) -> list[sa.ColumnElement[bool]]:
