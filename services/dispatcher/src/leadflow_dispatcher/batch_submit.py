@@ -2,15 +2,15 @@
 
 - The advisory locks of every person in the batch are taken first, in one statement and in
   key order, so two batches about the same people queue instead of deadlocking.
-- Each lead runs the single-lead code (duplicate lookup, insert with decision, timeline and
-  outbox jobs); a duplicate within the batch finds the lead stored a moment earlier in the
-  same transaction, so it collapses to that lead. When a lead fails, the batch is redone with
-  a SAVEPOINT per lead: the failing lead is rolled back alone and answered with its own error.
-- In the first pass the leads' rows stay pending and go out together at the end, as one
-  multi-row INSERT per table (leads, events, jobs). A lead whose person or duplicate keys an
-  earlier lead of the batch shares flushes what is pending first, so its reads (duplicate,
-  merge, join, person order) see that lead exactly as one by one; other leads' reads cannot
-  concern rows of a different person and key.
+- Each lead runs the single-lead code (duplicate lookup, merge or insert with decision,
+  timeline and outbox jobs). When a lead fails, the batch is redone with a SAVEPOINT per lead:
+  the failing lead is rolled back alone and answered with its own error (that pass reads with
+  a query per lead, as one by one).
+- In the first pass the reads (duplicates, merges, joins, person order, held work) are made
+  once for the whole batch (`batch_reads`) and kept up to date as its leads are stored, so a
+  duplicate within the batch collapses to the lead stored a moment earlier, and each lead's
+  answer is the one-by-one answer. The leads' rows stay pending and go out together at the
+  end, as one multi-row INSERT per table (leads, events, jobs).
 - The batch commits before anyone is answered; when the commit fails, the call fails and none
   of the batch is stored (the gateway answers each sender 503).
 - On SQLite (local development) every lead keeps its own transaction, as before.
@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 from leadflow.v1 import decision_pb2, lead_pb2
 from leadflow_core.clock import now as utcnow
 from leadflow_dispatcher import scheduling
+from leadflow_dispatcher.batch_reads import BatchReads
 from leadflow_dispatcher.leads import LeadStore
-from leadflow_dispatcher.models import LeadAliasRow, LeadRow
 from leadflow_dispatcher.person_order import SubmitResult
 from leadflow_dispatcher.persons import PersonKeys
 from leadflow_dispatcher.policies import PolicyView
@@ -69,8 +69,9 @@ _ITEM_ERRORS = (IntegrityError, ValueError, TypeError, KeyError)
 
 def submit_many(store: LeadStore, items: list[Submission], limits: Limits) -> list[SubmitResult | ItemFailed]:
     """Fast pass first: the whole batch in one transaction without savepoints (two statements
-    fewer per lead). When any lead fails in it, nothing of that pass is kept and the batch runs
-    again with a savepoint per lead, so that only the failing lead fails."""
+    fewer per lead), its reads made once for the batch. When any lead fails in it, nothing of
+    that pass is kept and the batch runs again with a savepoint per lead, so that only the
+    failing lead fails."""
     if not store.postgres:
         return [_alone(store, item, limits) for item in items]
     try:
@@ -91,21 +92,10 @@ def _store_batch(
                 {"ks": lock_ids},
             )
         if not isolate:
-            seen: set[tuple[str, ...]] = set()
             try:
                 with s.no_autoflush:
-                    stored = _stored_duplicates(s, items)
-                    for i, item in enumerate(items):
-                        keys = _related_keys(item)
-                        known = not keys & seen
-                        if not known:
-                            # An earlier lead of this batch may be this one's duplicate: look
-                            # again, with that lead's rows written.
-                            s.flush()
-                        seen |= keys
-                        results.append(
-                            _store_one(store, s, item, limits, flush=False, known=known, duplicate=stored[i])
-                        )
+                    reads = BatchReads.load(s, items, utcnow(), limits.join_window_seconds)
+                    results.extend(_store_one(store, s, item, limits, reads) for item in items)
                     s.flush()
             except _ITEM_ERRORS as err:
                 raise _NeedsIsolation from err
@@ -130,94 +120,22 @@ def _store_batch(
     return results
 
 
-def _related_keys(item: Submission) -> set[tuple[str, ...]]:
-    """What links a lead to another of its batch: its person's keys and its duplicate keys."""
-    lead = item.lead
-    keys: set[tuple[str, ...]] = set()
-    for name, value in (("phone", item.keys.phone), ("email", item.keys.email)):
-        if value:
-            keys.add((lead.tenant, name, value))
-    if lead.vendor_lead_id:
-        keys.add((lead.tenant, "vendor", scheduling.source_name(lead.source), lead.vendor_lead_id))
-    if lead.idempotency_key:
-        keys.add((lead.tenant, "idempotency", lead.idempotency_key))
-    return keys
-
-
-def _stored_duplicates(s: Session, items: list[Submission]) -> list[LeadRow | None]:
-    """For each lead, the stored lead it duplicates (what `LeadStore._find_duplicate` answers),
-    read for the whole batch in one query (a second only for leads merged away, via aliases)."""
-    tenants = sorted({item.lead.tenant for item in items})
-    vendor = sorted(
-        {
-            (scheduling.source_name(i.lead.source), i.lead.vendor_lead_id)
-            for i in items
-            if i.lead.vendor_lead_id
-        }
-    )
-    idem = sorted({i.lead.idempotency_key for i in items if i.lead.idempotency_key})
-    if not vendor and not idem:
-        return [None] * len(items)
-
-    def by_keys(model: type[LeadRow] | type[LeadAliasRow]) -> sa.ColumnElement[bool]:
-        clauses: list[sa.ColumnElement[bool]] = []
-        if vendor:
-            clauses.append(sa.tuple_(model.source, model.vendor_lead_id).in_(vendor))
-        if idem:
-            clauses.append(model.idempotency_key.in_(idem))
-        return sa.and_(model.tenant.in_(tenants), sa.or_(*clauses))
-
-    rows = list(s.scalars(sa.select(LeadRow).where(by_keys(LeadRow))))
-    out: list[LeadRow | None] = []
-    missing: list[int] = []
-    for i, item in enumerate(items):
-        named: list[tuple[LeadRow, bool]] = []
-        for row in rows:
-            vendor_named, any_named = _names(row, item)
-            if any_named:
-                named.append((row, vendor_named))
-        # The same choice as `_find_duplicate`: the vendor's own id first, then the oldest.
-        named.sort(key=lambda m: (0 if m[1] else 1, m[0].created_at, m[0].id))
-        out.append(named[0][0] if named else None)
-        if not named:
-            missing.append(i)
-    if missing:
-        aliases = list(s.scalars(sa.select(LeadAliasRow).where(by_keys(LeadAliasRow))))
-        for i in missing:
-            alias = next((a for a in aliases if _names(a, items[i])[1]), None)
-            if alias is not None:
-                out[i] = s.get(LeadRow, alias.lead_id)
-    return out
-
-
-def _names(row: LeadRow | LeadAliasRow, item: Submission) -> tuple[bool, bool]:
-    """(whether the row carries the lead's vendor id, whether it carries either of its ids)."""
-    lead = item.lead
-    if row.tenant != lead.tenant:
-        return False, False
-    vendor = bool(lead.vendor_lead_id) and (row.source, row.vendor_lead_id) == (
-        scheduling.source_name(lead.source),
-        lead.vendor_lead_id,
-    )
-    idem = bool(lead.idempotency_key) and row.idempotency_key == lead.idempotency_key
-    return vendor, vendor or idem
-
-
 def _store_one(
     store: LeadStore,
     s: Session,
     item: Submission,
     limits: Limits,
-    flush: bool = True,
-    known: bool = False,
-    duplicate: LeadRow | None = None,
+    reads: BatchReads | None = None,
 ) -> SubmitResult:
     """The single-lead path of `LeadStore.submit`, inside the batch's transaction (whose
-    advisory locks on every person of the batch are already held); `flush=False` leaves its
-    rows pending for the batch's multi-row INSERTs; `known`: `duplicate` is what the duplicate
-    lookup would answer, read already for the batch."""
+    advisory locks on every person of the batch are already held). With the batch's `reads`
+    its rows stay pending for the batch's multi-row INSERTs; without, it reads with a query
+    each and flushes its rows."""
     source = scheduling.source_name(item.lead.source)
-    existing = duplicate if known else store._find_duplicate(s, item.lead, source)
+    if reads is not None:
+        existing = reads.duplicate_of(item.lead)
+    else:
+        existing = store._find_duplicate(s, item.lead, source)
     if existing is not None:
         # Counted by the admin lead statistics; the timeline shows redeliveries.
         s.add(
@@ -231,11 +149,17 @@ def _store_one(
             )
         )
         return store._duplicate_result(existing)
-    target = store._merge_target(s, item.lead, item.keys, utcnow(), item.policy.merge_window_seconds)
+    now, window = utcnow(), item.policy.merge_window_seconds
+    if reads is not None:
+        target = reads.merge_target(item.lead, item.keys, now, window)
+    else:
+        target = store._merge_target(s, item.lead, item.keys, now, window)
     if target is not None:
         result = store._merge_into(
             s, target, item.lead, item.keys, source, item.request_id or limits.request_id, utcnow()
         )
+        if reads is not None:
+            reads.merged(item.lead, target)
     else:
         result = store._insert_lead(
             s,
@@ -248,9 +172,10 @@ def _store_one(
             limits.join_window_seconds,
             limits.horizon_seconds,
             limits.lease_seconds,
-            flush=flush,
+            flush=reads is None,
+            reads=reads,
         )
-    if flush:
+    if reads is None:
         s.flush()
     return result
 

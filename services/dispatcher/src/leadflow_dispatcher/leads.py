@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -41,6 +43,42 @@ from leadflow_dispatcher.repository import (
     source_of,
 )
 from leadflow_dispatcher.reviews import review_row
+
+
+class SubmitReads(Protocol):
+    """What storing a new lead reads: per lead (`PerLeadReads`) or once for a whole batch
+    (`batch_reads.BatchReads`); `stored` tells it about the lead just added."""
+
+    def joinable_lead(
+        self, tenant: str, keys: PersonKeys, now: datetime, window: float
+    ) -> LeadRow | None: ...
+
+    def next_order_seq(self, tenant: str, order_key: str) -> int: ...
+
+    def held_kinds(self, tenant: str, order_key: str) -> set[str]: ...
+
+    def stored(self, row: LeadRow, jobs: Sequence[JobRow]) -> None: ...
+
+
+@dataclass(frozen=True)
+class PerLeadReads:
+    """The single-lead path's reads: a query each, seeing what the transaction flushed."""
+
+    store: LeadStore
+    s: Session
+
+    def joinable_lead(self, tenant: str, keys: PersonKeys, now: datetime, window: float) -> LeadRow | None:
+        lead_id = self.store._joinable_lead(self.s, tenant, keys, now, window)
+        return self.s.get(LeadRow, lead_id) if lead_id else None
+
+    def next_order_seq(self, tenant: str, order_key: str) -> int:
+        return self.store._next_order_seq(self.s, tenant, order_key)
+
+    def held_kinds(self, tenant: str, order_key: str) -> set[str]:
+        return self.store._held_kinds(self.s, tenant, order_key)
+
+    def stored(self, row: LeadRow, jobs: Sequence[JobRow]) -> None:
+        """Nothing to keep: the next lead's queries read the flushed rows."""
 
 
 class LeadStore(PersonOrderStore):
@@ -186,9 +224,11 @@ class LeadStore(PersonOrderStore):
         horizon_seconds: float,
         lease_seconds: float,
         flush: bool = True,
+        reads: SubmitReads | None = None,
     ) -> SubmitResult:
         """`flush=False` leaves the rows pending, so a batch writes all its leads' rows in a few
-        multi-row INSERTs when it flushes."""
+        multi-row INSERTs when it flushes; `reads`: the batch's, else a query per read."""
+        reads = reads or PerLeadReads(self, s)
         now = utcnow()
         lead_id = new_id()
         tenant = lead.tenant
@@ -203,13 +243,12 @@ class LeadStore(PersonOrderStore):
         delay = scheduling.dial_delay_seconds(urgency, policy.dial_delay_seconds, deployment_delays)
         plan = scheduling.plan_dial(decision, lead.is_test, now, delay)
         reasons = list(decision.reasons)
-        joined = ""
-        if plan.due_at is not None:
-            joined = self._joinable_lead(s, tenant, keys, now, join_window_seconds)
+        other = (
+            reads.joinable_lead(tenant, keys, now, join_window_seconds) if plan.due_at is not None else None
+        )
+        joined = other.id if other is not None else ""
         dial_state, dial_at = plan.state, plan.due_at
-        if joined:
-            other = s.get(LeadRow, joined)
-            assert other is not None
+        if other is not None:
             dial_state, dial_at = other.dial_state, other.dial_at
             reasons.append(
                 decision_pb2.Reason(
@@ -220,34 +259,33 @@ class LeadStore(PersonOrderStore):
             )
         campaign = campaign_of(lead)
         order_key = keys.order_key(campaign)
-        order_seq = self._next_order_seq(s, tenant, order_key) if order_key else None
-        held = self._held_kinds(s, tenant, order_key) if order_key else set()
-        s.add(
-            LeadRow(
-                id=lead_id,
-                tenant=tenant,
-                source=source_of(lead),
-                vendor_lead_id=lead.vendor_lead_id or None,
-                idempotency_key=lead.idempotency_key or None,
-                person_phone=keys.phone,
-                person_email=keys.email,
-                urgency=urgency,
-                lead_pb=stored.SerializeToString(),
-                decision_pb=decision.SerializeToString(),
-                dial_state=dial_state,
-                dial_at=dial_at,
-                joined_lead_id=joined or None,
-                vendor_updated_at=vendor_at,
-                version_at=vendor_at or received_at,
-                enrichment=None,
-                request_id=request_id,
-                received_at=received_at,
-                created_at=now,
-                campaign=campaign or None,
-                order_key=order_key,
-                order_seq=order_seq,
-            )
+        order_seq = reads.next_order_seq(tenant, order_key) if order_key else None
+        held = reads.held_kinds(tenant, order_key) if order_key else set()
+        row = LeadRow(
+            id=lead_id,
+            tenant=tenant,
+            source=source_of(lead),
+            vendor_lead_id=lead.vendor_lead_id or None,
+            idempotency_key=lead.idempotency_key or None,
+            person_phone=keys.phone,
+            person_email=keys.email,
+            urgency=urgency,
+            lead_pb=stored.SerializeToString(),
+            decision_pb=decision.SerializeToString(),
+            dial_state=dial_state,
+            dial_at=dial_at,
+            joined_lead_id=joined or None,
+            vendor_updated_at=vendor_at,
+            version_at=vendor_at or received_at,
+            enrichment=None,
+            request_id=request_id,
+            received_at=received_at,
+            created_at=now,
+            campaign=campaign or None,
+            order_key=order_key,
+            order_seq=order_seq,
         )
+        s.add(row)
         action = decision_pb2.DialAction.Name(decision.action)
         events = [
             event_row(
@@ -304,6 +342,7 @@ class LeadStore(PersonOrderStore):
             )
         s.add_all(events)
         s.add_all(jobs)
+        reads.stored(row, jobs)
         if flush:
             s.flush()
         return SubmitResult(
