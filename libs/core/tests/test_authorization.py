@@ -182,6 +182,7 @@ def test_the_table_says_what_each_component_needs() -> None:
     assert POLICY["/leadflow.v1.ComplianceService/ReserveCall"] == {DIAL_WORKER}
     assert POLICY["/leadflow.v1.TenantAdminService/CreateApiKey"] == {CLI, OPERATOR}
     assert POLICY["/leadflow.v1.TenantAdminService/AuthenticateApiKey"] == {GATEWAY}
+    assert POLICY["/leadflow.v1.TenantAdminService/AuthenticateApiKeys"] == {GATEWAY}
     assert POLICY["/leadflow.v1.TenantAdminService/RevokeApiKey"] == {CLI}
     assert POLICY["/leadflow.v1.DispatcherService/SubmitLead"] == {GATEWAY}
     assert not is_allowed("/leadflow.v1.DispatcherService/GetLead", [GATEWAY])

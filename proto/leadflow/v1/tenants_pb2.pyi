@@ -394,6 +394,46 @@ class AuthenticateApiKeyResponse(_message.Message):
 Global___AuthenticateApiKeyResponse: _TypeAlias = AuthenticateApiKeyResponse  # noqa: Y015
 
 @_typing.final
+class AuthenticateApiKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def api_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        api_keys: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_keys", b"api_keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthenticateApiKeysRequest: _TypeAlias = AuthenticateApiKeysRequest  # noqa: Y015
+
+@_typing.final
+class AuthenticateApiKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuthenticateApiKeyResponse]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___AuthenticateApiKeyResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthenticateApiKeysResponse: _TypeAlias = AuthenticateApiKeysResponse  # noqa: Y015
+
+@_typing.final
 class RevokeApiKeyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

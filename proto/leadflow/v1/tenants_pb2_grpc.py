@@ -86,6 +86,11 @@ class TenantAdminServiceStub:
                 request_serializer=leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeyRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeyResponse.FromString,
                 _registered_method=True)
+        self.AuthenticateApiKeys = channel.unary_unary(
+                '/leadflow.v1.TenantAdminService/AuthenticateApiKeys',
+                request_serializer=leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeysRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeysResponse.FromString,
+                _registered_method=True)
         self.GetSourceConfig = channel.unary_unary(
                 '/leadflow.v1.TenantAdminService/GetSourceConfig',
                 request_serializer=leadflow_dot_v1_dot_tenants__pb2.GetSourceConfigRequest.SerializeToString,
@@ -176,6 +181,14 @@ class TenantAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthenticateApiKeys(self, request, context):
+        """The same for many keys at once (the gateway's concurrent requests share one call): one
+        result per key, in order; an unknown or revoked key, or an inactive tenant's, has no tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSourceConfig(self, request, context):
         """Internal: a source's full configuration, secrets included, for the gateway's checks.
         """
@@ -250,6 +263,11 @@ def add_TenantAdminServiceServicer_to_server(servicer, server):
                     servicer.AuthenticateApiKey,
                     request_deserializer=leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeyRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeyResponse.SerializeToString,
+            ),
+            'AuthenticateApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthenticateApiKeys,
+                    request_deserializer=leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeysRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeysResponse.SerializeToString,
             ),
             'GetSourceConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSourceConfig,
@@ -539,6 +557,33 @@ class TenantAdminService:
             '/leadflow.v1.TenantAdminService/AuthenticateApiKey',
             leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeyRequest.SerializeToString,
             leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthenticateApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.TenantAdminService/AuthenticateApiKeys',
+            leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeysRequest.SerializeToString,
+            leadflow_dot_v1_dot_tenants__pb2.AuthenticateApiKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,10 @@ class TenantAdminServiceStub:
     """
     AuthenticateApiKey: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.AuthenticateApiKeyRequest, _tenants_pb2.AuthenticateApiKeyResponse]
     """Which tenant does this bearer key belong to? NOT_FOUND / UNAUTHENTICATED otherwise."""
+    AuthenticateApiKeys: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.AuthenticateApiKeysRequest, _tenants_pb2.AuthenticateApiKeysResponse]
+    """The same for many keys at once (the gateway's concurrent requests share one call): one
+    result per key, in order; an unknown or revoked key, or an inactive tenant's, has no tenant.
+    """
     GetSourceConfig: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.GetSourceConfigRequest, _tenants_pb2.GetSourceConfigResponse]
     """Internal: a source's full configuration, secrets included, for the gateway's checks."""
     GetProviderConfig: _grpc.UnaryUnaryMultiCallable[_tenants_pb2.GetProviderConfigRequest, _tenants_pb2.GetProviderConfigResponse]
@@ -91,6 +95,10 @@ class TenantAdminServiceAsyncStub(TenantAdminServiceStub):
     """
     AuthenticateApiKey: _aio.UnaryUnaryMultiCallable[_tenants_pb2.AuthenticateApiKeyRequest, _tenants_pb2.AuthenticateApiKeyResponse]  # type: ignore[assignment]
     """Which tenant does this bearer key belong to? NOT_FOUND / UNAUTHENTICATED otherwise."""
+    AuthenticateApiKeys: _aio.UnaryUnaryMultiCallable[_tenants_pb2.AuthenticateApiKeysRequest, _tenants_pb2.AuthenticateApiKeysResponse]  # type: ignore[assignment]
+    """The same for many keys at once (the gateway's concurrent requests share one call): one
+    result per key, in order; an unknown or revoked key, or an inactive tenant's, has no tenant.
+    """
     GetSourceConfig: _aio.UnaryUnaryMultiCallable[_tenants_pb2.GetSourceConfigRequest, _tenants_pb2.GetSourceConfigResponse]  # type: ignore[assignment]
     """Internal: a source's full configuration, secrets included, for the gateway's checks."""
     GetProviderConfig: _aio.UnaryUnaryMultiCallable[_tenants_pb2.GetProviderConfigRequest, _tenants_pb2.GetProviderConfigResponse]  # type: ignore[assignment]
@@ -184,6 +192,16 @@ class TenantAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tenants_pb2.AuthenticateApiKeyResponse, _abc.Awaitable[_tenants_pb2.AuthenticateApiKeyResponse]]:
         """Which tenant does this bearer key belong to? NOT_FOUND / UNAUTHENTICATED otherwise."""
+
+    @_abc_1.abstractmethod
+    def AuthenticateApiKeys(
+        self,
+        request: _tenants_pb2.AuthenticateApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tenants_pb2.AuthenticateApiKeysResponse, _abc.Awaitable[_tenants_pb2.AuthenticateApiKeysResponse]]:
+        """The same for many keys at once (the gateway's concurrent requests share one call): one
+        result per key, in order; an unknown or revoked key, or an inactive tenant's, has no tenant.
+        """
 
     @_abc_1.abstractmethod
     def GetSourceConfig(

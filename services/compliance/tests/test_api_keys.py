@@ -156,3 +156,33 @@ def test_keys_from_before_named_keys_migrate_and_keep_working(pg_admin_url: str)
         engine.dispose()
     finally:
         drop_database(pg_admin_url, name)
+
+
+def test_many_keys_checked_in_one_call_answer_as_one_by_one(
+    admin: tenants_pb2_grpc.TenantAdminServiceStub,
+) -> None:
+    first, second = make_tenant(admin).name, make_tenant(admin).name
+    a = admin.CreateApiKey(tenants_pb2.CreateApiKeyRequest(name=first, key_name="a", scopes=["ingest"]))
+    b = admin.CreateApiKey(tenants_pb2.CreateApiKeyRequest(name=second, key_name="b"))
+    gone = admin.CreateApiKey(tenants_pb2.CreateApiKeyRequest(name=first, key_name="gone"))
+    admin.RevokeApiKey(tenants_pb2.RevokeApiKeyRequest(tenant=first, key_id=gone.key_id))
+    unknown = f"lf_{secrets.token_hex(4)}_{secrets.token_urlsafe(24)}"
+    keys = [a.api_key, gone.api_key, unknown, "", b.api_key, a.api_key]
+    results = admin.AuthenticateApiKeys(tenants_pb2.AuthenticateApiKeysRequest(api_keys=keys)).results
+    assert [(r.tenant, r.key_id, list(r.scopes)) for r in results] == [
+        (first, a.key_id, ["ingest"]),
+        ("", "", []),
+        ("", "", []),
+        ("", "", []),
+        (second, b.key_id, ["ingest", "read"]),
+        (first, a.key_id, ["ingest"]),
+    ]
+    # The same answers as the single-key check, which refuses the bad ones outright.
+    for key, result in zip(keys, results, strict=True):
+        if result.tenant:
+            assert _auth(admin, key) == result
+        else:
+            assert _refused(admin, key)
+    with pytest.raises(grpc.RpcError) as too_many:
+        admin.AuthenticateApiKeys(tenants_pb2.AuthenticateApiKeysRequest(api_keys=[a.api_key] * 257))
+    assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from leadflow.v1 import tenants_pb2
 from leadflow_core.testing import ServiceProcess
 from services.gateway.tests.harness import SECRETS, Harness, all_sources_spec
 
@@ -55,6 +56,49 @@ def test_each_lead_of_a_shared_batch_gets_its_own_answer(
     assert bad.json()["error"]["field"] == "phone"
     assert other.status_code == 202
     assert harness.rows(tenant)["dispatcher_leads"] == 2  # the duplicate collapsed, the bad one left nothing
+
+
+def _key_checks(harness: Harness) -> float:
+    """AuthenticateApiKeys calls the batching gateway has made (its dependency histogram)."""
+    port = (harness.workdir / "gateway-batches.metrics.port").read_text()
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
+        if line.startswith('leadflow_gateway_dependency_seconds_count{call="authenticate"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_concurrent_requests_share_a_key_check_and_each_key_is_judged_alone(
+    harness: Harness, slow_batches: ServiceProcess
+) -> None:
+    tenant, key = _tenant(harness)
+    _, other_key = _tenant(harness)
+    admin = harness.admin()
+    old = admin.CreateApiKey(tenants_pb2.CreateApiKeyRequest(name=tenant, key_name="old"))
+    admin.RevokeApiKey(tenants_pb2.RevokeApiKeyRequest(tenant=tenant, key_id=old.key_id))
+    keys = [key, old.api_key, "lf_00000000_" + "x" * 32, other_key, key]
+    before = _key_checks(harness)
+
+    async def send() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{slow_batches.port}", timeout=30) as http:
+            return list(
+                await asyncio.gather(
+                    *(
+                        http.post(
+                            "/v1/leads",
+                            json={"phone": f"21255501{50 + i}", "full_name": f"K{i}"},
+                            headers={"Authorization": f"Bearer {k}"},
+                        )
+                        for i, k in enumerate(keys)
+                    )
+                )
+            )
+
+    answers = asyncio.run(send())
+    assert [a.status_code for a in answers] == [202, 401, 401, 202, 202], slow_batches.tail(20)
+    # Five requests, their keys checked together (a batch waits 300 ms here): one call, two at
+    # most should a request be late for the first.
+    assert 1 <= _key_checks(harness) - before <= 2
+    assert harness.rows(tenant)["dispatcher_leads"] == 2
 
 
 def test_a_sender_that_hangs_up_leaves_a_whole_lead_or_none(

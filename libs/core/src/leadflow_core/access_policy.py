@@ -127,6 +127,7 @@ POLICY: Final[Mapping[str, frozenset[str]]] = {
     _T + "ListApiKeys": _allow(CLI),
     _T + "RevokeApiKey": _allow(CLI),
     _T + "AuthenticateApiKey": _allow(GATEWAY),
+    _T + "AuthenticateApiKeys": _allow(GATEWAY),
     # Secrets in plaintext: only the components that use them.
     _T + "GetSourceConfig": _allow(GATEWAY),
     # The dispatcher signs and sends tenants' events with their endpoints' secrets.

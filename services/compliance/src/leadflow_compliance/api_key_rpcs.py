@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import grpc
 
 from leadflow.v1 import tenant_pb2, tenants_pb2
@@ -14,6 +16,9 @@ from leadflow_core.grpc_authz import audit_actor
 from leadflow_core.timestamps import utcnow
 
 _MAX_NAME = 100
+
+# The gateway sends at most its batch size (64 by default); anything far beyond is a mistake.
+MAX_KEYS_PER_CALL = 256
 
 
 class ApiKeyRpcs:
@@ -93,8 +98,26 @@ class ApiKeyRpcs:
     def AuthenticateApiKey(
         self, request: tenants_pb2.AuthenticateApiKeyRequest, context: grpc.ServicerContext
     ) -> tenants_pb2.AuthenticateApiKeyResponse:
-        key = self.api_keys.verify(request.api_key, utcnow()) if request.api_key else None
+        result = self._authenticated(request.api_key, utcnow())
+        if not result.tenant:
+            grpc_errors.unauthenticated(context, "unknown or revoked API key")
+        return result
+
+    def AuthenticateApiKeys(
+        self, request: tenants_pb2.AuthenticateApiKeysRequest, context: grpc.ServicerContext
+    ) -> tenants_pb2.AuthenticateApiKeysResponse:
+        if len(request.api_keys) > MAX_KEYS_PER_CALL:
+            grpc_errors.invalid_argument(context, "api_keys", f"at most {MAX_KEYS_PER_CALL} keys per call")
+        now = utcnow()
+        return tenants_pb2.AuthenticateApiKeysResponse(
+            results=[self._authenticated(api_key, now) for api_key in request.api_keys]
+        )
+
+    def _authenticated(self, api_key: str, now: datetime) -> tenants_pb2.AuthenticateApiKeyResponse:
+        """The key's tenant, id and scopes; empty when the key is unknown or revoked, or its
+        tenant is gone or inactive."""
+        key = self.api_keys.verify(api_key, now) if api_key else None
         tenant = self._cached_tenant(key.tenant) if key is not None else None
         if key is None or tenant is None or not tenant.active:
-            grpc_errors.unauthenticated(context, "unknown or revoked API key")
+            return tenants_pb2.AuthenticateApiKeyResponse()
         return tenants_pb2.AuthenticateApiKeyResponse(tenant=key.tenant, key_id=key.key_id, scopes=key.scopes)

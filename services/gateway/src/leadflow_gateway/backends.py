@@ -145,6 +145,7 @@ class Backends:
             batch_max_size,
             batch_delay_seconds,
             batch_max_in_flight,
+            self._tenants,
         )
 
     @property
@@ -225,25 +226,10 @@ class Backends:
     async def authenticate(self, api_key: str) -> AuthenticatedKey | None:
         """The tenant and scopes of the bearer key, or None.
 
-        Asked of compliance on every request, never cached here: compliance keeps verified keys
-        in memory (no scrypt, no SQL on a hit) and drops a revoked one at once in every process,
-        which a cache in the gateway could not."""
-        try:
-            with DEPENDENCY.labels(call="authenticate").time():
-                resp = await self._tenants.AuthenticateApiKey(
-                    tenants_pb2.AuthenticateApiKeyRequest(api_key=api_key),
-                    timeout=self.timeout,
-                    metadata=request_metadata(),
-                )
-        except grpc.aio.AioRpcError as err:
-            if err.code() in (
-                grpc.StatusCode.NOT_FOUND,
-                grpc.StatusCode.UNAUTHENTICATED,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                grpc.StatusCode.PERMISSION_DENIED,
-            ):
-                return None
-            raise self._error(err, "authentication") from err
+        Asked of compliance on every request (concurrent requests share one call), never cached
+        here: compliance keeps verified keys in memory (no scrypt, no SQL on a hit) and drops a
+        revoked one at once in every process, which a cache in the gateway could not."""
+        resp = await self._hops.authenticate(api_key)
         if not resp.tenant:
             return None
         return AuthenticatedKey(resp.tenant, resp.key_id, frozenset(resp.scopes))

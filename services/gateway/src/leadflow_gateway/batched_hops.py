@@ -1,6 +1,7 @@
-"""The gateway's two hops per lead, batched: concurrent requests share one `EvaluateBatch` and
-one `SubmitLeads` call (flushed on size or after a couple of milliseconds), and each request
-gets its own answer back. Nothing else in the gateway knows about batches.
+"""The gateway's hops, batched: concurrent requests share one `AuthenticateApiKeys` (direct-API
+requests), one `EvaluateBatch` and one `SubmitLeads` call (flushed on size or after a couple of
+milliseconds), and each request gets its own answer back. Nothing else in the gateway knows
+about batches.
 
 A lead the service refuses on its own (bad phone, unknown tenant) fails alone, with the same
 error the single-lead RPC would give; a failed batch call (service down, its transaction failed)
@@ -20,6 +21,8 @@ from leadflow.v1 import (
     decision_pb2,
     dispatcher_pb2,
     dispatcher_pb2_grpc,
+    tenants_pb2,
+    tenants_pb2_grpc,
 )
 from leadflow_core.batcher import MicroBatcher
 from leadflow_core.grpc_batch import batch_request_ids, status_code
@@ -32,6 +35,14 @@ Decision = decision_pb2.Decision
 SubmitLeadRequest = dispatcher_pb2.SubmitLeadRequest
 SubmitLeadResponse = dispatcher_pb2.SubmitLeadResponse
 ErrorOf = Callable[[grpc.StatusCode, str, list[tuple[str, str]], str], GatewayError]
+KeyCheck = tenants_pb2.AuthenticateApiKeyResponse
+# A whole key check refused for these reasons refuses each key (401), as one key's check would.
+_KEYS_REFUSED = (
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.PERMISSION_DENIED,
+)
 
 
 class BatchedHops:
@@ -45,8 +56,10 @@ class BatchedHops:
         max_size: int,
         max_delay_seconds: float,
         max_in_flight: int = 0,
+        tenants: tenants_pb2_grpc.TenantAdminServiceAsyncStub | None = None,
     ) -> None:
         self._compliance = compliance
+        self._tenants = tenants
         self._dispatcher = dispatcher
         self._timeout = timeout
         self._error_of = error_of
@@ -57,6 +70,14 @@ class BatchedHops:
         self._submissions: MicroBatcher[tuple[SubmitLeadRequest, str], SubmitLeadResponse] = MicroBatcher(
             self._submit_batch, max_size, max_delay_seconds, max_in_flight
         )
+        self._key_checks: MicroBatcher[tuple[str, str], KeyCheck] = MicroBatcher(
+            self._authenticate_batch, max_size, max_delay_seconds, max_in_flight
+        )
+
+    async def authenticate(self, api_key: str) -> KeyCheck:
+        """The key's tenant, id and scopes (no tenant: refused). Still asked of compliance for
+        every request, so a revoked key is refused at once; only the call is shared."""
+        return await self._key_checks.submit((api_key, current_request_id()))
 
     async def evaluate(self, request: compliance_pb2.EvaluateRequest) -> decision_pb2.Decision:
         return await self._evaluations.submit((request, current_request_id()))
@@ -67,6 +88,7 @@ class BatchedHops:
     async def close(self) -> None:
         await self._evaluations.close()
         await self._submissions.close()
+        await self._key_checks.close()
 
     def _item_error(self, error: batch_pb2.ItemError, what: str) -> GatewayError:
         violations = [(error.field, error.field_description)] if error.field else []
@@ -107,3 +129,21 @@ class BatchedHops:
             r.response if r.WhichOneof("outcome") == "response" else self._item_error(r.error, "dispatcher")
             for r in resp.results
         ]
+
+    async def _authenticate_batch(self, items: list[tuple[str, str]]) -> Sequence[KeyCheck | BaseException]:
+        if self._tenants is None:
+            raise RuntimeError("BatchedHops was built without the tenant admin stub")
+        try:
+            with DEPENDENCY.labels(call="authenticate").time():
+                resp = await self._tenants.AuthenticateApiKeys(
+                    tenants_pb2.AuthenticateApiKeysRequest(api_keys=[key for key, _ in items]),
+                    timeout=self._timeout,
+                    metadata=batch_request_ids([rid for _, rid in items]),
+                )
+        except grpc.aio.AioRpcError as err:
+            if err.code() in _KEYS_REFUSED:
+                return [KeyCheck() for _ in items]
+            raise self._rpc_error(err, "authentication") from err
+        if len(resp.results) != len(items):
+            raise self._error_of(grpc.StatusCode.INTERNAL, "one answer per key expected", [], "compliance")
+        return list(resp.results)
