@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 import yaml
@@ -135,10 +136,14 @@ def test_every_dashboard_query_and_alert_has_data(mesh: Mesh, prometheus: str) -
         headers=headers,
         timeout=30,
     )
-    # A well-formed key compliance does not know: refused by an RPC (a non-OK gRPC code).
+    # A well-formed key compliance does not know: refused (401).
     unknown = {"Authorization": f"Bearer {key[:-6]}zzzzzz"}
     refused = httpx.post(f"{mesh.gateway_url}/v1/leads", json=lead_body(2), headers=unknown, timeout=30)
     assert refused.status_code == 401
+    # A lead nobody stored: NOT_FOUND, a non-OK gRPC code for the errors panel.
+    with pytest.raises(grpc.RpcError) as missing:
+        mesh.dispatcher().GetLead(dispatcher_pb2.GetLeadRequest(tenant=TENANT, lead_id="0" * 32))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     admin = admin_pb2_grpc.AdminServiceStub(mesh._channel("dispatcher"))
     admin.PauseQueues(
         admin_pb2.PauseQueuesRequest(queue="call_status", reason="prometheus test"),
