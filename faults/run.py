@@ -3,16 +3,17 @@ gateway, one fault partway, then what every lead came to, counted where the vend
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from faults.backends import PrivatePostgres, PrivateRedis
 from faults.fakes import CountingHubSpot, CountingTwilio
@@ -241,21 +242,28 @@ def run_scenario(
     return report
 
 
-def _unsettled_jobs(stack: Stack, tenant: str) -> dict[str, int]:
-    """The tenant's price lookups and settlements not done yet, as "kind/state": n."""
+@contextlib.contextmanager
+def _connection(stack: Stack) -> Iterator[Connection]:
+    """A short-lived connection to the stack's database, for the report's own reads."""
     engine = create_engine(normalise_url(stack.database_url))
     try:
         with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT kind, state, count(*) FROM dispatcher_jobs WHERE tenant = :t "
-                    "AND kind IN ('call_price', 'settle', 'settle_price') AND state <> 'done' "
-                    "GROUP BY kind, state"
-                ),
-                {"t": tenant},
-            ).all()
+            yield conn
     finally:
         engine.dispose()
+
+
+def _unsettled_jobs(stack: Stack, tenant: str) -> dict[str, int]:
+    """The tenant's price lookups and settlements not done yet, as "kind/state": n."""
+    with _connection(stack) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT kind, state, count(*) FROM dispatcher_jobs WHERE tenant = :t "
+                "AND kind IN ('call_price', 'settle', 'settle_price') AND state <> 'done' "
+                "GROUP BY kind, state"
+            ),
+            {"t": tenant},
+        ).all()
     return {f"{kind}/{state}": int(n) for kind, state, n in rows}
 
 
@@ -269,9 +277,8 @@ def _wait_for_settlement(stack: Stack, tenant: str, twilio: CountingTwilio, dead
 def _spend(stack: Stack, tenant: str) -> str:
     """The tenant's spend as compliance records it durably: each call's price once settled,
     else its estimate (micro-dollars)."""
-    engine = create_engine(normalise_url(stack.database_url))
     try:
-        with engine.connect() as conn:
+        with _connection(stack) as conn:
             micros = conn.execute(
                 text(
                     "SELECT coalesce(sum(coalesce(actual_micros, estimate_micros)), 0) "
@@ -281,8 +288,6 @@ def _spend(stack: Stack, tenant: str) -> str:
             ).scalar_one()
     except Exception:
         return "unknown"
-    finally:
-        engine.dispose()
     return f"{Decimal(micros) / Decimal(1_000_000):.6f}"
 
 
@@ -292,32 +297,28 @@ _STATES = {0: "unspecified", 1: "scheduled", 2: "deferred", 3: "blocked", 4: "di
 def _stored(stack: Stack, tenant: str, undialed: list[str]) -> tuple[int, dict[str, int]]:
     """Leads stored for the tenant, and where each lead that never reached Twilio stands: its
     dial state, or review / dead letter when it sits in one."""
-    engine = create_engine(normalise_url(stack.database_url))
-    try:
-        with engine.connect() as conn:
-            stored = conn.execute(
-                text("SELECT count(*) FROM dispatcher_leads WHERE tenant = :t"), {"t": tenant}
-            ).scalar_one()
-            states: dict[str, int] = {}
-            for lead_id in undialed:
-                if conn.execute(
-                    text("SELECT 1 FROM dispatcher_reviews WHERE lead_id = :l AND state = 'open'"),
-                    {"l": lead_id},
-                ).first():
-                    state = "review"
-                elif conn.execute(
-                    text("SELECT 1 FROM dispatcher_dead_letters WHERE lead_id = :l AND state = 'open'"),
-                    {"l": lead_id},
-                ).first():
-                    state = "dead_letter"
-                else:
-                    code = conn.execute(
-                        text("SELECT dial_state FROM dispatcher_leads WHERE id = :l"), {"l": lead_id}
-                    ).scalar()
-                    state = "not stored" if code is None else _STATES.get(int(code), str(code))
-                states[state] = states.get(state, 0) + 1
-    finally:
-        engine.dispose()
+    with _connection(stack) as conn:
+        stored = conn.execute(
+            text("SELECT count(*) FROM dispatcher_leads WHERE tenant = :t"), {"t": tenant}
+        ).scalar_one()
+        states: dict[str, int] = {}
+        for lead_id in undialed:
+            if conn.execute(
+                text("SELECT 1 FROM dispatcher_reviews WHERE lead_id = :l AND state = 'open'"),
+                {"l": lead_id},
+            ).first():
+                state = "review"
+            elif conn.execute(
+                text("SELECT 1 FROM dispatcher_dead_letters WHERE lead_id = :l AND state = 'open'"),
+                {"l": lead_id},
+            ).first():
+                state = "dead_letter"
+            else:
+                code = conn.execute(
+                    text("SELECT dial_state FROM dispatcher_leads WHERE id = :l"), {"l": lead_id}
+                ).scalar()
+                state = "not stored" if code is None else _STATES.get(int(code), str(code))
+            states[state] = states.get(state, 0) + 1
     return int(stored), states
 
 

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import Engine
 
 from leadflow.v1 import decision_pb2, dispatcher_pb2_grpc, lead_pb2
+from leadflow_core.db import make_engine, make_sessionmaker
 from leadflow_core.grpc_clients import channel
 from leadflow_core.testing import ServiceProcess, python_module, service_env
+from leadflow_dispatcher.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +86,17 @@ def make_lead(
 
 def dial_now() -> decision_pb2.Decision:
     return decision_pb2.Decision(decision_id=uuid.uuid4().hex, action=decision_pb2.DIAL_ACTION_DIAL_NOW)
+
+
+# The stores' own tests (no dispatcher process): the dispatcher's engine as the service makes it.
+# Modules that need another engine or store define their own.
+@pytest.fixture(scope="module")
+def engine(database_url: str) -> Iterator[Engine]:
+    e = make_engine(database_url, pre_ping=False)
+    yield e
+    e.dispose()
+
+
+@pytest.fixture(scope="module")
+def store(engine: Engine) -> Store:
+    return Store(make_sessionmaker(engine), postgres=True)

@@ -7,10 +7,8 @@ PostgreSQL, in process."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -18,7 +16,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from leadflow.v1 import decision_pb2, lead_pb2
-from leadflow_core.db import make_engine, make_sessionmaker
 from leadflow_dispatcher.batch_submit import ItemFailed, Submission, submit_many
 from leadflow_dispatcher.models import JobRow, LeadRow
 from leadflow_dispatcher.person_order import SubmitResult
@@ -30,18 +27,6 @@ from .test_submit_costs import LIMITS
 
 ACTIONS = (decision_pb2.DIAL_ACTION_DIAL_NOW, decision_pb2.DIAL_ACTION_NEVER, decision_pb2.DIAL_ACTION_DEFER)
 Slot = tuple[int, int, int, int, int, bool, int]
-
-
-@pytest.fixture(scope="module")
-def engine(database_url: str) -> Iterator[Engine]:
-    e = make_engine(database_url, pre_ping=False)
-    yield e
-    e.dispose()
-
-
-@pytest.fixture(scope="module")
-def store(engine: Engine) -> Store:
-    return Store(make_sessionmaker(engine), postgres=True)
 
 
 def submission(tenant: str, slot: Slot) -> Submission:

@@ -19,7 +19,6 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from leadflow.v1 import decision_pb2, lead_pb2
-from leadflow_core.db import make_engine, make_sessionmaker
 from leadflow_dispatcher.batch_submit import ItemFailed, Limits, Submission, submit_many
 from leadflow_dispatcher.persons import person_keys
 from leadflow_dispatcher.policies import PolicyView
@@ -46,18 +45,6 @@ MAX_STATEMENTS_NEW_BATCH = MAX_SELECTS_NEW_BATCH + 1
 # people's leads, the row locks of the leads a merge may change, their pending dials, their
 # recent calls, the orders' last places and held work. Per lead: 343 for these 100 leads.
 MAX_SELECTS_RETURNING_BATCH = 9
-
-
-@pytest.fixture(scope="module")
-def engine(database_url: str) -> Iterator[Engine]:
-    e = make_engine(database_url, pre_ping=False)
-    yield e
-    e.dispose()
-
-
-@pytest.fixture(scope="module")
-def store(engine: Engine) -> Store:
-    return Store(make_sessionmaker(engine), postgres=True)
 
 
 @contextmanager

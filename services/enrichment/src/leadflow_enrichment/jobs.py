@@ -428,21 +428,12 @@ def _reconcile(
     try:
         found = dialer.find_calls(claim.lead.contact.phone.e164, options.get("from_number", ""), since)
     except Exception as err:
+        # Not proven either way: a temporary failure leaves the attempt "unsure" (never dialed
+        # again before a lookup) and reads the list again shortly; only a lasting one needs a person.
         failures = _lookup_failures()
-        if classify(err)[0] is ErrorClass.TEMPORARY and failures < settings.dial_lookup_attempts:
-            # Not proven either way yet: the attempt waits as "unsure" (never dialed again before
-            # a lookup) and the list is read again shortly; only a lasting failure needs a person.
-            _complete(
-                ctx,
-                info,
-                claim.attempt_id,
-                dialer.name,
-                claim.reservation_id,
-                error=f"lookup failed: {type(err).__name__}: {err}"[:2000],
-                ambiguous=True,
-            )
-            raise Hold(settings.dial_lookup_retry_seconds, f"call lookup failed ({failures})") from None
-        log.warning("dial_unproven", lead_id=info.lead_id, attempt=info.attempt, error=type(err).__name__)
+        retry = classify(err)[0] is ErrorClass.TEMPORARY and failures < settings.dial_lookup_attempts
+        if not retry:
+            log.warning("dial_unproven", lead_id=info.lead_id, attempt=info.attempt, error=type(err).__name__)
         _complete(
             ctx,
             info,
@@ -450,8 +441,11 @@ def _reconcile(
             dialer.name,
             claim.reservation_id,
             error=f"lookup failed: {type(err).__name__}: {err}"[:2000],
-            review=True,
+            ambiguous=retry,
+            review=not retry,
         )
+        if retry:
+            raise Hold(settings.dial_lookup_retry_seconds, f"call lookup failed ({failures})") from None
         return True
     if found:
         if len(found) > 1:

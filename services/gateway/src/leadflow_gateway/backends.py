@@ -137,6 +137,7 @@ class Backends:
         self._hops = BatchedHops(
             self._compliance,
             self._dispatcher,
+            self._tenants,
             timeout,
             lambda code, details, violations, what: status_error(
                 code, details, violations, what, retry_after
@@ -145,7 +146,6 @@ class Backends:
             batch_max_size,
             batch_delay_seconds,
             batch_max_in_flight,
-            self._tenants,
         )
 
     @property

@@ -50,13 +50,13 @@ class BatchedHops:
         self,
         compliance: compliance_pb2_grpc.ComplianceServiceAsyncStub,
         dispatcher: dispatcher_pb2_grpc.DispatcherServiceAsyncStub,
+        tenants: tenants_pb2_grpc.TenantAdminServiceAsyncStub,
         timeout: float,
         error_of: ErrorOf,
         rpc_error: Callable[[grpc.aio.AioRpcError, str], GatewayError],
         max_size: int,
         max_delay_seconds: float,
         max_in_flight: int = 0,
-        tenants: tenants_pb2_grpc.TenantAdminServiceAsyncStub | None = None,
     ) -> None:
         self._compliance = compliance
         self._tenants = tenants
@@ -131,8 +131,6 @@ class BatchedHops:
         ]
 
     async def _authenticate_batch(self, items: list[tuple[str, str]]) -> Sequence[KeyCheck | BaseException]:
-        if self._tenants is None:
-            raise RuntimeError("BatchedHops was built without the tenant admin stub")
         try:
             with DEPENDENCY.labels(call="authenticate").time():
                 resp = await self._tenants.AuthenticateApiKeys(
