@@ -187,7 +187,11 @@ def _ack(run: Run, kill: bool) -> dict[str, Any]:
 
 
 def _profile(run: Run, directory: Path, seconds: float) -> list[subprocess.Popen[bytes]]:
-    """py-spy on each service for the length of the load (collapsed stacks, one file each)."""
+    """py-spy on each service for the length of the load (collapsed stacks, one file each).
+
+    `--gil` samples only the thread holding the GIL: psycopg waits on its socket in a way
+    py-spy does not see as idle, so without it PostgreSQL round trips pass for Python CPU.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     spy = str(Path(sys.executable).with_name("py-spy"))
     return [
@@ -199,6 +203,7 @@ def _profile(run: Run, directory: Path, seconds: float) -> list[subprocess.Popen
                 "raw",
                 "--subprocesses",
                 "--nonblocking",
+                "--gil",
                 "-r",
                 "50",
                 "-d",

@@ -20,6 +20,7 @@ from leadflow_compliance.rule_table import (
     AttemptCap,
     CallingHours,
     Hours,
+    Recording,
     RuleTable,
     all_party_consent,
     default_table,
@@ -349,3 +350,20 @@ def test_bad_rows_are_refused() -> None:
         parse_table(text.replace('extra: [good_friday, "06-14", election_day]', 'extra: ["02-30"]'))
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         parse_table(text.replace("max: 3", "max: 0", 1))
+
+
+def test_all_party_states_follow_the_day_and_the_table_they_were_asked_of() -> None:
+    """The set is kept per day: a recording rule taking effect later changes it from its date,
+    and a copy of the table with other rows answers from its own rows, not from the original's
+    remembered days."""
+    day = date(2026, 12, 1)
+    assert "CA" in TABLE.all_party_states(day)
+    assert "NY" not in TABLE.all_party_states(day)
+    ny = TABLE.states["NY"]
+    later = Recording(all_party=True, statute="NY later", effective=date(2027, 1, 1))
+    changed = _with(TABLE, "NY", recording=(*ny.recording, later))
+    assert "NY" not in changed.all_party_states(day)
+    assert "NY" in changed.all_party_states(date(2027, 1, 1))
+    assert "NY" not in TABLE.all_party_states(date(2027, 1, 1))
+    expected = {code for code in TABLE.states if all_party_consent(TABLE, code, day) is not None}
+    assert TABLE.all_party_states(day) == expected

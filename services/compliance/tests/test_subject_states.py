@@ -1,22 +1,31 @@
 """The batch read of what storage knows about people (`subject_states`) answers each person
-exactly as the single read (`subject_state`) does, on real PostgreSQL."""
+exactly as the single read (`subject_state`) does: on real PostgreSQL (its fixed statement with
+array parameters, `subject_facts_sql`) and on SQLite (the portable statement)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from leadflow_compliance.models import DncRegistryA, DncRegistryB
+from leadflow_compliance.models import DncRegistryA, DncRegistryB, DncRegistryState
 from leadflow_compliance.repository import Repository, SubjectQuery
 from leadflow_core.db import make_engine, make_sessionmaker
+from leadflow_core.migrations import upgrade
 
 
-@pytest.fixture
-def repo(database_url: str) -> Iterator[Repository]:
-    engine = make_engine(database_url)
+@pytest.fixture(params=["postgresql", "sqlite"])
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repository]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'compliance.db'}"
+        upgrade("compliance", url)
+    else:
+        url = request.getfixturevalue("database_url")
+    engine = make_engine(url)
     yield Repository(make_sessionmaker(engine))
     engine.dispose()
 
@@ -70,3 +79,30 @@ def test_a_batch_read_answers_each_person_as_a_single_read(repo: Repository) -> 
     assert batch[5].registry_dnc
     assert not batch[0].registry_dnc
     assert repo.subject_states([]) == []
+
+
+def test_the_batch_read_checks_the_live_registry_slot(repo: Repository) -> None:
+    """An import flips the live National DNC Registry slot; the batch read follows it."""
+    now = datetime.now(UTC)
+    number = 9_985_550_000 + int(uuid.uuid4().int % 10_000)
+    query = SubjectQuery(f"t-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex[:16], number, now, now)
+    with repo.sessions.begin() as s:
+        s.add(DncRegistryB(number=number))
+        state = s.get(DncRegistryState, 1)
+        before = state.active_slot if state is not None else None
+    try:
+        for slot, listed in (("b", True), ("a", False)):
+            with repo.sessions.begin() as s:
+                s.merge(DncRegistryState(id=1, active_slot=slot))
+            repo.forget_registry_slot()
+            (state_now,) = repo.subject_states([query])
+            assert state_now.registry_dnc is listed, slot
+            assert repo.subject_state(query).registry_dnc is listed, slot
+    finally:
+        with repo.sessions.begin() as s:
+            if before is None:
+                s.execute(sa.delete(DncRegistryState).where(DncRegistryState.id == 1))
+            else:
+                s.merge(DncRegistryState(id=1, active_slot=before))
+            s.execute(sa.delete(DncRegistryB).where(DncRegistryB.number == number))
+        repo.forget_registry_slot()

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 from sqlalchemy import delete, func, select, update
@@ -30,7 +30,12 @@ from leadflow_compliance.models import (
     RevocationRow,
     TenantRow,
 )
+from leadflow_compliance.subject_facts_sql import FACTS_BY_SLOT
 from leadflow_core.timestamps import as_utc
+
+# The tables themselves, for Core INSERTs on hot paths (see `Repository.audit_many`).
+_CONSENTS = cast(sa.Table, ConsentRow.__table__)
+_AUDIT = cast(sa.Table, AuditRow.__table__)
 
 
 def new_id() -> str:
@@ -277,102 +282,26 @@ class Repository:
         # pairs (tenant A's subject x read for tenant B's lead) are dropped below, never used.
         # Every kind of fact is one branch of ONE statement (a round trip and a statement per
         # batch), each row shaped (kind, tenant, subject, campaign, at, number, reason).
-        registry = DncRegistryA if self.registry_slot() == "a" else DncRegistryB
-        no_at = sa.null().cast(sa.DateTime(timezone=True))
-        no_number = sa.null().cast(sa.BigInteger)
-
-        def kind(name: str) -> sa.Label[str]:
-            return sa.literal(name, sa.String).label("kind")
-
-        branches = [
-            select(
-                kind("consent"),
-                ConsentRow.tenant,
-                ConsentRow.subject_hash,
-                sa.literal(""),
-                func.max(ConsentRow.consented_at),
-                no_number,
-                sa.literal(""),
-            )
-            .where(
-                ConsentRow.tenant.in_(tenants),
-                ConsentRow.subject_hash.in_(subjects),
-                ConsentRow.verified.is_(True),
-            )
-            .group_by(ConsentRow.tenant, ConsentRow.subject_hash),
-            select(
-                kind("revoked"),
-                RevocationRow.tenant,
-                RevocationRow.subject_hash,
-                RevocationRow.campaign,
-                func.max(RevocationRow.revoked_at),
-                no_number,
-                sa.literal(""),
-            )
-            .where(RevocationRow.tenant.in_(tenants), RevocationRow.subject_hash.in_(every_subject))
-            .group_by(RevocationRow.tenant, RevocationRow.subject_hash, RevocationRow.campaign),
-            select(
-                kind("internal"),
-                DncRow.tenant,
-                DncRow.subject_hash,
-                sa.literal(""),
-                no_at,
-                no_number,
-                sa.literal(""),
-            ).where(DncRow.tenant.in_(tenants), DncRow.subject_hash.in_(subjects)),
-            select(
-                kind("stop"),
-                EmergencyStopRow.scope,
-                sa.literal(""),
-                sa.literal(""),
-                EmergencyStopRow.until,
-                no_number,
-                EmergencyStopRow.reason,
-            ).where(EmergencyStopRow.scope.in_(("", *tenants)), EmergencyStopRow.until > earliest_now),
-            select(
-                kind("attempt"),
-                ContactAttemptRow.tenant,
-                ContactAttemptRow.subject_hash,
-                sa.literal(""),
-                ContactAttemptRow.at,
-                no_number,
-                sa.literal(""),
-            ).where(
-                ContactAttemptRow.tenant.in_(tenants),
-                ContactAttemptRow.subject_hash.in_(subjects),
-                ContactAttemptRow.at > earliest_since,
-            ),
-        ]
-        if checks:
-            branches.append(
-                select(
-                    kind("on_file"),
-                    ConsentRow.tenant,
-                    ConsentRow.subject_hash,
-                    sa.literal(""),
-                    ConsentRow.consented_at,
-                    no_number,
-                    sa.literal(""),
-                ).where(
-                    ConsentRow.tenant.in_(tenants),
-                    ConsentRow.subject_hash.in_(subjects),
-                    ConsentRow.consented_at.in_(checks),
-                )
-            )
-        if numbers:
-            branches.append(
-                select(
-                    kind("registry"),
-                    sa.literal(""),
-                    sa.literal(""),
-                    sa.literal(""),
-                    no_at,
-                    registry.number,
-                    sa.literal(""),
-                ).where(registry.number.in_(numbers))
-            )
+        slot: Literal["a", "b"] = "b" if self.registry_slot() == "b" else "a"
         with self.sessions() as s:
-            rows = s.execute(sa.union_all(*branches)).all()
+            if s.get_bind().dialect.name == "postgresql":
+                statement: sa.Executable = FACTS_BY_SLOT[slot]
+                params: dict[str, Any] = {
+                    "tenants": tenants,
+                    "subjects": subjects,
+                    "every_subject": every_subject,
+                    "scopes": ["", *tenants],
+                    "earliest_now": earliest_now,
+                    "earliest_since": earliest_since,
+                    "checks": checks,
+                    "numbers": numbers,
+                }
+                rows = s.execute(statement, params).all()
+            else:
+                portable = _portable_facts(
+                    slot, tenants, subjects, every_subject, numbers, checks, earliest_now, earliest_since
+                )
+                rows = s.execute(portable).all()
         facts: dict[str, list[Any]] = {}
         for row in rows:
             facts.setdefault(row[0], []).append(tuple(row[1:]))
@@ -736,11 +665,12 @@ class Repository:
         return record_id
 
     def audit_many(self, records: list[dict[str, Any]]) -> list[str]:
-        """Many audit records (the keyword arguments of `audit`) and their consents in one commit:
-        the ORM sends each table's rows as one multi-row INSERT."""
+        """Many audit records (the keyword arguments of `audit`) and their consents in one commit.
+        Core INSERTs, one executemany per table: the ORM's flush of the same rows cost twice the
+        Python CPU per lead at the few leads per batch seen under load (~0.67 vs ~0.33 ms)."""
         ids = [new_id() for _ in records]
-        consents: list[ConsentRow] = []
-        audits: list[AuditRow] = []
+        consents: list[dict[str, Any]] = []
+        audits: list[dict[str, Any]] = []
         seen_consents: set[tuple[str, str, datetime]] = set()
         for record_id, r in zip(ids, records, strict=True):
             consent: PendingConsent | None = r.get("consent")
@@ -751,34 +681,36 @@ class Repository:
             ):
                 seen_consents.add((r["tenant"], consent.subject, consent.consented_at))
                 consents.append(
-                    ConsentRow(
-                        consent_id=new_id(),
-                        tenant=r["tenant"],
-                        subject_hash=consent.subject,
-                        consented_at=consent.consented_at,
-                        recorded_at=r["at"],
-                        evidence=consent.evidence,
-                        actor=consent.actor,
-                        verified=consent.verified,
-                    )
+                    {
+                        "consent_id": new_id(),
+                        "tenant": r["tenant"],
+                        "subject_hash": consent.subject,
+                        "consented_at": consent.consented_at,
+                        "recorded_at": r["at"],
+                        "evidence": consent.evidence,
+                        "actor": consent.actor,
+                        "verified": consent.verified,
+                    }
                 )
             audits.append(
-                AuditRow(
-                    record_id=record_id,
-                    tenant=r["tenant"],
-                    at=r["at"],
-                    actor=r["actor"],
-                    action=r["action"],
-                    lead_id=r.get("lead_id", ""),
-                    subject_hash=r.get("subject", ""),
-                    decision=r.get("decision"),
-                    rules_version=r.get("rules_version", ""),
-                    detail=r.get("detail") or {},
-                )
+                {
+                    "record_id": record_id,
+                    "tenant": r["tenant"],
+                    "at": r["at"],
+                    "actor": r["actor"],
+                    "action": r["action"],
+                    "lead_id": r.get("lead_id", ""),
+                    "subject_hash": r.get("subject", ""),
+                    "decision": r.get("decision"),
+                    "rules_version": r.get("rules_version", ""),
+                    "detail": r.get("detail") or {},
+                }
             )
         with self.sessions.begin() as s:
-            s.add_all(consents)
-            s.add_all(audits)
+            if consents:
+                s.execute(_CONSENTS.insert(), consents)
+            if audits:
+                s.execute(_AUDIT.insert(), audits)
         return ids
 
     def export_audit(self, tenant: str, start: datetime, end: datetime) -> Iterator[AuditRow]:
@@ -790,3 +722,111 @@ class Repository:
                 .execution_options(yield_per=1000)
             )
             yield from s.scalars(q)
+
+
+def _portable_facts(
+    slot: str,
+    tenants: list[str],
+    subjects: list[str],
+    every_subject: list[str],
+    numbers: list[int],
+    checks: list[datetime],
+    earliest_now: datetime,
+    earliest_since: datetime,
+) -> sa.CompoundSelect[Any]:
+    """`subject_facts_sql`'s statement for any database (SQLite in local runs)."""
+    registry = DncRegistryB if slot == "b" else DncRegistryA
+    no_at = sa.null().cast(sa.DateTime(timezone=True))
+    no_number = sa.null().cast(sa.BigInteger)
+
+    def kind(name: str) -> sa.Label[str]:
+        return sa.literal(name, sa.String).label("kind")
+
+    branches = [
+        select(
+            kind("consent"),
+            ConsentRow.tenant,
+            ConsentRow.subject_hash,
+            sa.literal(""),
+            func.max(ConsentRow.consented_at),
+            no_number,
+            sa.literal(""),
+        )
+        .where(
+            ConsentRow.tenant.in_(tenants),
+            ConsentRow.subject_hash.in_(subjects),
+            ConsentRow.verified.is_(True),
+        )
+        .group_by(ConsentRow.tenant, ConsentRow.subject_hash),
+        select(
+            kind("revoked"),
+            RevocationRow.tenant,
+            RevocationRow.subject_hash,
+            RevocationRow.campaign,
+            func.max(RevocationRow.revoked_at),
+            no_number,
+            sa.literal(""),
+        )
+        .where(RevocationRow.tenant.in_(tenants), RevocationRow.subject_hash.in_(every_subject))
+        .group_by(RevocationRow.tenant, RevocationRow.subject_hash, RevocationRow.campaign),
+        select(
+            kind("internal"),
+            DncRow.tenant,
+            DncRow.subject_hash,
+            sa.literal(""),
+            no_at,
+            no_number,
+            sa.literal(""),
+        ).where(DncRow.tenant.in_(tenants), DncRow.subject_hash.in_(subjects)),
+        select(
+            kind("stop"),
+            EmergencyStopRow.scope,
+            sa.literal(""),
+            sa.literal(""),
+            EmergencyStopRow.until,
+            no_number,
+            EmergencyStopRow.reason,
+        ).where(EmergencyStopRow.scope.in_(("", *tenants)), EmergencyStopRow.until > earliest_now),
+        select(
+            kind("attempt"),
+            ContactAttemptRow.tenant,
+            ContactAttemptRow.subject_hash,
+            sa.literal(""),
+            ContactAttemptRow.at,
+            no_number,
+            sa.literal(""),
+        ).where(
+            ContactAttemptRow.tenant.in_(tenants),
+            ContactAttemptRow.subject_hash.in_(subjects),
+            ContactAttemptRow.at > earliest_since,
+        ),
+    ]
+    if checks:
+        branches.append(
+            select(
+                kind("on_file"),
+                ConsentRow.tenant,
+                ConsentRow.subject_hash,
+                sa.literal(""),
+                ConsentRow.consented_at,
+                no_number,
+                sa.literal(""),
+            ).where(
+                ConsentRow.tenant.in_(tenants),
+                ConsentRow.subject_hash.in_(subjects),
+                ConsentRow.consented_at.in_(checks),
+            )
+        )
+    if numbers:
+        branches.append(
+            select(
+                kind("registry"),
+                sa.literal(""),
+                sa.literal(""),
+                sa.literal(""),
+                no_at,
+                registry.number,
+                sa.literal(""),
+            ).where(registry.number.in_(numbers))
+        )
+    return sa.union_all(*branches)

@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 DayKind = Literal["weekday", "saturday", "sunday"]
 Jurisdiction = Literal["state", "district", "territory"]
@@ -229,6 +229,11 @@ class RuleTable(_Row):
     version: str
     federal: Federal
     states: dict[str, StateRule]
+    # all_party_states by day: every evaluation asks, and the answer only changes when a
+    # recording rule's version takes effect (a walk over every state cost ~7 % of compliance CPU).
+    # Kept with the `states` it was computed from: model_copy shares private attributes, and a
+    # copy with other states must not answer from this one's days.
+    _all_party_by_day: tuple[object, dict[date, frozenset[str]]] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _codes(self) -> RuleTable:
@@ -239,7 +244,14 @@ class RuleTable(_Row):
 
     def all_party_states(self, on: date) -> frozenset[str]:
         """Codes whose recording rule in force on `on` requires every party's consent."""
-        return frozenset(code for code in self.states if all_party_consent(self, code, on) is not None)
+        cache = self._all_party_by_day
+        if cache is None or cache[0] is not self.states:
+            cache = self._all_party_by_day = (self.states, {})
+        known = cache[1].get(on)
+        if known is None:
+            known = frozenset(code for code in self.states if all_party_consent(self, code, on) is not None)
+            cache[1][on] = known
+        return known
 
 
 def all_party_consent(table: RuleTable, state: str, on: date) -> Recording | None:

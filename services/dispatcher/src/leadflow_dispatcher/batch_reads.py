@@ -12,6 +12,9 @@ the answer those single-lead queries would give at its turn.
 Superset reads, exact answers: a query may load more than a lead needs (every tenant and key
 of the batch crossed); the per-lead choice is made in Python with the same filters and order
 as the single-lead query.
+
+The statements are fixed PostgreSQL texts with the lists as array parameters
+(`batch_reads_sql`, which says why); only the PostgreSQL batch path (`batch_submit`) loads.
 """
 
 from __future__ import annotations
@@ -21,16 +24,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadflow.v1 import lead_pb2
+from leadflow_dispatcher import batch_reads_sql as sql
 from leadflow_dispatcher import scheduling
 from leadflow_dispatcher.attempts import IN_FLIGHT
-from leadflow_dispatcher.models import DialAttemptRow, JobRow, LeadAliasRow, LeadRow
+from leadflow_dispatcher.models import JobRow, LeadRow
 from leadflow_dispatcher.person_order import ORDERED_KINDS
 from leadflow_dispatcher.persons import PersonKeys, campaign_of
-from leadflow_dispatcher.repository import LIVE_JOB_STATES
 
 if TYPE_CHECKING:
     from leadflow_dispatcher.batch_submit import Submission
@@ -135,27 +137,19 @@ class BatchReads:
         idem = sorted({i.lead.idempotency_key for i in items if i.lead.idempotency_key})
         if not vendor and not idem:
             return
-
-        def by_keys(model: type[LeadRow] | type[LeadAliasRow]) -> sa.ColumnElement[bool]:
-            clauses: list[sa.ColumnElement[bool]] = []
-            if vendor:
-                clauses.append(sa.tuple_(model.source, model.vendor_lead_id).in_(vendor))
-            if idem:
-                clauses.append(model.idempotency_key.in_(idem))
-            return sa.and_(model.tenant.in_(tenants), sa.or_(*clauses))
-
-        for row in s.scalars(sa.select(LeadRow).where(by_keys(LeadRow))):
+        by_ids = {
+            "tenants": tenants,
+            "sources": [source for source, _ in vendor],
+            "vendor_ids": [vendor_id for _, vendor_id in vendor],
+            "idempotency_keys": idem,
+        }
+        for row in s.scalars(sql.NAMED_LEADS, by_ids):
             self._add_named(row)
         # Aliases only answer a lead no stored lead names, and the batch only adds names.
         if all(self._best_named(i.lead) is not None for i in items):
             return
-        found = s.execute(
-            sa.select(LeadAliasRow, LeadRow)
-            .join(LeadRow, LeadRow.id == LeadAliasRow.lead_id)
-            .where(by_keys(LeadAliasRow))
-        ).all()
-        for a, lead in found:
-            self._add_alias(_Alias(a.tenant, a.source, a.vendor_lead_id, a.idempotency_key, lead))
+        for a_tenant, a_source, a_vendor_id, a_idem, lead in s.execute(sql.NAMED_ALIASES, by_ids):
+            self._add_alias(_Alias(a_tenant, a_source, a_vendor_id, a_idem, lead))
 
     def _load_people(
         self, s: Session, items: Sequence[Submission], tenants: list[str], now: datetime, join_window: float
@@ -164,12 +158,7 @@ class BatchReads:
         emails = sorted({i.keys.email for i in items if i.keys.email})
         if not phones and not emails:
             return
-        person: list[sa.ColumnElement[bool]] = []
-        if phones:
-            person.append(LeadRow.person_phone.in_(phones))
-        if emails:
-            person.append(LeadRow.person_email.in_(emails))
-        people = list(s.scalars(sa.select(LeadRow).where(LeadRow.tenant.in_(tenants), sa.or_(*person))))
+        people = list(s.scalars(sql.PEOPLE_LEADS, {"tenants": tenants, "phones": phones, "emails": emails}))
         if not people:
             return
         for row in people:
@@ -187,34 +176,13 @@ class BatchReads:
             and r.created_at >= now - timedelta(seconds=windows[(r.tenant, r.campaign or "")])
         )
         if mergeable:
-            s.execute(
-                sa.select(LeadRow)
-                .where(LeadRow.id.in_(mergeable))
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-        ids = [r.id for r in people]
-        self.live_dials = set(
-            s.scalars(
-                sa.select(JobRow.lead_id).where(
-                    JobRow.tenant.in_(tenants),
-                    JobRow.lead_id.in_(ids),
-                    JobRow.kind == "dial",
-                    JobRow.state.in_(LIVE_JOB_STATES),
-                )
-            )
-        )
+            s.execute(sql.LOCK_MERGEABLE, {"ids": mergeable})
+        by_leads = {"tenants": tenants, "lead_ids": [r.id for r in people]}
+        self.live_dials = set(s.scalars(sql.LIVE_DIALS, by_leads))
         self.attempts = [
             (lead_id, state, dialed_at)
             for lead_id, state, dialed_at in s.execute(
-                sa.select(DialAttemptRow.lead_id, DialAttemptRow.state, DialAttemptRow.dialed_at).where(
-                    DialAttemptRow.tenant.in_(tenants),
-                    DialAttemptRow.lead_id.in_(ids),
-                    sa.or_(
-                        DialAttemptRow.state.in_(IN_FLIGHT),
-                        DialAttemptRow.dialed_at >= now - timedelta(seconds=join_window),
-                    ),
-                )
+                sql.RECENT_ATTEMPTS, {**by_leads, "since": now - timedelta(seconds=join_window)}
             )
         ]
 
@@ -222,26 +190,13 @@ class BatchReads:
         keys = sorted({k for i in items if (k := i.keys.order_key(campaign_of(i.lead)))})
         if not keys:
             return
-        for tenant, key, last in s.execute(
-            sa.select(LeadRow.tenant, LeadRow.order_key, sa.func.max(LeadRow.order_seq))
-            .where(LeadRow.tenant.in_(tenants), LeadRow.order_key.in_(keys))
-            .group_by(LeadRow.tenant, LeadRow.order_key)
-        ):
+        for tenant, key, last in s.execute(sql.LAST_ORDER_SEQ, {"tenants": tenants, "order_keys": keys}):
             self.last_seq[(tenant, str(key))] = int(last or 0)
         # A job's order key is its lead's: an order with no lead yet has no work to wait for.
         known = sorted({key for _, key in self.last_seq})
         if not known:
             return
-        for tenant, key, kind in s.execute(
-            sa.select(JobRow.tenant, JobRow.order_key, JobRow.kind)
-            .where(
-                JobRow.tenant.in_(tenants),
-                JobRow.order_key.in_(known),
-                JobRow.kind.in_(ORDERED_KINDS),
-                JobRow.state.in_(LIVE_JOB_STATES),
-            )
-            .distinct()
-        ):
+        for tenant, key, kind in s.execute(sql.HELD_KINDS, {"tenants": tenants, "order_keys": known}):
             self.held.setdefault((tenant, str(key)), set()).add(kind)
 
     # ---- answers, lead by lead ---------------------------------------------------------

@@ -29,6 +29,7 @@ from leadflow_core.clock import now as utcnow
 from leadflow_dispatcher import scheduling
 from leadflow_dispatcher.batch_reads import BatchReads
 from leadflow_dispatcher.leads import LeadStore
+from leadflow_dispatcher.pending_inserts import flush_pending_as_inserts
 from leadflow_dispatcher.person_order import SubmitResult
 from leadflow_dispatcher.persons import PersonKeys
 from leadflow_dispatcher.policies import PolicyView
@@ -96,7 +97,7 @@ def _store_batch(
                 with s.no_autoflush:
                     reads = BatchReads.load(s, items, utcnow(), limits.join_window_seconds)
                     results.extend(_store_one(store, s, item, limits, reads) for item in items)
-                    s.flush()
+                    flush_pending_as_inserts(s)
             except _ITEM_ERRORS as err:
                 raise _NeedsIsolation from err
             return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 import sqlalchemy as sa
 import sqlalchemy.orm
@@ -43,6 +44,20 @@ class SettleWork:
     status: str
     duration_seconds: int
     price_usd: str
+
+
+_JOBS = cast(sa.Table, JobRow.__table__)
+# A Core UPDATE by key, run as one pipelined executemany: the ORM's bulk UPDATE of the same rows
+# cost ~3 ms of CPU per call (once per relayed batch, a few jobs each), this ~0.3 ms.
+_NOTE_ENQUEUED = (
+    sa.update(_JOBS)
+    .where(_JOBS.c.id == sa.bindparam("job_id"))
+    .values(
+        broker_queue=sa.bindparam("to_queue"),
+        broker_message_id=sa.bindparam("mid"),
+        enqueued_at=sa.bindparam("at"),
+    )
+)
 
 
 class OutboxStore(Repository):
@@ -97,11 +112,8 @@ class OutboxStore(Repository):
         now = utcnow()
         with self.sessions.begin() as s:
             s.execute(
-                sa.update(JobRow),
-                [
-                    {"id": job_id, "broker_queue": queue, "broker_message_id": mid, "enqueued_at": now}
-                    for job_id, queue, mid in sent
-                ],
+                _NOTE_ENQUEUED,
+                [{"job_id": job_id, "to_queue": queue, "mid": mid, "at": now} for job_id, queue, mid in sent],
             )
 
     def expired_jobs(self, limit: int) -> list[ExpiredJob]:
