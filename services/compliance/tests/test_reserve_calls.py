@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
 
 from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, decision_pb2, tenants_pb2, tenants_pb2_grpc
 from leadflow_core.timestamps import to_proto
 from services.compliance.tests.conftest import make_tenant
-from services.compliance.tests.test_compliance_grpc import OPEN, lead, rule_ids
+from services.compliance.tests.test_compliance_grpc import FL_PHONE, OPEN, lead, rule_ids
 
 
 def _ask(msg: object, attempt: str) -> compliance_pb2.ReserveCallRequest:
@@ -85,3 +87,50 @@ def test_a_paused_tenant_is_deferred_in_a_batch_as_alone(
     assert rule_ids(batch.decision) == rule_ids(alone.decision)
     assert not batch.reservation_id
     assert not alone.reservation_id
+
+
+def test_stored_facts_about_each_person_gate_a_batch_as_they_gate_one_call(
+    compliance: compliance_pb2_grpc.ComplianceServiceStub, admin: tenants_pb2_grpc.TenantAdminServiceStub
+) -> None:
+    """The batch reads every person's facts at once: a person on the tenant's own list, one
+    whose consent was revoked and one at Florida's attempt cap are each refused or deferred for
+    their own reason, and the clean person beside them is reserved."""
+    tenant = make_tenant(admin, limits={"callsPerMinute": 100, "concurrentCalls": 100}).name
+    listed, revoked, clean = "+12125553201", "+12125553202", "+12125553203"
+    compliance.AddDoNotCall(
+        compliance_pb2.AddDoNotCallRequest(tenant=tenant, phone_e164=listed, reason="asked")
+    )
+    compliance.RecordContactAttempt(
+        compliance_pb2.RecordContactAttemptRequest(
+            tenant=tenant,
+            phone_e164=revoked,
+            channel="sms",
+            content="STOP",
+            at=to_proto(OPEN - timedelta(hours=1)),
+        )
+    )
+    for i in range(3):
+        compliance.RecordContactAttempt(
+            compliance_pb2.RecordContactAttemptRequest(
+                tenant=tenant, phone_e164=FL_PHONE, channel="call", at=to_proto(OPEN - timedelta(hours=3 - i))
+            )
+        )
+    people = [lead(tenant, phone) for phone in (listed, revoked, FL_PHONE, clean)]
+    batch = compliance.ReserveCalls(
+        compliance_pb2.ReserveCallsRequest(calls=[_ask(p, f"s{i}") for i, p in enumerate(people)])
+    )
+    replies = [item.reply for item in batch.items]
+    expected = ["dnc.internal", "consent.revoked", "state.FL.attempt_cap", None]
+    for reply, rule in zip(replies, expected, strict=True):
+        if rule is None:
+            assert reply.decision.action == decision_pb2.DIAL_ACTION_DIAL_NOW
+            assert reply.reservation_id
+        else:
+            assert reply.decision.action != decision_pb2.DIAL_ACTION_DIAL_NOW, rule
+            assert rule in rule_ids(reply.decision)
+            assert not reply.reservation_id
+    # Each answered as a call alone is (a new attempt id, so nothing is repeated).
+    for i, (p, reply) in enumerate(zip(people[:3], replies[:3], strict=True)):
+        alone = compliance.ReserveCall(_ask(p, f"alone{i}"))
+        assert alone.decision.action == reply.decision.action
+        assert rule_ids(alone.decision) == rule_ids(reply.decision)

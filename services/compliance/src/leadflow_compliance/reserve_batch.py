@@ -38,7 +38,7 @@ from leadflow_compliance.accounting import (
 from leadflow_compliance.decisions import Decider, Outcome, defer, lead_phone
 from leadflow_compliance.models import AuditRow, ContactAttemptRow, ReservationRow
 from leadflow_compliance.phone import InvalidPhone, analyse
-from leadflow_compliance.repository import Repository, new_id
+from leadflow_compliance.repository import Repository, SubjectQuery, new_id
 from leadflow_compliance.tenant_day import business_day
 from leadflow_compliance.tenant_service import TenantCache
 from leadflow_core import clock
@@ -190,7 +190,7 @@ class ReserveBatchServicer:
         audits: list[tuple[_Call, Outcome, decision_pb2.Decision, str, datetime]] = []
         with self._person_locks(calls):
             existing = self._existing(calls)
-            decided: list[tuple[_Call, Outcome, datetime]] = []
+            to_decide: list[tuple[_Call, datetime, SubjectQuery]] = []
             for call in calls:
                 r = call.request
                 found = existing.get((call.tenant.name, r.attempt_id))
@@ -203,12 +203,20 @@ class ReserveBatchServicer:
                 # The gate decides at our own time in production (a caller's instant is a test hook).
                 now = real_now if clock.production() else (from_proto(r.evaluate_at) or real_now)
                 try:
-                    outcome = self.decider.decide(
-                        call.tenant, r.lead, now, record_consent=False, actor="dial"
-                    )
+                    query = self.decider.query(call.tenant, r.lead, now, record_consent=False)
                 except InvalidPhone as err:
                     items[call.index] = _item_error(grpc.StatusCode.INVALID_ARGUMENT, str(err))
                     continue
+                to_decide.append((call, now, query))
+            # Every person of the batch read in one statement, as EvaluateBatch does (a read per
+            # call was over 40 % of compliance's CPU on the dial path). Nothing is written before
+            # `_write`, so each call sees what its own read would have seen.
+            states = self.repo.subject_states([q for _, _, q in to_decide])
+            decided: list[tuple[_Call, Outcome, datetime]] = []
+            for (call, now, _), state in zip(to_decide, states, strict=True):
+                outcome = self.decider.decide(
+                    call.tenant, call.request.lead, now, record_consent=False, actor="dial", state=state
+                )
                 decided.append((call, outcome, now))
             # Every allowed call's reservation in one pipeline (each its own atomic script),
             # priced by the rate card (unless the caller named an estimate), on its tenant's day by
