@@ -26,6 +26,14 @@ from leadflow_dispatcher.worker_reads import Report
 NOW = utcnow()
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Each test's rows are stamped at its own start: an instant taken at import is many minutes
+    old by the time a full run reaches this module, and would make a 5 s old claim look stale."""
+    global NOW
+    NOW = utcnow()
+
+
 @pytest.fixture
 def tenants(store: Store) -> Iterator[tuple[str, str]]:
     pair = (f"wp-{uuid.uuid4().hex[:8]}", f"wp-{uuid.uuid4().hex[:8]}")
