@@ -30,8 +30,9 @@ from leadflow_dispatcher.person_order import ORDERED_KINDS
 from leadflow_dispatcher.repository import LIVE_JOB_STATES
 
 
-def _literals(values: Iterable[str]) -> str:
-    """A constant list of the code as SQL literals (plain words only, nothing to escape)."""
+def sql_literals(values: Iterable[str]) -> str:
+    """A constant list of the code as SQL literals (plain words only, nothing to escape); the
+    worker path's fixed statements (`worker_path_sql`) use it too."""
     words = list(values)
     if not words or not all(re.fullmatch(r"[a-z_]+", w) for w in words):
         raise ValueError(f"not a list of plain words: {words!r}")
@@ -112,9 +113,9 @@ SELECT dispatcher_leads.*
 )
 
 _CONSTANTS = {
-    "live": _literals(LIVE_JOB_STATES),
-    "in_flight": _literals(IN_FLIGHT),
-    "ordered": _literals(ORDERED_KINDS),
+    "live": sql_literals(LIVE_JOB_STATES),
+    "in_flight": sql_literals(IN_FLIGHT),
+    "ordered": sql_literals(ORDERED_KINDS),
 }
 
 # The people's leads with a dial job still to run.

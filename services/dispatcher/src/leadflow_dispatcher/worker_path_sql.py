@@ -20,22 +20,11 @@ changes an entity (`CALL_STATUSES`, `ATTEMPTS_BY_ID`).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-
 import sqlalchemy as sa
 
+from leadflow_dispatcher.batch_reads_sql import sql_literals
 from leadflow_dispatcher.models import CallStatusRow, DialAttemptRow
 from leadflow_dispatcher.repository import LIVE_JOB_STATES
-
-
-def _literals(values: Iterable[str]) -> str:
-    """A constant list of the code as SQL literals (plain words only, nothing to escape)."""
-    words = list(values)
-    if not words or not all(re.fullmatch(r"[a-z_]+", w) for w in words):
-        raise ValueError(f"not a list of plain words: {words!r}")
-    return ", ".join(f"'{w}'" for w in words)
-
 
 # ---- worker_reads ---------------------------------------------------------------------------
 
@@ -94,7 +83,7 @@ RETURNING tenant, dedupe_key
 """
 )
 
-_LIVE_OR_DEAD = _literals((*LIVE_JOB_STATES, "dead"))
+_LIVE_OR_DEAD = sql_literals((*LIVE_JOB_STATES, "dead"))
 
 # The jobs finished by the batch's reports: (tenant, lead id, kind) triples, live or dead.
 _FINISH_JOBS = """
