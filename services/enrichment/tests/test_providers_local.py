@@ -125,6 +125,30 @@ def test_local_crm_upsert_is_idempotent_and_scoped_by_tenant(engine: Engine) -> 
         assert (contact.intent, contact.fit_score, contact.reasons) == ("high", 80, ["r"])
 
 
+def test_local_crm_prefers_the_leads_own_contact_over_an_older_one_with_its_email(engine: Engine) -> None:
+    crm = LocalCrm(engine)
+    tenant = unique("acme")
+    first = LeadView(tenant=tenant, lead_id=unique("lead"), source="api", email="ada@example.com")
+    older = crm.upsert_lead(first, None)
+    lead = LeadView(tenant=tenant, lead_id=unique("lead"), source="api", email="grace@example.com")
+    own = crm.upsert_lead(lead, None)
+    assert own.created
+    assert own.external_id != older.external_id
+    # The lead now gives the older contact's email: it still updates the contact it made.
+    moved_lead = LeadView(tenant=tenant, lead_id=lead.lead_id, source="api", email="ada@example.com")
+    moved = crm.upsert_lead(moved_lead, None)
+    assert (moved.external_id, moved.created) == (own.external_id, False)
+    with Session(engine) as session:
+        counts = dict(
+            session.execute(
+                select(LocalCrmContact.external_id, LocalCrmContact.sync_count).where(
+                    LocalCrmContact.tenant == tenant
+                )
+            ).all()
+        )
+    assert counts == {first.lead_id: 1, lead.lead_id: 2}
+
+
 def test_local_crm_concurrent_upserts_make_one_contact(engine: Engine) -> None:
     crm = LocalCrm(engine)
     lead = LeadView(tenant=unique("acme"), lead_id=unique("lead"), source="form", email="race@example.com")

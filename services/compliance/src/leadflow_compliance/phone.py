@@ -5,6 +5,7 @@ Zones come from the reviewed override table (zone_overrides) first, then phonenu
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import phonenumbers
@@ -71,6 +72,20 @@ def state_from_description(description: str) -> str | None:
 
 def analyse(raw: str, default_region: str = "US", overrides: ZoneOverrides | None = None) -> PhoneFacts:
     """Parse and validate; raises InvalidPhone with a reason fit for a field violation."""
+    if overrides is None:
+        return _analyse_with_default_overrides(raw, default_region)
+    return _analyse(raw, default_region, overrides)
+
+
+# A number's facts never change while the process runs (the reviewed overrides are built in),
+# and each lead's number is analysed at ingest and again at every dial gate: the phonenumbers
+# lookups cost more than the rest of an evaluation. Invalid numbers raise and are not kept.
+@functools.lru_cache(maxsize=32_768)
+def _analyse_with_default_overrides(raw: str, default_region: str) -> PhoneFacts:
+    return _analyse(raw, default_region, default_overrides())
+
+
+def _analyse(raw: str, default_region: str, overrides: ZoneOverrides) -> PhoneFacts:
     if not raw.strip():
         raise InvalidPhone("a phone number is required")
     try:
@@ -82,7 +97,7 @@ def analyse(raw: str, default_region: str = "US", overrides: ZoneOverrides | Non
     region = phonenumbers.region_code_for_number(number) or ""
     zones = tuple(z for z in timezone.time_zones_for_number(number) if z != "Etc/Unknown")
     if number.country_code == 1 and zones:
-        zones = (overrides or default_overrides()).resolve(str(number.national_number), zones)
+        zones = overrides.resolve(str(number.national_number), zones)
     if region == "US":
         state = state_from_description(geocoder.description_for_number(number, "en"))
     else:

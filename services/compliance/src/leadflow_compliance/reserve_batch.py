@@ -332,16 +332,19 @@ class ReserveBatchServicer:
             }
             for call, outcome, decision, reservation_id, now in audits
         ]
-        # One transaction, one multi-row statement per table. Reservations first: a twin of
-        # one of them fails the batch before anything else is written.
+        # One transaction, one statement per table. An executemany with RETURNING goes out as
+        # one multi-row INSERT (SQLAlchemy's "insertmanyvalues") from a statement compiled once
+        # per process; `.values(rows)` was compiled anew for every batch, and cost more CPU than
+        # the rest of the reservation. Reservations first: a twin of one fails the batch early.
         with self.repo.sessions.begin() as s:
-            for table, values in (
-                (ReservationRow, reservations),
-                (ContactAttemptRow, attempts),
-                (AuditRow, records),
+            conn = s.connection()
+            for table, key, values in (
+                (ReservationRow, ReservationRow.reservation_id, reservations),
+                (ContactAttemptRow, ContactAttemptRow.id, attempts),
+                (AuditRow, AuditRow.record_id, records),
             ):
                 if values:
-                    s.execute(insert(table).values(values))
+                    conn.execute(insert(table).returning(key), values).all()
 
 
 def _columns(row: Any) -> dict[str, Any]:
