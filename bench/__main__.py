@@ -315,14 +315,18 @@ def stage_worker_path(run: Run) -> None:
 
     for sub in ("worker-path-costs", "worker-path"):
         (run.workdir / sub).mkdir(parents=True, exist_ok=True)
-    costs = worker_path.measure_costs(run.db_url, run.workdir / "worker-path-costs")
-    figures = worker_path.run(
-        run.db_url,
-        run.workdir / "worker-path",
-        load=run.args.load,
-        backlog=run.args.backlog,
-        emergencies=run.args.emergencies,
-    )
+    # Each on a database of its own: the main mesh's relay, on the run's database, would take
+    # over these meshes' overdue jobs (a backlog outlives its leases) and its workers do them.
+    with bench_backends() as (db_url, _, _):
+        costs = worker_path.measure_costs(db_url, run.workdir / "worker-path-costs")
+    with bench_backends() as (db_url, _, _):
+        figures = worker_path.run(
+            db_url,
+            run.workdir / "worker-path",
+            load=run.args.load,
+            backlog=run.args.backlog,
+            emergencies=run.args.emergencies,
+        )
     run.results["worker_path"] = {"per_lead": costs.per_lead(), **figures.as_dict()}
     print("\n== worker path (stored -> dialed)")
     for name, value in run.results["worker_path"]["per_lead"].items():
