@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import sessionmaker
 
 from leadflow_core.timestamps import utcnow
 from leadflow_enrichment.failures import ErrorClass, ProviderError
@@ -25,13 +24,12 @@ class LocalCrm:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def find_lead(self, lead: LeadView) -> CrmResult | None:
         """The contact this lead made or last updated (None: no write of it reached us)."""
         try:
-            with self._sessions() as session:
-                contact_id = session.scalars(
+            with self._engine.connect() as conn:
+                contact_id = conn.execute(
                     select(LocalCrmContact.id)
                     .where(
                         LocalCrmContact.tenant == lead.tenant,
@@ -41,7 +39,7 @@ class LocalCrm:
                         ),
                     )
                     .limit(1)
-                ).first()
+                ).scalar()
         except OperationalError as err:
             raise ProviderError(
                 "local CRM database unavailable", ErrorClass.TEMPORARY, provider=self.name
