@@ -107,6 +107,11 @@ class DispatcherServiceStub:
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusResponse.FromString,
                 _registered_method=True)
+        self.RecordCallStatuses = channel.unary_unary(
+                '/leadflow.v1.DispatcherService/RecordCallStatuses',
+                request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusesRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusesResponse.FromString,
+                _registered_method=True)
         self.RecordDeadLetter = channel.unary_unary(
                 '/leadflow.v1.DispatcherService/RecordDeadLetter',
                 request_serializer=leadflow_dot_v1_dot_dispatcher__pb2.DeadLetter.SerializeToString,
@@ -256,6 +261,14 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordCallStatuses(self, request, context):
+        """Its batch form (the gateway's concurrent callbacks): one transaction, each report applied
+        in order and answered alone; a report that fails validation fails alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RecordDeadLetter(self, request, context):
         """A worker gave up on a job after its last retry (or at once, for errors that cannot heal).
         """
@@ -381,6 +394,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.RecordCallStatus,
                     request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusResponse.SerializeToString,
+            ),
+            'RecordCallStatuses': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordCallStatuses,
+                    request_deserializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusesRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusesResponse.SerializeToString,
             ),
             'RecordDeadLetter': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordDeadLetter,
@@ -803,6 +821,33 @@ class DispatcherService:
             '/leadflow.v1.DispatcherService/RecordCallStatus',
             leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusRequest.SerializeToString,
             leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordCallStatuses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.DispatcherService/RecordCallStatuses',
+            leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusesRequest.SerializeToString,
+            leadflow_dot_v1_dot_dispatcher__pb2.RecordCallStatusesResponse.FromString,
             options,
             channel_credentials,
             insecure,

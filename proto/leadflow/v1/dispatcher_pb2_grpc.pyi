@@ -72,6 +72,10 @@ class DispatcherServiceStub:
     """A dial was refused at the final gate: keep the lead and dial it when allowed."""
     RecordCallStatus: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordCallStatusRequest, _dispatcher_pb2.RecordCallStatusResponse]
     """Dialer status callbacks (Twilio format, already verified by the gateway)."""
+    RecordCallStatuses: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordCallStatusesRequest, _dispatcher_pb2.RecordCallStatusesResponse]
+    """Its batch form (the gateway's concurrent callbacks): one transaction, each report applied
+    in order and answered alone; a report that fails validation fails alone.
+    """
     RecordDeadLetter: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.DeadLetter, _dispatcher_pb2.DeadLetter]
     """A worker gave up on a job after its last retry (or at once, for errors that cannot heal)."""
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ListDeadLettersRequest, _dispatcher_pb2.ListDeadLettersResponse]
@@ -131,6 +135,10 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """A dial was refused at the final gate: keep the lead and dial it when allowed."""
     RecordCallStatus: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordCallStatusRequest, _dispatcher_pb2.RecordCallStatusResponse]  # type: ignore[assignment]
     """Dialer status callbacks (Twilio format, already verified by the gateway)."""
+    RecordCallStatuses: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RecordCallStatusesRequest, _dispatcher_pb2.RecordCallStatusesResponse]  # type: ignore[assignment]
+    """Its batch form (the gateway's concurrent callbacks): one transaction, each report applied
+    in order and answered alone; a report that fails validation fails alone.
+    """
     RecordDeadLetter: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.DeadLetter, _dispatcher_pb2.DeadLetter]  # type: ignore[assignment]
     """A worker gave up on a job after its last retry (or at once, for errors that cannot heal)."""
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ListDeadLettersRequest, _dispatcher_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
@@ -271,6 +279,16 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.RecordCallStatusResponse, _abc.Awaitable[_dispatcher_pb2.RecordCallStatusResponse]]:
         """Dialer status callbacks (Twilio format, already verified by the gateway)."""
+
+    @_abc_1.abstractmethod
+    def RecordCallStatuses(
+        self,
+        request: _dispatcher_pb2.RecordCallStatusesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.RecordCallStatusesResponse, _abc.Awaitable[_dispatcher_pb2.RecordCallStatusesResponse]]:
+        """Its batch form (the gateway's concurrent callbacks): one transaction, each report applied
+        in order and answered alone; a report that fails validation fails alone.
+        """
 
     @_abc_1.abstractmethod
     def RecordDeadLetter(

@@ -337,6 +337,36 @@ def test_callbacks_are_retried_when_the_receiver_fails(sender: CallbackSender) -
         wait_for(lambda: len(receiver.requests) == 3, timeout=10, what="three deliveries")
 
 
+def test_callbacks_of_other_calls_pass_a_slow_one_and_a_calls_own_keep_their_order(
+    sender: CallbackSender,
+) -> None:
+    """A carrier posts many calls' callbacks side by side; one call's stay in order."""
+    with RecordingServer() as receiver:
+        receiver.stall(times=1, seconds=3.0, path_contains="/slow")
+        sender.schedule(0, receiver.url + "/slow", {"CallSid": "CAslow", "CallStatus": "ringing"}, TOKEN)
+        wait_for(lambda: receiver.requests_to("/slow"), timeout=5, what="the stalled callback")
+        sender.schedule(0, receiver.url + "/cb", {"CallSid": "CAslow", "CallStatus": "completed"}, TOKEN)
+        for n in range(8):
+            sender.schedule(
+                0, receiver.url + "/cb", {"CallSid": f"CAother{n}", "CallStatus": "ringing"}, TOKEN
+            )
+        # Other calls' callbacks arrive while the slow one is still unanswered...
+        others = wait_for(
+            lambda: [r for r in receiver.requests_to("/cb") if b"CAother" in r.body],
+            timeout=2.0,
+            what="other calls' callbacks during the stall",
+        )
+        assert not [r for r in receiver.requests_to("/cb") if b"CAslow" in r.body], others
+        # ...and the slow call's next one only after its first was answered.
+        wait_for(
+            lambda: [r for r in receiver.requests_to("/cb") if b"CAslow" in r.body],
+            timeout=10,
+            what="the slow call's second callback",
+        )
+        slow = [r.form()["CallStatus"][0] for r in receiver.requests if b"CAslow" in r.body]
+        assert slow == ["ringing", "completed"]
+
+
 def test_local_crm_find_lead_sees_the_contact_a_lead_wrote(engine: Engine) -> None:
     crm = LocalCrm(engine)
     tenant = unique("acme")

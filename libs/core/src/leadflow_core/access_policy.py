@@ -105,6 +105,7 @@ POLICY: Final[Mapping[str, frozenset[str]]] = {
     _D + "CompleteDials": _allow(DIAL_WORKER),
     _D + "DeferDial": _allow(DIAL_WORKER),
     _D + "RecordCallStatus": _allow(GATEWAY, *_WORKERS),
+    _D + "RecordCallStatuses": _allow(GATEWAY),
     _D + "RecordDeadLetter": _allow(*_WORKERS),
     _D + "ListDeadLetters": _allow(CLI),
     _D + "GetDeadLetter": _allow(CLI),

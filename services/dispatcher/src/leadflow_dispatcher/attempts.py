@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +35,20 @@ from leadflow_dispatcher.repository import (
 MAYBE_PLACED = ("dialing", "unsure", "reconciling", "review")
 # Attempts a person's next lead waits for (a call may be under way).
 IN_FLIGHT = ("claimed", *MAYBE_PLACED)
+
+
+@dataclass(frozen=True)
+class CallReport:
+    """One status callback of a call (or a worker's report of one), as RecordCallStatus takes it."""
+
+    tenant: str
+    provider_call_id: str
+    status: str
+    duration_seconds: int
+    price_usd: str
+    params: dict[str, str]
+    request_id: str
+    attempt_id: str = ""
 
 
 @dataclass
@@ -310,88 +324,157 @@ class AttemptStore(Repository):
 
     # ---- call status -------------------------------------------------------------------
 
-    def record_call_status(
+    def record_call_statuses(
+        self, reports: Sequence[CallReport], policy_for: Callable[[str], PolicyView]
+    ) -> list[tuple[bool, str]]:
+        """Apply each (call, status) report once, in order, in one transaction: one lock
+        statement for all the calls, one read of what they already have, one commit. A report of
+        a status already applied (before, or earlier in the batch) changes nothing, except that it
+        may bring the provider's price of a call that ended without one (`params["source"] ==
+        "price"` is the worker that looked the price up, also when it gave up: its job is then
+        finished and the estimate stands). Answers (applied, lead id) per report."""
+        if not reports:
+            return []
+        try:
+            with self.sessions.begin() as s:
+                return self._record_reports(s, reports, policy_for, utcnow())
+        except IntegrityError:
+            # Only a report that raced another without the calls' locks gets here (SQLite has
+            # none): one transaction per report then, each settling its own conflict.
+            return [self._record_one(r, policy_for) for r in reports]
+
+    def _record_reports(
         self,
-        tenant: str,
-        provider_call_id: str,
-        status: str,
-        duration_seconds: int,
-        price_usd: str,
-        params: dict[str, str],
-        request_id: str,
-        policy_for: Any,
-        attempt_id: str = "",
-    ) -> tuple[bool, str]:
-        """Apply one (call, status) report once. A report of a status already applied changes
-        nothing, except that it may bring the provider's price of a call that ended without one
-        (`params["source"] == "price"` is the worker that looked the price up, also when it gave
-        up: its job is then finished and the estimate stands)."""
+        s: Session,
+        reports: Sequence[CallReport],
+        policy_for: Callable[[str], PolicyView],
+        now: datetime,
+    ) -> list[tuple[bool, str]]:
+        calls = sorted({(r.tenant, r.provider_call_id) for r in reports})
+        # The calls' locks, also taken by a batch recording calls as placed: without them, a
+        # callback and that report, committing at once, could each miss the other, and the
+        # status would never be applied. Held, they make the read below the whole truth.
+        lock_calls(s, calls, self.postgres)
+        stored = {
+            (row.tenant, row.provider_call_id, row.status)
+            for row in s.execute(
+                sa.select(CallStatusRow.tenant, CallStatusRow.provider_call_id, CallStatusRow.status).where(
+                    sa.tuple_(CallStatusRow.tenant, CallStatusRow.provider_call_id).in_(calls)
+                )
+            )
+        }
+        attempts: dict[tuple[str, str], DialAttemptRow] = {}
+        for row in s.scalars(
+            sa.select(DialAttemptRow).where(
+                sa.tuple_(DialAttemptRow.tenant, DialAttemptRow.provider_call_id).in_(calls)
+            )
+        ):
+            attempts.setdefault((row.tenant, row.provider_call_id or ""), row)
+        out: list[tuple[bool, str]] = []
+        for r in reports:
+            call = (r.tenant, r.provider_call_id)
+            if (*call, r.status) in stored:
+                out.append(self._repeated_in(s, r, now))
+                continue
+            stored.add((*call, r.status))
+            status_row = CallStatusRow(
+                tenant=r.tenant,
+                provider_call_id=r.provider_call_id,
+                status=r.status,
+                duration_seconds=r.duration_seconds,
+                price_usd=r.price_usd,
+                params=r.params,
+                applied=False,
+                at=now,
+            )
+            s.add(status_row)
+            attempt = attempts.get(call)
+            if attempt is None and r.attempt_id:
+                attempt, extra = self._adopt(
+                    s,
+                    r.tenant,
+                    r.attempt_id,
+                    r.provider_call_id,
+                    r.status,
+                    policy_for(r.tenant),
+                    r.request_id,
+                    now,
+                )
+                if attempt is not None and extra:
+                    status_row.applied = True  # on the timeline as an extra call; never aside
+                    out.append((True, attempt.lead_id))
+                    continue
+                if attempt is not None:
+                    attempts[call] = attempt
+            if attempt is None:
+                # The callback outran CompleteDialAttempt; it is applied when that arrives.
+                out.append((True, ""))
+                continue
+            self._apply_status(s, attempt, status_row, policy_for(r.tenant), r.request_id, now)
+            out.append((True, attempt.lead_id))
+        return out
+
+    def _record_one(self, r: CallReport, policy_for: Callable[[str], PolicyView]) -> tuple[bool, str]:
         now = utcnow()
         try:
             with self.sessions.begin() as s:
-                # The call's lock, also taken by a batch recording the call as placed: without
-                # it, a callback and that report, committing at once, could each miss the
-                # other, and the status would never be applied.
-                lock_calls(s, [(tenant, provider_call_id)], self.postgres)
+                lock_calls(s, [(r.tenant, r.provider_call_id)], self.postgres)
                 status_row = CallStatusRow(
-                    tenant=tenant,
-                    provider_call_id=provider_call_id,
-                    status=status,
-                    duration_seconds=duration_seconds,
-                    price_usd=price_usd,
-                    params=params,
+                    tenant=r.tenant,
+                    provider_call_id=r.provider_call_id,
+                    status=r.status,
+                    duration_seconds=r.duration_seconds,
+                    price_usd=r.price_usd,
+                    params=r.params,
                     applied=False,
                     at=now,
                 )
                 s.add(status_row)
-                s.flush()
+                s.flush()  # a report already stored fails here, before anything is applied
                 attempt = s.scalars(
                     sa.select(DialAttemptRow).where(
-                        DialAttemptRow.tenant == tenant, DialAttemptRow.provider_call_id == provider_call_id
+                        DialAttemptRow.tenant == r.tenant,
+                        DialAttemptRow.provider_call_id == r.provider_call_id,
                     )
                 ).first()
-                if attempt is None and attempt_id:
+                if attempt is None and r.attempt_id:
                     attempt, extra = self._adopt(
-                        s, tenant, attempt_id, provider_call_id, status, policy_for(tenant), request_id, now
+                        s,
+                        r.tenant,
+                        r.attempt_id,
+                        r.provider_call_id,
+                        r.status,
+                        policy_for(r.tenant),
+                        r.request_id,
+                        now,
                     )
                     if attempt is not None and extra:
-                        status_row.applied = True  # on the timeline as an extra call; never aside
+                        status_row.applied = True
                         return True, attempt.lead_id
                 if attempt is None:
-                    # The callback outran CompleteDialAttempt; it is applied when that arrives.
                     return True, ""
-                self._apply_status(s, attempt, status_row, policy_for(tenant), request_id, now)
+                self._apply_status(s, attempt, status_row, policy_for(r.tenant), r.request_id, now)
                 return True, attempt.lead_id
         except IntegrityError:
-            return self._repeated_status(
-                tenant, provider_call_id, status, price_usd, params.get("source") == "price", request_id
-            )
+            with self.sessions.begin() as s:
+                lock_calls(s, [(r.tenant, r.provider_call_id)], self.postgres)
+                return self._repeated_in(s, r, utcnow())
 
-    def _repeated_status(
-        self,
-        tenant: str,
-        provider_call_id: str,
-        status: str,
-        price_usd: str,
-        from_price_job: bool,
-        request_id: str,
-    ) -> tuple[bool, str]:
-        now = utcnow()
-        with self.sessions.begin() as s:
-            lock_calls(s, [(tenant, provider_call_id)], self.postgres)
-            attempt = s.scalars(
-                sa.select(DialAttemptRow)
-                .where(DialAttemptRow.tenant == tenant, DialAttemptRow.provider_call_id == provider_call_id)
-                .with_for_update()
-            ).first()
-            if attempt is None:
-                return False, ""
-            priced = False
-            if price_usd and attempt.state == "ended" and status == attempt.call_status:
-                priced = self._apply_price(s, attempt, price_usd, request_id, now)
-            if priced or from_price_job:
-                _finish_jobs(s, attempt, ("call_price",), now)
-            return priced, attempt.lead_id
+    def _repeated_in(self, s: Session, r: CallReport, now: datetime) -> tuple[bool, str]:
+        attempt = s.scalars(
+            sa.select(DialAttemptRow)
+            .where(DialAttemptRow.tenant == r.tenant, DialAttemptRow.provider_call_id == r.provider_call_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).first()
+        if attempt is None:
+            return False, ""
+        priced = False
+        if r.price_usd and attempt.state == "ended" and r.status == attempt.call_status:
+            priced = self._apply_price(s, attempt, r.price_usd, r.request_id, now)
+        if priced or r.params.get("source") == "price":
+            _finish_jobs(s, attempt, ("call_price",), now)
+        return priced, attempt.lead_id
 
     def _adopt(
         self,

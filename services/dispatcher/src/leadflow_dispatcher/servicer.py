@@ -17,7 +17,8 @@ Contract (the workers and the gateway rely on it):
 - RecordEvent is idempotent by dedupe_key and marks work done ("enriched", "synced").
 - ClaimDialAttempt lets one claim win per attempt; CompleteDialAttempt records the provider call
   ("dialed"); DeferDial keeps a refused dial for later; RecordCallStatus is idempotent on
-  (call id, status), settles the reservation and schedules busy/no-answer retries.
+  (call id, status), settles the reservation and schedules busy/no-answer retries;
+  RecordCallStatuses applies many such reports in order in one transaction.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from leadflow_core.logs import get_logger
 from leadflow_core.request_context import bound, current_request_id
 from leadflow_core.timestamps import from_proto, to_proto
 from leadflow_dispatcher import scheduling
-from leadflow_dispatcher.batch_servicer import WorkerBatchServicer
+from leadflow_dispatcher.attempts import CallReport
+from leadflow_dispatcher.batch_servicer import MAX_BATCH, WorkerBatchServicer
 from leadflow_dispatcher.batch_submit import ItemFailed, Limits, Submission, submit_many
 from leadflow_dispatcher.metrics import LEADS_SUBMITTED
 from leadflow_dispatcher.persons import person_keys
@@ -294,21 +296,50 @@ class DispatcherServicer(
     def RecordCallStatus(
         self, request: dispatcher_pb2.RecordCallStatusRequest, context: grpc.ServicerContext
     ) -> dispatcher_pb2.RecordCallStatusResponse:
+        report = self._call_report(request, context, current_request_id())
+        applied, lead_id = self.store.record_call_statuses([report], self.policies.get)[0]
+        return dispatcher_pb2.RecordCallStatusResponse(applied=applied, lead_id=lead_id)
+
+    def RecordCallStatuses(
+        self, request: dispatcher_pb2.RecordCallStatusesRequest, context: grpc.ServicerContext
+    ) -> dispatcher_pb2.RecordCallStatusesResponse:
+        if len(request.requests) > MAX_BATCH:
+            grpc_errors.invalid_argument(context, "requests", f"at most {MAX_BATCH} per call")
+        header = current_request_id()
+        rids = item_request_ids(header, len(request.requests))
+        checked = [
+            run_item(context, lambda ctx, r=r, rid=rid: self._call_report(r, ctx, rid or header))  # type: ignore[misc]
+            for r, rid in zip(request.requests, rids, strict=True)
+        ]
+        reports = [c for c in checked if isinstance(c, CallReport)]
+        answers = iter(self.store.record_call_statuses(reports, self.policies.get))
+        results = []
+        for c in checked:
+            if isinstance(c, CallReport):
+                applied, lead_id = next(answers)
+                reply = dispatcher_pb2.RecordCallStatusResponse(applied=applied, lead_id=lead_id)
+                results.append(dispatcher_pb2.RecordCallStatusesResult(response=reply))
+            else:
+                results.append(dispatcher_pb2.RecordCallStatusesResult(error=c))
+        return dispatcher_pb2.RecordCallStatusesResponse(results=results)
+
+    @staticmethod
+    def _call_report(
+        request: dispatcher_pb2.RecordCallStatusRequest, context: grpc.ServicerContext, request_id: str
+    ) -> CallReport:
         _require(
             context, tenant=request.tenant, provider_call_id=request.provider_call_id, status=request.status
         )
-        applied, lead_id = self.store.record_call_status(
-            request.tenant,
-            request.provider_call_id,
-            request.status.strip().lower(),
-            request.duration_seconds,
-            request.price_usd,
-            dict(request.params),
-            current_request_id(),
-            self.policies.get,
-            request.attempt_id,
+        return CallReport(
+            tenant=request.tenant,
+            provider_call_id=request.provider_call_id,
+            status=request.status.strip().lower(),
+            duration_seconds=request.duration_seconds,
+            price_usd=request.price_usd,
+            params=dict(request.params),
+            request_id=request_id,
+            attempt_id=request.attempt_id,
         )
-        return dispatcher_pb2.RecordCallStatusResponse(applied=applied, lead_id=lead_id)
 
     # ---- dead letters ------------------------------------------------------------------
 

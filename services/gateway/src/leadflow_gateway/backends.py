@@ -279,12 +279,8 @@ class Backends:
     async def record_call_status(
         self, request: dispatcher_pb2.RecordCallStatusRequest
     ) -> dispatcher_pb2.RecordCallStatusResponse:
-        try:
-            return await self._dispatcher.RecordCallStatus(
-                request, timeout=self.timeout, metadata=request_metadata()
-            )
-        except grpc.aio.AioRpcError as err:
-            raise self._error(err, "dispatcher") from err
+        """Through `BatchedHops`: concurrent callbacks share one RecordCallStatuses call."""
+        return await self._hops.record_call_status(request)
 
     async def revocation_signal(
         self, request: compliance_pb2.RevocationSignalRequest

@@ -1,7 +1,7 @@
 """The gateway's hops, batched: concurrent requests share one `AuthenticateApiKeys` (direct-API
-requests), one `EvaluateBatch` and one `SubmitLeads` call (flushed on size or after a couple of
-milliseconds), and each request gets its own answer back. Nothing else in the gateway knows
-about batches.
+requests), one `EvaluateBatch`, one `SubmitLeads` and one `RecordCallStatuses` (status
+callbacks) call, flushed on size or after a couple of milliseconds, and each request gets its
+own answer back. Nothing else in the gateway knows about batches.
 
 A lead the service refuses on its own (bad phone, unknown tenant) fails alone, with the same
 error the single-lead RPC would give; a failed batch call (service down, its transaction failed)
@@ -34,6 +34,8 @@ EvaluateRequest = compliance_pb2.EvaluateRequest
 Decision = decision_pb2.Decision
 SubmitLeadRequest = dispatcher_pb2.SubmitLeadRequest
 SubmitLeadResponse = dispatcher_pb2.SubmitLeadResponse
+CallStatus = dispatcher_pb2.RecordCallStatusRequest
+CallStatusAnswer = dispatcher_pb2.RecordCallStatusResponse
 ErrorOf = Callable[[grpc.StatusCode, str, list[tuple[str, str]], str], GatewayError]
 KeyCheck = tenants_pb2.AuthenticateApiKeyResponse
 # A whole key check refused for these reasons refuses each key (401), as one key's check would.
@@ -70,6 +72,9 @@ class BatchedHops:
         self._submissions: MicroBatcher[tuple[SubmitLeadRequest, str], SubmitLeadResponse] = MicroBatcher(
             self._submit_batch, max_size, max_delay_seconds, max_in_flight
         )
+        self._call_statuses: MicroBatcher[tuple[CallStatus, str], CallStatusAnswer] = MicroBatcher(
+            self._call_status_batch, max_size, max_delay_seconds, max_in_flight
+        )
         self._key_checks: MicroBatcher[tuple[str, str], KeyCheck] = MicroBatcher(
             self._authenticate_batch, max_size, max_delay_seconds, max_in_flight
         )
@@ -85,9 +90,13 @@ class BatchedHops:
     async def submit(self, request: dispatcher_pb2.SubmitLeadRequest) -> dispatcher_pb2.SubmitLeadResponse:
         return await self._submissions.submit((request, current_request_id()))
 
+    async def record_call_status(self, request: CallStatus) -> CallStatusAnswer:
+        return await self._call_statuses.submit((request, current_request_id()))
+
     async def close(self) -> None:
         await self._evaluations.close()
         await self._submissions.close()
+        await self._call_statuses.close()
         await self._key_checks.close()
 
     def _item_error(self, error: batch_pb2.ItemError, what: str) -> GatewayError:
@@ -120,6 +129,23 @@ class BatchedHops:
             with DEPENDENCY.labels(call="submit").time():
                 resp = await self._dispatcher.SubmitLeads(
                     dispatcher_pb2.SubmitLeadsRequest(requests=[r for r, _ in items]),
+                    timeout=self._timeout,
+                    metadata=batch_request_ids([rid for _, rid in items]),
+                )
+        except grpc.aio.AioRpcError as err:
+            raise self._rpc_error(err, "dispatcher") from err
+        return [
+            r.response if r.WhichOneof("outcome") == "response" else self._item_error(r.error, "dispatcher")
+            for r in resp.results
+        ]
+
+    async def _call_status_batch(
+        self, items: list[tuple[CallStatus, str]]
+    ) -> Sequence[CallStatusAnswer | BaseException]:
+        try:
+            with DEPENDENCY.labels(call="record_call_status").time():
+                resp = await self._dispatcher.RecordCallStatuses(
+                    dispatcher_pb2.RecordCallStatusesRequest(requests=[r for r, _ in items]),
                     timeout=self._timeout,
                     metadata=batch_request_ids([rid for _, rid in items]),
                 )
