@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from leadflow.v1 import decision_pb2, dispatcher_pb2, lead_pb2
 from leadflow_core.clock import now as utcnow
+from leadflow_core.db_conflicts import retry_conflicts
 from leadflow_core.timestamps import as_utc, from_proto
 from leadflow_dispatcher import scheduling
 from leadflow_dispatcher.events import add_call_placed, add_event
@@ -336,12 +337,21 @@ class AttemptStore(Repository):
         if not reports:
             return []
         try:
-            with self.sessions.begin() as s:
-                return self._record_reports(s, reports, policy_for, utcnow())
+            return self._record_batch(reports, policy_for)
         except IntegrityError:
             # Only a report that raced another without the calls' locks gets here (SQLite has
             # none): one transaction per report then, each settling its own conflict.
             return [self._record_one(r, policy_for) for r in reports]
+
+    # A batch locks rows of several leads (attempts, jobs, leads) after the calls' locks, so
+    # PostgreSQL may pick it to break a deadlock with a transaction that took them in another
+    # order; rolled back whole, it runs again.
+    @retry_conflicts()
+    def _record_batch(
+        self, reports: Sequence[CallReport], policy_for: Callable[[str], PolicyView]
+    ) -> list[tuple[bool, str]]:
+        with self.sessions.begin() as s:
+            return self._record_reports(s, reports, policy_for, utcnow())
 
     def _record_reports(
         self,
@@ -414,6 +424,7 @@ class AttemptStore(Repository):
             out.append((True, attempt.lead_id))
         return out
 
+    @retry_conflicts()
     def _record_one(self, r: CallReport, policy_for: Callable[[str], PolicyView]) -> tuple[bool, str]:
         now = utcnow()
         try:
