@@ -47,10 +47,10 @@ proto-check: setup ## Fail when the committed stubs are stale
 	$(PROTOC) --python_out=$$tmp --mypy_out=$$tmp --grpc_python_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_FILES) >$$tmp.log 2>&1 \
 	  || { cat $$tmp.log; echo "protoc failed"; rm -rf $$tmp $$tmp.log; exit 1; }; \
 	rm -f $$tmp.log; \
-	for f in $$(cd $$tmp && find . -name '*_pb2*'); do \
+	for f in $$(cd $$tmp && find . -name __pycache__ -prune -o -name '*_pb2*' -print); do \
 	  cmp -s $$tmp/$$f proto/$$f || { echo "stale generated stub: proto/$$f (run make proto)"; rm -rf $$tmp; exit 1; }; \
 	done; \
-	extra=$$(comm -13 <(cd $$tmp && find . -name '*_pb2*' | sort) <(cd proto && find . -name '*_pb2*' | sort)); \
+	extra=$$(comm -13 <(cd $$tmp && find . -name __pycache__ -prune -o -name '*_pb2*' -print | sort) <(cd proto && find . -name __pycache__ -prune -o -name '*_pb2*' -print | sort)); \
 	rm -rf $$tmp; \
 	[ -z "$$extra" ] || { echo "generated stubs without a .proto: $$extra"; exit 1; }; \
 	echo "proto stubs are up to date"
