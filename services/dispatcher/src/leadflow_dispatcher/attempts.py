@@ -426,47 +426,11 @@ class AttemptStore(Repository):
 
     @retry_conflicts()
     def _record_one(self, r: CallReport, policy_for: Callable[[str], PolicyView]) -> tuple[bool, str]:
-        now = utcnow()
         try:
             with self.sessions.begin() as s:
-                lock_calls(s, [(r.tenant, r.provider_call_id)], self.postgres)
-                status_row = CallStatusRow(
-                    tenant=r.tenant,
-                    provider_call_id=r.provider_call_id,
-                    status=r.status,
-                    duration_seconds=r.duration_seconds,
-                    price_usd=r.price_usd,
-                    params=r.params,
-                    applied=False,
-                    at=now,
-                )
-                s.add(status_row)
-                s.flush()  # a report already stored fails here, before anything is applied
-                attempt = s.scalars(
-                    sa.select(DialAttemptRow).where(
-                        DialAttemptRow.tenant == r.tenant,
-                        DialAttemptRow.provider_call_id == r.provider_call_id,
-                    )
-                ).first()
-                if attempt is None and r.attempt_id:
-                    attempt, extra = self._adopt(
-                        s,
-                        r.tenant,
-                        r.attempt_id,
-                        r.provider_call_id,
-                        r.status,
-                        policy_for(r.tenant),
-                        r.request_id,
-                        now,
-                    )
-                    if attempt is not None and extra:
-                        status_row.applied = True
-                        return True, attempt.lead_id
-                if attempt is None:
-                    return True, ""
-                self._apply_status(s, attempt, status_row, policy_for(r.tenant), r.request_id, now)
-                return True, attempt.lead_id
+                return self._record_reports(s, [r], policy_for, utcnow())[0]
         except IntegrityError:
+            # Stored meanwhile by a report that held no lock: rolled back whole, it is a repeat.
             with self.sessions.begin() as s:
                 lock_calls(s, [(r.tenant, r.provider_call_id)], self.postgres)
                 return self._repeated_in(s, r, utcnow())
