@@ -68,3 +68,27 @@ async def test_processes_share_the_limit_through_background_syncs(redis_url: str
     finally:
         await a.close()
         await b.close()
+
+
+async def test_hits_on_their_way_to_redis_still_count(redis_url: str, redis_prefix: str) -> None:
+    """A request that arrives while a sync is in flight sees the hits that sync carries."""
+    subject = f"198.51.100.{uuid.uuid4().int % 200}-{uuid.uuid4().hex[:6]}"
+    if time.time() % 60 > 50:
+        await asyncio.sleep(61 - time.time() % 60)
+    limiter = RateLimiter(
+        aioredis.Redis.from_url(redis_url), f"{redis_prefix}leadflow:ratelimit:", False, 5, sync_seconds=3600
+    )
+    try:
+        await limiter.hit("ip", subject, 3)  # the window's first hit: synced before it is judged
+        await limiter.hit("ip", subject, 3)  # counted locally
+        sync = asyncio.get_running_loop().create_task(limiter._sync())
+        await asyncio.sleep(0)  # the sync has taken the local hit and waits for Redis
+        await limiter.hit("ip", subject, 3)  # the third: allowed
+        with pytest.raises(GatewayError) as err:
+            await limiter.hit("ip", subject, 3)  # the fourth, while the second is still in flight
+        assert err.value.status == 429
+        await sync
+        with pytest.raises(GatewayError):
+            await limiter.hit("ip", subject, 3)
+    finally:
+        await limiter.close()

@@ -30,6 +30,11 @@ WINDOW_SECONDS = 60
 class _Count:
     known: int = 0  # the window's total in Redis at the last sync
     pending: int = 0  # hits of this process not yet added to Redis
+    sending: int = 0  # hits on their way to Redis: in neither number until the answer comes
+
+    @property
+    def total(self) -> int:
+        return self.known + self.sending + self.pending
 
 
 class RateLimiter:
@@ -76,7 +81,7 @@ class RateLimiter:
             if self._fail_open:
                 return
             raise unavailable("rate limiter unavailable", self._retry_after)
-        if count.known + count.pending > limit:
+        if count.total > limit:
             count.pending -= 1  # a refused request is not counted
             retry_after = int((window + 1) * WINDOW_SECONDS - now) + 1
             raise rate_limited(retry_after, scope)
@@ -101,6 +106,7 @@ class RateLimiter:
         sent = [(key, count, count.pending) for key, count in batch]
         for _, count, n in sent:
             count.pending -= n
+            count.sending += n
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key, _, n in sent:
@@ -109,11 +115,14 @@ class RateLimiter:
                 answers = await pipe.execute()
         except (RedisError, OSError) as err:
             for _, count, n in sent:
+                count.sending -= n
                 count.pending += n  # retried with the next sync
             if self._redis_ok:
                 log.warning("rate_limit_unavailable", error=type(err).__name__)
             self._redis_ok = False
             return
         self._redis_ok = True
-        for (_, count, _), total in zip(sent, answers[::2], strict=True):
-            count.known = int(total)
+        for (_, count, n), total in zip(sent, answers[::2], strict=True):
+            count.sending -= n
+            # Two syncs may be in flight at once: the later answer holds the larger total.
+            count.known = max(count.known, int(total))
