@@ -8,13 +8,14 @@ caller that stops waiting (cancelled, timed out) does not stop its item: the bat
 to the end, so nothing is half done, and the answer is dropped.
 
 `BlockingBatcher` is the same batcher for threads (the workers' Dramatiq threads): each thread
-blocks for its own answer while the batches are made on an event loop of the batcher's own."""
+blocks for its own answer while a flusher thread of the batcher's own sends the batches."""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -104,12 +105,25 @@ class MicroBatcher(Generic[T, R]):
             await asyncio.gather(*self._running, return_exceptions=True)
 
 
-class BlockingBatcher(Generic[T, R]):
-    """A `MicroBatcher` for threads: `call(item)` blocks the calling thread until its own answer.
+class _Batch(Generic[R]):
+    """One batch's answer, shared by its callers: they wait on one event, set once."""
 
-    `flush` is a blocking function (one RPC); it runs in the loop's executor with one batch in
-    flight by default, so while a batch is out the next one grows (group commit) instead of
-    every thread paying its own round trip when the service is slow."""
+    __slots__ = ("done", "error", "results")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.results: Sequence[R | BaseException] = ()
+        self.error: BaseException | None = None
+
+
+class BlockingBatcher(Generic[T, R]):
+    """A batcher for threads: `call(item)` blocks the calling thread until its own answer.
+
+    `flush` is a blocking function (one RPC) run by the batcher's own flusher thread(s), one
+    batch in flight per thread (`max_in_flight`, 1 by default): while a batch is out the next
+    one grows (group commit) instead of every thread paying its own round trip when the service
+    is slow. Plain locks and events, not an event loop: handing an item to a loop and its answer
+    back cost the workers more CPU than the RPCs they batched."""
 
     def __init__(
         self,
@@ -118,33 +132,91 @@ class BlockingBatcher(Generic[T, R]):
         max_delay_seconds: float = 0.002,
         max_in_flight: int = 1,
     ) -> None:
-        async def run(items: list[T]) -> Sequence[R | BaseException]:
-            return await asyncio.to_thread(flush, items)
-
-        self._batcher: MicroBatcher[T, R] = MicroBatcher(run, max_size, max_delay_seconds, max_in_flight)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="batcher", daemon=True)
-        self._thread.start()
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        self._flush = flush
+        self.max_size = max_size
+        self.max_delay = max_delay_seconds
+        self._cond = threading.Condition(threading.Lock())
+        self._items: list[T] = []  # the open batch: callers join it until it leaves
+        self._batch: _Batch[R] = _Batch()
+        self._opened = 0.0  # when the open batch got its first item
+        self._full: deque[tuple[list[T], _Batch[R]]] = deque()  # batches of max_size, not yet out
+        self._closing = False
+        self._threads = [
+            threading.Thread(target=self._send_forever, name="batcher", daemon=True)
+            for _ in range(max(1, max_in_flight))
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def waiting(self) -> int:
-        return self._batcher.waiting
+        """Items not yet handed to a flush."""
+        with self._cond:
+            return len(self._items) + sum(len(items) for items, _ in self._full)
 
     def call(self, item: T) -> R:
-        future = asyncio.run_coroutine_threadsafe(self._batcher.submit(item), self._loop)
-        while True:
-            # Short waits, not one long one: an exception raised into this thread (Dramatiq's
-            # time limit) is delivered between them. The item still runs to its end.
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("the batcher is closed")
+            batch, index = self._batch, len(self._items)
+            self._items.append(item)
+            if index == 0:
+                self._opened = time.monotonic()
+                self._cond.notify()
+            if len(self._items) >= self.max_size:
+                self._full.append(self._take())
+                self._cond.notify()
+        # Short waits, not one long one: an exception raised into this thread (Dramatiq's time
+        # limit) is delivered between them. The item still runs to its end.
+        while not batch.done.wait(0.05):
+            pass
+        if batch.error is not None:
+            raise batch.error
+        result = batch.results[index]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _take(self) -> tuple[list[T], _Batch[R]]:
+        taken = (self._items, self._batch)
+        self._items, self._batch = [], _Batch()
+        return taken
+
+    def _next(self) -> tuple[list[T], _Batch[R]] | None:
+        """The next batch to send (None: closed and nothing left), waiting for one to be due."""
+        with self._cond:
+            while True:
+                if self._full:
+                    return self._full.popleft()
+                if self._items:
+                    left = self._opened + self.max_delay - time.monotonic()
+                    if left <= 0 or self._closing:
+                        return self._take()
+                    self._cond.wait(left)
+                elif self._closing:
+                    return None
+                else:
+                    self._cond.wait()
+
+    def _send_forever(self) -> None:
+        while (taken := self._next()) is not None:
+            items, batch = taken
             try:
-                return future.result(timeout=0.05)
-            except concurrent.futures.TimeoutError:
-                continue
+                results = self._flush(items)
+                if len(results) != len(items):
+                    raise RuntimeError(f"flush answered {len(results)} of {len(items)} items")
+                batch.results = results
+            except BaseException as err:  # the whole batch failed: each of its callers hears why
+                batch.error = err
+            finally:
+                batch.done.set()
 
     def close(self) -> None:
-        """Flush what is waiting, then stop the loop's thread."""
-        if not self._thread.is_alive():
-            return
-        asyncio.run_coroutine_threadsafe(self._batcher.close(), self._loop).result()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        """Send what is waiting, then stop the flusher threads."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()

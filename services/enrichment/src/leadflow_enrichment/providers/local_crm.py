@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from leadflow_core.timestamps import utcnow
@@ -15,6 +15,16 @@ from leadflow_enrichment.providers.local_crm_models import LocalCrmContact
 
 def external_id_for(lead: LeadView) -> str:
     return lead.lead_id
+
+
+# Built once: the values go in as execution parameters, so SQLAlchemy neither rebuilds nor
+# re-keys a statement per lead (`.values(**row)` per call was most of the upsert's CPU).
+_INSERT = insert(LocalCrmContact).returning(LocalCrmContact.id)
+_UPDATE = (
+    update(LocalCrmContact)
+    .where(LocalCrmContact.id == bindparam("contact_id"))
+    .values(sync_count=LocalCrmContact.sync_count + 1)
+)
 
 
 class LocalCrm:
@@ -83,26 +93,19 @@ class LocalCrm:
         now = utcnow()
         values = self._values(lead, email, enrichment)
         if found is None:
-            new_id = conn.execute(
-                insert(LocalCrmContact)
-                .values(
-                    tenant=lead.tenant,
-                    external_id=external_id,
-                    created_at=now,
-                    updated_at=now,
-                    sync_count=1,
-                    **values,
-                )
-                .returning(LocalCrmContact.id)
-            ).scalar_one()
+            row = {
+                "tenant": lead.tenant,
+                "external_id": external_id,
+                "created_at": now,
+                "updated_at": now,
+                "sync_count": 1,
+                **values,
+            }
+            new_id = conn.execute(_INSERT, row).scalar_one()
             return CrmResult(external_id=f"local-{new_id}", created=True)
         # Never blank out what we knew: a later, sparser lead only adds details.
         known = {k: v for k, v in values.items() if v not in ("", None, {}, [])}
-        conn.execute(
-            update(LocalCrmContact)
-            .where(LocalCrmContact.id == found)
-            .values(sync_count=LocalCrmContact.sync_count + 1, updated_at=now, **known)
-        )
+        conn.execute(_UPDATE, {"contact_id": found, "updated_at": now, **known})
         return CrmResult(external_id=f"local-{found}", created=False)
 
     @staticmethod
