@@ -155,6 +155,11 @@ def env_of(dep: Obj) -> dict[str, Any]:
 
 
 def test_workers_consume_their_queue_groups(default_objs: list[Obj]) -> None:
+    from leadflow_enrichment.__main__ import parse_group
+    from leadflow_enrichment.settings import DEFAULT_GROUPS
+
+    # Each Deployment runs the threads the worker's own default group of those queues has.
+    default_threads = {tuple(g.queues): g.threads for g in map(parse_group, DEFAULT_GROUPS)}
     deployments = of_kind(default_objs, "Deployment")
     for group, queues in WORKER_GROUPS.items():
         args = deployments[name(f"worker-{group}")]["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -165,7 +170,7 @@ def test_workers_consume_their_queue_groups(default_objs: list[Obj]) -> None:
             "--queues",
             ",".join(queues),
             "--threads",
-            "8",
+            str(default_threads[tuple(queues)]),
             "--processes",
             "1",
         ]

@@ -10,6 +10,8 @@ CALL_STATUS: Final = "call_status"
 URGENCIES: Final = ("emergency", "high", "medium", "low")
 DIAL_QUEUES: Final = tuple(f"dial.{u}" for u in URGENCIES)
 ALL_QUEUES: Final = (*DIAL_QUEUES, ENRICH, CRM_SYNC, CALL_STATUS)
+# Dial queues a lead must leave at once: their own worker threads and batched hops.
+URGENT_QUEUES: Final = frozenset({"dial.emergency", "dial.high"})
 
 # Actor names (a message names its actor; one `dial` actor serves every dial queue).
 ENRICH_ACTOR: Final = "enrich"

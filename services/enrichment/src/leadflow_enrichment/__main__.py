@@ -28,8 +28,6 @@ from leadflow_core.grpc_server import write_port_file
 from leadflow_core.logs import configure, get_logger
 from leadflow_enrichment.settings import WorkerSettings
 
-URGENT_QUEUES = frozenset({"dial.emergency", "dial.high"})
-
 
 @dataclass(frozen=True)
 class Group:
@@ -126,7 +124,7 @@ def run(groups: list[Group], settings: WorkerSettings) -> None:
     for group in groups:
         # An idle consumer polls Redis with a backoff up to worker_timeout: keep it short where
         # a lead must be picked up at once.
-        urgent = bool(set(group.queues) & URGENT_QUEUES)
+        urgent = bool(set(group.queues) & queues.URGENT_QUEUES)
         worker = dramatiq.Worker(
             broker,
             queues=set(group.queues),

@@ -21,6 +21,7 @@ from leadflow.v1 import (
 from leadflow_core.batcher import BlockingBatcher
 from leadflow_core.grpc_clients import channel
 from leadflow_enrichment.breaker import BreakerConfig, CircuitBreaker, CleanBreakers
+from leadflow_enrichment.lanes import urgent_lane
 from leadflow_enrichment.limits import Limiters, ProviderLimits
 from leadflow_enrichment.providers.registry import ProviderRegistry
 from leadflow_enrichment.retry_policy import RetrySchedule
@@ -83,6 +84,56 @@ class ItemRpcError(grpc.RpcError):
         return self._details
 
 
+class _Hops:
+    """The dispatcher RPCs the jobs batch: GetLeads, RecordEvents, StartDials, CompleteDials."""
+
+    def __init__(
+        self, dispatcher: dispatcher_pb2_grpc.DispatcherServiceStub, settings: WorkerSettings
+    ) -> None:
+        self._dispatcher = dispatcher
+        size, wait = settings.batch_max_size, settings.batch_max_wait_seconds
+        self.leads: BlockingBatcher[dispatcher_pb2.GetLeadRequest, dispatcher_pb2.GetLeadResponse] = (
+            BlockingBatcher(self._get_leads, size, wait)
+        )
+        self.reports: BlockingBatcher[dispatcher_pb2.RecordEventRequest, bool] = BlockingBatcher(
+            self._record_events, size, wait
+        )
+        self.starts: BlockingBatcher[
+            dispatcher_pb2.ClaimDialAttemptRequest, dispatcher_pb2.StartDialsResponse.Item
+        ] = BlockingBatcher(self._start_dials, size, wait)
+        self.completions: BlockingBatcher[dispatcher_pb2.CompleteDialAttemptRequest, None] = BlockingBatcher(
+            self._complete_dials, size, wait
+        )
+
+    def _start_dials(
+        self, requests: Sequence[dispatcher_pb2.ClaimDialAttemptRequest]
+    ) -> list[dispatcher_pb2.StartDialsResponse.Item | BaseException]:
+        reply = self._dispatcher.StartDials(dispatcher_pb2.StartDialsRequest(attempts=requests))
+        return [ItemRpcError(i.error) if i.HasField("error") else i for i in reply.items]
+
+    def _complete_dials(
+        self, requests: Sequence[dispatcher_pb2.CompleteDialAttemptRequest]
+    ) -> list[BaseException | None]:
+        reply = self._dispatcher.CompleteDials(dispatcher_pb2.CompleteDialsRequest(attempts=requests))
+        return [ItemRpcError(i.error) if i.HasField("error") else None for i in reply.items]
+
+    def _get_leads(
+        self, requests: Sequence[dispatcher_pb2.GetLeadRequest]
+    ) -> list[dispatcher_pb2.GetLeadResponse | BaseException]:
+        reply = self._dispatcher.GetLeads(dispatcher_pb2.GetLeadsRequest(leads=requests))
+        return [ItemRpcError(i.error) if i.HasField("error") else i.lead for i in reply.items]
+
+    def _record_events(
+        self, requests: Sequence[dispatcher_pb2.RecordEventRequest]
+    ) -> list[bool | BaseException]:
+        reply = self._dispatcher.RecordEvents(dispatcher_pb2.RecordEventsRequest(events=requests))
+        return [ItemRpcError(i.error) if i.HasField("error") else i.recorded for i in reply.items]
+
+    def close(self) -> None:
+        for batcher in (self.leads, self.reports, self.starts, self.completions):
+            batcher.close()
+
+
 class WorkerContext:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
@@ -95,19 +146,9 @@ class WorkerContext:
             tenants_pb2_grpc.TenantAdminServiceStub(compliance_channel),
             settings.provider_config_cache_seconds,
         )
-        # Worker threads reading leads or reporting at the same moment share one RPC.
-        self._leads: BlockingBatcher[dispatcher_pb2.GetLeadRequest, dispatcher_pb2.GetLeadResponse] = (
-            BlockingBatcher(self._get_leads, settings.batch_max_size, settings.batch_max_wait_seconds)
-        )
-        self._reports: BlockingBatcher[dispatcher_pb2.RecordEventRequest, bool] = BlockingBatcher(
-            self._record_events, settings.batch_max_size, settings.batch_max_wait_seconds
-        )
-        self._starts: BlockingBatcher[
-            dispatcher_pb2.ClaimDialAttemptRequest, dispatcher_pb2.StartDialsResponse.Item
-        ] = BlockingBatcher(self._start_dials, settings.batch_max_size, settings.batch_max_wait_seconds)
-        self._completions: BlockingBatcher[dispatcher_pb2.CompleteDialAttemptRequest, None] = BlockingBatcher(
-            self._complete_dials, settings.batch_max_size, settings.batch_max_wait_seconds
-        )
+        # Worker threads reading leads or reporting at the same moment share one RPC; urgent
+        # dials in batches of their own, never behind a bulk batch in flight.
+        self._lanes = {urgent: _Hops(self.dispatcher, settings) for urgent in (False, True)}
         self.registry = ProviderRegistry(settings)
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.limiters = Limiters(self.redis, settings.redis_key("limits"), settings.job_time_limit_seconds)
@@ -125,45 +166,25 @@ class WorkerContext:
             system_max_retries=settings.system_max_retries,
         )
 
+    @property
+    def _hops(self) -> _Hops:
+        return self._lanes[urgent_lane.get()]
+
     def get_lead(self, tenant: str, lead_id: str) -> dispatcher_pb2.GetLeadResponse:
-        return self._leads.call(dispatcher_pb2.GetLeadRequest(tenant=tenant, lead_id=lead_id))
+        return self._hops.leads.call(dispatcher_pb2.GetLeadRequest(tenant=tenant, lead_id=lead_id))
 
     def record_event(self, request: dispatcher_pb2.RecordEventRequest) -> bool:
         """Record a report (in a batch with other threads' reports); False: recorded before."""
-        return self._reports.call(request)
+        return self._hops.reports.call(request)
 
     def start_dial(
         self, request: dispatcher_pb2.ClaimDialAttemptRequest
     ) -> dispatcher_pb2.StartDialsResponse.Item:
         """Claim the attempt and have compliance gate and reserve it (one hop, batched)."""
-        return self._starts.call(request)
+        return self._hops.starts.call(request)
 
     def complete_dial(self, request: dispatcher_pb2.CompleteDialAttemptRequest) -> None:
-        self._completions.call(request)
-
-    def _start_dials(
-        self, requests: Sequence[dispatcher_pb2.ClaimDialAttemptRequest]
-    ) -> list[dispatcher_pb2.StartDialsResponse.Item | BaseException]:
-        reply = self.dispatcher.StartDials(dispatcher_pb2.StartDialsRequest(attempts=requests))
-        return [ItemRpcError(i.error) if i.HasField("error") else i for i in reply.items]
-
-    def _complete_dials(
-        self, requests: Sequence[dispatcher_pb2.CompleteDialAttemptRequest]
-    ) -> list[BaseException | None]:
-        reply = self.dispatcher.CompleteDials(dispatcher_pb2.CompleteDialsRequest(attempts=requests))
-        return [ItemRpcError(i.error) if i.HasField("error") else None for i in reply.items]
-
-    def _get_leads(
-        self, requests: Sequence[dispatcher_pb2.GetLeadRequest]
-    ) -> list[dispatcher_pb2.GetLeadResponse | BaseException]:
-        reply = self.dispatcher.GetLeads(dispatcher_pb2.GetLeadsRequest(leads=requests))
-        return [ItemRpcError(i.error) if i.HasField("error") else i.lead for i in reply.items]
-
-    def _record_events(
-        self, requests: Sequence[dispatcher_pb2.RecordEventRequest]
-    ) -> list[bool | BaseException]:
-        reply = self.dispatcher.RecordEvents(dispatcher_pb2.RecordEventsRequest(events=requests))
-        return [ItemRpcError(i.error) if i.HasField("error") else i.recorded for i in reply.items]
+        self._hops.completions.call(request)
 
     def breaker(self, tenant: str, provider: str) -> CircuitBreaker:
         return CircuitBreaker(
@@ -183,8 +204,8 @@ class WorkerContext:
         return f"{self.settings.callback_base}/v1/calls/{tenant}/status"
 
     def close(self) -> None:
-        for batcher in (self._leads, self._reports, self._starts, self._completions):
-            batcher.close()
+        for hops in self._lanes.values():
+            hops.close()
         self.registry.close()
 
 
