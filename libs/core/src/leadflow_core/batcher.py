@@ -170,8 +170,8 @@ class BlockingBatcher(Generic[T, R]):
                 self._cond.notify()
         # Short waits, not one long one: an exception raised into this thread (Dramatiq's time
         # limit) is delivered between them. The item still runs to its end.
-        while not batch.done.wait(0.05):
-            pass
+        while not batch.done.is_set():
+            batch.done.wait(0.05)
         if batch.error is not None:
             raise batch.error
         result = batch.results[index]
