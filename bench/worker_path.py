@@ -16,6 +16,7 @@ the local CRM and the dial simulator (its status callbacks are held back until t
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import statistics
@@ -49,6 +50,7 @@ from leadflow_core.db import normalise_url
 from leadflow_core.grpc_clients import channel
 from leadflow_core.tenant_spec import TenantSpec, to_proto
 from leadflow_core.testing import ServiceProcess, service_env, wait_for
+from leadflow_enrichment.settings import WORKER_PROCESSES
 from tests.e2e.scenario import BENCH_TENANT_SPEC, clock_env
 
 SIMULATOR_TOKEN = "leadflow-simulator-token"  # noqa: S105 (the simulator's local default)
@@ -127,18 +129,29 @@ class Mesh:
     def addr(self, name: str) -> str:
         return self.processes[name].addr
 
-    def start_workers(self, name: str = "workers") -> ServiceProcess:
+    def start_workers(self, round_: str = "") -> list[ServiceProcess]:
+        """The worker processes of `WORKER_PROCESSES` (names suffixed with `round_`)."""
         gateway = self.processes["gateway"]
-        return self.start(
-            name,
-            "leadflow_enrichment",
-            {
-                "LEADFLOW_COMPLIANCE_ADDR": self.addr("compliance"),
-                "LEADFLOW_DISPATCHER_ADDR": self.addr("dispatcher"),
-                "LEADFLOW_PUBLIC_BASE_URL": f"http://127.0.0.1:{gateway.port}",
-            },
-            wait_port=False,
-        )
+        started = []
+        for name, process in WORKER_PROCESSES.items():
+            started.append(
+                self.start(
+                    f"{name}{round_}",
+                    "leadflow_enrichment",
+                    {
+                        "LEADFLOW_COMPLIANCE_ADDR": self.addr("compliance"),
+                        "LEADFLOW_DISPATCHER_ADDR": self.addr("dispatcher"),
+                        "LEADFLOW_PUBLIC_BASE_URL": f"http://127.0.0.1:{gateway.port}",
+                        "LEADFLOW_WORKER_GROUPS": json.dumps(list(process.groups)),
+                    },
+                    wait_port=False,
+                )
+            )
+        return started
+
+    def stop_workers(self, round_: str = "") -> None:
+        for name in WORKER_PROCESSES:
+            self.processes[f"{name}{round_}"].stop()
 
     def stop_all(self) -> None:
         for proc in reversed(list(self.processes.values())):
@@ -436,10 +449,10 @@ def run(
                     wait_dialed(engine, tenant, lows, timeout)
 
                     # 3. Backlog: build it with the workers stopped, then time them through it.
-                    mesh.processes["workers"].stop()
+                    mesh.stop_workers()
                     base = first + n
                     backlog_ids = submitter.many(tenant, range(base, base + backlog), "backlog")
-                    mesh.start_workers("workers-2")
+                    mesh.start_workers("-2")
                     drain = wait_dialed(engine, tenant, backlog_ids, timeout)
                 finally:
                     submitter.close()

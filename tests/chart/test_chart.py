@@ -156,10 +156,11 @@ def env_of(dep: Obj) -> dict[str, Any]:
 
 def test_workers_consume_their_queue_groups(default_objs: list[Obj]) -> None:
     from leadflow_enrichment.__main__ import parse_group
-    from leadflow_enrichment.settings import DEFAULT_GROUPS
+    from leadflow_enrichment.settings import WORKER_PROCESSES
 
-    # Each Deployment runs the threads the worker's own default group of those queues has.
-    default_threads = {tuple(g.queues): g.threads for g in map(parse_group, DEFAULT_GROUPS)}
+    # Each Deployment runs the threads its group has where `make run` starts the worker processes.
+    groups = [parse_group(g) for process in WORKER_PROCESSES.values() for g in process.groups]
+    default_threads = {tuple(g.queues): g.threads for g in groups}
     deployments = of_kind(default_objs, "Deployment")
     for group, queues in WORKER_GROUPS.items():
         args = deployments[name(f"worker-{group}")]["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ import psutil
 import pytest
 
 from leadflow_core.testing import REPO_ROOT, wait_for
+from leadflow_enrichment.settings import WORKER_PROCESSES
 from tests.e2e.scenario import clock_env, lead_body
 
 pytestmark = pytest.mark.e2e
@@ -70,7 +72,14 @@ def test_dev_run_starts_everything_takes_a_lead_and_stops_on_ctrl_c(
         match = re.search(r"API key for this run: (\S+)", str(key_line))
         assert match, key_line
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 4
+        assert len(children) >= 3 + len(WORKER_PROCESSES)
+        # The workers run as the processes their package lays out (urgent dials on their own).
+        worker_groups = sorted(
+            json.loads(c.environ()["LEADFLOW_WORKER_GROUPS"])
+            for c in children
+            if "leadflow_enrichment" in c.cmdline()
+        )
+        assert worker_groups == sorted(list(p.groups) for p in WORKER_PROCESSES.values())
         resp = httpx.post(
             f"http://127.0.0.1:{gw}/v1/leads",
             json=lead_body(0, tag="devrun"),

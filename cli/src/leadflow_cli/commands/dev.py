@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ from leadflow_cli.supervisor import Child, Supervisor
 from leadflow_core.db import is_sqlite
 from leadflow_core.migrations import SERVICES_WITH_SCHEMA, upgrade
 from leadflow_core.settings import CommonSettings
+from leadflow_enrichment.settings import WORKER_PROCESSES
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 DEMO_TENANT = REPO_ROOT / "examples" / "tenant-demo.yaml"
@@ -123,7 +125,14 @@ def _dev_run(args: argparse.Namespace) -> int:
             ("gateway", "leadflow_gateway"),
         ):
             sup.start(Child(name, [py, "-m", module], dict(common), port_file=run_dir / f"{name}.port"))
-        sup.start(Child("workers", [py, "-m", "leadflow_enrichment"], dict(common)))
+        for name, process in WORKER_PROCESSES.items():
+            groups = {
+                "LEADFLOW_WORKER_GROUPS": json.dumps(list(process.groups)),
+                "LEADFLOW_WORKER_METRICS_ADDR": os.environ.get(
+                    "LEADFLOW_WORKER_METRICS_ADDR", process.local_metrics_addr
+                ),
+            }
+            sup.start(Child(name, [py, "-m", "leadflow_enrichment"], {**common, **groups}))
         api_key = _demo_api_key(settings)
         print(
             "\nLeadflow is running.\n"

@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from pydantic import Field
 
 from leadflow_enrichment.providers.settings import ProviderSettings
 
 # Queue groups, each with its own threads, so a backlog in one never delays another:
-# "name=queue,queue:threads".
+# "name=queue,queue:threads". These are a lone worker process's (`python -m leadflow_enrichment`).
 # Threads mostly wait on I/O; the more run at once, the more of their reads and reports share
 # one RPC (see batching). In one process, more bulk threads also slow the urgent ones (they
 # share the GIL): draining 2,000 leads, (8, 16, 32) threads instead of these cut the dispatcher's
 # statements and RPCs per lead by a third and drained 1.4x faster, but doubled emergency
-# lead -> dial latency (p99 322 -> 591 ms). Where urgent dials run in processes of their own
-# (the Helm chart's groups), the bulk groups can take more threads.
+# lead -> dial latency (p99 322 -> 591 ms).
 DEFAULT_GROUPS = (
     "urgent=dial.emergency,dial.high:8",
     "dial=dial.medium,dial.low:8",
     "jobs=enrich,crm_sync,call_status:16",
 )
+
+
+class WorkerProcess(NamedTuple):
+    groups: tuple[str, ...]
+    local_metrics_addr: str  # the other components' local ports are 9102-9106
+
+
+# The worker processes `make run` and the benchmark start, as the Helm chart runs one Deployment
+# per group: urgent dials in a process of their own, so the bulk groups can take more threads
+# (bigger batched RPCs, less CPU per lead) without holding the GIL the urgent ones wait for.
+# Back to back against one process of DEFAULT_GROUPS: 18-22 against 16 leads/s end to end,
+# and emergency lead -> dial as fast at the same load.
+WORKER_PROCESSES: dict[str, WorkerProcess] = {
+    "workers-urgent": WorkerProcess(("urgent=dial.emergency,dial.high:8",), "127.0.0.1:9107"),
+    "workers": WorkerProcess(
+        ("dial=dial.medium,dial.low:16", "jobs=enrich,crm_sync,call_status:32"), "127.0.0.1:9104"
+    ),
+}
 
 
 class WorkerSettings(ProviderSettings):
