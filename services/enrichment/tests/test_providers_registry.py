@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from leadflow.v1.tenant_pb2 import SourceConfig
 from leadflow.v1.tenants_pb2 import GetProviderConfigResponse
@@ -168,3 +169,24 @@ def test_simulator_outcome_sequence_per_lead(registry: ProviderRegistry) -> None
     # The same attempt again is a new call (no dedupe, as at Twilio): the lead's fifth.
     assert final_status("a1", "lead-seq") == "completed"
     assert final_status("b1", "other-lead") == "busy"
+
+
+def test_warm_up_opens_the_default_providers_pool_before_any_job(registry: ProviderRegistry) -> None:
+    registry.warm_up()
+    # The first dial of a fresh process finds a connection waiting, not a pool to open.
+    assert registry.engine.pool.checkedin() == 1
+    registry.dialer("acme").place_call(CallRequest("a1", "acme", "l1", "+13055550123", "", ""))
+    assert registry.engine.pool.checkedin() == 1
+
+
+def test_warm_up_of_remote_defaults_touches_no_database(tmp_path: Path) -> None:
+    unreachable = "postgresql://nobody@127.0.0.1:1/none"
+    remote = ProviderRegistry(
+        ProviderSettings(database_url=unreachable, dialer_provider="twilio", crm_provider="hubspot")
+    )
+    remote.warm_up()  # nothing to open: no local provider is the default
+    local = ProviderRegistry(ProviderSettings(database_url=unreachable))
+    with pytest.raises(OperationalError):
+        local.warm_up()  # the worker logs this and starts; its jobs retry
+    remote.close()
+    local.close()

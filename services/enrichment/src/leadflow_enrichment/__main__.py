@@ -118,6 +118,10 @@ def run(groups: list[Group], settings: WorkerSettings) -> None:
 
     log = get_logger("leadflow.worker")
     context = get_context()
+    try:
+        context.registry.warm_up()
+    except Exception as err:  # a database down now is the jobs' to retry, not a crash
+        log.warning("provider_warm_up_failed", error=str(err))
     heartbeat = Heartbeat(broker, settings.worker_heartbeat_seconds)
     heartbeat.start()
     workers = []
