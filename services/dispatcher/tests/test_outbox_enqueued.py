@@ -1,18 +1,19 @@
 """The relay records where each job's message went (`OutboxStore.note_enqueued`): the sweeper
-later looks for that message in Redis to tell a lost one from one still queued."""
+later looks for that message in Redis to tell a lost one from one still queued; and how each
+settlement of a pass ended (`OutboxStore.finish_settlements`)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from leadflow_core.db import make_engine, make_sessionmaker
 from leadflow_dispatcher.models import JobRow
-from leadflow_dispatcher.outbox import OutboxStore
+from leadflow_dispatcher.outbox import OutboxStore, SettleOutcome
 from leadflow_dispatcher.repository import job_row, new_id
 
 
@@ -46,3 +47,40 @@ def test_each_job_keeps_its_own_queue_and_message_id_and_no_other_job_changes(ou
         assert (rows[job.id].state, rows[job.id].kind) == ("pending", job.kind)
     untouched = rows[jobs[2].id]
     assert (untouched.broker_queue, untouched.broker_message_id, untouched.enqueued_at) == ("", "", None)
+
+
+def test_a_passs_settlements_finish_together_each_as_its_outcome_says(outbox: OutboxStore) -> None:
+    """The relay records a pass's settlements in one commit: settled ones done, ones that
+    nothing could settle done with their error, ones compliance could not answer due again."""
+    now = datetime.now(UTC)
+    tenant = f"t-{uuid.uuid4().hex[:10]}"
+    jobs = [
+        job_row(tenant, new_id(), "settle", "settle", now, "req", now, payload={"reservation_id": f"r{i}"})
+        for i in range(5)
+    ]
+    with outbox.sessions.begin() as s:
+        s.add_all(jobs)
+    due = {w.job_id for w in outbox.due_settlements(100)}
+    assert {j.id for j in jobs} <= due
+    settled, unknown, busy, busy_too, untouched = jobs
+    outbox.finish_settlements(
+        [
+            SettleOutcome(settled.id),
+            SettleOutcome(unknown.id, "NOT_FOUND: no such reservation"),
+            SettleOutcome(busy.id, "UNAVAILABLE: down", 5.0),
+            SettleOutcome(busy_too.id, "UNAVAILABLE: down", 5.0),
+        ]
+    )
+    outbox.finish_settlements([])
+    with outbox.sessions() as s:
+        rows = {r.id: r for r in s.scalars(sa.select(JobRow).where(JobRow.id.in_([j.id for j in jobs])))}
+    assert (rows[settled.id].state, rows[settled.id].last_error) == ("done", "")
+    assert (rows[unknown.id].state, rows[unknown.id].last_error) == ("done", "NOT_FOUND: no such reservation")
+    for job in (busy, busy_too):
+        row = rows[job.id]
+        assert (row.state, row.last_error, row.enqueue_count) == ("pending", "UNAVAILABLE: down", 1)
+        assert row.due_at >= now + timedelta(seconds=4)
+    assert (rows[untouched.id].state, rows[untouched.id].enqueue_count) == ("pending", 0)
+    # Only the one left alone is still due; the retried ones come back after their delay.
+    left = {w.job_id for w in outbox.due_settlements(100)} & {j.id for j in jobs}
+    assert left == {untouched.id}

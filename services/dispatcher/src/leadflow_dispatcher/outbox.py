@@ -46,6 +46,13 @@ class SettleWork:
     price_usd: str
 
 
+@dataclass(frozen=True)
+class SettleOutcome:
+    job_id: str
+    error: str = ""
+    retry_in: float | None = None  # None: done (settled, or nothing a retry could settle)
+
+
 _JOBS = cast(sa.Table, JobRow.__table__)
 # A Core UPDATE by key, run as one pipelined executemany: the ORM's bulk UPDATE of the same rows
 # cost ~3 ms of CPU per call (once per relayed batch, a few jobs each), this ~0.3 ms.
@@ -195,19 +202,31 @@ class OutboxStore(Repository):
                 for r in rows
             ]
 
-    def finish_settlement(self, job_id: str, error: str, retry_in: float | None) -> None:
+    def finish_settlements(self, outcomes: Sequence[SettleOutcome]) -> None:
+        """A relay pass's settlements, in one commit: done, or due again after `retry_in`.
+
+        One UPDATE per distinct (error, retry) — almost always a single one for the whole pass —
+        instead of a load, a flush and a commit per job (a fifth of the dispatcher's time while
+        calls ended, when each was its own transaction)."""
+        if not outcomes:
+            return
         now = utcnow()
+        groups: dict[tuple[str, float | None], list[str]] = {}
+        for o in outcomes:
+            groups.setdefault((o.error[:2000], o.retry_in), []).append(o.job_id)
         with self.sessions.begin() as s:
-            row = s.get(JobRow, job_id)
-            if row is None:
-                return
-            row.last_error = error[:2000]
-            row.updated_at = now
-            if retry_in is None:
-                row.state = "done"
-            else:
-                row.due_at = now + timedelta(seconds=retry_in)
-                row.enqueue_count += 1
+            for (error, retry_in), ids in groups.items():
+                update = _JOBS.update().where(_JOBS.c.id.in_(ids))
+                if retry_in is None:
+                    update = update.values(state="done", last_error=error, updated_at=now)
+                else:
+                    update = update.values(
+                        due_at=now + timedelta(seconds=retry_in),
+                        enqueue_count=_JOBS.c.enqueue_count + 1,
+                        last_error=error,
+                        updated_at=now,
+                    )
+                s.execute(update)
 
     def calls_to_reconcile(self, timeout_seconds: float, limit: int) -> int:
         """Create a call_status job for each placed call whose final callback never came."""

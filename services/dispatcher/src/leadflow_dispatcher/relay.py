@@ -31,7 +31,7 @@ from leadflow_dispatcher import queueing, scheduling
 from leadflow_dispatcher.queue_pauses import QueuePauses
 from leadflow_dispatcher.queueing import JobSpec
 from leadflow_dispatcher.settings import DispatcherSettings
-from leadflow_dispatcher.store import Store
+from leadflow_dispatcher.store import SettleOutcome, Store
 
 log = get_logger("leadflow.dispatcher.relay")
 
@@ -197,6 +197,7 @@ class Relay:
             self.store.resend(lost)
 
     def _settle(self) -> None:
+        outcomes: list[SettleOutcome] = []
         for work in self.store.due_settlements(self.settings.relay_batch_size):
             outcome = (
                 compliance_pb2.CALL_OUTCOME_NOT_PLACED
@@ -215,11 +216,15 @@ class Relay:
                         ),
                         timeout=5.0,
                     )
-                    self.store.finish_settlement(work.job_id, "", None)
+                    outcomes.append(SettleOutcome(work.job_id))
                 except grpc.RpcError as err:
                     code = err.code()
+                    error = f"{code}: {err.details()}"
                     if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                         # Nothing to settle against: retrying cannot help.
-                        self.store.finish_settlement(work.job_id, f"{code}: {err.details()}", None)
+                        outcomes.append(SettleOutcome(work.job_id, error))
                     else:
-                        self.store.finish_settlement(work.job_id, f"{code}: {err.details()}", 5.0)
+                        outcomes.append(SettleOutcome(work.job_id, error, 5.0))
+        # Recorded together after the pass: a crash before this commit settles those calls
+        # again, which compliance answers as already settled (SettleCall is idempotent).
+        self.store.finish_settlements(outcomes)

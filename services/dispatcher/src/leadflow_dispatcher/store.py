@@ -9,7 +9,7 @@ from leadflow_dispatcher.deferred_release import DeferredReleaseStore
 from leadflow_dispatcher.dial_batches import DialBatchStore
 from leadflow_dispatcher.events import EventDeliveryStore
 from leadflow_dispatcher.leads import LeadStore
-from leadflow_dispatcher.outbox import ExpiredJob, OutboxStore, SettleWork
+from leadflow_dispatcher.outbox import ExpiredJob, OutboxStore, SettleOutcome, SettleWork
 from leadflow_dispatcher.person_order import SubmitResult
 from leadflow_dispatcher.repository import NotFound
 from leadflow_dispatcher.request_log import RequestLogStore
@@ -33,4 +33,4 @@ class Store(
     """Every repository of the dispatcher over one engine."""
 
 
-__all__ = ["ClaimResult", "ExpiredJob", "NotFound", "SettleWork", "Store", "SubmitResult"]
+__all__ = ["ClaimResult", "ExpiredJob", "NotFound", "SettleOutcome", "SettleWork", "Store", "SubmitResult"]
