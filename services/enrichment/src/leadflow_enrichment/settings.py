@@ -49,6 +49,8 @@ class WorkerSettings(ProviderSettings):
     worker_metrics_addr: str = "127.0.0.1:9104"
     metrics_port_file: str = ""
     # Longest idle poll interval of a worker's consumers (ms); shorter for the urgent dial queues.
+    # An idle urgent process polls its two queues and their delay queues: 100 ms cost it 2.9 % of
+    # a core, 25 ms 8.9 %, 10 ms 15.8 %; 10 ms took ~35 ms off emergency lead -> dial (p50 ~100 ms).
     poll_ms: int = 1000
     urgent_poll_ms: int = 100
     # The gateway's public address; dialer status callbacks go to
