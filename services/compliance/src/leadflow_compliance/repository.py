@@ -598,19 +598,30 @@ class Repository:
         now: datetime,
         actual_micros: int | None = None,
     ) -> bool:
-        """Mark settled once; False when unknown or already settled."""
+        """Mark settled once; False when unknown or already settled. The guard is the statement's
+        own WHERE (still unsettled), so of two settlers at once only one changes the row; one
+        statement instead of an ORM load under lock and a flush (the largest part of SettleCall)."""
+        table = cast(sa.Table, ReservationRow.__table__)
+        this = (
+            (table.c.reservation_id == reservation_id)
+            & (table.c.tenant == tenant)
+            & table.c.settled_at.is_(None)
+        )
         with self.sessions.begin() as s:
-            row = s.get(ReservationRow, reservation_id, with_for_update=True)
-            if row is None or row.tenant != tenant or row.settled_at is not None:
-                return False
+            conn = s.connection()
             if outcome == "not_placed":
                 # The call never happened: no contact attempt, and the attempt may reserve again.
-                s.execute(delete(ContactAttemptRow).where(ContactAttemptRow.reservation_id == reservation_id))
-                s.delete(row)
-                return True
-            row.settled_at, row.outcome, row.actual_cost_usd = now, outcome, cost
-            row.actual_micros = actual_micros
-            return True
+                gone = conn.execute(table.delete().where(this)).rowcount
+                if gone:
+                    attempts = ContactAttemptRow.reservation_id == reservation_id
+                    conn.execute(delete(ContactAttemptRow).where(attempts))
+                return bool(gone)
+            settled = conn.execute(
+                table.update()
+                .where(this)
+                .values(settled_at=now, outcome=outcome, actual_cost_usd=cost, actual_micros=actual_micros)
+            ).rowcount
+            return bool(settled)
 
     def price_reservation(self, tenant: str, reservation_id: str, cost: str, actual_micros: int) -> bool:
         """The provider's price of a call settled without one; once (a price is never replaced)."""

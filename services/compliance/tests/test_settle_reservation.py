@@ -1,0 +1,95 @@
+"""A reservation is settled once (`Repository.settle_reservation`): the statement's own guard
+decides, so of settlers racing for one reservation exactly one wins, on PostgreSQL and SQLite;
+a call never placed takes its reservation and its contact attempt away."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from leadflow_compliance.models import ContactAttemptRow, ReservationRow
+from leadflow_compliance.repository import Repository
+from leadflow_core.db import make_engine, make_sessionmaker
+from leadflow_core.migrations import upgrade
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repository]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'compliance.db'}"
+        upgrade("compliance", url)
+    else:
+        url = request.getfixturevalue("database_url")
+    engine = make_engine(url)
+    yield Repository(make_sessionmaker(engine))
+    engine.dispose()
+
+
+def _reserve(repo: Repository, tenant: str, now: datetime) -> str:
+    rid = uuid.uuid4().hex
+    repo.add_reservation(
+        ReservationRow(
+            reservation_id=rid,
+            tenant=tenant,
+            attempt_id=f"a-{rid}",
+            subject_hash=uuid.uuid4().hex[:32],
+            created_at=now,
+            decision={},
+            estimated_cost_usd="0.03",
+            day=now.date(),
+            estimate_micros=30_000,
+        ),
+        now,
+    )
+    return rid
+
+
+def _attempts(repo: Repository, rid: str) -> int:
+    with repo.sessions() as s:
+        query = sa.select(sa.func.count()).where(ContactAttemptRow.reservation_id == rid)
+        return int(s.scalar(query) or 0)
+
+
+def test_settled_once_with_its_outcome_and_price(repo: Repository) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    tenant = f"t-{uuid.uuid4().hex[:10]}"
+    rid = _reserve(repo, tenant, now)
+    assert not repo.settle_reservation("other-tenant", rid, "completed", "0.04", now, 40_000)
+    assert repo.settle_reservation(tenant, rid, "completed", "0.04", now, 40_000)
+    assert not repo.settle_reservation(tenant, rid, "failed", "9.99", now, 9_990_000)
+    assert not repo.settle_reservation(tenant, rid, "not_placed", "", now)  # too late to un-place
+    row = repo.get_reservation(tenant, rid)
+    assert row is not None
+    assert (row.outcome, row.actual_cost_usd, row.actual_micros) == ("completed", "0.04", 40_000)
+    assert row.settled_at is not None
+    assert _attempts(repo, rid) == 1
+    assert not repo.settle_reservation(tenant, uuid.uuid4().hex, "completed", "", now)
+
+
+def test_a_call_never_placed_takes_its_reservation_and_attempt_away(repo: Repository) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    tenant = f"t-{uuid.uuid4().hex[:10]}"
+    rid, kept = _reserve(repo, tenant, now), _reserve(repo, tenant, now)
+    assert repo.settle_reservation(tenant, rid, "not_placed", "", now)
+    assert not repo.settle_reservation(tenant, rid, "not_placed", "", now)
+    assert repo.get_reservation(tenant, rid) is None
+    assert _attempts(repo, rid) == 0
+    assert repo.get_reservation(tenant, kept) is not None
+    assert _attempts(repo, kept) == 1
+
+
+def test_of_settlers_racing_for_one_reservation_exactly_one_wins(repo: Repository) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    tenant = f"t-{uuid.uuid4().hex[:10]}"
+    rids = [_reserve(repo, tenant, now) for _ in range(5)]
+    asks = [(rid, outcome) for rid in rids for outcome in ("completed", "failed", "not_placed")] * 2
+    with ThreadPoolExecutor(6) as pool:
+        won = list(pool.map(lambda a: repo.settle_reservation(tenant, a[0], a[1], "", now), asks))
+    for rid in rids:
+        assert sum(w for (r, _), w in zip(asks, won, strict=True) if r == rid) == 1
