@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -726,14 +727,21 @@ class AttemptStore(Repository):
 def _finish_jobs(s: Session, attempt: DialAttemptRow, kinds: tuple[str, ...], now: datetime) -> None:
     """Status lookups of this attempt's call are done: else the sweeper, finding their message
     gone from Redis, would send them again and again."""
+    # A Core UPDATE: the ORM's bulk UPDATE also walked the session's objects to keep them in
+    # step (a fifth of the dispatcher's time applying callbacks). No job row loaded in these
+    # transactions is written after this; the flush sends jobs added earlier in the batch first.
+    s.flush()
     s.execute(
-        sa.update(JobRow)
+        _JOBS.update()
         .where(
-            JobRow.tenant == attempt.tenant,
-            JobRow.lead_id == attempt.lead_id,
-            JobRow.kind.in_(kinds),
-            JobRow.attempt == attempt.attempt,
-            JobRow.state.in_(LIVE_JOB_STATES),
+            _JOBS.c.tenant == attempt.tenant,
+            _JOBS.c.lead_id == attempt.lead_id,
+            _JOBS.c.kind.in_(kinds),
+            _JOBS.c.attempt == attempt.attempt,
+            _JOBS.c.state.in_(LIVE_JOB_STATES),
         )
         .values(state="done", updated_at=now)
     )
+
+
+_JOBS = cast(sa.Table, JobRow.__table__)
