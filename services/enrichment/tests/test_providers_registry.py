@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import QueuePool
 
 from leadflow.v1.tenant_pb2 import SourceConfig
 from leadflow.v1.tenants_pb2 import GetProviderConfigResponse
@@ -174,9 +175,11 @@ def test_simulator_outcome_sequence_per_lead(registry: ProviderRegistry) -> None
 def test_warm_up_opens_the_default_providers_pool_before_any_job(registry: ProviderRegistry) -> None:
     registry.warm_up()
     # The first dial of a fresh process finds a connection waiting, not a pool to open.
-    assert registry.engine.pool.checkedin() == 1
+    pool = registry.engine.pool
+    assert isinstance(pool, QueuePool)
+    assert pool.checkedin() == 1
     registry.dialer("acme").place_call(CallRequest("a1", "acme", "l1", "+13055550123", "", ""))
-    assert registry.engine.pool.checkedin() == 1
+    assert pool.checkedin() == 1
 
 
 def test_warm_up_of_remote_defaults_touches_no_database(tmp_path: Path) -> None:
