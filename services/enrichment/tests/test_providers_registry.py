@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import QueuePool
+from structlog.testing import capture_logs
 
 from leadflow.v1.tenant_pb2 import SourceConfig
 from leadflow.v1.tenants_pb2 import GetProviderConfigResponse
+from leadflow_core.logs import get_logger
 from leadflow_core.migrations import upgrade
 from leadflow_core.testing import wait_for
 from leadflow_enrichment.failures import ErrorClass, ProviderError
@@ -193,3 +197,28 @@ def test_warm_up_of_remote_defaults_touches_no_database(tmp_path: Path) -> None:
         local.warm_up()  # the worker logs this and starts; its jobs retry
     remote.close()
     local.close()
+
+
+class _StuckRegistry(ProviderRegistry):
+    def __init__(self, release: threading.Event, fail: bool = False) -> None:
+        super().__init__(ProviderSettings())
+        self.release, self.fail = release, fail
+
+    def warm_up(self) -> None:
+        if self.fail:
+            raise OperationalError("connect", {}, Exception("refused"))
+        self.release.wait(30)
+
+
+def test_a_worker_starts_although_its_warm_up_hangs_or_fails() -> None:
+    from leadflow_enrichment.__main__ import _warm_up
+
+    release = threading.Event()
+    with capture_logs() as logs:
+        started = time.monotonic()
+        _warm_up(_StuckRegistry(release), get_logger("test"), wait_seconds=0.3)
+        waited = time.monotonic() - started
+        release.set()
+        _warm_up(_StuckRegistry(release, fail=True), get_logger("test"), wait_seconds=5)
+    assert waited < 10  # bounded by its wait, not by the stuck database (30 s)
+    assert [e["event"] for e in logs] == ["provider_warm_up_slow", "provider_warm_up_failed"]

@@ -20,13 +20,18 @@ import sys
 import threading
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadflow_core import queues, tls
 from leadflow_core.access_policy import DIAL_WORKER, JOBS_WORKER
 from leadflow_core.grpc_server import write_port_file
 from leadflow_core.logs import configure, get_logger
 from leadflow_enrichment.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from structlog.stdlib import BoundLogger
+
+    from leadflow_enrichment.providers.registry import ProviderRegistry
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,23 @@ def _strip_processes(argv: list[str]) -> list[str]:
     return out
 
 
+def _warm_up(registry: ProviderRegistry, log: BoundLogger, wait_seconds: float = 10.0) -> None:
+    """The providers' pools before the first job; a database down or unanswering now is the
+    jobs' to retry, never a worker that does not start (so the wait is bounded)."""
+
+    def warm() -> None:
+        try:
+            registry.warm_up()
+        except Exception as err:
+            log.warning("provider_warm_up_failed", error=str(err))
+
+    thread = threading.Thread(target=warm, name="provider-warm-up", daemon=True)
+    thread.start()
+    thread.join(wait_seconds)
+    if thread.is_alive():
+        log.warning("provider_warm_up_slow", waited_seconds=wait_seconds)
+
+
 def run(groups: list[Group], settings: WorkerSettings) -> None:
     import dramatiq
 
@@ -118,10 +140,7 @@ def run(groups: list[Group], settings: WorkerSettings) -> None:
 
     log = get_logger("leadflow.worker")
     context = get_context()
-    try:
-        context.registry.warm_up()
-    except Exception as err:  # a database down now is the jobs' to retry, not a crash
-        log.warning("provider_warm_up_failed", error=str(err))
+    _warm_up(context.registry, log)
     heartbeat = Heartbeat(broker, settings.worker_heartbeat_seconds)
     heartbeat.start()
     workers = []
