@@ -1,18 +1,42 @@
-"""A real compliance server process (port 0) on the session's PostgreSQL and Redis."""
+"""A real compliance server process (port 0) on the session's PostgreSQL and Redis; storage on
+both of its databases (PostgreSQL, SQLite) for the repository's own tests."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy import Engine
 
 from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, tenant_pb2, tenants_pb2, tenants_pb2_grpc
+from leadflow_compliance.repository import Repository
 from leadflow_compliance.rule_table import default_table
+from leadflow_core.db import make_engine, make_sessionmaker
 from leadflow_core.grpc_clients import channel
+from leadflow_core.migrations import upgrade
 from leadflow_core.tenant_spec import TenantSpec, to_proto
 from leadflow_core.testing import ServiceProcess, python_module, service_env
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The compliance schema on this run's PostgreSQL database, then on a fresh SQLite file."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'compliance.db'}"
+        upgrade("compliance", url)
+    else:
+        url = request.getfixturevalue("database_url")
+    eng = make_engine(url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def repo(engine: Engine) -> Repository:
+    return Repository(make_sessionmaker(engine))
 
 
 @pytest.fixture(scope="session")

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
 from leadflow.v1 import compliance_pb2, compliance_pb2_grpc, decision_pb2, tenants_pb2_grpc
 from leadflow_compliance import dnc_registry
-from leadflow_core.db import make_engine
-from leadflow_core.migrations import upgrade
 from services.compliance.tests.conftest import make_tenant
 from services.compliance.tests.test_compliance_grpc import evaluate, lead, rule_ids
 
@@ -45,18 +41,6 @@ def _numbers(engine: Engine) -> set[int]:
         between = "number BETWEEN 6465550300 AND 6465550399"
         rows = conn.execute(text(f"SELECT number FROM {table} WHERE {between}"))  # noqa: S608
         return {int(r[0]) for r in rows}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{workdir / 'registry.db'}"
-        upgrade("compliance", url)
-    else:
-        url = request.getfixturevalue("database_url")
-    eng = make_engine(url)
-    yield eng
-    eng.dispose()
 
 
 def test_change_file_adds_and_deletes(engine: Engine) -> None:

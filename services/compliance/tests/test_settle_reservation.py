@@ -5,30 +5,13 @@ a call never placed takes its reservation and its contact attempt away."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from leadflow_compliance.models import ContactAttemptRow, ReservationRow
 from leadflow_compliance.repository import Repository
-from leadflow_core.db import make_engine, make_sessionmaker
-from leadflow_core.migrations import upgrade
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repository]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'compliance.db'}"
-        upgrade("compliance", url)
-    else:
-        url = request.getfixturevalue("database_url")
-    engine = make_engine(url)
-    yield Repository(make_sessionmaker(engine))
-    engine.dispose()
 
 
 def _reserve(repo: Repository, tenant: str, now: datetime) -> str:

@@ -5,29 +5,12 @@ array parameters, `subject_facts_sql`) and on SQLite (the portable statement).""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from leadflow_compliance.models import DncRegistryA, DncRegistryB, DncRegistryState
 from leadflow_compliance.repository import Repository, SubjectQuery
-from leadflow_core.db import make_engine, make_sessionmaker
-from leadflow_core.migrations import upgrade
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repository]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'compliance.db'}"
-        upgrade("compliance", url)
-    else:
-        url = request.getfixturevalue("database_url")
-    engine = make_engine(url)
-    yield Repository(make_sessionmaker(engine))
-    engine.dispose()
 
 
 def test_a_batch_read_answers_each_person_as_a_single_read(repo: Repository) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +25,7 @@ from leadflow_dispatcher.models import (
 )
 from leadflow_dispatcher.policies import PolicyView
 from leadflow_dispatcher.repository import (
+    JOBS,
     LIVE_JOB_STATES,
     Repository,
     event_row,
@@ -732,16 +732,13 @@ def _finish_jobs(s: Session, attempt: DialAttemptRow, kinds: tuple[str, ...], no
     # transactions is written after this; the flush sends jobs added earlier in the batch first.
     s.flush()
     s.execute(
-        _JOBS.update()
+        JOBS.update()
         .where(
-            _JOBS.c.tenant == attempt.tenant,
-            _JOBS.c.lead_id == attempt.lead_id,
-            _JOBS.c.kind.in_(kinds),
-            _JOBS.c.attempt == attempt.attempt,
-            _JOBS.c.state.in_(LIVE_JOB_STATES),
+            JOBS.c.tenant == attempt.tenant,
+            JOBS.c.lead_id == attempt.lead_id,
+            JOBS.c.kind.in_(kinds),
+            JOBS.c.attempt == attempt.attempt,
+            JOBS.c.state.in_(LIVE_JOB_STATES),
         )
         .values(state="done", updated_at=now)
     )
-
-
-_JOBS = cast(sa.Table, JobRow.__table__)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
 
 import sqlalchemy as sa
 import sqlalchemy.orm
@@ -20,6 +19,7 @@ from leadflow_dispatcher.models import (
 from leadflow_dispatcher.queueing import JobSpec
 from leadflow_dispatcher.repository import (
     BROKER_KINDS,
+    JOBS,
     LIVE_JOB_STATES,
     SETTLE_KINDS,
     Repository,
@@ -53,12 +53,11 @@ class SettleOutcome:
     retry_in: float | None = None  # None: done (settled, or nothing a retry could settle)
 
 
-_JOBS = cast(sa.Table, JobRow.__table__)
 # A Core UPDATE by key, run as one pipelined executemany: the ORM's bulk UPDATE of the same rows
 # cost ~3 ms of CPU per call (once per relayed batch, a few jobs each), this ~0.3 ms.
 _NOTE_ENQUEUED = (
-    sa.update(_JOBS)
-    .where(_JOBS.c.id == sa.bindparam("job_id"))
+    sa.update(JOBS)
+    .where(JOBS.c.id == sa.bindparam("job_id"))
     .values(
         broker_queue=sa.bindparam("to_queue"),
         broker_message_id=sa.bindparam("mid"),
@@ -216,13 +215,13 @@ class OutboxStore(Repository):
             groups.setdefault((o.error[:2000], o.retry_in), []).append(o.job_id)
         with self.sessions.begin() as s:
             for (error, retry_in), ids in groups.items():
-                update = _JOBS.update().where(_JOBS.c.id.in_(ids))
+                update = JOBS.update().where(JOBS.c.id.in_(ids))
                 if retry_in is None:
                     update = update.values(state="done", last_error=error, updated_at=now)
                 else:
                     update = update.values(
                         due_at=now + timedelta(seconds=retry_in),
-                        enqueue_count=_JOBS.c.enqueue_count + 1,
+                        enqueue_count=JOBS.c.enqueue_count + 1,
                         last_error=error,
                         updated_at=now,
                     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,6 +35,8 @@ BROKER_KINDS = ("enrich", "crm_sync", "dial", "call_status", "call_price")
 # price) the provider's price once it is known.
 SETTLE_KINDS = ("settle", "settle_price")
 LIVE_JOB_STATES = ("pending", "queued")
+# The outbox as a Core table, for set-based UPDATEs that need not walk the ORM session.
+JOBS = cast(sa.Table, JobRow.__table__)
 
 
 def new_id() -> str:

@@ -148,8 +148,7 @@ class ProviderRegistry:
         if s.dialer_provider == "simulator":
             _ = self.callback_sender
         if s.dialer_provider == "simulator" or s.crm_provider == "local":
-            with self.engine.connect():
-                pass
+            self.engine.connect().close()  # back to the pool, open, for the first job
 
     def _cached(self, key: tuple[str, ...], build: Callable[[], T]) -> T:
         with self._lock:
