@@ -12,7 +12,7 @@ import pytest
 
 from leadflow_gateway.ratelimit import WINDOW_SECONDS
 from services.gateway.tests import gateway_vendors as v
-from services.gateway.tests.harness import Harness
+from services.gateway.tests.harness import SECRETS, Harness, all_sources_spec
 
 T = "refused"
 JSON = {"Content-Type": "application/json"}
@@ -237,6 +237,52 @@ def test_rate_limits_per_tenant_then_per_ip_429_with_retry_after(harness: Harnes
     for limited in (answers[2], answers[5]):
         assert 1 <= int(limited.headers["retry-after"]) <= 61
     harness.assert_nothing_left(T)
+
+
+def test_signed_status_callbacks_pass_every_limit_refused_ones_count_per_ip(harness: Harness) -> None:
+    # Twilio does not retry a refused callback: a 429 would lose the call's outcome. Signed
+    # callbacks are not counted; refused ones are, against the sender's IP.
+    tenant = "callbacks-limited"
+    harness.apply(tenant, all_sources_spec(), SECRETS)
+    proc = harness.start_gateway(
+        "gateway-callbacks-limited",
+        {
+            "LEADFLOW_RATE_LIMIT_IP_PER_MINUTE": "3",
+            "LEADFLOW_RATE_LIMIT_TENANT_PER_MINUTE": "1",
+            "LEADFLOW_REDIS_PREFIX": harness.redis_prefix + "callbacks-limited:",
+        },
+    )
+    try:
+        url = f"http://127.0.0.1:{proc.port}/v1/calls/{tenant}/status"
+        left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
+        if left < 20:
+            time.sleep(left + 0.5)
+
+        def signed(n: int) -> int:
+            body, headers = v.twilio_request(url, v.twilio_status(f"CA{n}limits", "ringing"))
+            return httpx.post(url, content=body, headers=headers).status_code
+
+        def forged(n: int) -> int:
+            body, headers = v.twilio_request(url, v.twilio_status(f"CA{n}forged", "ringing"), "wrong")
+            return httpx.post(url, content=body, headers=headers).status_code
+
+        before = [signed(n) for n in range(5)]
+        refused = [forged(n) for n in range(4)]
+        unknown = httpx.post(
+            f"http://127.0.0.1:{proc.port}/v1/calls/nobody/status",
+            content=b"CallSid=CA1",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        after = [signed(n) for n in range(5, 7)]
+    finally:
+        code = proc.stop()
+    assert code == 0, proc.tail()
+    assert before == [200] * 5
+    assert refused == [401, 401, 401, 429]
+    assert unknown.status_code == 429  # an unknown tenant is a refusal too, counted the same
+    assert after == [200, 200]  # the IP's exhausted limit stops forgeries, not the carrier
+    # Every signed callback reached the dispatcher (recorded for its unknown call), no forged one.
+    assert harness.rows(tenant)["dispatcher_call_statuses"] == 7
 
 
 @pytest.mark.parametrize("down", ["dispatcher", "compliance"])

@@ -110,14 +110,24 @@ class Gateway:
             raise not_found("unknown tenant or source")
         tenant_var.set(tenant)
         await self.limiter.hit("tenant", tenant, self.settings.rate_limit_tenant_per_minute)
+        ctx = await self.source_context(tenant, source, request)
+        per_source = ctx.option_int("rate_limit_per_minute", 0)
+        if per_source:
+            await self.limiter.hit(f"source:{source}", tenant, per_source)
+        return ctx
+
+    async def source_context(self, tenant: str, source: str, request: Request) -> SourceContext:
+        """The source's config, without counting the request against any limit: 404 for an
+        unknown tenant or a source not enabled, 403 for a sender outside `allowedSourceRanges`."""
+        check_id("tenant", tenant)
+        if not NAME_RE.fullmatch(tenant):
+            raise not_found("unknown tenant or source")
+        tenant_var.set(tenant)
         ctx = await self.backends.source(tenant, source)
         if ctx is None:
             raise not_found("unknown tenant or source")
         request_log.identified(tenant, source)
         _check_network(ctx, request)
-        per_source = ctx.option_int("rate_limit_per_minute", 0)
-        if per_source:
-            await self.limiter.hit(f"source:{source}", tenant, per_source)
         return ctx
 
     async def admit_api(self, tenant: str, request: Request) -> SourceContext:

@@ -13,7 +13,7 @@ from leadflow_core.pii import scrub
 from leadflow_gateway import signatures
 from leadflow_gateway.ascii_text import check_header_token, check_id, is_alnum, is_digits
 from leadflow_gateway.body import FORM, parse_form, read_body, require_media
-from leadflow_gateway.errors import bad_request, unauthenticated
+from leadflow_gateway.errors import GatewayError, bad_request, unauthenticated
 from leadflow_gateway.ingest import Gateway
 from leadflow_gateway.replies import dispositions
 from leadflow_gateway.replies.revoke import token as ascii_token
@@ -58,16 +58,7 @@ def to_request(
 
 
 async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
-    await gw.limit_ip(request)
-    ctx = await gw.admit(tenant, "calls", request)
-    body = await read_body(request, gw.body_limit(ctx))
-    require_media(request, FORM)
-    params = parse_form(body)
-    check_header_token("X-Twilio-Signature", request.headers.get("x-twilio-signature"))
-    token = ctx.secret("auth_token")
-    url = public_url(request, gw.settings)
-    if not signatures.verify_twilio(token, url, params, request.headers.get("x-twilio-signature")):
-        raise unauthenticated("missing or invalid X-Twilio-Signature")
+    params = await _verified(gw, request, tenant)
     has_status = any(k == "CallStatus" for k, _ in params)
     marker = request.query_params.get("attempt_id", "")
     if not dispositions.has_disposition(params):
@@ -82,3 +73,27 @@ async def handle(gw: Gateway, request: Request, tenant: str) -> JSONResponse:
     resp = await gw.backends.record_call_status(status)
     answer = {"applied": resp.applied, "lead_id": resp.lead_id, "revocation": revocation}
     return JSONResponse(answer, status_code=200)
+
+
+async def _verified(gw: Gateway, request: Request, tenant: str) -> list[tuple[str, str]]:
+    """The callback's parameters once its signature holds.
+
+    A signed callback is never rate limited: Twilio does not retry one it was refused, so a 429
+    would lose the call's outcome (its slot and reservation wait for a status lookup), and its
+    volume is bounded by the calls we placed, which the tenant's call limits already bound.
+    A refused request counts against its IP's abuse limit, as any webhook's does."""
+    try:
+        ctx = await gw.source_context(tenant, "calls", request)
+        body = await read_body(request, gw.body_limit(ctx))
+        require_media(request, FORM)
+        params = parse_form(body)
+        check_header_token("X-Twilio-Signature", request.headers.get("x-twilio-signature"))
+        token = ctx.secret("auth_token")
+        url = public_url(request, gw.settings)
+        if not signatures.verify_twilio(token, url, params, request.headers.get("x-twilio-signature")):
+            raise unauthenticated("missing or invalid X-Twilio-Signature")
+    except GatewayError as refused:
+        if refused.status < 500:
+            await gw.limit_ip(request)
+        raise
+    return params
