@@ -66,3 +66,16 @@ def test_ids_and_timestamps_stay_readable() -> None:
     assert scrub(ids) == ids.replace("+13055550123", "+1******0123")
     ids = ids.split(" then")[0]
     assert scrub(ids) == ids
+
+
+def test_httpx_request_lines_are_left_out_its_warnings_kept() -> None:
+    logs.configure("test", "info")
+    stream = io.StringIO()
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    logging.getLogger("httpx").info('HTTP Request: POST http://crm/v3 "HTTP/1.1 200 OK"')
+    logging.getLogger("httpx").warning("retrying")
+    logs.get_logger("t").info("crm_synced")
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["retrying", "crm_synced"]

@@ -227,6 +227,7 @@ def test_simulator_sends_signed_callbacks(
         assert len(rows) == 1
         (row,) = rows
         assert row.status == "completed"
+        assert row.callbacks_sent == 3
         assert row.to_masked == "+1******0123"
         assert "3055550123" not in row.to_hash
         assert row.ended_at is not None
