@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Engine
 
 from leadflow.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
@@ -185,3 +187,50 @@ def test_the_marker_adopts_the_call_for_the_rest_of_its_batch(stub: Stub, tenant
         ("call_status", "ringing||CA2"),
         ("call_status", "completed||CA2"),
     ]
+
+
+def test_a_reserved_call_is_settled_once_and_priced_once(stub: Stub, tenant: str, engine: Engine) -> None:
+    lead = stub.SubmitLead(
+        dispatcher_pb2.SubmitLeadRequest(
+            lead=make_lead(tenant, "settled", phone="+13055550177"), decision=dial_now()
+        )
+    )
+    claim = stub.ClaimDialAttempt(
+        dispatcher_pb2.ClaimDialAttemptRequest(tenant=tenant, lead_id=lead.lead_id, attempt=1)
+    )
+    call = f"CA{uuid.uuid4().hex[:12]}"
+    stub.CompleteDialAttempt(
+        dispatcher_pb2.CompleteDialAttemptRequest(
+            tenant=tenant,
+            attempt_id=claim.attempt_id,
+            provider_call_id=call,
+            provider="simulator",
+            reservation_id="res-settled",
+        )
+    )
+
+    def report(price: str = "") -> Request:
+        return Request(
+            tenant=tenant,
+            provider_call_id=call,
+            status="completed",
+            duration_seconds=30,
+            price_usd=price,
+            params={"CallStatus": "completed"},
+        )
+
+    stub.RecordCallStatuses(dispatcher_pb2.RecordCallStatusesRequest(requests=[report(), report()]))
+    priced = [stub.RecordCallStatus(report("0.0140")).applied for _ in range(2)]
+    with engine.connect() as conn:
+        jobs = conn.execute(
+            sa.text("SELECT kind, payload FROM dispatcher_jobs WHERE tenant = :t AND lead_id = :l"),
+            {"t": tenant, "l": lead.lead_id},
+        ).all()
+    settles = sorted(
+        (kind, payload["status"], payload["price_usd"]) for kind, payload in jobs if "settle" in kind
+    )
+    assert settles == [("settle", "completed", ""), ("settle_price", "completed", "0.0140")]
+    assert {payload["reservation_id"] for kind, payload in jobs if "settle" in kind} == {"res-settled"}
+    assert priced == [True, False]
+    # Completed: no retry, so no second dial job.
+    assert sorted(kind for kind, _ in jobs).count("dial") == 1

@@ -29,6 +29,7 @@ from leadflow_dispatcher.repository import (
     LIVE_JOB_STATES,
     Repository,
     event_row,
+    insert_ignoring,
     job_row,
     new_id,
 )
@@ -654,8 +655,10 @@ class AttemptStore(Repository):
         retry_at = scheduling.next_call_attempt_at(
             status, attempt.attempt, policy.max_dial_attempts, policy.retry_backoff_seconds, now
         )
+        if retry_at is None:
+            return  # the lead is read only for a retry: most calls end without one
         lead_row = s.get(LeadRow, attempt.lead_id)
-        if retry_at is None or lead_row is None:
+        if lead_row is None:
             return
         s.add(
             job_row(
@@ -693,35 +696,27 @@ class AttemptStore(Repository):
         now: datetime,
         kind: str = "settle",
     ) -> None:
-        # One settle per reservation; a not-placed release and a later settle use distinct rows.
-        exists = s.scalars(
-            sa.select(JobRow.id).where(
-                JobRow.tenant == attempt.tenant,
-                JobRow.kind == kind,
-                JobRow.lead_id == attempt.lead_id,
-                JobRow.attempt == attempt.attempt * 1000 + attempt.tries,
-            )
-        ).first()
-        if exists:
-            return
-        s.add(
-            job_row(
-                attempt.tenant,
-                attempt.lead_id,
-                kind,
-                "settle",
-                now,
-                request_id,
-                now,
-                attempt=attempt.attempt * 1000 + attempt.tries,
-                payload={
-                    "reservation_id": attempt.reservation_id,
-                    "status": status,
-                    "duration_seconds": duration,
-                    "price_usd": price,
-                },
-            )
+        # One settle per reservation (the jobs' unique key; a not-placed release and a later
+        # settle use distinct rows): an INSERT that skips a settle already there, instead of a
+        # read for it and an insert.
+        row = job_row(
+            attempt.tenant,
+            attempt.lead_id,
+            kind,
+            "settle",
+            now,
+            request_id,
+            now,
+            attempt=attempt.attempt * 1000 + attempt.tries,
+            payload={
+                "reservation_id": attempt.reservation_id,
+                "status": status,
+                "duration_seconds": duration,
+                "price_usd": price,
+            },
         )
+        values = {column.key: getattr(row, column.key) for column in JOBS.columns}
+        s.execute(insert_ignoring(s, JOBS, [values], ["tenant", "lead_id", "kind", "attempt"]))
 
 
 def _finish_jobs(s: Session, attempt: DialAttemptRow, kinds: tuple[str, ...], now: datetime) -> None:
@@ -729,8 +724,11 @@ def _finish_jobs(s: Session, attempt: DialAttemptRow, kinds: tuple[str, ...], no
     gone from Redis, would send them again and again."""
     # A Core UPDATE: the ORM's bulk UPDATE also walked the session's objects to keep them in
     # step (a fifth of the dispatcher's time applying callbacks). No job row loaded in these
-    # transactions is written after this; the flush sends jobs added earlier in the batch first.
-    s.flush()
+    # transactions is written after this. A job of these kinds for this lead added earlier in
+    # the transaction (CompleteDials adds the status lookup, then applies early callbacks) is
+    # flushed first; else no flush, so a batch's rows go out together at its commit.
+    if any(isinstance(o, JobRow) and o.lead_id == attempt.lead_id and o.kind in kinds for o in s.new):
+        s.flush()
     s.execute(
         JOBS.update()
         .where(

@@ -39,8 +39,8 @@ from leadflow_dispatcher.attempts import AttemptStore, ClaimResult, lock_calls
 from leadflow_dispatcher.events import add_call_placed
 from leadflow_dispatcher.models import CallStatusRow, DialAttemptRow, JobRow, LeadRow, ReviewRow
 from leadflow_dispatcher.policies import PolicyView
-from leadflow_dispatcher.repository import NotFound, event_row, new_id
-from leadflow_dispatcher.worker_reads import insert_events, insert_ignoring
+from leadflow_dispatcher.repository import NotFound, event_row, insert_ignoring, new_id
+from leadflow_dispatcher.worker_reads import insert_events
 
 # The review reason when the provider could not say whether an ambiguous dial placed a call.
 UNPROVEN_CALL = "dial.call_unproven"

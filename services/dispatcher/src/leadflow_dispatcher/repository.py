@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from leadflow.v1 import lead_pb2
@@ -78,6 +79,12 @@ def event_row(
         at=at,
         dedupe_key=dedupe_key,
     )
+
+
+def insert_ignoring(s: Session, table: Any, values: list[dict[str, Any]], unique: list[str]) -> Any:
+    """`INSERT ... ON CONFLICT (unique) DO NOTHING` for PostgreSQL and SQLite alike."""
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
 
 
 def job_row(

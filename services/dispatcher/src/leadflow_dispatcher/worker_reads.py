@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from leadflow.v1 import decision_pb2, dispatcher_pb2, lead_pb2
@@ -36,6 +35,7 @@ from leadflow_dispatcher.repository import (
     LIVE_JOB_STATES,
     NotFound,
     Repository,
+    insert_ignoring,
 )
 
 
@@ -50,12 +50,6 @@ class Report:
     dedupe_key: str
     request_id: str
     next_attempt_at: datetime | None
-
-
-def insert_ignoring(s: Session, table: Any, values: list[dict[str, Any]], unique: list[str]) -> Any:
-    """`INSERT ... ON CONFLICT (unique) DO NOTHING` for PostgreSQL and SQLite alike."""
-    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
-    return insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
 
 
 def insert_events(s: Session, values: list[dict[str, Any]]) -> set[tuple[str, str]]:
