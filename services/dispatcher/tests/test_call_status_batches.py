@@ -219,6 +219,18 @@ def test_a_reserved_call_is_settled_once_and_priced_once(stub: Stub, tenant: str
             params={"CallStatus": "completed"},
         )
 
+    # The reconciler's status lookup of a call whose end had not come: finished by the end.
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO dispatcher_jobs (id, tenant, lead_id, kind, attempt, queue, state,"
+                " due_at, enqueue_count, broker_queue, broker_message_id, payload, request_id,"
+                " last_error, updated_at)"
+                " VALUES (:id, :t, :l, 'call_status', 1, 'call_status', 'queued', now(), 1, '', '',"
+                " '{}', '', '', now())"
+            ),
+            {"id": uuid.uuid4().hex, "t": tenant, "l": lead.lead_id},
+        )
     stub.RecordCallStatuses(dispatcher_pb2.RecordCallStatusesRequest(requests=[report(), report()]))
     priced = [stub.RecordCallStatus(report("0.0140")).applied for _ in range(2)]
     with engine.connect() as conn:
@@ -234,3 +246,16 @@ def test_a_reserved_call_is_settled_once_and_priced_once(stub: Stub, tenant: str
     assert priced == [True, False]
     # Completed: no retry, so no second dial job.
     assert sorted(kind for kind, _ in jobs).count("dial") == 1
+    with engine.connect() as conn:
+        lookups = (
+            conn.execute(
+                sa.text(
+                    "SELECT state FROM dispatcher_jobs"
+                    " WHERE tenant = :t AND lead_id = :l AND kind = 'call_status'"
+                ),
+                {"t": tenant, "l": lead.lead_id},
+            )
+            .scalars()
+            .all()
+        )
+    assert lookups == ["done"]

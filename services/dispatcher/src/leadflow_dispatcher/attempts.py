@@ -724,10 +724,12 @@ def _finish_jobs(s: Session, attempt: DialAttemptRow, kinds: tuple[str, ...], no
     gone from Redis, would send them again and again."""
     # A Core UPDATE: the ORM's bulk UPDATE also walked the session's objects to keep them in
     # step (a fifth of the dispatcher's time applying callbacks). No job row loaded in these
-    # transactions is written after this. A job of these kinds for this lead added earlier in
-    # the transaction (CompleteDials adds the status lookup, then applies early callbacks) is
-    # flushed first; else no flush, so a batch's rows go out together at its commit.
-    if any(isinstance(o, JobRow) and o.lead_id == attempt.lead_id and o.kind in kinds for o in s.new):
+    # transactions is written after this. A job of these kinds for this lead added or changed
+    # earlier in the transaction is flushed first, so the UPDATE sees it and the commit's flush
+    # does not undo it; else no flush, so a batch's rows go out together at its commit.
+    if any(
+        isinstance(o, JobRow) and o.lead_id == attempt.lead_id and o.kind in kinds for o in (*s.new, *s.dirty)
+    ):
         s.flush()
     s.execute(
         JOBS.update()
