@@ -29,7 +29,7 @@ from leadflow_compliance.listings import DncListingRpcs
 from leadflow_compliance.models import ReservationRow
 from leadflow_compliance.opt_out import is_opt_out
 from leadflow_compliance.phone import InvalidPhone, analyse
-from leadflow_compliance.repository import Repository, SubjectState
+from leadflow_compliance.repository import Repository, Settlement, SubjectState
 from leadflow_compliance.reserve_batch import ReserveBatchServicer
 from leadflow_compliance.revocation_rpcs import RevocationRpcs
 from leadflow_compliance.tenant_day import business_day
@@ -361,24 +361,38 @@ class ComplianceServicer(
         tenant = self._tenant(context, request.tenant)
         outcome = OUTCOMES.get(request.outcome, "completed")
         not_placed = outcome == "not_placed"
-        row = self.repo.get_reservation(tenant.name, request.reservation_id)
+        try:
+            price = price_micros(request.actual_cost_usd) if request.actual_cost_usd else None
+        except ValueError as err:
+            grpc_errors.invalid_argument(context, "actual_cost_usd", str(err))
+        now = utcnow()
+        opted_out = request.opted_out or bool(request.transcript and is_opt_out(request.transcript))
+        record: dict[str, Any] = {
+            "tenant": tenant.name,
+            "at": now,
+            "actor": audit_actor(),
+            "action": "settle",
+            "detail": {
+                "reservation_id": request.reservation_id,
+                "outcome": outcome,
+                "actual_cost_usd": request.actual_cost_usd,
+                "duration_seconds": request.duration_seconds,
+                "consent_revoked": opted_out,
+            },
+        }
+        # PostgreSQL first: a Redis day rebuilt in between reads either the held estimate (and
+        # keeps the reservation held, so the Redis settlement below moves it) or this price. The
+        # settlement's audit record is in the same commit.
+        row = self.repo.settle_reservation(
+            tenant.name, request.reservation_id, outcome, request.actual_cost_usd or "", now, price, record
+        )
         if row is None:
             # Unknown, or already released: settling is idempotent, callbacks are redelivered. A
             # release whose Redis part failed after PostgreSQL forgot the reservation is redone.
             if not_placed:
                 self.accounts.settle(tenant.name, request.reservation_id, True, 0, utcnow())
             return compliance_pb2.SettleCallResponse(settled=False)
-        try:
-            price = price_micros(request.actual_cost_usd) if request.actual_cost_usd else None
-        except ValueError as err:
-            grpc_errors.invalid_argument(context, "actual_cost_usd", str(err))
-        now = utcnow()
-        already = row.settled_at is not None
-        # PostgreSQL first: a Redis day rebuilt in between reads either the held estimate (and
-        # keeps the reservation held, so the Redis settlement below moves it) or this price.
-        stored = not already and self.repo.settle_reservation(
-            tenant.name, row.reservation_id, outcome, request.actual_cost_usd or "", now, price
-        )
+        already = not row.stored
         # What PostgreSQL settled at (the price, or without one the estimate): also on a retry
         # after Redis failed, when only Redis's part is left (it moves a held reservation once).
         settled_at_price = row.actual_micros if already else price
@@ -391,33 +405,19 @@ class ComplianceServicer(
             and not not_placed
             and self._reprice(tenant.name, row, request, price, now)
         )
-        revoked = False
-        if request.opted_out or (request.transcript and is_opt_out(request.transcript)):
+        if opted_out:
             self.repo.revoke(tenant.name, row.subject_hash, now, "call", "opt-out during call", "dial")
-            revoked = True
-        if stored or settled or revoked:
-            self.repo.audit(
-                tenant=tenant.name,
-                at=now,
-                actor=audit_actor(),
-                action="settle",
-                subject=row.subject_hash,
-                detail={
-                    "reservation_id": row.reservation_id,
-                    "outcome": outcome,
-                    "actual_cost_usd": request.actual_cost_usd,
-                    "duration_seconds": request.duration_seconds,
-                    "consent_revoked": revoked,
-                },
-            )
+        if already and (settled or opted_out):
+            # A retry that found PostgreSQL's part done (its record written then) and did Redis's.
+            self.repo.audit_many([{**record, "subject": row.subject_hash}])
         return compliance_pb2.SettleCallResponse(
-            settled=settled or stored or repriced, consent_revoked=revoked
+            settled=settled or row.stored or repriced, consent_revoked=opted_out
         )
 
     def _reprice(
         self,
         tenant: str,
-        row: ReservationRow,
+        row: Settlement,
         request: compliance_pb2.SettleCallRequest,
         price: int,
         now: datetime,

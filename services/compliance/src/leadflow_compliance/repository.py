@@ -36,10 +36,33 @@ from leadflow_core.timestamps import as_utc
 # The tables themselves, for Core INSERTs on hot paths (see `Repository.audit_many`).
 _CONSENTS = cast(sa.Table, ConsentRow.__table__)
 _AUDIT = cast(sa.Table, AuditRow.__table__)
+_RESERVATIONS = cast(sa.Table, ReservationRow.__table__)
+# What SettleCall needs of a reservation, in `Settlement`'s order.
+_SETTLING = (
+    _RESERVATIONS.c.reservation_id,
+    _RESERVATIONS.c.subject_hash,
+    _RESERVATIONS.c.created_at,
+    _RESERVATIONS.c.estimate_micros,
+    _RESERVATIONS.c.actual_micros,
+)
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A reservation as SettleCall needs it, and whether this call settled it (`stored`; else
+    it was settled before)."""
+
+    reservation_id: str
+    subject_hash: str
+    created_at: datetime
+    estimate_micros: int
+    # The price it was settled at before this call (None: its estimate, or settled just now).
+    actual_micros: int | None
+    stored: bool
 
 
 @dataclass(frozen=True)
@@ -597,31 +620,49 @@ class Repository:
         cost: str,
         now: datetime,
         actual_micros: int | None = None,
-    ) -> bool:
-        """Mark settled once; False when unknown or already settled. The guard is the statement's
-        own WHERE (still unsettled), so of two settlers at once only one changes the row; one
-        statement instead of an ORM load under lock and a flush (the largest part of SettleCall)."""
-        table = cast(sa.Table, ReservationRow.__table__)
+        audit: dict[str, Any] | None = None,
+    ) -> Settlement | None:
+        """Mark settled once (`Settlement.stored`); None when unknown. The guard is the
+        statement's own WHERE (still unsettled), so of two settlers at once only one changes the
+        row, and its RETURNING is the read: one statement instead of a load and an update. When
+        this call settles, `audit` (the keyword arguments of `audit`, its subject the
+        reservation's) is recorded in the same commit."""
         this = (
-            (table.c.reservation_id == reservation_id)
-            & (table.c.tenant == tenant)
-            & table.c.settled_at.is_(None)
+            (_RESERVATIONS.c.reservation_id == reservation_id)
+            & (_RESERVATIONS.c.tenant == tenant)
+            & _RESERVATIONS.c.settled_at.is_(None)
         )
         with self.sessions.begin() as s:
             conn = s.connection()
             if outcome == "not_placed":
                 # The call never happened: no contact attempt, and the attempt may reserve again.
-                gone = conn.execute(table.delete().where(this)).rowcount
-                if gone:
+                changed = conn.execute(_RESERVATIONS.delete().where(this).returning(*_SETTLING)).first()
+                if changed is not None:
                     attempts = ContactAttemptRow.reservation_id == reservation_id
                     conn.execute(delete(ContactAttemptRow).where(attempts))
-                return bool(gone)
-            settled = conn.execute(
-                table.update()
-                .where(this)
-                .values(settled_at=now, outcome=outcome, actual_cost_usd=cost, actual_micros=actual_micros)
-            ).rowcount
-            return bool(settled)
+            else:
+                changed = conn.execute(
+                    _RESERVATIONS.update()
+                    .where(this)
+                    .values(
+                        settled_at=now, outcome=outcome, actual_cost_usd=cost, actual_micros=actual_micros
+                    )
+                    .returning(*_SETTLING)
+                ).first()
+            if changed is None:
+                found = conn.execute(
+                    select(*_SETTLING, _RESERVATIONS.c.settled_at).where(
+                        _RESERVATIONS.c.reservation_id == reservation_id, _RESERVATIONS.c.tenant == tenant
+                    )
+                ).first()
+                if found is None:
+                    return None
+                return _settlement(found, stored=False)
+            if audit is not None:
+                conn.execute(
+                    _AUDIT.insert(), [_audit_values(new_id(), {**audit, "subject": changed.subject_hash})]
+                )
+            return _settlement(changed, stored=True)
 
     def price_reservation(self, tenant: str, reservation_id: str, cost: str, actual_micros: int) -> bool:
         """The provider's price of a call settled without one; once (a price is never replaced)."""
@@ -703,20 +744,7 @@ class Repository:
                         "verified": consent.verified,
                     }
                 )
-            audits.append(
-                {
-                    "record_id": record_id,
-                    "tenant": r["tenant"],
-                    "at": r["at"],
-                    "actor": r["actor"],
-                    "action": r["action"],
-                    "lead_id": r.get("lead_id", ""),
-                    "subject_hash": r.get("subject", ""),
-                    "decision": r.get("decision"),
-                    "rules_version": r.get("rules_version", ""),
-                    "detail": r.get("detail") or {},
-                }
-            )
+            audits.append(_audit_values(record_id, r))
         with self.sessions.begin() as s:
             if consents:
                 s.execute(_CONSENTS.insert(), consents)
@@ -733,6 +761,35 @@ class Repository:
                 .execution_options(yield_per=1000)
             )
             yield from s.scalars(q)
+
+
+def _settlement(row: Any, stored: bool) -> Settlement:
+    """`row`: the `_SETTLING` columns (a RETURNING or a SELECT)."""
+    return Settlement(
+        reservation_id=row.reservation_id,
+        subject_hash=row.subject_hash,
+        created_at=row.created_at,
+        estimate_micros=row.estimate_micros,
+        # RETURNING gives the new values: a reservation settled just now had no price before.
+        actual_micros=None if stored else row.actual_micros,
+        stored=stored,
+    )
+
+
+def _audit_values(record_id: str, r: dict[str, Any]) -> dict[str, Any]:
+    """An audit row's columns from the keyword arguments of `Repository.audit`."""
+    return {
+        "record_id": record_id,
+        "tenant": r["tenant"],
+        "at": r["at"],
+        "actor": r["actor"],
+        "action": r["action"],
+        "lead_id": r.get("lead_id", ""),
+        "subject_hash": r.get("subject", ""),
+        "decision": r.get("decision"),
+        "rules_version": r.get("rules_version", ""),
+        "detail": r.get("detail") or {},
+    }
 
 
 def _portable_facts(
