@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from leadflow_core.testing import ServiceProcess
 from leadflow_gateway.ratelimit import WINDOW_SECONDS
 from services.gateway.tests import gateway_vendors as v
 from services.gateway.tests.harness import SECRETS, Harness, all_sources_spec
@@ -204,24 +205,34 @@ def test_valid_twilio_signature_bad_status_is_400(harness: Harness) -> None:
     harness.assert_nothing_left(T)
 
 
-def test_rate_limits_per_tenant_then_per_ip_429_with_retry_after(harness: Harness) -> None:
+def _limited_gateway(harness: Harness, name: str, ip: int, tenant: int) -> ServiceProcess:
     # Its own key prefix: the counters are shared by every gateway of one Redis, by design.
-    proc = harness.start_gateway(
-        "gateway-limited",
+    return harness.start_gateway(
+        name,
         {
-            "LEADFLOW_RATE_LIMIT_IP_PER_MINUTE": "5",
-            "LEADFLOW_RATE_LIMIT_TENANT_PER_MINUTE": "2",
-            "LEADFLOW_REDIS_PREFIX": harness.redis_prefix + "limited:",
+            "LEADFLOW_RATE_LIMIT_IP_PER_MINUTE": str(ip),
+            "LEADFLOW_RATE_LIMIT_TENANT_PER_MINUTE": str(tenant),
+            "LEADFLOW_REDIS_PREFIX": f"{harness.redis_prefix}{name}:",
         },
     )
+
+
+def _inside_one_window() -> float:
+    """Wait until at least 20 s of the limits' one-minute window are left (a run that crossed a
+    boundary would start its counts afresh); the window's end."""
+    left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
+    if left < 20:
+        time.sleep(left + 0.5)
+    return (time.time() // WINDOW_SECONDS + 1) * WINDOW_SECONDS
+
+
+def test_rate_limits_per_tenant_then_per_ip_429_with_retry_after(harness: Harness) -> None:
+    proc = _limited_gateway(harness, "gateway-limited", ip=5, tenant=2)
     try:
         base = f"http://127.0.0.1:{proc.port}/v1/webhooks"
         wrong = {"X-Leadflow-Secret": "wrong"}
-        # The limits count fixed one-minute windows: send the six requests inside one (a run
-        # that crossed a minute boundary started the IP's count afresh and got 401, not 429).
-        left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
-        if left < 20:
-            time.sleep(left + 0.5)
+        window_ends = _inside_one_window()
+        sent = time.time()
         answers = [
             httpx.post(f"{base}/{T}/zapier", json={"phone": "2125550100"}, headers=wrong) for _ in range(3)
         ]
@@ -234,8 +245,10 @@ def test_rate_limits_per_tenant_then_per_ip_429_with_retry_after(harness: Harnes
     assert [a.status_code for a in answers] == [401, 401, 429, 401, 401, 429]
     assert "tenant" in answers[2].json()["error"]["message"]
     assert "ip" in answers[5].json()["error"]["message"]
+    # Until the window ends (whole seconds, rounded up past it), from when the requests went out.
     for limited in (answers[2], answers[5]):
-        assert 1 <= int(limited.headers["retry-after"]) <= 61
+        wait = int(limited.headers["retry-after"])
+        assert int(window_ends - time.time()) <= wait <= int(window_ends - sent) + 1
     harness.assert_nothing_left(T)
 
 
@@ -244,19 +257,10 @@ def test_signed_status_callbacks_pass_every_limit_refused_ones_count_per_ip(harn
     # callbacks are not counted; refused ones are, against the sender's IP.
     tenant = "callbacks-limited"
     harness.apply(tenant, all_sources_spec(), SECRETS)
-    proc = harness.start_gateway(
-        "gateway-callbacks-limited",
-        {
-            "LEADFLOW_RATE_LIMIT_IP_PER_MINUTE": "3",
-            "LEADFLOW_RATE_LIMIT_TENANT_PER_MINUTE": "1",
-            "LEADFLOW_REDIS_PREFIX": harness.redis_prefix + "callbacks-limited:",
-        },
-    )
+    proc = _limited_gateway(harness, "gateway-callbacks-limited", ip=3, tenant=1)
     try:
         url = f"http://127.0.0.1:{proc.port}/v1/calls/{tenant}/status"
-        left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
-        if left < 20:
-            time.sleep(left + 0.5)
+        _inside_one_window()
 
         def signed(n: int) -> int:
             body, headers = v.twilio_request(url, v.twilio_status(f"CA{n}limits", "ringing"))

@@ -651,7 +651,7 @@ class Repository:
                 ).first()
             if changed is None:
                 found = conn.execute(
-                    select(*_SETTLING, _RESERVATIONS.c.settled_at).where(
+                    select(*_SETTLING).where(
                         _RESERVATIONS.c.reservation_id == reservation_id, _RESERVATIONS.c.tenant == tenant
                     )
                 ).first()

@@ -80,6 +80,14 @@ def _check_network(ctx: SourceContext, request: Request) -> None:
         check_network(ctx, request)
 
 
+def _named(tenant: str) -> None:
+    """A tenant name as the URL gives it: 404 unless it could name one; then it is logged."""
+    check_id("tenant", tenant)
+    if not NAME_RE.fullmatch(tenant):
+        raise not_found("unknown tenant or source")
+    tenant_var.set(tenant)
+
+
 class Gateway:
     """What every source handler needs: settings, the two services, limits, the Graph client."""
 
@@ -105,24 +113,20 @@ class Gateway:
     async def admit(self, tenant: str, source: str, request: Request) -> SourceContext:
         """Tenant limit, then the source's config: 404 for an unknown tenant or a source not enabled,
         403 for a sender outside the source's `allowedSourceRanges`."""
-        check_id("tenant", tenant)
-        if not NAME_RE.fullmatch(tenant):
-            raise not_found("unknown tenant or source")
-        tenant_var.set(tenant)
+        _named(tenant)
         await self.limiter.hit("tenant", tenant, self.settings.rate_limit_tenant_per_minute)
-        ctx = await self.source_context(tenant, source, request)
+        ctx = await self._source(tenant, source, request)
         per_source = ctx.option_int("rate_limit_per_minute", 0)
         if per_source:
             await self.limiter.hit(f"source:{source}", tenant, per_source)
         return ctx
 
     async def source_context(self, tenant: str, source: str, request: Request) -> SourceContext:
-        """The source's config, without counting the request against any limit: 404 for an
-        unknown tenant or a source not enabled, 403 for a sender outside `allowedSourceRanges`."""
-        check_id("tenant", tenant)
-        if not NAME_RE.fullmatch(tenant):
-            raise not_found("unknown tenant or source")
-        tenant_var.set(tenant)
+        """`admit` without counting the request against any limit."""
+        _named(tenant)
+        return await self._source(tenant, source, request)
+
+    async def _source(self, tenant: str, source: str, request: Request) -> SourceContext:
         ctx = await self.backends.source(tenant, source)
         if ctx is None:
             raise not_found("unknown tenant or source")
