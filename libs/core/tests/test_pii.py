@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from leadflow_core import logs
-from leadflow_core.pii import mask_email, mask_phone, scrub, subject_hash
+from leadflow_core.pii import mask_email, mask_phone, scrub, scrub_patterns, subject_hash
 from leadflow_core.request_context import bound
 
 
@@ -32,6 +32,11 @@ def test_scrub_masks_phones_and_emails_in_free_text_but_not_short_numbers() -> N
 @given(st.from_regex(r"\+1[2-9]\d{2}[2-9]\d{6}", fullmatch=True))
 def test_scrub_never_lets_an_e164_number_through(number: str) -> None:
     assert number not in scrub(f"dialing {number} now")
+
+
+@given(st.text(alphabet="0123456789 +-().@abcxyzT:Z/_", max_size=40))
+def test_the_shortcut_masks_exactly_what_the_patterns_mask(text: str) -> None:
+    assert scrub(text) == scrub_patterns(text)
 
 
 def test_subject_hash_is_keyed_and_stable() -> None:
@@ -79,3 +84,29 @@ def test_httpx_request_lines_are_left_out_its_warnings_kept() -> None:
     logs.get_logger("t").info("crm_synced")
     events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
     assert events == ["retrying", "crm_synced"]
+
+
+def test_own_events_share_the_handler_stream_keep_their_level_and_render_errors() -> None:
+    logs.configure("test", "info")
+    stream = io.StringIO()
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    log = logs.get_logger("leadflow.t")
+    log.debug("too_quiet", phone="+13055550123")
+    logging.getLogger("thirdparty").info("between")
+    try:
+        raise ValueError("call +13055550123 failed")
+    except ValueError:
+        log.exception("crm_failed", attempt=2)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["between", "crm_failed"]
+    failed = lines[1]
+    assert (failed["level"], failed["logger"], failed["service"], failed["attempt"]) == (
+        "error",
+        "leadflow.t",
+        "test",
+        2,
+    )
+    assert "ValueError: call +1******0123 failed" in failed["exception"]
+    assert "+13055550123" not in stream.getvalue()

@@ -12,6 +12,9 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"(?<![\w/\-])\+?\(?\d[\d\s().\-]{5,}\d(?![\w\-])")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # ISO timestamps are kept whole: their digit runs look like phone numbers.
+# What any masking needs: an "@" (an email) or seven digits (a phone-length run). Most log
+# values (ids, states, names) have neither and are returned without running the patterns.
+_SEVEN_DIGITS = re.compile(r"\d(?:\D*\d){6}")
 _ISO_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")
 
 
@@ -44,6 +47,13 @@ def _mask_phone_match(m: re.Match[str]) -> str:
 
 def scrub(text: str) -> str:
     """Mask every email and phone-like digit run in free text."""
+    if "@" not in text and _SEVEN_DIGITS.search(text) is None:
+        return text
+    return scrub_patterns(text)
+
+
+def scrub_patterns(text: str) -> str:
+    """`scrub` without its shortcut: every pattern run over the text."""
     text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
     out: list[str] = []
     last = 0

@@ -29,7 +29,7 @@ from leadflow_core.logs import configure, get_logger
 from leadflow_enrichment.settings import WorkerSettings
 
 if TYPE_CHECKING:
-    from structlog.stdlib import BoundLogger
+    from structlog.typing import FilteringBoundLogger
 
     from leadflow_enrichment.providers.registry import ProviderRegistry
 
@@ -113,7 +113,7 @@ def _strip_processes(argv: list[str]) -> list[str]:
     return out
 
 
-def _warm_up(registry: ProviderRegistry, log: BoundLogger, wait_seconds: float = 10.0) -> None:
+def _warm_up(registry: ProviderRegistry, log: FilteringBoundLogger, wait_seconds: float = 10.0) -> None:
     """The providers' pools before the first job; a database down or unanswering now is the
     jobs' to retry, never a worker that does not start (so the wait is bounded)."""
 
