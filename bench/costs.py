@@ -25,7 +25,7 @@ class Snapshot:
     redis_commands: int = 0
 
 
-def _tree_cpu(pid: int) -> float:
+def tree_cpu(pid: int) -> float:
     try:
         root = psutil.Process(pid)
         total = 0.0
@@ -37,7 +37,7 @@ def _tree_cpu(pid: int) -> float:
         return 0.0
 
 
-def _postgres_backends_cpu(database: str) -> tuple[float, int]:
+def postgres_backends_cpu(database: str) -> tuple[float, int]:
     """Backends serving our database (their process title names it); the server is shared."""
     total = 0.0
     seen = 0
@@ -80,8 +80,8 @@ def snapshot(
 ) -> Snapshot:
     snap = Snapshot()
     for name, pid in pids.items():
-        snap.cpu_seconds[name] = _tree_cpu(pid)
-    snap.cpu_seconds["postgres"], snap.pg_backends = _postgres_backends_cpu(database)
+        snap.cpu_seconds[name] = tree_cpu(pid)
+    snap.cpu_seconds["postgres"], snap.pg_backends = postgres_backends_cpu(database)
     snap.work = _work_counters(counters_dir)
     with engine.connect() as conn:
         snap.pg_commits = int(

@@ -35,6 +35,7 @@ from typing import Any
 import redis
 from sqlalchemy import create_engine
 
+from bench import costs
 from bench.workers import lead_to_dial_ms, make_lead, pct, wait_dialed
 from leadflow.v1 import (
     compliance_pb2,
@@ -370,6 +371,23 @@ def measure_costs(
 # ---- speed ----------------------------------------------------------------------------------
 
 
+def _cpu_seconds(mesh: Mesh, database: str) -> dict[str, float]:
+    """CPU seconds so far of each running process of the mesh and of our database's backends."""
+    cpu = {
+        name.removesuffix("-2"): costs.tree_cpu(proc.proc.pid)
+        for name, proc in mesh.processes.items()
+        if proc.proc is not None and proc.proc.poll() is None
+    }
+    cpu["postgres"] = costs.postgres_backends_cpu(database)[0]
+    return cpu
+
+
+def _cpu_ms_per_lead(before: dict[str, float], after: dict[str, float], leads: int) -> dict[str, float]:
+    out = {name: round(1000 * (after[name] - before.get(name, 0.0)) / leads, 2) for name in after}
+    out["total"] = round(sum(out.values()), 2)
+    return out
+
+
 @dataclass(frozen=True)
 class Figures:
     leads_per_second: float
@@ -377,6 +395,10 @@ class Figures:
     backlog_drain_seconds: float
     emergency_p50_ms: float
     emergency_p99_ms: float
+    # CPU ms per lead of each process: end to end (callbacks flowing; the gateway's share
+    # includes storing the leads) and through the backlog drain (workers from their readiness).
+    cpu_ms_end_to_end: dict[str, float] = field(default_factory=dict)
+    cpu_ms_drain: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         return [
@@ -386,6 +408,8 @@ class Figures:
             f"({self.backlog / self.backlog_drain_seconds:.1f} leads/s)",
             f"emergency lead -> dial under half load: p50 {self.emergency_p50_ms:.0f} ms, "
             f"p99 {self.emergency_p99_ms:.0f} ms",
+            f"CPU ms per lead, end to end: {_listed(self.cpu_ms_end_to_end)}",
+            f"CPU ms per lead, backlog drain: {_listed(self.cpu_ms_drain)}",
         ]
 
     def as_dict(self) -> dict[str, float]:
@@ -395,7 +419,13 @@ class Figures:
             "backlog_drain_seconds": self.backlog_drain_seconds,
             "emergency_p50_ms": self.emergency_p50_ms,
             "emergency_p99_ms": self.emergency_p99_ms,
+            **{f"cpu_ms_end_to_end.{k}": v for k, v in self.cpu_ms_end_to_end.items()},
+            **{f"cpu_ms_drain.{k}": v for k, v in self.cpu_ms_drain.items()},
         }
+
+
+def _listed(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms:.1f}" for name, ms in cpu.items())
 
 
 def run(
@@ -418,10 +448,14 @@ def run(
                 mesh.start_workers()
                 try:
                     # 1. Throughput: submit `load` leads as fast as we can, wait for every dial.
+                    cpu_before = _cpu_seconds(mesh, engine.url.database or "")
                     start = time.monotonic()
                     ids = submitter.many(tenant, range(load), "load")
                     wait_dialed(engine, tenant, ids, timeout)
                     rate = load / (time.monotonic() - start)
+                    cpu_e2e = _cpu_ms_per_lead(
+                        cpu_before, _cpu_seconds(mesh, engine.url.database or ""), load
+                    )
 
                     # 2. Emergencies among low leads arriving at half that rate.
                     half = max(rate / 2, 1.0)
@@ -453,7 +487,11 @@ def run(
                     base = first + n
                     backlog_ids = submitter.many(tenant, range(base, base + backlog), "backlog")
                     mesh.start_workers("-2")
+                    cpu_before = _cpu_seconds(mesh, engine.url.database or "")
                     drain = wait_dialed(engine, tenant, backlog_ids, timeout)
+                    cpu_drain = _cpu_ms_per_lead(
+                        cpu_before, _cpu_seconds(mesh, engine.url.database or ""), backlog
+                    )
                 finally:
                     submitter.close()
         finally:
@@ -464,4 +502,6 @@ def run(
         backlog_drain_seconds=drain,
         emergency_p50_ms=statistics.median(latencies) if latencies else float("nan"),
         emergency_p99_ms=pct(latencies, 99),
+        cpu_ms_end_to_end=cpu_e2e,
+        cpu_ms_drain=cpu_drain,
     )

@@ -93,25 +93,30 @@ def submit_many(
         )
 
 
-def _count_done(engine: Engine, tenant: str, ids: Sequence[str]) -> int:
+def _dialed(engine: Engine, tenant: str, ids: Sequence[str]) -> set[str]:
     query = text(
-        "SELECT count(DISTINCT lead_id) FROM dispatcher_events "
-        "WHERE tenant = :t AND kind = 'dialed' AND lead_id IN :ids"
+        "SELECT DISTINCT lead_id FROM dispatcher_events"
+        " WHERE tenant = :t AND kind = 'dialed' AND lead_id IN :ids"
     ).bindparams(bindparam("ids", expanding=True))
     with engine.connect() as conn:
-        return int(conn.execute(query, {"t": tenant, "ids": list(ids)}).scalar() or 0)
+        return {str(r[0]) for r in conn.execute(query, {"t": tenant, "ids": list(ids)})}
 
 
 def wait_dialed(engine: Engine, tenant: str, ids: Sequence[str], timeout: float) -> float:
-    """Seconds until every lead has its "dialed" event."""
+    """Seconds until every lead has its "dialed" event. Each poll asks only for the leads not
+    yet seen dialed: the bench's own reads are PostgreSQL work the per-lead CPU figures count
+    (asking for all of a 2,000-lead backlog every poll was over a tenth of PostgreSQL's time)."""
     start = time.monotonic()
-    chunks = [ids[i : i + 1000] for i in range(0, len(ids), 1000)]
+    waiting = list(dict.fromkeys(ids))
     while True:
-        if sum(_count_done(engine, tenant, c) for c in chunks) >= len(ids):
+        chunks = [waiting[i : i + 1000] for i in range(0, len(waiting), 1000)]
+        seen = set().union(*(_dialed(engine, tenant, c) for c in chunks))
+        waiting = [i for i in waiting if i not in seen]
+        if not waiting:
             return time.monotonic() - start
         if time.monotonic() - start > timeout:
             raise TimeoutError(f"leads not dialed within {timeout}s")
-        time.sleep(0.2)
+        time.sleep(0.25)
 
 
 def lead_to_dial_ms(engine: Engine, tenant: str, ids: Sequence[str]) -> list[float]:

@@ -107,8 +107,20 @@ class JobRow(Base):
     __tablename__ = "dispatcher_jobs"
     __table_args__ = (
         sa.UniqueConstraint("tenant", "lead_id", "kind", "attempt", name="uq_dispatcher_jobs_work"),
-        sa.Index("ix_dispatcher_jobs_due", "state", "due_at"),
-        sa.Index("ix_dispatcher_jobs_lease", "state", "lease_until"),
+        # Partial: the relay's pending jobs by due time, the sweeper's queued ones by lease
+        # (migration d0012 says why).
+        sa.Index(
+            "ix_dispatcher_jobs_pending_due",
+            "due_at",
+            postgresql_where=sa.text("state = 'pending'"),
+            sqlite_where=sa.text("state = 'pending'"),
+        ),
+        sa.Index(
+            "ix_dispatcher_jobs_queued_lease",
+            "lease_until",
+            postgresql_where=sa.text("state = 'queued'"),
+            sqlite_where=sa.text("state = 'queued'"),
+        ),
         sa.Index("ix_dispatcher_jobs_order", "tenant", "order_key", "kind", "order_seq"),
     )
 

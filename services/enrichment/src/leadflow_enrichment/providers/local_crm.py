@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, case, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, literal, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from leadflow_core.timestamps import utcnow
@@ -25,6 +25,22 @@ _UPDATE = (
     .where(LocalCrmContact.id == bindparam("contact_id"))
     .values(sync_count=LocalCrmContact.sync_count + 1)
 )
+
+
+# The contact of this lead first, else the oldest with its email: two lookups, each on its own
+# index. One `external_id = ? OR email = ?` let the planner settle for the tenant's prefix of
+# the email index and filter every contact of the tenant (stale statistics on a growing table).
+_by_external_id = select(LocalCrmContact.id, literal(0).label("rank")).where(
+    LocalCrmContact.tenant == bindparam("tenant"), LocalCrmContact.external_id == bindparam("external_id")
+)
+_by_email = (
+    select(LocalCrmContact.id, literal(1).label("rank"))
+    .where(LocalCrmContact.tenant == bindparam("tenant"), LocalCrmContact.email == bindparam("email"))
+    .order_by(LocalCrmContact.id)
+    .limit(1)
+)
+_found = union_all(_by_external_id, _by_email.subquery().select()).subquery()
+_FIND = select(_found.c.id).order_by(_found.c.rank).limit(1)
 
 
 class LocalCrm:
@@ -80,15 +96,8 @@ class LocalCrm:
         # cost more CPU than the writes themselves.
         email = lead.email.strip().lower()
         external_id = external_id_for(lead)
-        match = LocalCrmContact.external_id == external_id
-        if email:
-            match = or_(match, LocalCrmContact.email == email)
         found = conn.execute(
-            select(LocalCrmContact.id)
-            .where(LocalCrmContact.tenant == lead.tenant, match)
-            # The contact of this lead first, else the oldest with its email.
-            .order_by(case((LocalCrmContact.external_id == external_id, 0), else_=1), LocalCrmContact.id)
-            .limit(1)
+            _FIND, {"tenant": lead.tenant, "external_id": external_id, "email": email or None}
         ).scalar()
         now = utcnow()
         values = self._values(lead, email, enrichment)
