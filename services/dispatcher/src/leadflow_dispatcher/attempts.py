@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -230,6 +231,7 @@ class AttemptStore(Repository):
                 )
                 if reservation_id:
                     self._add_settle(s, row, "not-placed", 0, "", request_id, now)
+                    write_queued(s)
                 return
             row.state = "dialed"
             row.provider_call_id = provider_call_id
@@ -280,6 +282,7 @@ class AttemptStore(Repository):
             ).all()
             for status_row in early:
                 self._apply_status(s, row, status_row, policy, request_id, now)
+            write_queued(s)
 
     def defer(
         self, tenant: str, lead_id: str, attempt_id: str, decision: decision_pb2.Decision, request_id: str
@@ -424,6 +427,7 @@ class AttemptStore(Repository):
                 continue
             self._apply_status(s, attempt, status_row, policy_for(r.tenant), r.request_id, now)
             out.append((True, attempt.lead_id))
+        write_queued(s)
         return out
 
     @retry_conflicts()
@@ -435,7 +439,9 @@ class AttemptStore(Repository):
             # Stored meanwhile by a report that held no lock: rolled back whole, it is a repeat.
             with self.sessions.begin() as s:
                 lock_calls(s, [(r.tenant, r.provider_call_id)], self.postgres)
-                return self._repeated_in(s, r, utcnow())
+                repeated = self._repeated_in(s, r, utcnow())
+                write_queued(s)
+                return repeated
 
     def _repeated_in(self, s: Session, r: CallReport, now: datetime) -> tuple[bool, str]:
         attempt = s.scalars(
@@ -450,7 +456,7 @@ class AttemptStore(Repository):
         if r.price_usd and attempt.state == "ended" and r.status == attempt.call_status:
             priced = self._apply_price(s, attempt, r.price_usd, r.request_id, now)
         if priced or r.params.get("source") == "price":
-            _finish_jobs(s, attempt, ("call_price",), now)
+            _finish_jobs(s, attempt, "call_price", now)
         return priced, attempt.lead_id
 
     def _adopt(
@@ -618,7 +624,7 @@ class AttemptStore(Repository):
         attempt.duration_seconds = status_row.duration_seconds
         attempt.price_usd = status_row.price_usd
         # The call's end is known: a lookup of its status (lost callbacks) has nothing left to do.
-        _finish_jobs(s, attempt, ("call_status",), now)
+        _finish_jobs(s, attempt, "call_status", now)
         if status == "completed" and not status_row.price_usd and attempt.reservation_id:
             # Twilio's callbacks carry no price, and its Calls resource has one only some time
             # after the call: a worker looks it up then, and the reservation is settled again.
@@ -697,8 +703,8 @@ class AttemptStore(Repository):
         kind: str = "settle",
     ) -> None:
         # One settle per reservation (the jobs' unique key; a not-placed release and a later
-        # settle use distinct rows): an INSERT that skips a settle already there, instead of a
-        # read for it and an insert.
+        # settle use distinct rows): queued for an INSERT that skips a settle already there,
+        # instead of a read for it and an insert.
         row = job_row(
             attempt.tenant,
             attempt.lead_id,
@@ -715,30 +721,68 @@ class AttemptStore(Repository):
                 "price_usd": price,
             },
         )
-        values = {column.key: getattr(row, column.key) for column in JOBS.columns}
-        s.execute(insert_ignoring(s, JOBS, [values], ["tenant", "lead_id", "kind", "attempt"]))
+        _queued(s).settles.append({column.key: getattr(row, column.key) for column in JOBS.columns})
 
 
-def _finish_jobs(s: Session, attempt: DialAttemptRow, kinds: tuple[str, ...], now: datetime) -> None:
-    """Status lookups of this attempt's call are done: else the sweeper, finding their message
-    gone from Redis, would send them again and again."""
-    # A Core UPDATE: the ORM's bulk UPDATE also walked the session's objects to keep them in
-    # step (a fifth of the dispatcher's time applying callbacks). No job row loaded in these
-    # transactions is written after this. A job of these kinds for this lead added or changed
-    # earlier in the transaction is flushed first, so the UPDATE sees it and the commit's flush
-    # does not undo it; else no flush, so a batch's rows go out together at its commit.
-    if any(
-        isinstance(o, JobRow) and o.lead_id == attempt.lead_id and o.kind in kinds for o in (*s.new, *s.dirty)
-    ):
-        s.flush()
-    s.execute(
-        JOBS.update()
-        .where(
-            JOBS.c.tenant == attempt.tenant,
-            JOBS.c.lead_id == attempt.lead_id,
-            JOBS.c.kind.in_(kinds),
-            JOBS.c.attempt == attempt.attempt,
-            JOBS.c.state.in_(LIVE_JOB_STATES),
-        )
-        .values(state="done", updated_at=now)
+# A call's end finishes its status lookups and queues its settle; a batch of reports writes
+# those at its end, one statement each (`write_queued`), not one statement per call: per call,
+# building and running the lookups' UPDATE (which almost never matches: only the reconciler
+# makes lookups) and the settle's INSERT were a sixth of the dispatcher's CPU under callbacks.
+_QUEUED = "leadflow.attempts.queued"
+_FINISH = (
+    JOBS.update()
+    .where(
+        JOBS.c.tenant == sa.bindparam("job_tenant"),
+        JOBS.c.lead_id == sa.bindparam("job_lead_id"),
+        JOBS.c.kind == sa.bindparam("job_kind"),
+        JOBS.c.attempt == sa.bindparam("job_attempt"),
+        # Not `in_()`: its expanding parameter cannot go in an executemany.
+        sa.or_(*(JOBS.c.state == state for state in LIVE_JOB_STATES)),
     )
+    .values(state="done", updated_at=sa.bindparam("job_now"))
+)
+
+
+@dataclass
+class _Queued:
+    finishes: list[dict[str, Any]] = field(default_factory=list)
+    settles: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _queued(s: Session) -> _Queued:
+    queued: _Queued = s.info.setdefault(_QUEUED, _Queued())
+    return queued
+
+
+def _finish_jobs(s: Session, attempt: DialAttemptRow, kind: str, now: datetime) -> None:
+    """Status lookups (or price lookups) of this attempt's call are done: else the sweeper,
+    finding their message gone from Redis, would send them again and again. Queued for
+    `write_queued`."""
+    _queued(s).finishes.append(
+        {
+            "job_tenant": attempt.tenant,
+            "job_lead_id": attempt.lead_id,
+            "job_kind": kind,
+            "job_attempt": attempt.attempt,
+            "job_now": now,
+        }
+    )
+
+
+def write_queued(s: Session) -> None:
+    """Write what this transaction's reports queued: every settle in one `INSERT ... ON CONFLICT
+    DO NOTHING` on the jobs' unique key (one settle per reservation), every finish in one
+    executemany of a statement compiled once. Call before the transaction commits."""
+    queued = s.info.pop(_QUEUED, None)
+    if queued is None:
+        return
+    if queued.settles:
+        s.execute(insert_ignoring(s, JOBS, queued.settles, ["tenant", "lead_id", "kind", "attempt"]))
+    if queued.finishes:
+        # A lookup job added or changed earlier in the transaction is flushed first, so the
+        # UPDATE sees it and the commit's flush does not undo it; else no flush, so the batch's
+        # rows still go out together at its commit.
+        finished = {(f["job_lead_id"], f["job_kind"]) for f in queued.finishes}
+        if any(isinstance(o, JobRow) and (o.lead_id, o.kind) in finished for o in (*s.new, *s.dirty)):
+            s.flush()
+        s.execute(_FINISH, queued.finishes)

@@ -35,7 +35,7 @@ from leadflow_core.clock import now as utcnow
 from leadflow_core.db_conflicts import retry_conflicts
 from leadflow_core.timestamps import as_utc
 from leadflow_dispatcher import worker_path_sql as sql
-from leadflow_dispatcher.attempts import AttemptStore, ClaimResult, lock_calls
+from leadflow_dispatcher.attempts import AttemptStore, ClaimResult, lock_calls, write_queued
 from leadflow_dispatcher.events import add_call_placed
 from leadflow_dispatcher.models import CallStatusRow, DialAttemptRow, JobRow, LeadRow, ReviewRow
 from leadflow_dispatcher.policies import PolicyView
@@ -488,6 +488,7 @@ class DialBatchStore(AttemptStore):
             for status_row in early:
                 r, row = by_call[(status_row.tenant, status_row.provider_call_id)]
                 self._apply_status(s, row, status_row, policy_for(row.tenant), r.request_id, now)
+            write_queued(s)
         return out
 
     @staticmethod
