@@ -24,7 +24,6 @@ from leadflow_dispatcher.models import (
     LeadRow,
     ReviewRow,
 )
-from leadflow_dispatcher.pending_inserts import flush_pending_as_inserts
 from leadflow_dispatcher.policies import PolicyView
 from leadflow_dispatcher.repository import (
     JOBS,
@@ -357,11 +356,7 @@ class AttemptStore(Repository):
         self, reports: Sequence[CallReport], policy_for: Callable[[str], PolicyView]
     ) -> list[tuple[bool, str]]:
         with self.sessions.begin() as s:
-            out = self._record_reports(s, reports, policy_for, utcnow())
-            # The batch's new status, event and delivery rows as executemany INSERTs, not the
-            # ORM's unit of work (which was a third of applying callbacks).
-            flush_pending_as_inserts(s)
-            return out
+            return self._record_reports(s, reports, policy_for, utcnow())
 
     def _record_reports(
         self,
