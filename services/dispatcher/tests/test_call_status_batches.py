@@ -259,3 +259,71 @@ def test_a_reserved_call_is_settled_once_and_priced_once(stub: Stub, tenant: str
             .all()
         )
     assert lookups == ["done"]
+
+
+def _settles(engine: Engine, tenant: str, lead_id: str) -> list[tuple[str, str, str]]:
+    with engine.connect() as conn:
+        jobs = conn.execute(
+            sa.text("SELECT kind, payload FROM dispatcher_jobs WHERE tenant = :t AND lead_id = :l"),
+            {"t": tenant, "l": lead_id},
+        ).all()
+    return sorted((kind, p["status"], p["reservation_id"]) for kind, p in jobs if kind.startswith("settle"))
+
+
+def test_a_dial_that_never_placed_its_call_releases_its_reservation_once(
+    stub: Stub, tenant: str, engine: Engine
+) -> None:
+    lead = stub.SubmitLead(
+        dispatcher_pb2.SubmitLeadRequest(
+            lead=make_lead(tenant, "unplaced", phone="+13055550178"), decision=dial_now()
+        )
+    )
+    claim = stub.ClaimDialAttempt(
+        dispatcher_pb2.ClaimDialAttemptRequest(tenant=tenant, lead_id=lead.lead_id, attempt=1)
+    )
+    failed = dispatcher_pb2.CompleteDialAttemptRequest(
+        tenant=tenant,
+        attempt_id=claim.attempt_id,
+        provider="simulator",
+        reservation_id="res-unplaced",
+        error="provider refused the call",
+    )
+    stub.CompleteDialAttempt(failed)
+    assert _settles(engine, tenant, lead.lead_id) == [("settle", "not-placed", "res-unplaced")]
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["CompleteDialAttempt", "CompleteDials"])
+def test_a_callback_that_outran_its_dial_report_settles_when_the_report_comes(
+    stub: Stub, tenant: str, engine: Engine, batched: bool
+) -> None:
+    lead = stub.SubmitLead(
+        dispatcher_pb2.SubmitLeadRequest(
+            lead=make_lead(tenant, "outran", phone="+13055550179"), decision=dial_now()
+        )
+    )
+    claim = stub.ClaimDialAttempt(
+        dispatcher_pb2.ClaimDialAttemptRequest(tenant=tenant, lead_id=lead.lead_id, attempt=1)
+    )
+    call = f"CA{uuid.uuid4().hex[:12]}"
+    early = Request(
+        tenant=tenant,
+        provider_call_id=call,
+        status="no-answer",
+        duration_seconds=0,
+        params={"CallStatus": "no-answer"},
+    )
+    stub.RecordCallStatuses(dispatcher_pb2.RecordCallStatusesRequest(requests=[early]))
+    assert _settles(engine, tenant, lead.lead_id) == []  # no attempt knows the call yet
+    placed = dispatcher_pb2.CompleteDialAttemptRequest(
+        tenant=tenant,
+        attempt_id=claim.attempt_id,
+        provider_call_id=call,
+        provider="simulator",
+        reservation_id="res-outran",
+    )
+    for _ in range(2):  # the second time redelivered: changes nothing
+        if batched:
+            stub.CompleteDials(dispatcher_pb2.CompleteDialsRequest(attempts=[placed]))
+        else:
+            stub.CompleteDialAttempt(placed)
+    assert _settles(engine, tenant, lead.lead_id) == [("settle", "no-answer", "res-outran")]
