@@ -132,10 +132,12 @@ def test_work_redis_lost_is_back_in_flight_within_the_lease(mesh: Mesh, redis_ur
     mesh.processes["workers3"] = ServiceProcess(
         "workers3", python_module("leadflow_enrichment"), dict(first.env), first.workdir
     ).start(wait_port=False)
+    # Enriched too: the check below reads it, and a lead's enrichment may finish after its sync
+    # and dial (they do not wait for it).
     wait_for(
-        lambda: all({"synced", "dialed"} <= set(events(stub, tenant, i)) for i in ids),
+        lambda: all({"enriched", "synced", "dialed"} <= set(events(stub, tenant, i)) for i in ids),
         timeout=240,
-        what="every lead synced and dialed",
+        what="every lead enriched, synced and dialed",
     )
     # The lease (30 s) plus a generous allowance for the new worker to start on a busy machine.
     late = {
