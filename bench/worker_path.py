@@ -445,17 +445,16 @@ def run(
             with private_redis(work) as redis_url, running_services(database_url, redis_url, work) as mesh:
                 tenant = new_tenant(mesh)
                 submitter = Submitter(mesh)
+                database = engine.url.database or ""
                 mesh.start_workers()
                 try:
                     # 1. Throughput: submit `load` leads as fast as we can, wait for every dial.
-                    cpu_before = _cpu_seconds(mesh, engine.url.database or "")
+                    cpu_before = _cpu_seconds(mesh, database)
                     start = time.monotonic()
                     ids = submitter.many(tenant, range(load), "load")
                     wait_dialed(engine, tenant, ids, timeout)
                     rate = load / (time.monotonic() - start)
-                    cpu_e2e = _cpu_ms_per_lead(
-                        cpu_before, _cpu_seconds(mesh, engine.url.database or ""), load
-                    )
+                    cpu_e2e = _cpu_ms_per_lead(cpu_before, _cpu_seconds(mesh, database), load)
 
                     # 2. Emergencies among low leads arriving at half that rate.
                     half = max(rate / 2, 1.0)
@@ -487,11 +486,9 @@ def run(
                     base = first + n
                     backlog_ids = submitter.many(tenant, range(base, base + backlog), "backlog")
                     mesh.start_workers("-2")
-                    cpu_before = _cpu_seconds(mesh, engine.url.database or "")
+                    cpu_before = _cpu_seconds(mesh, database)
                     drain = wait_dialed(engine, tenant, backlog_ids, timeout)
-                    cpu_drain = _cpu_ms_per_lead(
-                        cpu_before, _cpu_seconds(mesh, engine.url.database or ""), backlog
-                    )
+                    cpu_drain = _cpu_ms_per_lead(cpu_before, _cpu_seconds(mesh, database), backlog)
                 finally:
                     submitter.close()
         finally:

@@ -189,20 +189,24 @@ def test_the_marker_adopts_the_call_for_the_rest_of_its_batch(stub: Stub, tenant
     ]
 
 
-def test_a_reserved_call_is_settled_once_and_priced_once(stub: Stub, tenant: str, engine: Engine) -> None:
+def _claimed(stub: Stub, tenant: str, name: str, phone: str) -> tuple[str, str]:
+    """A new lead allowed to dial now and its first attempt claimed: (lead id, attempt id)."""
     lead = stub.SubmitLead(
-        dispatcher_pb2.SubmitLeadRequest(
-            lead=make_lead(tenant, "settled", phone="+13055550177"), decision=dial_now()
-        )
+        dispatcher_pb2.SubmitLeadRequest(lead=make_lead(tenant, name, phone=phone), decision=dial_now())
     )
     claim = stub.ClaimDialAttempt(
         dispatcher_pb2.ClaimDialAttemptRequest(tenant=tenant, lead_id=lead.lead_id, attempt=1)
     )
+    return lead.lead_id, claim.attempt_id
+
+
+def test_a_reserved_call_is_settled_once_and_priced_once(stub: Stub, tenant: str, engine: Engine) -> None:
+    lead_id, attempt_id = _claimed(stub, tenant, "settled", "+13055550177")
     call = f"CA{uuid.uuid4().hex[:12]}"
     stub.CompleteDialAttempt(
         dispatcher_pb2.CompleteDialAttemptRequest(
             tenant=tenant,
-            attempt_id=claim.attempt_id,
+            attempt_id=attempt_id,
             provider_call_id=call,
             provider="simulator",
             reservation_id="res-settled",
@@ -229,14 +233,14 @@ def test_a_reserved_call_is_settled_once_and_priced_once(stub: Stub, tenant: str
                 " VALUES (:id, :t, :l, 'call_status', 1, 'call_status', 'queued', now(), 1, '', '',"
                 " '{}', '', '', now())"
             ),
-            {"id": uuid.uuid4().hex, "t": tenant, "l": lead.lead_id},
+            {"id": uuid.uuid4().hex, "t": tenant, "l": lead_id},
         )
     stub.RecordCallStatuses(dispatcher_pb2.RecordCallStatusesRequest(requests=[report(), report()]))
     priced = [stub.RecordCallStatus(report("0.0140")).applied for _ in range(2)]
     with engine.connect() as conn:
         jobs = conn.execute(
             sa.text("SELECT kind, payload FROM dispatcher_jobs WHERE tenant = :t AND lead_id = :l"),
-            {"t": tenant, "l": lead.lead_id},
+            {"t": tenant, "l": lead_id},
         ).all()
     settles = sorted(
         (kind, payload["status"], payload["price_usd"]) for kind, payload in jobs if "settle" in kind
@@ -253,7 +257,7 @@ def test_a_reserved_call_is_settled_once_and_priced_once(stub: Stub, tenant: str
                     "SELECT state FROM dispatcher_jobs"
                     " WHERE tenant = :t AND lead_id = :l AND kind = 'call_status'"
                 ),
-                {"t": tenant, "l": lead.lead_id},
+                {"t": tenant, "l": lead_id},
             )
             .scalars()
             .all()
@@ -273,37 +277,23 @@ def _settles(engine: Engine, tenant: str, lead_id: str) -> list[tuple[str, str, 
 def test_a_dial_that_never_placed_its_call_releases_its_reservation_once(
     stub: Stub, tenant: str, engine: Engine
 ) -> None:
-    lead = stub.SubmitLead(
-        dispatcher_pb2.SubmitLeadRequest(
-            lead=make_lead(tenant, "unplaced", phone="+13055550178"), decision=dial_now()
-        )
-    )
-    claim = stub.ClaimDialAttempt(
-        dispatcher_pb2.ClaimDialAttemptRequest(tenant=tenant, lead_id=lead.lead_id, attempt=1)
-    )
+    lead_id, attempt_id = _claimed(stub, tenant, "unplaced", "+13055550178")
     failed = dispatcher_pb2.CompleteDialAttemptRequest(
         tenant=tenant,
-        attempt_id=claim.attempt_id,
+        attempt_id=attempt_id,
         provider="simulator",
         reservation_id="res-unplaced",
         error="provider refused the call",
     )
     stub.CompleteDialAttempt(failed)
-    assert _settles(engine, tenant, lead.lead_id) == [("settle", "not-placed", "res-unplaced")]
+    assert _settles(engine, tenant, lead_id) == [("settle", "not-placed", "res-unplaced")]
 
 
 @pytest.mark.parametrize("batched", [False, True], ids=["CompleteDialAttempt", "CompleteDials"])
 def test_a_callback_that_outran_its_dial_report_settles_when_the_report_comes(
     stub: Stub, tenant: str, engine: Engine, batched: bool
 ) -> None:
-    lead = stub.SubmitLead(
-        dispatcher_pb2.SubmitLeadRequest(
-            lead=make_lead(tenant, "outran", phone="+13055550179"), decision=dial_now()
-        )
-    )
-    claim = stub.ClaimDialAttempt(
-        dispatcher_pb2.ClaimDialAttemptRequest(tenant=tenant, lead_id=lead.lead_id, attempt=1)
-    )
+    lead_id, attempt_id = _claimed(stub, tenant, "outran", "+13055550179")
     call = f"CA{uuid.uuid4().hex[:12]}"
     early = Request(
         tenant=tenant,
@@ -313,10 +303,10 @@ def test_a_callback_that_outran_its_dial_report_settles_when_the_report_comes(
         params={"CallStatus": "no-answer"},
     )
     stub.RecordCallStatuses(dispatcher_pb2.RecordCallStatusesRequest(requests=[early]))
-    assert _settles(engine, tenant, lead.lead_id) == []  # no attempt knows the call yet
+    assert _settles(engine, tenant, lead_id) == []  # no attempt knows the call yet
     placed = dispatcher_pb2.CompleteDialAttemptRequest(
         tenant=tenant,
-        attempt_id=claim.attempt_id,
+        attempt_id=attempt_id,
         provider_call_id=call,
         provider="simulator",
         reservation_id="res-outran",
@@ -326,4 +316,4 @@ def test_a_callback_that_outran_its_dial_report_settles_when_the_report_comes(
             stub.CompleteDials(dispatcher_pb2.CompleteDialsRequest(attempts=[placed]))
         else:
             stub.CompleteDialAttempt(placed)
-    assert _settles(engine, tenant, lead.lead_id) == [("settle", "no-answer", "res-outran")]
+    assert _settles(engine, tenant, lead_id) == [("settle", "no-answer", "res-outran")]

@@ -1,12 +1,10 @@
-"""The worker path's job statements find a batch's jobs by the jobs' unique key, whatever
-PostgreSQL's statistics say.
+"""A batch's done jobs are read by their leads, whatever PostgreSQL's statistics say.
 
-A new tenant's first backlog fills tables whose statistics were taken while they were nearly
-empty (autovacuum analyzes again only a minute or more later). There, reading a batch's done
-jobs walked the (state, lease) index over every done job of the table, and finishing a batch's
-jobs scanned the whole table: each call cost more as the table grew. The jobs' due and lease
-indexes are partial now (pending and queued jobs only), and the batch's (tenant, lead, kind)
-triples are matched through `unnest` alone."""
+A new tenant's first backlog fills tables whose statistics were taken while they were young
+(autovacuum analyzes again only a minute or more later). There, with statistics that knew no
+done job, reading a batch's done jobs walked the (state, lease) index over every done job of
+the table: each call cost more as the table grew. The jobs' due and lease indexes are partial
+now (pending and queued jobs only), so no index on state can be picked for done jobs."""
 
 from __future__ import annotations
 

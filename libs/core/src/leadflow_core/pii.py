@@ -12,10 +12,15 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"(?<![\w/\-])\+?\(?\d[\d\s().\-]{5,}\d(?![\w\-])")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # ISO timestamps are kept whole: their digit runs look like phone numbers.
+_ISO_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")
+
+
 # What any masking needs: an "@" (an email) or seven digits (a phone-length run). Most log
 # values (ids, states, names) have neither and are returned without running the patterns.
+# These patterns mask text on its way to a log, they validate nothing: `\d` is left Unicode on
+# purpose, so a number written in another script's digits (Arabic-Indic, say) is masked too, and the
+# shortcut counts the same digits `_PHONE` matches.
 _SEVEN_DIGITS = re.compile(r"\d(?:\D*\d){6}")
-_ISO_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")
 
 
 def subject_hash(value: str, key: str) -> str:
