@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from leadflow_enrichment.providers.salesforce import SalesforceCrm
 from leadflow_enrichment.providers.settings import ProviderSettings
 from leadflow_enrichment.providers.simulator import DialSimulator
 from leadflow_enrichment.providers.twilio import TwilioDialer
+from tests.fakes.http_server import RecordingServer
 from tests.fakes.openai import OpenAiFake
 
 
@@ -222,3 +224,28 @@ def test_a_worker_starts_although_its_warm_up_hangs_or_fails() -> None:
         _warm_up(_StuckRegistry(release, fail=True), get_logger("test"), wait_seconds=5)
     assert waited < 10  # bounded by its wait, not by the stuck database (30 s)
     assert [e["event"] for e in logs] == ["provider_warm_up_slow", "provider_warm_up_failed"]
+
+
+def test_the_simulator_posts_as_many_calls_callbacks_at_once_as_it_has_lanes(tmp_path: Path) -> None:
+    """`simulator_callback_lanes` is how many calls' callbacks are in flight together: with all
+    answers stalled, one callback per lane still arrives at once (one lane would take 4 x 3 s)."""
+    url = f"sqlite:///{tmp_path / 'enrichment.db'}"
+    upgrade("enrichment", url)
+    lanes = 4
+    reg = ProviderRegistry(ProviderSettings(database_url=url, simulator_callback_lanes=lanes))
+    # One call id per lane (a call's lane is its id's CRC-32 modulo the lanes).
+    sids: dict[int, str] = {}
+    n = 0
+    while len(sids) < lanes:
+        sids.setdefault(zlib.crc32(f"CA{n}".encode()) % lanes, f"CA{n}")
+        n += 1
+    try:
+        with RecordingServer() as receiver:
+            receiver.stall(times=lanes, seconds=3.0, after_effect=True)
+            for sid in sids.values():
+                reg.callback_sender.schedule(
+                    0, receiver.url + "/cb", {"CallSid": sid, "CallStatus": "ringing"}, "token"
+                )
+            wait_for(lambda: len(receiver.requests) == lanes, timeout=2.0, what="a callback per lane at once")
+    finally:
+        reg.close()

@@ -133,6 +133,7 @@ class ProviderRegistry:
                 self._sender = CallbackSender(
                     timeout=self.settings.provider_timeout_seconds,
                     attempts=self.settings.simulator_callback_attempts,
+                    lanes=self.settings.simulator_callback_lanes,
                 )
             return self._sender
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from leadflow_core.settings import CommonSettings
 
 
@@ -33,6 +35,10 @@ class ProviderSettings(CommonSettings):
     simulator_from_number: str = "+15005550006"
     # Bounded delivery of each callback (connection errors and 5xx are retried).
     simulator_callback_attempts: int = 3
+    # Callbacks of different calls in flight at once (a call's own stay in order). A carrier
+    # posts them from many senders; with 8 the mesh saw about two per gateway batch under load,
+    # each batch paying its lock, reads and commit (see README, issue 12).
+    simulator_callback_lanes: int = Field(default=32, ge=1, le=256)
 
     # The deployment's own vendor accounts, used only for tenants that name no provider (so
     # take the deployment default); a tenant naming a provider must bring its own credentials.
