@@ -249,6 +249,71 @@ class SettleCallResponse(_message.Message):
 Global___SettleCallResponse: _TypeAlias = SettleCallResponse  # noqa: Y015
 
 @_typing.final
+class SettleCallsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettleCallRequest]: ...
+    def __init__(
+        self,
+        *,
+        calls: _abc.Iterable[Global___SettleCallRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleCallsRequest: _TypeAlias = SettleCallsRequest  # noqa: Y015
+
+@_typing.final
+class SettleCallsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Item(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        REPLY_FIELD_NUMBER: _builtins.int
+        ERROR_CODE_FIELD_NUMBER: _builtins.int
+        ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+        error_code: _builtins.int
+        """A gRPC status code (0: none) and its message, for this item only."""
+        error_message: _builtins.str
+        @_builtins.property
+        def reply(self) -> Global___SettleCallResponse: ...
+        def __init__(
+            self,
+            *,
+            reply: Global___SettleCallResponse | None = ...,
+            error_code: _builtins.int = ...,
+            error_message: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["reply", b"reply"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "error_message", b"error_message", "reply", b"reply"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettleCallsResponse.Item]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___SettleCallsResponse.Item] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleCallsResponse: _TypeAlias = SettleCallsResponse  # noqa: Y015
+
+@_typing.final
 class RecordContactAttemptRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -60,6 +60,11 @@ class ComplianceServiceStub:
                 request_serializer=leadflow_dot_v1_dot_compliance__pb2.SettleCallRequest.SerializeToString,
                 response_deserializer=leadflow_dot_v1_dot_compliance__pb2.SettleCallResponse.FromString,
                 _registered_method=True)
+        self.SettleCalls = channel.unary_unary(
+                '/leadflow.v1.ComplianceService/SettleCalls',
+                request_serializer=leadflow_dot_v1_dot_compliance__pb2.SettleCallsRequest.SerializeToString,
+                response_deserializer=leadflow_dot_v1_dot_compliance__pb2.SettleCallsResponse.FromString,
+                _registered_method=True)
         self.RecordContactAttempt = channel.unary_unary(
                 '/leadflow.v1.ComplianceService/RecordContactAttempt',
                 request_serializer=leadflow_dot_v1_dot_compliance__pb2.RecordContactAttemptRequest.SerializeToString,
@@ -159,6 +164,14 @@ class ComplianceServiceServicer:
 
     def SettleCall(self, request, context):
         """Release a reservation (call not placed) or settle it with the real cost.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleCalls(self, request, context):
+        """SettleCall for many calls: the calls settling now in one transaction and one Redis
+        pipeline; each item answers for itself (an error code of its own, or its reply).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -271,6 +284,11 @@ def add_ComplianceServiceServicer_to_server(servicer, server):
                     servicer.SettleCall,
                     request_deserializer=leadflow_dot_v1_dot_compliance__pb2.SettleCallRequest.FromString,
                     response_serializer=leadflow_dot_v1_dot_compliance__pb2.SettleCallResponse.SerializeToString,
+            ),
+            'SettleCalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleCalls,
+                    request_deserializer=leadflow_dot_v1_dot_compliance__pb2.SettleCallsRequest.FromString,
+                    response_serializer=leadflow_dot_v1_dot_compliance__pb2.SettleCallsResponse.SerializeToString,
             ),
             'RecordContactAttempt': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordContactAttempt,
@@ -469,6 +487,33 @@ class ComplianceService:
             '/leadflow.v1.ComplianceService/SettleCall',
             leadflow_dot_v1_dot_compliance__pb2.SettleCallRequest.SerializeToString,
             leadflow_dot_v1_dot_compliance__pb2.SettleCallResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleCalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/leadflow.v1.ComplianceService/SettleCalls',
+            leadflow_dot_v1_dot_compliance__pb2.SettleCallsRequest.SerializeToString,
+            leadflow_dot_v1_dot_compliance__pb2.SettleCallsResponse.FromString,
             options,
             channel_credentials,
             insecure,

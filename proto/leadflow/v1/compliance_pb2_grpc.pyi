@@ -49,6 +49,10 @@ class ComplianceServiceStub:
     """
     SettleCall: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.SettleCallRequest, _compliance_pb2.SettleCallResponse]
     """Release a reservation (call not placed) or settle it with the real cost."""
+    SettleCalls: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.SettleCallsRequest, _compliance_pb2.SettleCallsResponse]
+    """SettleCall for many calls: the calls settling now in one transaction and one Redis
+    pipeline; each item answers for itself (an error code of its own, or its reply).
+    """
     RecordContactAttempt: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.RecordContactAttemptRequest, _compliance_pb2.RecordContactAttemptResponse]
     """A contact attempt that did not go through ReserveCall (an SMS, a manual call)."""
     RecordConsent: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.RecordConsentRequest, _compliance_pb2.RecordConsentResponse]
@@ -93,6 +97,10 @@ class ComplianceServiceAsyncStub(ComplianceServiceStub):
     """
     SettleCall: _aio.UnaryUnaryMultiCallable[_compliance_pb2.SettleCallRequest, _compliance_pb2.SettleCallResponse]  # type: ignore[assignment]
     """Release a reservation (call not placed) or settle it with the real cost."""
+    SettleCalls: _aio.UnaryUnaryMultiCallable[_compliance_pb2.SettleCallsRequest, _compliance_pb2.SettleCallsResponse]  # type: ignore[assignment]
+    """SettleCall for many calls: the calls settling now in one transaction and one Redis
+    pipeline; each item answers for itself (an error code of its own, or its reply).
+    """
     RecordContactAttempt: _aio.UnaryUnaryMultiCallable[_compliance_pb2.RecordContactAttemptRequest, _compliance_pb2.RecordContactAttemptResponse]  # type: ignore[assignment]
     """A contact attempt that did not go through ReserveCall (an SMS, a manual call)."""
     RecordConsent: _aio.UnaryUnaryMultiCallable[_compliance_pb2.RecordConsentRequest, _compliance_pb2.RecordConsentResponse]  # type: ignore[assignment]
@@ -164,6 +172,16 @@ class ComplianceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_compliance_pb2.SettleCallResponse, _abc.Awaitable[_compliance_pb2.SettleCallResponse]]:
         """Release a reservation (call not placed) or settle it with the real cost."""
+
+    @_abc_1.abstractmethod
+    def SettleCalls(
+        self,
+        request: _compliance_pb2.SettleCallsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.SettleCallsResponse, _abc.Awaitable[_compliance_pb2.SettleCallsResponse]]:
+        """SettleCall for many calls: the calls settling now in one transaction and one Redis
+        pipeline; each item answers for itself (an error code of its own, or its reply).
+        """
 
     @_abc_1.abstractmethod
     def RecordContactAttempt(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from leadflow_compliance.models import AuditRow, ContactAttemptRow, ReservationRow
-from leadflow_compliance.repository import Repository, Settlement
+from leadflow_compliance.repository import Repository, Settlement, Settling
 from leadflow_core.timestamps import as_utc
 
 
@@ -102,3 +102,55 @@ def test_of_settlers_racing_for_one_reservation_exactly_one_wins(repo: Repositor
         won = list(pool.map(lambda a: _stored(repo.settle_reservation(tenant, a[0], a[1], "", now)), asks))
     for rid in rids:
         assert sum(w for (r, _), w in zip(asks, won, strict=True) if r == rid) == 1
+
+
+def test_a_batch_settles_each_reservation_once_in_one_transaction(repo: Repository) -> None:
+    """`settle_reservations`: fresh reservations at their own outcome and price (two prices, two
+    statements), one settled before answered as such with its earlier price, an unknown one and
+    another tenant's id answered None, in the order asked; audit records only for those it
+    settled, each about its reservation's person."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    tenant, other = f"t-{uuid.uuid4().hex[:10]}", f"t-{uuid.uuid4().hex[:10]}"
+    cheap, dear, busy, before = (_reserve(repo, tenant, now) for _ in range(4))
+    theirs = _reserve(repo, other, now)
+    assert _stored(repo.settle_reservation(tenant, before, "completed", "0.02", now, 20_000))
+
+    def ask(rid: str, outcome: str, cost: str, micros: int | None, who: str = tenant) -> Settling:
+        audit = {"tenant": who, "at": now, "actor": "test", "action": "settle", "detail": {"rid": rid}}
+        return Settling(who, rid, outcome, cost, micros, audit)
+
+    unknown = uuid.uuid4().hex
+    answers = repo.settle_reservations(
+        [
+            ask(cheap, "completed", "0.01", 10_000),
+            ask(before, "failed", "9.99", 9_990_000),
+            ask(dear, "completed", "0.05", 50_000),
+            ask(unknown, "completed", "0.01", 10_000),
+            ask(theirs, "completed", "0.01", 10_000),  # asked as `tenant`'s: not found
+            ask(busy, "busy", "", None),
+        ],
+        now,
+    )
+    assert [a is not None and a.stored for a in answers] == [True, False, True, False, False, True]
+    assert answers[3] is None
+    assert answers[4] is None
+    assert [a.reservation_id for a in answers if a is not None] == [cheap, before, dear, busy]
+    # Settled before this batch at 0.02, which it keeps: the answer carries that price.
+    assert answers[1] is not None
+    assert answers[1].actual_micros == 20_000
+    rows = {rid: repo.get_reservation(tenant, rid) for rid in (cheap, dear, busy, before)}
+    got = {rid: (r.outcome, r.actual_cost_usd, r.actual_micros) for rid, r in rows.items() if r is not None}
+    assert got == {
+        cheap: ("completed", "0.01", 10_000),
+        dear: ("completed", "0.05", 50_000),
+        busy: ("busy", "", None),
+        before: ("completed", "0.02", 20_000),
+    }
+    theirs_row = repo.get_reservation(other, theirs)
+    assert theirs_row is not None
+    assert theirs_row.settled_at is None
+    subjects = {a.reservation_id: a.subject_hash for a in answers if a is not None}
+    assert sorted(
+        (action, subject, str(detail["rid"])) for action, subject, detail in _audits(repo, tenant)
+    ) == sorted(("settle", subjects[rid], rid) for rid in (cheap, dear, busy))
+    assert repo.settle_reservations([], now) == []

@@ -1,6 +1,7 @@
 """The relay records where each job's message went (`OutboxStore.note_enqueued`): the sweeper
 later looks for that message in Redis to tell a lost one from one still queued; and how each
-settlement of a pass ended (`OutboxStore.finish_settlements`)."""
+settlement of a pass ended (`OutboxStore.finish_settlements`), also when the pass's one
+SettleCalls failed as a whole."""
 
 from __future__ import annotations
 
@@ -11,10 +12,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from leadflow.v1 import compliance_pb2_grpc
 from leadflow_core.db import make_engine, make_sessionmaker
+from leadflow_core.grpc_clients import channel
 from leadflow_dispatcher.models import JobRow
 from leadflow_dispatcher.outbox import OutboxStore, SettleOutcome
+from leadflow_dispatcher.queueing import make_broker
+from leadflow_dispatcher.relay import Relay
 from leadflow_dispatcher.repository import job_row, new_id
+from leadflow_dispatcher.settings import DispatcherSettings
+from leadflow_dispatcher.store import Store
 
 
 @pytest.fixture
@@ -84,3 +91,47 @@ def test_a_passs_settlements_finish_together_each_as_its_outcome_says(outbox: Ou
     # Only the one left alone is still due; the retried ones come back after their delay.
     left = {w.job_id for w in outbox.due_settlements(100)} & {j.id for j in jobs}
     assert left == {untouched.id}
+
+
+def test_a_pass_whose_settle_call_fails_whole_retries_every_call(
+    outbox: OutboxStore, redis_url: str, redis_prefix: str
+) -> None:
+    """When SettleCalls itself fails (compliance unreachable), no call was refused for itself:
+    every settlement of the pass is due again with the error, none is done."""
+    now = datetime.now(UTC)
+    tenant = f"t-{uuid.uuid4().hex[:10]}"
+    jobs = [
+        job_row(
+            tenant,
+            new_id(),
+            "settle",
+            "settle",
+            now,
+            "req",
+            now,
+            payload={"reservation_id": f"r{i}", "status": status},
+        )
+        for i, status in enumerate(("completed", "not-placed", "busy"))
+    ]
+    with outbox.sessions.begin() as s:
+        s.add_all(jobs)
+    ch = channel("127.0.0.1:1", default_timeout=2.0)  # nothing listens there
+    broker = make_broker(redis_url, redis_prefix + "relay-test")
+    try:
+        relay = Relay(
+            Store(outbox.sessions, postgres=True),
+            broker,
+            compliance_pb2_grpc.ComplianceServiceStub(ch),
+            DispatcherSettings(),
+        )
+        relay._settle()
+    finally:
+        ch.close()
+        broker.close()
+    with outbox.sessions() as s:
+        rows = list(s.scalars(sa.select(JobRow).where(JobRow.id.in_([j.id for j in jobs]))))
+    assert len(rows) == 3
+    for row in rows:
+        assert row.state == "pending"
+        assert row.last_error.startswith("StatusCode.UNAVAILABLE")
+        assert row.due_at > now

@@ -77,6 +77,7 @@ POLICY: Final[Mapping[str, frozenset[str]]] = {
     # The dispatcher's StartDials claims attempts and reserves them here in one hop.
     _C + "ReserveCalls": _allow(DISPATCHER),
     _C + "SettleCall": _allow(DIAL_WORKER, DISPATCHER),
+    _C + "SettleCalls": _allow(DIAL_WORKER, DISPATCHER),
     _C + "RecordContactAttempt": _allow(DIAL_WORKER, CLI),
     _C + "RecordConsent": _allow(CLI),
     _C + "RevokeConsent": _allow(CLI),

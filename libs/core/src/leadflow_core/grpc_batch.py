@@ -79,8 +79,13 @@ def run_item(
 
 
 def status_code(error: batch_pb2.ItemError) -> grpc.StatusCode:
+    return code_of(error.code)
+
+
+def code_of(value: int) -> grpc.StatusCode:
+    """The status code of its number (an item's `error_code`); UNKNOWN for one grpc lacks."""
     for code in grpc.StatusCode:
-        if code.value[0] == error.code:
+        if code.value[0] == value:
             return code
     return grpc.StatusCode.UNKNOWN
 

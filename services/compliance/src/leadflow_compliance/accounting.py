@@ -12,6 +12,7 @@ reservations (so their settlement still moves the total by price minus estimate)
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -366,6 +367,27 @@ class Accounts:
             keys=[rate, active, res], args=[reservation_id, "1" if not_placed else "0", actual_micros]
         )
         return bool(done)
+
+    def settle_many(self, settles: Sequence[tuple[str, str, bool, int, datetime]]) -> list[bool]:
+        """`settle` for many (tenant, reservation id, not placed, actual micros, now) in one
+        pipeline, each its own atomic script: whether each moved its held reservation. (A
+        pipeline of scripts costs one more round trip, redis-py's SCRIPT EXISTS, so one settle
+        goes alone.)"""
+        if not settles:
+            return []
+        k = self.settings.redis_key
+        pipe = self.client.pipeline(transaction=False)
+        for tenant, reservation_id, not_placed, actual_micros, _ in settles:
+            self._settle(
+                keys=[
+                    k("acct", tenant, "rate"),
+                    k("acct", tenant, "active"),
+                    k("acct", tenant, "res", reservation_id),
+                ],
+                args=[reservation_id, "1" if not_placed else "0", actual_micros],
+                client=pipe,
+            )
+        return [bool(done) for done in pipe.execute()]
 
     def reprice(self, tenant: str, reservation_id: str, price_micros: int) -> bool:
         """The price of a call settled at its estimate: the day's spend takes the difference,

@@ -17,7 +17,6 @@ from leadflow_compliance.accounting import (
     Accounts,
     Limits,
     ReserveResult,
-    price_micros,
     reservation_id_for,
     to_micros,
     usd,
@@ -29,9 +28,10 @@ from leadflow_compliance.listings import DncListingRpcs
 from leadflow_compliance.models import ReservationRow
 from leadflow_compliance.opt_out import is_opt_out
 from leadflow_compliance.phone import InvalidPhone, analyse
-from leadflow_compliance.repository import Repository, Settlement, SubjectState
+from leadflow_compliance.repository import Repository, SubjectState
 from leadflow_compliance.reserve_batch import ReserveBatchServicer
 from leadflow_compliance.revocation_rpcs import RevocationRpcs
+from leadflow_compliance.settlement_rpcs import SettlementRpcs
 from leadflow_compliance.tenant_day import business_day
 from leadflow_compliance.tenant_service import TenantCache
 from leadflow_core import clock, grpc_errors
@@ -48,15 +48,6 @@ PURPOSES = {
     compliance_pb2.EVALUATION_PURPOSE_INGEST: "ingest",
     compliance_pb2.EVALUATION_PURPOSE_DIAL_GATE: "dial_gate",
     compliance_pb2.EVALUATION_PURPOSE_WHAT_IF: "what_if",
-}
-OUTCOMES = {
-    compliance_pb2.CALL_OUTCOME_UNSPECIFIED: "completed",
-    compliance_pb2.CALL_OUTCOME_NOT_PLACED: "not_placed",
-    compliance_pb2.CALL_OUTCOME_COMPLETED: "completed",
-    compliance_pb2.CALL_OUTCOME_BUSY: "busy",
-    compliance_pb2.CALL_OUTCOME_NO_ANSWER: "no_answer",
-    compliance_pb2.CALL_OUTCOME_FAILED: "failed",
-    compliance_pb2.CALL_OUTCOME_CANCELED: "canceled",
 }
 BOOSTED = (lead_pb2.URGENCY_EMERGENCY, lead_pb2.URGENCY_HIGH)
 
@@ -119,7 +110,11 @@ def audit_fields(
 
 
 class ComplianceServicer(
-    ReserveBatchServicer, RevocationRpcs, DncListingRpcs, compliance_pb2_grpc.ComplianceServiceServicer
+    ReserveBatchServicer,
+    SettlementRpcs,
+    RevocationRpcs,
+    DncListingRpcs,
+    compliance_pb2_grpc.ComplianceServiceServicer,
 ):
     def __init__(
         self, repo: Repository, decider: Decider, accounts: Accounts, engine_: Engine, cache: TenantCache
@@ -354,95 +349,6 @@ class ComplianceServicer(
             },
         )
         return compliance_pb2.ReserveCallResponse(decision=decision, reservation_id=reservation_id)
-
-    def SettleCall(
-        self, request: compliance_pb2.SettleCallRequest, context: grpc.ServicerContext
-    ) -> compliance_pb2.SettleCallResponse:
-        tenant = self._tenant(context, request.tenant)
-        outcome = OUTCOMES.get(request.outcome, "completed")
-        not_placed = outcome == "not_placed"
-        try:
-            price = price_micros(request.actual_cost_usd) if request.actual_cost_usd else None
-        except ValueError as err:
-            grpc_errors.invalid_argument(context, "actual_cost_usd", str(err))
-        now = utcnow()
-        opted_out = request.opted_out or bool(request.transcript and is_opt_out(request.transcript))
-        record: dict[str, Any] = {
-            "tenant": tenant.name,
-            "at": now,
-            "actor": audit_actor(),
-            "action": "settle",
-            "detail": {
-                "reservation_id": request.reservation_id,
-                "outcome": outcome,
-                "actual_cost_usd": request.actual_cost_usd,
-                "duration_seconds": request.duration_seconds,
-                "consent_revoked": opted_out,
-            },
-        }
-        # PostgreSQL first: a Redis day rebuilt in between reads either the held estimate (and
-        # keeps the reservation held, so the Redis settlement below moves it) or this price. The
-        # settlement's audit record is in the same commit.
-        row = self.repo.settle_reservation(
-            tenant.name, request.reservation_id, outcome, request.actual_cost_usd or "", now, price, record
-        )
-        if row is None:
-            # Unknown, or already released: settling is idempotent, callbacks are redelivered. A
-            # release whose Redis part failed after PostgreSQL forgot the reservation is redone.
-            if not_placed:
-                self.accounts.settle(tenant.name, request.reservation_id, True, 0, utcnow())
-            return compliance_pb2.SettleCallResponse(settled=False)
-        already = not row.stored
-        # What PostgreSQL settled at (the price, or without one the estimate): also on a retry
-        # after Redis failed, when only Redis's part is left (it moves a held reservation once).
-        settled_at_price = row.actual_micros if already else price
-        actual = 0 if not_placed else (row.estimate_micros if settled_at_price is None else settled_at_price)
-        settled = self.accounts.settle(tenant.name, row.reservation_id, not_placed, actual, row.created_at)
-        # Settled at its estimate before; now the provider's price (looked up after the call).
-        repriced = (
-            already
-            and price is not None
-            and not not_placed
-            and self._reprice(tenant.name, row, request, price, now)
-        )
-        if opted_out:
-            self.repo.revoke(tenant.name, row.subject_hash, now, "call", "opt-out during call", "dial")
-        if already and (settled or opted_out):
-            # A retry that found PostgreSQL's part done (its record written then) and did Redis's.
-            self.repo.audit_many([{**record, "subject": row.subject_hash}])
-        return compliance_pb2.SettleCallResponse(
-            settled=settled or row.stored or repriced, consent_revoked=opted_out
-        )
-
-    def _reprice(
-        self,
-        tenant: str,
-        row: Settlement,
-        request: compliance_pb2.SettleCallRequest,
-        price: int,
-        now: datetime,
-    ) -> bool:
-        if row.actual_micros is not None:
-            return False  # a price once settled is never replaced
-        # Redis first, once per reservation: a retry after a crash between the two finds Redis
-        # done and still writes PostgreSQL; a Redis that lost the reservation rebuilds the day
-        # from PostgreSQL, which then has the price.
-        self.accounts.reprice(tenant, row.reservation_id, price)
-        if not self.repo.price_reservation(tenant, row.reservation_id, request.actual_cost_usd, price):
-            return False
-        self.repo.audit(
-            tenant=tenant,
-            at=now,
-            actor=audit_actor(),
-            action="settle_price",
-            subject=row.subject_hash,
-            detail={
-                "reservation_id": row.reservation_id,
-                "actual_cost_usd": request.actual_cost_usd,
-                "estimate_micros": row.estimate_micros,
-            },
-        )
-        return True
 
     def RecordContactAttempt(
         self, request: compliance_pb2.RecordContactAttemptRequest, context: grpc.ServicerContext

@@ -66,6 +66,18 @@ class Settlement:
 
 
 @dataclass(frozen=True)
+class Settling:
+    """One placed call to settle (`Repository.settle_reservations`); `audit`: see `audit`."""
+
+    tenant: str
+    reservation_id: str
+    outcome: str
+    cost: str
+    actual_micros: int | None
+    audit: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class SubjectQuery:
     """What to read about one person for one tenant: `consent_check_at` also asks whether consent
     given at that instant is on file; revocations count for the number and for `extra_subjects`
@@ -663,6 +675,53 @@ class Repository:
                     _AUDIT.insert(), [_audit_values(new_id(), {**audit, "subject": changed.subject_hash})]
                 )
             return _settlement(changed, stored=True)
+
+    def settle_reservations(self, calls: Sequence[Settling], now: datetime) -> list[Settlement | None]:
+        """`settle_reservation` for placed calls (not releases), each reservation at most once
+        in `calls`, in ONE transaction: one guarded UPDATE per distinct (outcome, cost, price),
+        one read of those it did not change, one INSERT of the audit records of those it did.
+        Answers in the order of `calls`."""
+        if not calls:
+            return []
+        groups: dict[tuple[str, str, int | None], list[tuple[str, str]]] = {}
+        for c in calls:
+            groups.setdefault((c.outcome, c.cost, c.actual_micros), []).append((c.tenant, c.reservation_id))
+        key = (_RESERVATIONS.c.tenant, _RESERVATIONS.c.reservation_id)
+        changed: dict[tuple[str, str], Settlement] = {}
+        with self.sessions.begin() as s:
+            conn = s.connection()
+            for (outcome, cost, micros), keys in groups.items():
+                for row in conn.execute(
+                    _RESERVATIONS.update()
+                    .where(sa.tuple_(*key).in_(keys), _RESERVATIONS.c.settled_at.is_(None))
+                    .values(settled_at=now, outcome=outcome, actual_cost_usd=cost, actual_micros=micros)
+                    .returning(_RESERVATIONS.c.tenant, *_SETTLING)
+                ):
+                    changed[(row.tenant, row.reservation_id)] = _settlement(row, stored=True)
+            rest = [
+                (c.tenant, c.reservation_id) for c in calls if (c.tenant, c.reservation_id) not in changed
+            ]
+            before: dict[tuple[str, str], Settlement] = {}
+            if rest:
+                before = {
+                    (row.tenant, row.reservation_id): _settlement(row, stored=False)
+                    for row in conn.execute(
+                        select(_RESERVATIONS.c.tenant, *_SETTLING).where(sa.tuple_(*key).in_(rest))
+                    )
+                }
+            records = [
+                _audit_values(
+                    new_id(), {**c.audit, "subject": changed[(c.tenant, c.reservation_id)].subject_hash}
+                )
+                for c in calls
+                if (c.tenant, c.reservation_id) in changed
+            ]
+            if records:
+                conn.execute(_AUDIT.insert(), records)
+        return [
+            changed.get((c.tenant, c.reservation_id)) or before.get((c.tenant, c.reservation_id))
+            for c in calls
+        ]
 
     def price_reservation(self, tenant: str, reservation_id: str, cost: str, actual_micros: int) -> bool:
         """The provider's price of a call settled without one; once (a price is never replaced)."""

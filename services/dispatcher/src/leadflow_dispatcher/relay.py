@@ -25,8 +25,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from leadflow.v1 import compliance_pb2, compliance_pb2_grpc
 from leadflow_core import cost_counters
+from leadflow_core.grpc_batch import code_of
 from leadflow_core.logs import get_logger
-from leadflow_core.request_context import bound
 from leadflow_dispatcher import queueing, scheduling
 from leadflow_dispatcher.queue_pauses import QueuePauses
 from leadflow_dispatcher.queueing import JobSpec
@@ -197,34 +197,47 @@ class Relay:
             self.store.resend(lost)
 
     def _settle(self) -> None:
-        outcomes: list[SettleOutcome] = []
-        for work in self.store.due_settlements(self.settings.relay_batch_size):
-            outcome = (
-                compliance_pb2.CALL_OUTCOME_NOT_PLACED
-                if work.status == "not-placed"
-                else scheduling.CALL_OUTCOMES.get(work.status, compliance_pb2.CALL_OUTCOME_FAILED)
+        """The pass's ended calls in one SettleCalls; each item's error is that call's alone."""
+        due = self.store.due_settlements(self.settings.relay_batch_size)
+        if not due:
+            return
+        requests = [
+            compliance_pb2.SettleCallRequest(
+                tenant=work.tenant,
+                reservation_id=work.reservation_id,
+                outcome=_outcome(work.status),
+                actual_cost_usd=work.price_usd,
+                duration_seconds=work.duration_seconds,
             )
-            with bound(None, work.tenant):
-                try:
-                    self.compliance.SettleCall(
-                        compliance_pb2.SettleCallRequest(
-                            tenant=work.tenant,
-                            reservation_id=work.reservation_id,
-                            outcome=outcome,  # type: ignore[arg-type]
-                            actual_cost_usd=work.price_usd,
-                            duration_seconds=work.duration_seconds,
-                        ),
-                        timeout=5.0,
-                    )
-                    outcomes.append(SettleOutcome(work.job_id))
-                except grpc.RpcError as err:
-                    code = err.code()
-                    error = f"{code}: {err.details()}"
-                    if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                        # Nothing to settle against: retrying cannot help.
-                        outcomes.append(SettleOutcome(work.job_id, error))
-                    else:
-                        outcomes.append(SettleOutcome(work.job_id, error, 5.0))
+            for work in due
+        ]
+        try:
+            items = self.compliance.SettleCalls(
+                compliance_pb2.SettleCallsRequest(calls=requests), timeout=10.0
+            ).items
+            answers = [(code_of(item.error_code), item.error_message, True) for item in items]
+        except grpc.RpcError as err:
+            # The call as a whole failed: no item was refused for itself, every one is retried.
+            answers = [(err.code(), str(err.details()), False)] * len(due)
+        outcomes: list[SettleOutcome] = []
+        for work, (code, message, its_own) in zip(due, answers, strict=True):
+            if code == grpc.StatusCode.OK:
+                outcomes.append(SettleOutcome(work.job_id))
+                continue
+            error = f"{code}: {message}"
+            if its_own and code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                # Nothing to settle against: retrying cannot help.
+                outcomes.append(SettleOutcome(work.job_id, error))
+            else:
+                outcomes.append(SettleOutcome(work.job_id, error, 5.0))
         # Recorded together after the pass: a crash before this commit settles those calls
-        # again, which compliance answers as already settled (SettleCall is idempotent).
+        # again, which compliance answers as already settled (settling is idempotent).
         self.store.finish_settlements(outcomes)
+
+
+def _outcome(status: str) -> compliance_pb2.CallOutcome.ValueType:
+    if status == "not-placed":
+        return compliance_pb2.CALL_OUTCOME_NOT_PLACED
+    return compliance_pb2.CallOutcome.ValueType(
+        scheduling.CALL_OUTCOMES.get(status, compliance_pb2.CALL_OUTCOME_FAILED)
+    )
