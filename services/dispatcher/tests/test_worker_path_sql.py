@@ -291,6 +291,30 @@ def test_get_leads_answers_as_the_portable_reads(store: Store, tenants: tuple[st
     assert 'work_done: "synced"' in answer[2]
 
 
+def test_get_leads_names_the_newest_later_lead_of_the_person_by_phone_or_email(
+    store: Store, tenants: tuple[str, str]
+) -> None:
+    """A lead known by phone and email is superseded by its person's newest later lead through
+    either; a lead sharing neither is not its person, nor is one of another tenant."""
+
+    def seed(ids: Ids) -> list[Any]:
+        return [
+            _lead(ids, "m", phone="p2", email="e2", age=30),
+            _lead(ids, "n", phone="p2", age=20),  # later, by phone
+            _lead(ids, "o", email="e2", age=5),  # later still, by email: the newest of m's person
+            _lead(ids, "q", phone="p2", age=1, tenant="other"),
+        ]
+
+    def run(path: Store, ids: Ids) -> Any:
+        return path.get_leads([(ids.tenant, ids(name)) for name in ("m", "n", "o")])
+
+    answer, _, _ids, _ = _both(store, tenants, seed, run)
+    assert 'superseded_by: "<o>"' in answer[0]
+    # n shares m's phone only, o m's email only: n and o are not one person.
+    assert "superseded_by" not in answer[1]
+    assert "superseded_by" not in answer[2]
+
+
 def test_record_events_writes_as_the_portable_statements(store: Store, tenants: tuple[str, str]) -> None:
     def seed(ids: Ids) -> list[Any]:
         return [

@@ -73,20 +73,31 @@ def insert_events(s: Session, values: list[dict[str, Any]]) -> set[tuple[str, st
     return {(t, k) for t, k in s.execute(statement).all() if k is not None}
 
 
-def _superseded_by(row: Any, people: Sequence[Any]) -> str:
-    """The newest other lead of the same person stamped later than this one, if any."""
-    best: tuple[datetime, str] | None = None
-    for other in people:
-        if other.id == row.id or other.tenant != row.tenant:
-            continue
-        same = (row.person_phone and other.person_phone == row.person_phone) or (
-            row.person_email and other.person_email == row.person_email
-        )
-        if not same or as_utc(other.version_at) <= as_utc(row.version_at):
-            continue
-        if best is None or as_utc(other.version_at) > best[0]:
-            best = (as_utc(other.version_at), other.id)
-    return best[1] if best else ""
+class _Newest:
+    """The batch's people's leads by (tenant, phone) and (tenant, email): each lead's newer
+    twin is found among its own person's leads, not by walking every lead the batch read (a
+    batch of n leads walked n x n of them)."""
+
+    def __init__(self, people: Sequence[Any]) -> None:
+        self._by: dict[tuple[str, str, str], list[tuple[datetime, str]]] = {}
+        for p in people:
+            stamped = (as_utc(p.version_at), p.id)
+            if p.person_phone:
+                self._by.setdefault((p.tenant, "phone", p.person_phone), []).append(stamped)
+            if p.person_email:
+                self._by.setdefault((p.tenant, "email", p.person_email), []).append(stamped)
+
+    def superseded_by(self, row: Any) -> str:
+        """The newest other lead of the same person stamped later than this one, if any."""
+        mine = as_utc(row.version_at)
+        best: tuple[datetime, str] | None = None
+        for kind, value in (("phone", row.person_phone), ("email", row.person_email)):
+            if not value:
+                continue
+            for at, lead_id in self._by.get((row.tenant, kind, value), ()):
+                if lead_id != row.id and at > mine and (best is None or at > best[0]):
+                    best = (at, lead_id)
+        return best[1] if best else ""
 
 
 class WorkerReadStore(Repository):
@@ -158,6 +169,7 @@ class WorkerReadStore(Repository):
         people: Sequence[Any],
     ) -> list[dispatcher_pb2.GetLeadResponse | NotFound]:
         out: list[dispatcher_pb2.GetLeadResponse | NotFound] = []
+        newest = _Newest(people)
         for tenant, lead_id in refs:
             row = rows.get(lead_id)
             if row is None or row.tenant != tenant:
@@ -172,7 +184,7 @@ class WorkerReadStore(Repository):
                     dial_at=to_proto(row.dial_at) if row.dial_at else None,
                     work_done=sorted({JOB_DONE_NAMES[k] for k in kinds if k in JOB_DONE_NAMES}),
                     enrichment_json=json.dumps(row.enrichment) if row.enrichment else "",
-                    superseded_by=_superseded_by(row, people),
+                    superseded_by=newest.superseded_by(row),
                     joined_lead_id=row.joined_lead_id or "",
                     request_id=row.request_id,
                 )
