@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -366,6 +368,51 @@ def test_callbacks_of_other_calls_pass_a_slow_one_and_a_calls_own_keep_their_ord
         )
         slow = [r.form()["CallStatus"][0] for r in receiver.requests if b"CAslow" in r.body]
         assert slow == ["ringing", "completed"]
+
+
+def test_a_callback_after_the_receiver_dropped_the_idle_connection_goes_out_afresh() -> None:
+    """A lane keeps its connection open between callbacks; a receiver (or a proxy) that closed
+    it meanwhile costs no delivery: with a single attempt allowed, both callbacks arrive, each
+    on a connection of its own."""
+    received: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def answer_once_then_hang_up() -> None:
+            for _ in range(2):
+                conn, _ = server.accept()
+                with conn:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = int(
+                        next(
+                            line.split(b":")[1]
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length")
+                        )
+                    )
+                    while len(body) < length:
+                        body += conn.recv(65536)
+                    received.append(body)
+                    # HTTP/1.1 without "Connection: close": the client may keep it, and finds it gone.
+                    conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+
+        thread = threading.Thread(target=answer_once_then_hang_up, daemon=True)
+        thread.start()
+        sender = CallbackSender(timeout=5, attempts=1, lanes=1)
+        try:
+            url = f"http://127.0.0.1:{port}/cb"
+            sender.schedule(0, url, {"CallSid": "CA1", "CallStatus": "ringing"}, TOKEN)
+            wait_for(lambda: len(received) == 1, timeout=5, what="the first callback")
+            time.sleep(0.2)  # the receiver has hung up by now
+            sender.schedule(0, url, {"CallSid": "CA1", "CallStatus": "completed"}, TOKEN)
+            wait_for(lambda: len(received) == 2, timeout=5, what="the second callback, on a new connection")
+        finally:
+            sender.close()
+        thread.join(5)
+    assert [b"CallStatus=ringing" in received[0], b"CallStatus=completed" in received[1]] == [True, True]
 
 
 def test_local_crm_find_lead_sees_the_contact_a_lead_wrote(engine: Engine) -> None:

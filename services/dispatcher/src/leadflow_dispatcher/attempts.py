@@ -30,7 +30,7 @@ from leadflow_dispatcher.repository import (
     LIVE_JOB_STATES,
     Repository,
     event_row,
-    insert_ignoring,
+    ignoring_insert,
     job_row,
     new_id,
 )
@@ -777,7 +777,8 @@ def write_queued(s: Session) -> None:
     if queued is None:
         return
     if queued.settles:
-        s.execute(insert_ignoring(s, JOBS, queued.settles, ["tenant", "lead_id", "kind", "attempt"]))
+        dialect = s.get_bind().dialect.name
+        s.execute(ignoring_insert(dialect, JOBS, ("tenant", "lead_id", "kind", "attempt")), queued.settles)
     if queued.finishes:
         # A lookup job added or changed earlier in the transaction is flushed first, so the
         # UPDATE sees it and the commit's flush does not undo it; else no flush, so the batch's

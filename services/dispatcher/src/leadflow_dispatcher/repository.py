@@ -8,6 +8,7 @@ and our "due" comparisons agree.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from typing import Any, cast
@@ -85,6 +86,15 @@ def insert_ignoring(s: Session, table: Any, values: list[dict[str, Any]], unique
     """`INSERT ... ON CONFLICT (unique) DO NOTHING` for PostgreSQL and SQLite alike."""
     insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
     return insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
+
+
+@functools.cache
+def ignoring_insert(dialect: str, table: sa.Table, unique: tuple[str, ...]) -> Any:
+    """`insert_ignoring` without its VALUES, built once: run it with a list of rows of the same
+    columns (an executemany, which SQLAlchemy sends as multi-row INSERTs of one compiled form).
+    A VALUES clause of n rows is compiled again for every new n."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(unique))
 
 
 def job_row(

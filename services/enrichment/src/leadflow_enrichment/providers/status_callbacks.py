@@ -1,19 +1,23 @@
 """Delivers Twilio-style status callbacks, signed, from a few background threads ("lanes"): a
 call's callbacks all go through one lane, in due order, and different calls' go out side by side,
 as a carrier's many senders post them. One lane for every call made the simulator the mesh's
-bottleneck: each callback waited for the one before it to be answered (about 30 a second)."""
+bottleneck: each callback waited for the one before it to be answered (about 30 a second).
+
+Each lane posts over its own kept-alive `http.client` connection: the simulator stands in for a
+carrier, whose sending costs our machines nothing, and on the benchmark's two cores an httpx
+post cost ~2.3 ms of CPU against ~0.5 ms for the same request through http.client."""
 
 from __future__ import annotations
 
 import heapq
+import http.client
 import itertools
 import threading
 import time
+import urllib.parse
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import httpx
 
 from leadflow_core.logs import get_logger
 from leadflow_enrichment.providers.twilio_signature import twilio_signature
@@ -39,13 +43,9 @@ class CallbackSender:
     def __init__(
         self, *, timeout: float = 5.0, attempts: int = 3, retry_base_seconds: float = 0.2, lanes: int = 8
     ) -> None:
-        client = httpx.Client(
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=max(1, lanes), max_keepalive_connections=max(1, lanes)),
-        )
-        self._client = client
-        self._lanes = [_Lane(client, max(1, attempts), retry_base_seconds, n) for n in range(max(1, lanes))]
+        self._lanes = [
+            _Lane(_Poster(timeout), max(1, attempts), retry_base_seconds, n) for n in range(max(1, lanes))
+        ]
 
     def schedule(
         self,
@@ -69,18 +69,66 @@ class CallbackSender:
         deadline = time.monotonic() + timeout
         for lane in self._lanes:
             lane.join(max(0.0, deadline - time.monotonic()))
-        self._client.close()
+            lane.poster.close()
+
+
+class _Poster:
+    """One lane's form POSTs over a kept-alive connection per origin (only its thread uses it)."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
+
+    def post(self, url: str, params: dict[str, str], headers: dict[str, str]) -> int:
+        """The answer's status; raises OSError or http.client.HTTPException when there is none."""
+        parts = urllib.parse.urlsplit(url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        body = urllib.parse.urlencode(params)
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+        origin = (parts.scheme, parts.netloc)
+        reused = origin in self._connections
+        try:
+            return self._send(origin, path, body, headers)
+        except (ConnectionError, http.client.RemoteDisconnected):
+            if not reused:
+                raise
+            # The server closed the kept-alive connection while it was idle: once more, afresh.
+            return self._send(origin, path, body, headers)
+
+    def _send(self, origin: tuple[str, str], path: str, body: str, headers: dict[str, str]) -> int:
+        conn = self._connections.get(origin)
+        if conn is None:
+            scheme, netloc = origin
+            factory = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            conn = self._connections[origin] = factory(netloc, timeout=self._timeout)
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            del self._connections[origin]
+            raise
+        if response.will_close:
+            conn.close()
+            del self._connections[origin]
+        return response.status
+
+    def close(self) -> None:
+        for conn in self._connections.values():
+            conn.close()
+        self._connections.clear()
 
 
 class _Lane:
-    def __init__(self, client: httpx.Client, attempts: int, retry_base_seconds: float, number: int) -> None:
+    def __init__(self, poster: _Poster, attempts: int, retry_base_seconds: float, number: int) -> None:
         self._heap: list[_Delivery] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._closed = False
         self._attempts = attempts
         self._retry_base = retry_base_seconds
-        self._client = client
+        self.poster = poster
         self._thread = threading.Thread(target=self._run, name=f"status-callbacks-{number}", daemon=True)
         self._thread.start()
 
@@ -148,10 +196,10 @@ class _Lane:
             d.before_send = None
         signature = twilio_signature(d.auth_token, d.url, d.params)
         try:
-            response = self._client.post(d.url, data=d.params, headers={"X-Twilio-Signature": signature})
-            ok = response.status_code < 500
-            outcome = str(response.status_code)
-        except httpx.HTTPError as err:
+            status = self.poster.post(d.url, d.params, {"X-Twilio-Signature": signature})
+            ok = status < 500
+            outcome = str(status)
+        except (OSError, http.client.HTTPException) as err:
             ok, outcome = False, type(err).__name__
         if ok:
             log.debug(
