@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 from redis.lock import Lock
@@ -360,34 +360,29 @@ class Accounts:
     def settle(
         self, tenant: str, reservation_id: str, not_placed: bool, actual_micros: int, now: datetime
     ) -> bool:
-        k = self.settings.redis_key
-        rate, active = k("acct", tenant, "rate"), k("acct", tenant, "active")
-        res = k("acct", tenant, "res", reservation_id)
-        done = self._settle(
-            keys=[rate, active, res], args=[reservation_id, "1" if not_placed else "0", actual_micros]
-        )
-        return bool(done)
+        keys, args = self._settle_call(tenant, reservation_id, not_placed, actual_micros)
+        return bool(self._settle(keys=keys, args=args))
 
-    def settle_many(self, settles: Sequence[tuple[str, str, bool, int, datetime]]) -> list[bool]:
-        """`settle` for many (tenant, reservation id, not placed, actual micros, now) in one
-        pipeline, each its own atomic script: whether each moved its held reservation. (A
-        pipeline of scripts costs one more round trip, redis-py's SCRIPT EXISTS, so one settle
-        goes alone.)"""
+    def settle_many(self, settles: Sequence[tuple[str, str, bool, int]]) -> list[bool]:
+        """`settle` for many (tenant, reservation id, not placed, actual micros) in one pipeline,
+        each its own atomic script: whether each moved its held reservation. (A pipeline of
+        scripts costs one more round trip, redis-py's SCRIPT EXISTS, so one settle goes alone.)"""
         if not settles:
             return []
-        k = self.settings.redis_key
         pipe = self.client.pipeline(transaction=False)
-        for tenant, reservation_id, not_placed, actual_micros, _ in settles:
-            self._settle(
-                keys=[
-                    k("acct", tenant, "rate"),
-                    k("acct", tenant, "active"),
-                    k("acct", tenant, "res", reservation_id),
-                ],
-                args=[reservation_id, "1" if not_placed else "0", actual_micros],
-                client=pipe,
-            )
+        for settle in settles:
+            keys, args = self._settle_call(*settle)
+            self._settle(keys=keys, args=args, client=pipe)
         return [bool(done) for done in pipe.execute()]
+
+    def _settle_call(
+        self, tenant: str, reservation_id: str, not_placed: bool, actual_micros: int
+    ) -> tuple[list[str], list[Any]]:
+        """The settle script's keys and arguments."""
+        k = self.settings.redis_key
+        rate, active = k("acct", tenant, "rate"), k("acct", tenant, "active")
+        keys = [rate, active, k("acct", tenant, "res", reservation_id)]
+        return keys, [reservation_id, "1" if not_placed else "0", actual_micros]
 
     def reprice(self, tenant: str, reservation_id: str, price_micros: int) -> bool:
         """The price of a call settled at its estimate: the day's spend takes the difference,

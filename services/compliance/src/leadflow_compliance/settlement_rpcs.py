@@ -11,6 +11,7 @@ of one reservation in the batch) goes through SettleCall, item by item.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -97,8 +98,7 @@ class SettlementRpcs:
     accounts: Accounts
     cache: TenantCache
 
-    def _tenant(self, context: grpc.ServicerContext, name: str, field: str = "tenant") -> tenant_pb2.Tenant:
-        raise NotImplementedError
+    _tenant: Callable[[grpc.ServicerContext, str], tenant_pb2.Tenant]
 
     def SettleCall(
         self, request: compliance_pb2.SettleCallRequest, context: grpc.ServicerContext
@@ -183,10 +183,7 @@ class SettlementRpcs:
         )
         found = [(i, row) for i, row in zip(order, rows, strict=True) if row is not None]
         settled = self.accounts.settle_many(
-            [
-                (calls[i].tenant, row.reservation_id, False, calls[i].actual_micros(row), row.created_at)
-                for i, row in found
-            ]
+            [(calls[i].tenant, row.reservation_id, False, calls[i].actual_micros(row)) for i, row in found]
         )
         replies = {i: self._unknown(calls[i]) for i, row in zip(order, rows, strict=True) if row is None}
         for (i, row), done in zip(found, settled, strict=True):

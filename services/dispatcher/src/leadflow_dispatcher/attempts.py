@@ -30,7 +30,7 @@ from leadflow_dispatcher.repository import (
     LIVE_JOB_STATES,
     Repository,
     event_row,
-    ignoring_insert,
+    insert_ignoring_many,
     job_row,
     new_id,
 )
@@ -778,7 +778,9 @@ def write_queued(s: Session) -> None:
         return
     if queued.settles:
         dialect = s.get_bind().dialect.name
-        s.execute(ignoring_insert(dialect, JOBS, ("tenant", "lead_id", "kind", "attempt")), queued.settles)
+        s.execute(
+            insert_ignoring_many(dialect, JOBS, ("tenant", "lead_id", "kind", "attempt")), queued.settles
+        )
     if queued.finishes:
         # A lookup job added or changed earlier in the transaction is flushed first, so the
         # UPDATE sees it and the commit's flush does not undo it; else no flush, so the batch's

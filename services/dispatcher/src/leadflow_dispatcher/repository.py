@@ -89,7 +89,7 @@ def insert_ignoring(s: Session, table: Any, values: list[dict[str, Any]], unique
 
 
 @functools.cache
-def ignoring_insert(dialect: str, table: sa.Table, unique: tuple[str, ...]) -> Any:
+def insert_ignoring_many(dialect: str, table: sa.Table, unique: tuple[str, ...]) -> Any:
     """`insert_ignoring` without its VALUES, built once: run it with a list of rows of the same
     columns (an executemany, which SQLAlchemy sends as multi-row INSERTs of one compiled form).
     A VALUES clause of n rows is compiled again for every new n."""

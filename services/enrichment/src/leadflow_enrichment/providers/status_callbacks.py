@@ -89,7 +89,7 @@ class _Poster:
         reused = origin in self._connections
         try:
             return self._send(origin, path, body, headers)
-        except (ConnectionError, http.client.RemoteDisconnected):
+        except ConnectionError:  # http.client's RemoteDisconnected is one
             if not reused:
                 raise
             # The server closed the kept-alive connection while it was idle: once more, afresh.
